@@ -1,0 +1,75 @@
+# pgbert - BERT text classification inside PostgreSQL.
+#
+#   make                 build the extension (with CUDA when nvcc is found)
+#   make USE_CUDA=0      CPU-only build
+#   make install         install into the PostgreSQL that pg_config names
+#   make installcheck    pg_regress suites (sql/, expected/) against a running server
+#   make engine-check    engine unit and parity tests, no server needed
+#   make bench           tokenizer benchmark binary (see test/bench/)
+
+EXTENSION = pgbert
+EXTVERSION = 0.1.0
+MODULE_big = pgbert
+
+DATA = pgbert--$(EXTVERSION).sql data/pgbert_vocab_uncased.txt
+REGRESS = tokenizer tokenizer_parity tokenizer_limits encoding
+REGRESS_OPTS = --inputdir=. --outputdir=build/regress
+
+ENGINE_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
+PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c
+OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
+
+PG_CPPFLAGS = -Isrc/engine -Ikernels
+PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+SHLIB_LINK = -lutf8proc -lopenblas -lpthread
+
+# CUDA is optional: on when nvcc exists, forced with USE_CUDA=1/0.
+NVCC ?= /usr/local/cuda/bin/nvcc
+USE_CUDA ?= $(if $(wildcard $(NVCC)),1,0)
+ifeq ($(USE_CUDA),1)
+include kernels/cuda.mk
+OBJS += $(CUDA_OBJS)
+SHLIB_LINK += $(CUDA_LIBS)
+PG_CPPFLAGS += -DPGBERT_USE_CUDA
+endif
+
+EXTRA_CLEAN = build $(CUDA_SRCS:.cu=.o)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The engine also builds on its own, without any PostgreSQL header on the
+# include path: that is what keeps it PostgreSQL-free.
+ENGINE_CC ?= gcc
+ENGINE_CFLAGS ?= -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
+BUILD = build
+ENGINE_OBJS = $(patsubst src/engine/%.c,$(BUILD)/engine/%.o,$(ENGINE_SRCS))
+ENGINE_LIB = $(BUILD)/libpgbert_engine.a
+ENGINE_LIBS = -lutf8proc -lpthread
+
+$(BUILD)/engine/%.o: src/engine/%.c src/engine/*.h
+	@mkdir -p $(dir $@)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -c -o $@ $<
+
+$(ENGINE_LIB): $(ENGINE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%: test/engine/%.c $(ENGINE_LIB)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+
+$(BUILD)/bench_tokenizer: test/bench/bench_tokenizer.c $(ENGINE_LIB)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+
+.PHONY: engine engine-check bench
+engine: $(ENGINE_LIB) $(BUILD)/test_tokenizer $(BUILD)/unidump
+
+engine-check: engine
+	$(BUILD)/test_tokenizer test/fixtures data/pgbert_vocab_uncased.txt
+
+bench: $(BUILD)/bench_tokenizer
+
+installcheck: | $(BUILD)/regress
+$(BUILD)/regress:
+	mkdir -p $@
