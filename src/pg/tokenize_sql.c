@@ -163,8 +163,7 @@ tokenize_text(const BtTokenizer *tk, text *input, int64 limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
 				 errmsg("invalid UTF-8 byte sequence at byte offset %zu of input",
-						sink.error_offset),
-				 errhint("pgbert tokenizes UTF-8; in a SQL_ASCII database the text must be valid UTF-8.")));
+						sink.error_offset)));
 	if (utf8 != src)
 		pfree(utf8);
 	return c;

@@ -336,12 +336,14 @@ test_truncation(const Lines *corpus)
 static void
 test_hf_cases(void)
 {
-	BtTokenizer *tk = make_tokenizer(1, -1, 1);
+	BtTokenizer *uncased = make_tokenizer(1, -1, 1);
+	BtTokenizer *cased = make_tokenizer(0, -1, 1);
 	Lines		rows = read_lines("tokenizer_cases.txt");
 
 	for (size_t i = 0; i < rows.n; i++)
 	{
-		char	   *text = rows.line[i];
+		BtTokenizer *tk = rows.line[i][0] == 't' ? uncased : cased;
+		char	   *text = rows.line[i] + 2;
 		char	   *t1 = strchr(text, '\t');
 		char	   *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
 		size_t		tlen;
@@ -370,11 +372,12 @@ test_hf_cases(void)
 		strcat(pieces, "}");
 		eq = exp.n == got.n + 2 && (got.n == 0 || memcmp(exp.v + 1, got.v, got.n * 4) == 0) &&
 			strcmp(pieces, t1 + 1) == 0;
-		check(eq, "hf case %zu: pieces %s", i + 1, pieces);
+		check(eq, "hf case %zu (%s): pieces %s", i + 1, tk == cased ? "cased" : "uncased", pieces);
 		free(got.v);
 		free(exp.v);
 	}
-	bt_tokenizer_free(tk);
+	bt_tokenizer_free(uncased);
+	bt_tokenizer_free(cased);
 }
 
 /* ---- edge cases ---- */

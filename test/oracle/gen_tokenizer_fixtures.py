@@ -7,7 +7,8 @@ Output (test/fixtures/):
   tokenizer_ids_<setting>.txt.gz  line i = input ids ([CLS] ... [SEP], no truncation)
                                   of corpus line i, as an int[] literal
   tokenizer_truncation.txt        line_no <TAB> max_length <TAB> ids, uncased, truncated
-  tokenizer_cases.txt             HF's own BERT test strings: text <TAB> pieces <TAB> ids
+  tokenizer_cases.txt             HF's own BERT test strings and the literals of sql/*.sql:
+                                  do_lower_case <TAB> text <TAB> pieces <TAB> ids
   tokenizer_fixtures.json         versions and counts
 
 The oracle is transformers' BertTokenizer, which in transformers 5 is the Rust
@@ -44,7 +45,8 @@ SETTINGS = {
 TRUNCATION_STEP = 97
 TRUNCATION_LENGTHS = (2, 3, 5, 16, 128, 512)
 
-# transformers' tests/models/bert/test_tokenization_bert.py inputs, plus special-token cases
+# transformers' tests/models/bert/test_tokenization_bert.py inputs, special-token cases,
+# and every literal whose pieces or ids the pg_regress suites show
 HF_CASES = [
     "UNwant\u00E9d,running",
     " \tHeLLo!how  \n Are yoU?  ",
@@ -59,7 +61,15 @@ HF_CASES = [
     "\u00A0\u3000\u2028 spaces",
     "",
     " ",
+    "[sep] is not special, nor is [SEP",
+    "hello",
+    "a b c d e f",
+    "Gr\u00FC\u00DFe aus K\u00F6ln, \u00E7a va?",
+    "h\u00E9llo",
+    " \t\n\u00A0\u3000",
 ]
+# (text, do_lower_case) pairs checked cased as well
+CASED_CASES = ["Hello hello", "\u00DF \u00E9", "UNwant\u00E9d,running"]
 
 
 def copy_unescape(line):
@@ -115,10 +125,13 @@ def build():
     files["tokenizer_truncation.txt"] = "".join(rows)
 
     rows = []
-    for s in HF_CASES:
-        pieces = tok["uncased"].tokenize(s)
-        ids = tok["uncased"](s)["input_ids"]
-        rows.append("%s\t%s\t%s\n" % (copy_escape(s), copy_escape(text_array(pieces)), int_array(ids)))
+    for lower, strings in (("t", HF_CASES), ("f", CASED_CASES)):
+        t = tok["uncased" if lower == "t" else "cased"]
+        for s in strings:
+            pieces = t.tokenize(s)
+            ids = t(s)["input_ids"]
+            rows.append("%s\t%s\t%s\t%s\n" % (lower, copy_escape(s), copy_escape(text_array(pieces)),
+                                                int_array(ids)))
     files["tokenizer_cases.txt"] = "".join(rows)
 
     meta = {
