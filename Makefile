@@ -62,13 +62,42 @@ $(BUILD)/%: test/engine/%.c $(ENGINE_LIB)
 $(BUILD)/bench_tokenizer: test/bench/bench_tokenizer.c $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
-.PHONY: engine engine-check bench
+.PHONY: engine engine-check engine-check-sanitized fuzz-smoke bench print-use-cuda
 engine: $(ENGINE_LIB) $(BUILD)/test_tokenizer $(BUILD)/unidump
 
 engine-check: engine
 	$(BUILD)/test_tokenizer test/fixtures data/pgbert_vocab_uncased.txt
 
+# The same tests built with clang's AddressSanitizer and UndefinedBehaviorSanitizer.
+SAN_CC ?= clang
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
+$(BUILD)/san/test_tokenizer: test/engine/test_tokenizer.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(SAN_FLAGS) -Isrc/engine -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
+
+engine-check-sanitized: $(BUILD)/san/test_tokenizer
+	$< test/fixtures data/pgbert_vocab_uncased.txt
+
+# libFuzzer smoke run over the tokenizer and the vocabulary parser.
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz_tokenizer: test/fuzz/fuzz_tokenizer.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -O1 -g -Isrc/engine -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
+
+fuzz-smoke: $(BUILD)/fuzz_tokenizer
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz-corpus test/fuzz/seeds
+
 bench: $(BUILD)/bench_tokenizer
+
+print-use-cuda:
+	@echo $(USE_CUDA)
+
+ifeq ($(USE_CUDA),1)
+$(BUILD)/test_gpu_gemm: test/gpu/test_gpu_gemm.c $(CUDA_OBJS) kernels/gpu.h
+	@mkdir -p $(dir $@)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -Ikernels -o $@ $< $(CUDA_OBJS) $(CUDA_LIBS) -lm
+endif
 
 installcheck: | $(BUILD)/regress
 $(BUILD)/regress:

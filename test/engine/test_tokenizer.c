@@ -198,6 +198,7 @@ parse_int_array(const char *s, Ids *out)
 
 typedef struct Lines
 {
+	char	   *buf;
 	char	  **line;
 	size_t	   *len;
 	size_t		n;
@@ -247,6 +248,7 @@ read_lines(const char *name)
 	}
 	for (size_t i = 0; i < len; i++)
 		l.n += buf[i] == '\n';
+	l.buf = buf;
 	l.line = malloc(sizeof(char *) * (l.n + 1));
 	l.len = malloc(sizeof(size_t) * (l.n + 1));
 	for (size_t i = 0, start = 0, k = 0; i < len; i++)
@@ -261,6 +263,14 @@ read_lines(const char *name)
 		}
 	}
 	return l;
+}
+
+static void
+free_lines(Lines *l)
+{
+	free(l->buf);
+	free(l->line);
+	free(l->len);
 }
 
 /* ---- parity with the oracle ---- */
@@ -278,6 +288,8 @@ test_corpus_setting(const Lines *corpus, const char *setting, int lower, int str
 	if (want.n != corpus->n)
 	{
 		check(0, "parity %s: %zu fixture lines for %zu corpus lines", setting, want.n, corpus->n);
+		free_lines(&want);
+		bt_tokenizer_free(tk);
 		return;
 	}
 	for (size_t i = 0; i < corpus->n; i++)
@@ -298,6 +310,7 @@ test_corpus_setting(const Lines *corpus, const char *setting, int lower, int str
 	}
 	check(bad == 0, "parity %s: %zu of %zu corpus lines identical to the oracle",
 		  setting, corpus->n - bad, corpus->n);
+	free_lines(&want);
 	bt_tokenizer_free(tk);
 }
 
@@ -330,6 +343,7 @@ test_truncation(const Lines *corpus)
 	}
 	check(bad == 0 && rows.n > 0, "truncation: %zu of %zu cases identical to the oracle",
 		  rows.n - bad, rows.n);
+	free_lines(&rows);
 	bt_tokenizer_free(tk);
 }
 
@@ -376,6 +390,7 @@ test_hf_cases(void)
 		free(got.v);
 		free(exp.v);
 	}
+	free_lines(&rows);
 	bt_tokenizer_free(uncased);
 	bt_tokenizer_free(cased);
 }
@@ -539,6 +554,7 @@ main(int argc, char **argv)
 	test_relations();
 	test_huge_inputs();
 	test_vocab_parsing();
+	free_lines(&corpus);
 
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every test pgbert has, on a fresh Debian bookworm machine (run as root):
+#   engine unit + parity tests (plain and under ASan/UBSan), the GPU GEMM test
+#   (skips without a device), fixture reproducibility against the pinned oracles,
+#   and the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv).
+# Exits nonzero when anything fails; the last line counts passed/failed stages.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh || exit 1
+
+passed=0; failed=0
+stage() {
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then passed=$((passed + 1)); echo "=== $name: ok"
+  else failed=$((failed + 1)); echo "=== $name: FAILED"; fi
+}
+regress() {
+  if pg_virtualenv -v 15 make -s installcheck; then return 0; fi
+  cat build/regress/regression.diffs 2>/dev/null | head -200
+  return 1
+}
+gpu_gemm() {
+  if [ "$(make -s print-use-cuda)" != 1 ]; then echo "built without CUDA: skipped"; return 0; fi
+  make -s build/test_gpu_gemm && build/test_gpu_gemm
+}
+
+stage "build and install" bash -c 'make -s && make -s install'
+stage "engine tests" make -s engine-check
+stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
+stage "tokenizer fuzz smoke" make -s fuzz-smoke
+stage "gpu gemm test" gpu_gemm
+stage "oracle fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_tokenizer_fixtures.py --check
+stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
+stage "pg_regress suites" regress
+
+echo "stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Tokenizer benchmark: pgbert's engine vs Hugging Face tokenizers, one thread each, same run.
+#
+#   test/bench/run_tokenizer_bench.sh [PYTHON]
+#
+# PYTHON is an interpreter with the oracle requirements (test/oracle/requirements.txt);
+# default .venv-oracle/bin/python. Two inputs: the multilingual parity corpus and the
+# SpamAssassin e-mail bodies (English). Prints JSON lines and a markdown table with
+# the ratio; the table goes into docs/benchmarks.md by hand.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${1:-.venv-oracle/bin/python}
+VOCAB=data/pgbert_vocab_uncased.txt
+REPEATS=${REPEATS:-7}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+make -s bench
+# SpamAssassin bodies, one per line in COPY escaping
+"$PY" - "$work/mail.txt" <<'PY'
+import csv, gzip, sys
+csv.field_size_limit(1 << 30)
+rows = csv.DictReader(gzip.open("data/spamassassin.csv.gz", "rt", encoding="utf-8"))
+esc = lambda s: (s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                 .replace("\r", "\\r").replace("\b", "\\b").replace("\f", "\\f").replace("\v", "\\v"))
+with open(sys.argv[1], "w", encoding="utf-8", newline="\n") as f:
+    for r in rows:
+        f.write(esc((r["subject"] or "") + "\n" + (r["body"] or "")) + "\n")
+PY
+
+table="| input | implementation | texts | MB | tokens | tokens/s | MB/s | pgbert ÷ this |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+for input in test/fixtures/tokenizer_corpus.txt "$work/mail.txt"; do
+  name=$([ "$input" = "$work/mail.txt" ] && echo "SpamAssassin mails" || echo "parity corpus (multilingual)")
+  ours=$(taskset -c 0 build/bench_tokenizer "$VOCAB" "$input" "$REPEATS")
+  theirs=$(RAYON_NUM_THREADS=1 taskset -c 0 "$PY" test/bench/bench_tokenizer_hf.py "$VOCAB" "$input" "$REPEATS" 2>/dev/null)
+  echo "$ours"; echo "$theirs"
+  table+=$(printf '%s\n%s\n' "$ours" "$theirs" | "$PY" -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+ours = rows[0]
+for r in rows:
+    ratio = ours["tokens_per_s"] / r["tokens_per_s"]
+    print("| %s | %s | %d | %.2f | %d | %s | %.2f | %.2f× |" % (sys.argv[1], r["impl"], r["texts"],
+          r["bytes"] / 1e6, r["tokens"], format(r["tokens_per_s"], ","), r["mb_per_s"], ratio))
+' "$name")
+  table+="\n"
+done
+echo
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), one thread (taskset -c 0), median of $REPEATS passes"
+printf "$table"
