@@ -25,6 +25,13 @@ gpu_gemm() {
   make -s build/test_gpu_gemm && build/test_gpu_gemm
 }
 
+cpu_only_build() {
+  make -s clean && make -s USE_CUDA=0 || return 1
+  if ldd pgbert.so | grep -E 'libcudart|libcublas'; then echo "CPU-only build links CUDA"; return 1; fi
+  make -s clean
+}
+
+stage "cpu-only build (USE_CUDA=0)" cpu_only_build
 stage "build and install" bash -c 'make -s && make -s install'
 stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized

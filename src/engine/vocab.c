@@ -28,10 +28,11 @@ static inline int32_t
 map_find(const BtVocab *v, const BtPieceMap *map, const char *s, size_t len,
 		 size_t key_skip)
 {
-	uint32_t	h = hash_bytes(s, len);
+	uint32_t	h;
 
 	if (len > map->max_len)
 		return -1;
+	h = hash_bytes(s, len);
 	for (uint32_t i = 0;; i++)
 	{
 		uint32_t	slot = map->slots[LOOKUP_SLOT(map, h, i)];
