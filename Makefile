@@ -23,17 +23,19 @@ PG_CPPFLAGS = -Isrc/engine -Ikernels
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 SHLIB_LINK = -lutf8proc -lopenblas -lpthread
 
-# CUDA is optional: on when nvcc exists, forced with USE_CUDA=1/0.
+# CUDA is optional: on when nvcc exists, forced with USE_CUDA=1/0. The kernels
+# build into their own library, pgbert_gpu.so (linked with cudart and cuBLAS),
+# installed beside pgbert.so but not linked into it: loading cuBLAS costs a
+# backend about 80 ms, and only the process that owns the GPU needs it.
 NVCC ?= /usr/local/cuda/bin/nvcc
 USE_CUDA ?= $(if $(wildcard $(NVCC)),1,0)
 ifeq ($(USE_CUDA),1)
 include kernels/cuda.mk
-OBJS += $(CUDA_OBJS)
-SHLIB_LINK += $(CUDA_LIBS)
 PG_CPPFLAGS += -DPGBERT_USE_CUDA
+GPU_MODULE = pgbert_gpu$(DLSUFFIX)
 endif
 
-EXTRA_CLEAN = build $(CUDA_SRCS:.cu=.o)
+EXTRA_CLEAN = build kernels/*.o pgbert_gpu.so
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -94,6 +96,16 @@ print-use-cuda:
 	@echo $(USE_CUDA)
 
 ifeq ($(USE_CUDA),1)
+all: $(GPU_MODULE)
+install: install-gpu-module
+
+$(GPU_MODULE): $(CUDA_OBJS)
+	$(CC) -shared -o $@ $(CUDA_OBJS) $(CUDA_LIBS)
+
+.PHONY: install-gpu-module
+install-gpu-module: $(GPU_MODULE) installdirs
+	$(INSTALL_SHLIB) $(GPU_MODULE) '$(DESTDIR)$(pkglibdir)/$(GPU_MODULE)'
+
 $(BUILD)/test_gpu_gemm: test/gpu/test_gpu_gemm.c $(CUDA_OBJS) kernels/gpu.h
 	@mkdir -p $(dir $@)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Ikernels -o $@ $< $(CUDA_OBJS) $(CUDA_LIBS) -lm

@@ -27,12 +27,22 @@ gpu_gemm() {
 
 cpu_only_build() {
   make -s clean && make -s USE_CUDA=0 || return 1
-  if ldd pgbert.so | grep -E 'libcudart|libcublas'; then echo "CPU-only build links CUDA"; return 1; fi
+  if [ -e pgbert_gpu.so ]; then echo "CPU-only build made pgbert_gpu.so"; return 1; fi
   make -s clean
+}
+# pgbert.so never links CUDA; with CUDA, pgbert_gpu.so links cudart and cuBLAS
+check_linkage() {
+  if ldd pgbert.so | grep -E 'libcudart|libcublas'; then echo "pgbert.so links CUDA"; return 1; fi
+  if [ "$(make -s print-use-cuda)" = 1 ]; then
+    ldd pgbert_gpu.so | grep -q libcublas && ldd pgbert_gpu.so | grep -q libcudart \
+      || { echo "pgbert_gpu.so does not link cudart and cuBLAS"; return 1; }
+    echo "pgbert.so: no CUDA; pgbert_gpu.so: cudart + cuBLAS"
+  fi
 }
 
 stage "cpu-only build (USE_CUDA=0)" cpu_only_build
 stage "build and install" bash -c 'make -s && make -s install'
+stage "library linkage" check_linkage
 stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
 stage "tokenizer fuzz smoke" make -s fuzz-smoke
