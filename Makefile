@@ -58,11 +58,11 @@ $(ENGINE_LIB): $(ENGINE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%: test/engine/%.c $(ENGINE_LIB)
+$(BUILD)/%: test/engine/%.c test/engine/copy_text.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
-$(BUILD)/bench_tokenizer: test/bench/bench_tokenizer.c $(ENGINE_LIB)
-	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+$(BUILD)/bench_tokenizer: test/bench/bench_tokenizer.c test/engine/copy_text.h $(ENGINE_LIB)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 .PHONY: engine engine-check engine-check-sanitized fuzz-smoke bench print-use-cuda
 engine: $(ENGINE_LIB) $(BUILD)/test_tokenizer $(BUILD)/unidump

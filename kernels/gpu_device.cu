@@ -5,34 +5,13 @@
  * No PostgreSQL header may be included here.
  */
 #include "gpu.h"
+#include "gpu_errors.h"
 
 #include <cuda_runtime.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Writes a formatted message into the caller's buffer, if one was given. */
-static void
-set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list		ap;
-
-	if (errbuf == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Formats a runtime error, then clears CUDA's last-error state. */
-static void
-set_cuda_error(char *errbuf, size_t errlen, const char *what, cudaError_t err)
-{
-	set_error(errbuf, errlen, "%s failed: %s (%s)",
-			  what, cudaGetErrorString(err), cudaGetErrorName(err));
-	(void) cudaGetLastError();
-}
 
 extern "C" int
 pgbert_gpu_device_count(int *count, char *errbuf, size_t errlen)

@@ -8,6 +8,7 @@
  * copies the result back.  No PostgreSQL header may be included here.
  */
 #include "gpu.h"
+#include "gpu_errors.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -23,28 +24,6 @@ struct PgbertGpuContext
 	cudaStream_t stream;		/* stream used for all copies and GEMMs */
 	cublasHandle_t handle;		/* cuBLAS handle bound to stream */
 };
-
-/* Writes a formatted message into the caller's buffer, if one was given. */
-static void
-set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list		ap;
-
-	if (errbuf == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Formats a runtime error, then clears CUDA's last-error state. */
-static void
-set_cuda_error(char *errbuf, size_t errlen, const char *what, cudaError_t err)
-{
-	set_error(errbuf, errlen, "%s failed: %s (%s)",
-			  what, cudaGetErrorString(err), cudaGetErrorName(err));
-	(void) cudaGetLastError();
-}
 
 /* Formats a cuBLAS error with its status name and description. */
 static void

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "copy_text.h"
 #include "tokenizer.h"
 
 static int
@@ -92,34 +93,10 @@ main(int argc, char **argv)
 	{
 		if (buf[i] != '\n')
 			continue;
-		/* undo COPY escaping in place */
-		{
-			size_t		o2 = start;
-
-			for (size_t j = start; j < i; j++)
-			{
-				char		c = buf[j];
-
-				if (c == '\\' && j + 1 < i)
-				{
-					char		e = buf[j + 1];
-					char		r = e == '\\' ? '\\' : e == 't' ? '\t' : e == 'n' ? '\n' :
-						e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e == 'v' ? '\v' : 0;
-
-					if (r)
-					{
-						buf[o2++] = r;
-						j++;
-						continue;
-					}
-				}
-				buf[o2++] = c;
-			}
-			text[k] = buf + start;
-			tlen[k] = o2 - start;
-			bytes += tlen[k];
-			k++;
-		}
+		text[k] = buf + start;
+		tlen[k] = copy_unescape(buf + start, i - start);
+		bytes += tlen[k];
+		k++;
 		start = i + 1;
 	}
 

@@ -19,25 +19,14 @@ if os.environ.get("RAYON_NUM_THREADS") != "1":
 import tokenizers
 from transformers import BertTokenizer
 
-
-def unescape(line):
-    out, i = [], 0
-    table = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
-    while i < len(line):
-        if line[i] == "\\" and i + 1 < len(line) and line[i + 1] in table:
-            out.append(table[line[i + 1]])
-            i += 2
-        else:
-            out.append(line[i])
-            i += 1
-    return "".join(out)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+from copytext import read_lines  # noqa: E402
 
 
 def main():
     vocab, path = sys.argv[1], sys.argv[2]
     repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    with open(path, encoding="utf-8", newline="") as f:
-        texts = [unescape(l) for l in f.read().split("\n")[:-1]]
+    texts = read_lines(path)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     tok = BertTokenizer(vocab)._tokenizer  # the Rust tokenizers.Tokenizer
     tok.no_truncation()

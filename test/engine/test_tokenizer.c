@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "copy_text.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -135,41 +136,6 @@ make_tokenizer(int lowercase, int strip, int chinese)
 		exit(2);
 	}
 	return tk;
-}
-
-/* Undo COPY text escaping in place; returns the new length. */
-static size_t
-copy_unescape(char *s, size_t len)
-{
-	size_t		o = 0;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		if (s[i] == '\\' && i + 1 < len)
-		{
-			char		c = s[i + 1],
-						r = 0;
-
-			switch (c)
-			{
-				case '\\': r = '\\'; break;
-				case 't': r = '\t'; break;
-				case 'n': r = '\n'; break;
-				case 'r': r = '\r'; break;
-				case 'b': r = '\b'; break;
-				case 'f': r = '\f'; break;
-				case 'v': r = '\v'; break;
-			}
-			if (r)
-			{
-				s[o++] = r;
-				i++;
-				continue;
-			}
-		}
-		s[o++] = s[i];
-	}
-	return o;
 }
 
 /* Parse "{1,2,3}" into ids. */

@@ -30,6 +30,9 @@ import tokenizers
 import transformers
 from transformers import BertTokenizer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from copytext import escape, read_lines  # noqa: E402
+
 FIX = "test/fixtures"
 CORPUS = os.path.join(FIX, "tokenizer_corpus.txt")
 VOCAB = "data/pgbert_vocab_uncased.txt"
@@ -72,25 +75,6 @@ HF_CASES = [
 CASED_CASES = ["Hello hello", "\u00DF \u00E9", "UNwant\u00E9d,running"]
 
 
-def copy_unescape(line):
-    out, i = [], 0
-    simple = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
-    while i < len(line):
-        ch = line[i]
-        if ch == "\\" and i + 1 < len(line) and line[i + 1] in simple:
-            out.append(simple[line[i + 1]])
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def copy_escape(s):
-    return (s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-            .replace("\r", "\\r").replace("\b", "\\b").replace("\f", "\\f").replace("\v", "\\v"))
-
-
 def int_array(ids):
     return "{" + ",".join(str(i) for i in ids) + "}"
 
@@ -100,12 +84,9 @@ def text_array(items):
 
 
 def read_corpus():
-    with open(CORPUS, encoding="utf-8", newline="") as f:
-        data = f.read()
-    lines = data.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [copy_unescape(l) for l in lines], hashlib.sha256(data.encode("utf-8")).hexdigest()
+    with open(CORPUS, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    return read_lines(CORPUS), sha
 
 
 def build():
@@ -130,7 +111,7 @@ def build():
         for s in strings:
             pieces = t.tokenize(s)
             ids = t(s)["input_ids"]
-            rows.append("%s\t%s\t%s\t%s\n" % (lower, copy_escape(s), copy_escape(text_array(pieces)),
+            rows.append("%s\t%s\t%s\t%s\n" % (lower, escape(s), escape(text_array(pieces)),
                                                 int_array(ids)))
     files["tokenizer_cases.txt"] = "".join(rows)
 

@@ -55,6 +55,9 @@ import struct
 import sys
 import unicodedata
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from copytext import escape, unescape  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT_PATH = os.path.join(REPO, "test", "fixtures", "tokenizer_corpus.txt")
 MO_GLOB = "/usr/share/locale/*/LC_MESSAGES/*.mo"
@@ -65,40 +68,6 @@ rng = random.Random(42)
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-ESCAPES = {
-    "\\": "\\\\",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\x0b": "\\v",
-    "\x0c": "\\f",
-    "\x08": "\\b",
-}
-ESCAPE_TABLE = str.maketrans(ESCAPES)
-UNESCAPES = {v[1]: k for k, v in ESCAPES.items()}
-
-
-def escape(text):
-    return text.translate(ESCAPE_TABLE)
-
-
-def unescape(line):
-    out = []
-    i = 0
-    n = len(line)
-    while i < n:
-        c = line[i]
-        if c == "\\":
-            if i + 1 >= n or line[i + 1] not in UNESCAPES:
-                raise ValueError("bad escape at %d in %r" % (i, line[:80]))
-            out.append(UNESCAPES[line[i + 1]])
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
 
 def is_surrogate(cp):
     return 0xD800 <= cp <= 0xDFFF
