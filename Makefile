@@ -15,13 +15,14 @@ DATA = pgbert--$(EXTVERSION).sql data/pgbert_vocab_uncased.txt
 REGRESS = tokenizer tokenizer_parity encoding
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
-ENGINE_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
+ENGINE_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c \
+	src/engine/safetensors.c src/engine/config.c src/engine/model.c
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c
 OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
-SHLIB_LINK = -lutf8proc -lopenblas -lpthread
+SHLIB_LINK = -lutf8proc -ljansson -lopenblas -lm -lpthread
 
 # CUDA is optional: on when nvcc exists, forced with USE_CUDA=1/0. The kernels
 # build into their own library, pgbert_gpu.so (linked with cudart and cuBLAS),
@@ -48,7 +49,7 @@ ENGINE_CFLAGS ?= -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign
 BUILD = build
 ENGINE_OBJS = $(patsubst src/engine/%.c,$(BUILD)/engine/%.o,$(ENGINE_SRCS))
 ENGINE_LIB = $(BUILD)/libpgbert_engine.a
-ENGINE_LIBS = -lutf8proc -lpthread
+ENGINE_LIBS = -lutf8proc -ljansson -lopenblas -lm -lpthread
 
 $(BUILD)/engine/%.o: src/engine/%.c src/engine/*.h
 	@mkdir -p $(dir $@)
@@ -61,36 +62,50 @@ $(ENGINE_LIB): $(ENGINE_OBJS)
 $(BUILD)/%: test/engine/%.c test/engine/copy_text.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
-$(BUILD)/bench_tokenizer: test/bench/bench_tokenizer.c test/engine/copy_text.h $(ENGINE_LIB)
+$(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 .PHONY: engine engine-check engine-check-sanitized fuzz-smoke bench print-use-cuda
-engine: $(ENGINE_LIB) $(BUILD)/test_tokenizer $(BUILD)/unidump
+ENGINE_TESTS = test_tokenizer test_safetensors test_model
+engine: $(ENGINE_LIB) $(addprefix $(BUILD)/,$(ENGINE_TESTS)) $(BUILD)/unidump
+
+# The real checkpoint scripts/setup.sh unpacks, and transformers' outputs on it.
+MINILM_DIR ?= .models/all-minilm-l6-v2
+MINILM_ARGS = $(MINILM_DIR) test/fixtures/minilm_reference.safetensors
+
+# $(1): directory of the test binaries
+define run_engine_tests
+	$(1)/test_tokenizer test/fixtures data/pgbert_vocab_uncased.txt
+	$(1)/test_safetensors test/fixtures/safetensors
+	OPENBLAS_NUM_THREADS=2 $(1)/test_model test/fixtures/models $(MINILM_ARGS)
+endef
 
 engine-check: engine
-	$(BUILD)/test_tokenizer test/fixtures data/pgbert_vocab_uncased.txt
+	$(call run_engine_tests,$(BUILD))
 
 # The same tests built with clang's AddressSanitizer and UndefinedBehaviorSanitizer.
 SAN_CC ?= clang
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
-$(BUILD)/san/test_tokenizer: test/engine/test_tokenizer.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+$(BUILD)/san/%: test/engine/%.c test/engine/copy_text.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(SAN_FLAGS) -Isrc/engine -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 
-engine-check-sanitized: $(BUILD)/san/test_tokenizer
-	$< test/fixtures data/pgbert_vocab_uncased.txt
+engine-check-sanitized: $(addprefix $(BUILD)/san/,$(ENGINE_TESTS))
+	$(call run_engine_tests,$(BUILD)/san)
 
-# libFuzzer smoke run over the tokenizer and the vocabulary parser.
-FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz_tokenizer: test/fuzz/fuzz_tokenizer.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+# libFuzzer smoke runs: tokenizer + vocabulary parser, safetensors parser.
+FUZZ_SECONDS ?= 45
+$(BUILD)/fuzz_%: test/fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -O1 -g -Isrc/engine -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 
-fuzz-smoke: $(BUILD)/fuzz_tokenizer
-	@mkdir -p $(BUILD)/fuzz-corpus
-	$< -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz-corpus test/fuzz/seeds
+fuzz-smoke: $(BUILD)/fuzz_tokenizer $(BUILD)/fuzz_safetensors
+	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-corpus-safetensors
+	$(BUILD)/fuzz_tokenizer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz-corpus test/fuzz/seeds
+	$(BUILD)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		-dict=test/fuzz/safetensors.dict $(BUILD)/fuzz-corpus-safetensors test/fuzz/seeds_safetensors
 
-bench: $(BUILD)/bench_tokenizer
+bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder
 
 print-use-cuda:
 	@echo $(USE_CUDA)
@@ -117,3 +132,4 @@ $(BUILD)/regress:
 
 # PGXS does not track header dependencies without --enable-depend.
 $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o): $(wildcard src/engine/*.h)
+

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test pgbert has, on a fresh Debian bookworm machine (run as root):
-#   engine unit + parity tests (plain and under ASan/UBSan), the GPU GEMM test
+#   engine unit + parity tests (tokenizer, safetensors, BERT forward vs transformers;
+#   plain and under ASan/UBSan), fuzz smoke runs, the GPU GEMM test
 #   (skips without a device), fixture reproducibility against the pinned oracles,
 #   and the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv).
 # Exits nonzero when anything fails; the last line counts passed/failed stages.
@@ -45,9 +46,10 @@ stage "build and install" bash -c 'make -s && make -s install'
 stage "library linkage" check_linkage
 stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
-stage "tokenizer fuzz smoke" make -s fuzz-smoke
+stage "fuzz smoke (tokenizer, safetensors)" make -s fuzz-smoke
 stage "gpu gemm test" gpu_gemm
 stage "oracle fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_tokenizer_fixtures.py --check
+stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_safetensors_fixtures.py --check
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
 stage "pg_regress suites" regress
 

@@ -1,0 +1,43 @@
+/*
+ * config.h - a Hugging Face BERT config.json, validated.
+ *
+ * Only what the encoder and its heads need; everything is checked for range
+ * and consistency so the model code can trust it. PostgreSQL-free.
+ */
+#ifndef PGBERT_CONFIG_H
+#define PGBERT_CONFIG_H
+
+#include <stddef.h>
+
+typedef enum BtActivation
+{
+	BT_ACT_GELU,				/* "gelu": exact 0.5 x (1 + erf(x / sqrt 2)) */
+	BT_ACT_GELU_TANH			/* "gelu_new", "gelu_pytorch_tanh", "gelu_fast" */
+} BtActivation;
+
+typedef struct BtBertConfig
+{
+	int			vocab_size;
+	int			hidden_size;
+	int			num_layers;
+	int			num_heads;
+	int			intermediate_size;
+	int			max_position;
+	int			type_vocab_size;
+	int			pad_token_id;
+	float		layer_norm_eps;
+	BtActivation activation;
+	float		hidden_dropout;
+	float		attention_dropout;
+	float		initializer_range;
+	int			num_labels;		/* from id2label (0 when absent) */
+	char	  **labels;			/* label names in id order, num_labels of them */
+} BtBertConfig;
+
+/* Parse config.json bytes into cfg (zeroed first); 0, or -1 with err. */
+extern int	bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char *err, size_t errlen);
+
+/* Free what bt_config_parse allocated (the labels). */
+extern void bt_config_free(BtBertConfig *cfg);
+
+#endif

@@ -1,0 +1,587 @@
+/*
+ * model.c - BERT parameters in one allocation, checkpoint loading, and the
+ * CPU forward pass (OpenBLAS sgemm for the dense layers, plain loops for the
+ * rest) over packed variable-length batches.
+ */
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+
+/* OpenBLAS's cblas.h pulls in <complex.h>, whose I macro this file does not want. */
+#undef I
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- parameter layout ---- */
+
+/* Point every view into params (or just count, when params is NULL); returns the float count. */
+static size_t
+layout_params(BtBertModel *m, float *params)
+{
+	const BtBertConfig *c = &m->cfg;
+	size_t		H = c->hidden_size,
+				I = c->intermediate_size,
+				L = c->num_layers;
+	size_t		n = 0;
+	float	  **slots[] = {
+		&m->p.word_emb, &m->p.pos_emb, &m->p.type_emb, &m->p.emb_ln_w, &m->p.emb_ln_b,
+		&m->p.qkv_w, &m->p.qkv_b, &m->p.attn_out_w, &m->p.attn_out_b, &m->p.attn_ln_w,
+		&m->p.attn_ln_b, &m->p.ffn_in_w, &m->p.ffn_in_b, &m->p.ffn_out_w, &m->p.ffn_out_b,
+		&m->p.ffn_ln_w, &m->p.ffn_ln_b, &m->p.pool_w, &m->p.pool_b, &m->p.cls_w, &m->p.cls_b,
+	};
+	size_t		sizes[] = {
+		c->vocab_size * H, c->max_position * H, c->type_vocab_size * H, H, H,
+		L * 3 * H * H, L * 3 * H, L * H * H, L * H, L * H,
+		L * H, L * I * H, L * I, L * H * I, L * H,
+		L * H, L * H, m->has_pooler ? H * H : 0, m->has_pooler ? H : 0,
+		m->num_classes * H, (size_t) m->num_classes,
+	};
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+	{
+		*slots[i] = (params && sizes[i]) ? params + n : NULL;
+		n += sizes[i];
+	}
+	return n;
+}
+
+/* ---- checkpoint loading ---- */
+
+typedef struct Loader
+{
+	const BtSafetensors *st;
+	const char *prefix;			/* "bert." or "" */
+	bool	   *used;			/* per tensor of st */
+	char	   *err;
+	size_t		errlen;
+	int			missing;		/* count of missing tensors */
+	size_t		errpos;
+} Loader;
+
+/* Find name under the prefix, trying legacy LayerNorm gamma/beta spellings too. */
+static const BtTensor *
+find_tensor(Loader *ld, const char *name, int prefixed, char *full, size_t fulllen)
+{
+	const BtTensor *t;
+	const char *suffixes[][2] = {{"LayerNorm.weight", "LayerNorm.gamma"}, {"LayerNorm.bias", "LayerNorm.beta"}};
+
+	snprintf(full, fulllen, "%s%s", prefixed ? ld->prefix : "", name);
+	if ((t = bt_safetensors_find(ld->st, full)) != NULL)
+		return t;
+	for (int i = 0; i < 2; i++)
+	{
+		size_t		nl = strlen(full),
+					sl = strlen(suffixes[i][0]);
+
+		if (nl >= sl && strcmp(full + nl - sl, suffixes[i][0]) == 0)
+		{
+			char		legacy[512];
+
+			snprintf(legacy, sizeof legacy, "%.*s%s", (int) (nl - sl), full, suffixes[i][1]);
+			if ((t = bt_safetensors_find(ld->st, legacy)) != NULL)
+				return t;
+		}
+	}
+	return NULL;
+}
+
+/* Note a missing tensor in the error text (the first few by name). */
+static void
+note_missing(Loader *ld, const char *full)
+{
+	if (ld->missing == 0)
+		ld->errpos = snprintf(ld->err, ld->errlen, "checkpoint lacks tensor");
+	if (ld->missing < 4 && ld->errpos < ld->errlen)
+		ld->errpos += snprintf(ld->err + ld->errpos, ld->errlen - ld->errpos, "%s \"%s\"",
+							   ld->missing ? "," : "", full);
+	else if (ld->missing == 4 && ld->errpos < ld->errlen)
+		ld->errpos += snprintf(ld->err + ld->errpos, ld->errlen - ld->errpos, ", ...");
+	ld->missing++;
+}
+
+/*
+ * Load tensor `name` of shape (d0[, d1]) into dst as float32; returns 0, 1
+ * when it is missing (recorded), -1 on a hard error (shape, dtype, NaN).
+ */
+static int
+load(Loader *ld, const char *name, int prefixed, float *dst, int64_t d0, int64_t d1)
+{
+	char		full[512];
+	const BtTensor *t = find_tensor(ld, name, prefixed, full, sizeof full);
+	size_t		n = (size_t) d0 * (size_t) (d1 > 0 ? d1 : 1);
+
+	if (t == NULL)
+	{
+		note_missing(ld, full);
+		return 1;
+	}
+	if (ld->missing)
+		return 0;				/* only collecting names now */
+	if (t->ndim != (d1 > 0 ? 2 : 1) || t->shape[0] != d0 || (d1 > 0 && t->shape[1] != d1))
+	{
+		char		got[128] = "";
+
+		for (int i = 0; i < t->ndim && i < 8; i++)
+			snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
+					 (long long) t->shape[i]);
+		if (d1 > 0)
+			snprintf(ld->err, ld->errlen, "tensor \"%s\" has shape [%s], expected [%lld, %lld]",
+					 t->name, got, (long long) d0, (long long) d1);
+		else
+			snprintf(ld->err, ld->errlen, "tensor \"%s\" has shape [%s], expected [%lld]",
+					 t->name, got, (long long) d0);
+		return -1;
+	}
+	if (bt_safetensors_read_f32(ld->st, t, dst, n, ld->err, ld->errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+	{
+		if (!isfinite(dst[i]))
+		{
+			snprintf(ld->err, ld->errlen, "tensor \"%s\" holds a non-finite value at element %zu",
+					 t->name, i);
+			return -1;
+		}
+	}
+	ld->used[t - ld->st->tensors] = true;
+	return 0;
+}
+
+/* Load every parameter; returns 0, or -1 with ld->err set. */
+static int
+load_all(BtBertModel *m, Loader *ld)
+{
+	const BtBertConfig *c = &m->cfg;
+	int64_t		H = c->hidden_size,
+				I = c->intermediate_size;
+	BtBertParams *p = &m->p;
+	char		name[256];
+	int			rc = 0;
+
+#define LOAD(nm, pre, dst, a, b) \
+	do { if ((rc = load(ld, nm, pre, dst, a, b)) < 0) return -1; } while (0)
+
+	LOAD("embeddings.word_embeddings.weight", 1, p->word_emb, c->vocab_size, H);
+	LOAD("embeddings.position_embeddings.weight", 1, p->pos_emb, c->max_position, H);
+	LOAD("embeddings.token_type_embeddings.weight", 1, p->type_emb, c->type_vocab_size, H);
+	LOAD("embeddings.LayerNorm.weight", 1, p->emb_ln_w, H, 0);
+	LOAD("embeddings.LayerNorm.bias", 1, p->emb_ln_b, H, 0);
+	for (int l = 0; l < c->num_layers; l++)
+	{
+		static const char *const qkv[] = {"query", "key", "value"};
+
+		for (int j = 0; j < 3; j++)
+		{
+			snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.weight", l, qkv[j]);
+			LOAD(name, 1, p->qkv_w + ((size_t) l * 3 + j) * H * H, H, H);
+			snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.bias", l, qkv[j]);
+			LOAD(name, 1, p->qkv_b + ((size_t) l * 3 + j) * H, H, 0);
+		}
+		snprintf(name, sizeof name, "encoder.layer.%d.attention.output.dense.weight", l);
+		LOAD(name, 1, p->attn_out_w + (size_t) l * H * H, H, H);
+		snprintf(name, sizeof name, "encoder.layer.%d.attention.output.dense.bias", l);
+		LOAD(name, 1, p->attn_out_b + (size_t) l * H, H, 0);
+		snprintf(name, sizeof name, "encoder.layer.%d.attention.output.LayerNorm.weight", l);
+		LOAD(name, 1, p->attn_ln_w + (size_t) l * H, H, 0);
+		snprintf(name, sizeof name, "encoder.layer.%d.attention.output.LayerNorm.bias", l);
+		LOAD(name, 1, p->attn_ln_b + (size_t) l * H, H, 0);
+		snprintf(name, sizeof name, "encoder.layer.%d.intermediate.dense.weight", l);
+		LOAD(name, 1, p->ffn_in_w + (size_t) l * I * H, I, H);
+		snprintf(name, sizeof name, "encoder.layer.%d.intermediate.dense.bias", l);
+		LOAD(name, 1, p->ffn_in_b + (size_t) l * I, I, 0);
+		snprintf(name, sizeof name, "encoder.layer.%d.output.dense.weight", l);
+		LOAD(name, 1, p->ffn_out_w + (size_t) l * H * I, H, I);
+		snprintf(name, sizeof name, "encoder.layer.%d.output.dense.bias", l);
+		LOAD(name, 1, p->ffn_out_b + (size_t) l * H, H, 0);
+		snprintf(name, sizeof name, "encoder.layer.%d.output.LayerNorm.weight", l);
+		LOAD(name, 1, p->ffn_ln_w + (size_t) l * H, H, 0);
+		snprintf(name, sizeof name, "encoder.layer.%d.output.LayerNorm.bias", l);
+		LOAD(name, 1, p->ffn_ln_b + (size_t) l * H, H, 0);
+	}
+	if (m->has_pooler)
+	{
+		LOAD("pooler.dense.weight", 1, p->pool_w, H, H);
+		LOAD("pooler.dense.bias", 1, p->pool_b, H, 0);
+	}
+	if (m->has_classifier)
+	{
+		LOAD("classifier.weight", 0, p->cls_w, m->num_classes, H);
+		LOAD("classifier.bias", 0, p->cls_b, m->num_classes, 0);
+	}
+#undef LOAD
+	return ld->missing ? -1 : 0;
+}
+
+BtBertModel *
+bt_model_load(BtBertConfig *cfg, const BtSafetensors *st, char *notes, size_t noteslen,
+			  char *err, size_t errlen)
+{
+	BtBertModel *m = calloc(1, sizeof(BtBertModel));
+	Loader		ld;
+	const BtTensor *cls;
+	char		full[512];
+
+	if (notes && noteslen)
+		notes[0] = '\0';
+	if (m == NULL)
+	{
+		bt_config_free(cfg);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+
+	memset(&ld, 0, sizeof ld);
+	ld.st = st;
+	ld.err = err;
+	ld.errlen = errlen;
+	ld.prefix = bt_safetensors_find(st, "bert.embeddings.word_embeddings.weight") ? "bert." : "";
+	ld.used = calloc(st->n_tensors + 1, sizeof(bool));
+	if (ld.used == NULL)
+		goto oom;
+
+	/* optional parts: a pooler (absent in sentence-transformers exports), a classifier */
+	m->has_pooler = find_tensor(&ld, "pooler.dense.weight", 1, full, sizeof full) != NULL;
+	cls = find_tensor(&ld, "classifier.weight", 0, full, sizeof full);
+	if (cls != NULL)
+	{
+		if (cls->ndim != 2 || cls->shape[0] < 1 || cls->shape[0] > 100000)
+		{
+			snprintf(err, errlen, "tensor \"classifier.weight\" has an unusable shape");
+			goto fail;
+		}
+		m->has_classifier = true;
+		m->num_classes = (int) cls->shape[0];
+		if (m->cfg.num_labels > 0 && m->cfg.num_labels != m->num_classes)
+		{
+			snprintf(err, errlen, "classifier has %d outputs but config id2label names %d labels",
+					 m->num_classes, m->cfg.num_labels);
+			goto fail;
+		}
+	}
+
+	m->num_params = layout_params(m, NULL);
+	m->params = aligned_alloc(64, ((m->num_params * sizeof(float)) + 63) & ~(size_t) 63);
+	if (m->params == NULL)
+		goto oom;
+	layout_params(m, m->params);
+	if (load_all(m, &ld) != 0)
+		goto fail;
+
+	/* report what the model does not use (buffers like position_ids are expected) */
+	if (notes && noteslen)
+	{
+		size_t		pos = 0;
+		int			unused = 0;
+
+		for (int i = 0; i < st->n_tensors; i++)
+		{
+			const char *nm = st->tensors[i].name;
+			size_t		nl = strlen(nm);
+
+			if (ld.used[i] || (nl >= 12 && strcmp(nm + nl - 12, "position_ids") == 0))
+				continue;
+			if (unused++ < 8 && pos < noteslen)
+				pos += snprintf(notes + pos, noteslen - pos, "%s%s",
+								pos ? ", " : "unused tensors: ", nm);
+		}
+		if (unused > 8 && pos < noteslen)
+			snprintf(notes + pos, noteslen - pos, " and %d more", unused - 8);
+	}
+	free(ld.used);
+	return m;
+
+oom:
+	snprintf(err, errlen, "out of memory loading the model");
+fail:
+	free(ld.used);
+	bt_model_free(m);
+	return NULL;
+}
+
+void
+bt_model_free(BtBertModel *m)
+{
+	if (m == NULL)
+		return;
+	bt_config_free(&m->cfg);
+	free(m->params);
+	free(m);
+}
+
+/* ---- forward ops (each writes its output; shapes in comments) ---- */
+
+/* out (T, O) = in (T, K) @ w (O, K)^T + b (O) */
+static void
+dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, O, K, 1.0f, in, K, w, K, 0.0f, out, O);
+	if (b)
+		for (int t = 0; t < T; t++)
+		{
+			float	   *row = out + (size_t) t * O;
+
+			for (int o = 0; o < O; o++)
+				row[o] += b[o];
+		}
+}
+
+/* x (T, H) = LayerNorm(x + add) in place; add may be NULL */
+static void
+add_layernorm_forward(float *x, const float *add, const float *w, const float *b, int T, int H,
+					  float eps)
+{
+	for (int t = 0; t < T; t++)
+	{
+		float	   *row = x + (size_t) t * H;
+		const float *a = add ? add + (size_t) t * H : NULL;
+		double		mean = 0.0,
+					var = 0.0;
+		float		rstd;
+
+		if (a)
+			for (int i = 0; i < H; i++)
+				row[i] += a[i];
+		for (int i = 0; i < H; i++)
+			mean += row[i];
+		mean /= H;
+		for (int i = 0; i < H; i++)
+		{
+			double		d = row[i] - mean;
+
+			var += d * d;
+		}
+		var /= H;
+		rstd = (float) (1.0 / sqrt(var + eps));
+		for (int i = 0; i < H; i++)
+			row[i] = ((row[i] - (float) mean) * rstd) * w[i] + b[i];
+	}
+}
+
+/* x (T, H) = word[id] + position[index in its sequence] + type[type id], then LayerNorm */
+static void
+embeddings_forward(float *x, const BtBertModel *m, const BtBatch *b)
+{
+	const BtBertParams *p = &m->p;
+	int			H = m->cfg.hidden_size;
+
+	for (int s = 0; s < b->n_seq; s++)
+		for (int t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+		{
+			const float *we = p->word_emb + (size_t) b->ids[t] * H;
+			const float *pe = p->pos_emb + (size_t) (t - b->offsets[s]) * H;
+			const float *te = p->type_emb + (size_t) (b->type_ids ? b->type_ids[t] : 0) * H;
+			float	   *row = x + (size_t) t * H;
+
+			for (int i = 0; i < H; i++)
+				row[i] = we[i] + pe[i] + te[i];
+		}
+	add_layernorm_forward(x, NULL, p->emb_ln_w, p->emb_ln_b, b->offsets[b->n_seq], H,
+						  m->cfg.layer_norm_eps);
+}
+
+/*
+ * ctx (T, H) = softmax(Q K^T / sqrt(d)) V per sequence and head, reading
+ * Q, K, V from qkv (T, 3H). Packed sequences only see their own tokens,
+ * which is what Hugging Face's additive padding mask amounts to.
+ */
+static void
+attention_forward(float *ctx, const float *qkv, float *scores, const BtBatch *b, int H, int NH)
+{
+	int			d = H / NH;
+	float		scale = 1.0f / sqrtf((float) d);
+
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		int			start = b->offsets[s],
+					S = b->offsets[s + 1] - start;
+		const float *base = qkv + (size_t) start * 3 * H;
+
+		for (int h = 0; h < NH; h++)
+		{
+			const float *q = base + h * d;
+			const float *k = base + H + h * d;
+			const float *v = base + 2 * H + h * d;
+
+			/* scores (S, S) = q (S, d) @ k (S, d)^T * scale */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, scale,
+						q, 3 * H, k, 3 * H, 0.0f, scores, S);
+			for (int i = 0; i < S; i++)
+			{
+				float	   *row = scores + (size_t) i * S;
+				float		max = row[0],
+							sum = 0.0f;
+
+				for (int j = 1; j < S; j++)
+					max = row[j] > max ? row[j] : max;
+				for (int j = 0; j < S; j++)
+				{
+					row[j] = expf(row[j] - max);
+					sum += row[j];
+				}
+				for (int j = 0; j < S; j++)
+					row[j] /= sum;
+			}
+			/* ctx (S, d) = scores (S, S) @ v (S, d) */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, 1.0f,
+						scores, S, v, 3 * H, 0.0f, ctx + (size_t) start * H + h * d, H);
+		}
+	}
+}
+
+/* x (n) = gelu(x) in place, exact erf form or the tanh approximation */
+static void
+gelu_forward(float *x, size_t n, BtActivation act)
+{
+	if (act == BT_ACT_GELU)
+		for (size_t i = 0; i < n; i++)
+			x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float) M_SQRT1_2));
+	else
+	{
+		const float c = 0.7978845608028654f;	/* sqrt(2 / pi) */
+
+		for (size_t i = 0; i < n; i++)
+			x[i] = 0.5f * x[i] * (1.0f + tanhf(c * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+	}
+}
+
+/* Check the batch against the model: lengths, ids, type ids. */
+static int
+check_batch(const BtBertModel *m, const BtBatch *b, char *err, size_t errlen)
+{
+	if (b->n_seq < 1 || b->offsets[0] != 0)
+	{
+		snprintf(err, errlen, "batch has no sequences");
+		return -1;
+	}
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		int			len = b->offsets[s + 1] - b->offsets[s];
+
+		if (len < 1 || len > m->cfg.max_position)
+		{
+			snprintf(err, errlen, "sequence %d has %d tokens; the model takes 1 to %d",
+					 s, len, m->cfg.max_position);
+			return -1;
+		}
+	}
+	for (int t = 0; t < b->offsets[b->n_seq]; t++)
+	{
+		if (b->ids[t] < 0 || b->ids[t] >= m->cfg.vocab_size)
+		{
+			snprintf(err, errlen, "token id %d at position %d is outside the vocabulary of %d",
+					 b->ids[t], t, m->cfg.vocab_size);
+			return -1;
+		}
+		if (b->type_ids && (b->type_ids[t] < 0 || b->type_ids[t] >= m->cfg.type_vocab_size))
+		{
+			snprintf(err, errlen, "token type id %d at position %d is outside 0 to %d",
+					 b->type_ids[t], t, m->cfg.type_vocab_size - 1);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char *err, size_t errlen)
+{
+	const BtBertConfig *c = &m->cfg;
+	const BtBertParams *p = &m->p;
+	int			H = c->hidden_size,
+				I = c->intermediate_size,
+				T,
+				max_len = 0;
+	float	   *x,
+			   *qkv,
+			   *ctx,
+			   *tmp,
+			   *ffn,
+			   *scores,
+			   *arena;
+	size_t		need;
+
+	if (check_batch(m, b, err, errlen) != 0)
+		return -1;
+	if ((out->pooled || out->logits) && !m->has_pooler)
+	{
+		snprintf(err, errlen, "the model has no pooler");
+		return -1;
+	}
+	if (out->logits && !m->has_classifier)
+	{
+		snprintf(err, errlen, "the model has no classification head");
+		return -1;
+	}
+	T = b->offsets[b->n_seq];
+	for (int s = 0; s < b->n_seq; s++)
+		if (b->offsets[s + 1] - b->offsets[s] > max_len)
+			max_len = b->offsets[s + 1] - b->offsets[s];
+
+	/* one arena for the activations of this call */
+	need = (size_t) T * (H + 3 * H + H + H + I) + (size_t) max_len * max_len;
+	arena = malloc(need * sizeof(float));
+	if (arena == NULL)
+	{
+		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
+		return -1;
+	}
+	x = arena;
+	qkv = x + (size_t) T * H;
+	ctx = qkv + (size_t) T * 3 * H;
+	tmp = ctx + (size_t) T * H;
+	ffn = tmp + (size_t) T * H;
+	scores = ffn + (size_t) T * I;
+
+	embeddings_forward(x, m, b);
+	for (int l = 0; l < c->num_layers; l++)
+	{
+		dense_forward(qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
+		attention_forward(ctx, qkv, scores, b, H, c->num_heads);
+		dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
+		add_layernorm_forward(x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, T, H,
+							  c->layer_norm_eps);
+		dense_forward(ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T, I, H);
+		gelu_forward(ffn, (size_t) T * I, c->activation);
+		dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
+		add_layernorm_forward(x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, T, H,
+							  c->layer_norm_eps);
+	}
+
+	if (out->hidden)
+		memcpy(out->hidden, x, (size_t) T * H * sizeof(float));
+	if (out->mean)
+		for (int s = 0; s < b->n_seq; s++)
+		{
+			float	   *row = out->mean + (size_t) s * H;
+			int			len = b->offsets[s + 1] - b->offsets[s];
+
+			for (int i = 0; i < H; i++)
+			{
+				float		sum = 0.0f;
+
+				for (int t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+					sum += x[(size_t) t * H + i];
+				row[i] = sum / len;
+			}
+		}
+	if (out->pooled || out->logits)
+	{
+		/* pooled (n_seq, H) = tanh(dense(hidden state of each [CLS])) */
+		float	   *cls = tmp;		/* reuse: (n_seq, H) */
+		float	   *pooled = out->pooled ? out->pooled : ctx;
+
+		for (int s = 0; s < b->n_seq; s++)
+			memcpy(cls + (size_t) s * H, x + (size_t) b->offsets[s] * H, H * sizeof(float));
+		dense_forward(pooled, cls, p->pool_w, p->pool_b, b->n_seq, H, H);
+		for (size_t i = 0; i < (size_t) b->n_seq * H; i++)
+			pooled[i] = tanhf(pooled[i]);
+		if (out->logits)
+			dense_forward(out->logits, pooled, p->cls_w, p->cls_b, b->n_seq, m->num_classes, H);
+	}
+	free(arena);
+	return 0;
+}

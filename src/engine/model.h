@@ -1,0 +1,92 @@
+/*
+ * model.h - a BERT encoder with pooler and classification head, on the CPU.
+ *
+ * Parameters live in one float32 allocation (llm.c style) so an optimizer or
+ * a device copy is one loop or one memcpy. The forward pass works on packed
+ * batches: the tokens of all sequences back to back, no padding; only
+ * attention looks at sequence boundaries. Numerics follow Hugging Face
+ * transformers' BertModel. PostgreSQL-free.
+ */
+#ifndef PGBERT_MODEL_H
+#define PGBERT_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "safetensors.h"
+
+/* Views into BtBertModel.params; per-layer tensors are stacked over layers (L first). */
+typedef struct BtBertParams
+{
+	float	   *word_emb;		/* (V, H) */
+	float	   *pos_emb;		/* (P, H) */
+	float	   *type_emb;		/* (TV, H) */
+	float	   *emb_ln_w;		/* (H) */
+	float	   *emb_ln_b;		/* (H) */
+	float	   *qkv_w;			/* (L, 3H, H): query, key, value rows */
+	float	   *qkv_b;			/* (L, 3H) */
+	float	   *attn_out_w;		/* (L, H, H) */
+	float	   *attn_out_b;		/* (L, H) */
+	float	   *attn_ln_w;		/* (L, H) */
+	float	   *attn_ln_b;		/* (L, H) */
+	float	   *ffn_in_w;		/* (L, I, H) */
+	float	   *ffn_in_b;		/* (L, I) */
+	float	   *ffn_out_w;		/* (L, H, I) */
+	float	   *ffn_out_b;		/* (L, H) */
+	float	   *ffn_ln_w;		/* (L, H) */
+	float	   *ffn_ln_b;		/* (L, H) */
+	float	   *pool_w;			/* (H, H), when has_pooler */
+	float	   *pool_b;			/* (H) */
+	float	   *cls_w;			/* (C, H), when has_classifier */
+	float	   *cls_b;			/* (C) */
+} BtBertParams;
+
+typedef struct BtBertModel
+{
+	BtBertConfig cfg;			/* owned (labels freed with the model) */
+	bool		has_pooler;
+	bool		has_classifier;
+	int			num_classes;	/* rows of the classifier, 0 without one */
+	size_t		num_params;
+	float	   *params;			/* one allocation holding every parameter */
+	BtBertParams p;
+} BtBertModel;
+
+/* A packed batch: sequence s holds tokens offsets[s] .. offsets[s+1]-1. */
+typedef struct BtBatch
+{
+	int			n_seq;
+	const int32_t *offsets;		/* n_seq + 1 entries, offsets[0] = 0 */
+	const int32_t *ids;			/* offsets[n_seq] token ids */
+	const int32_t *type_ids;	/* token type ids, or NULL for all 0 */
+} BtBatch;
+
+/* What a forward pass writes; NULL members are not computed. */
+typedef struct BtForwardOut
+{
+	float	   *hidden;			/* (tokens, H) last hidden state */
+	float	   *pooled;			/* (n_seq, H) tanh(dense(CLS)); needs a pooler */
+	float	   *mean;			/* (n_seq, H) mean of each sequence's hidden states */
+	float	   *logits;			/* (n_seq, C); needs a pooler and a classifier */
+} BtForwardOut;
+
+/*
+ * Build a model from a config (taken over: freed with the model, or on
+ * failure) and a checkpoint in Hugging Face layout, converting tensors to
+ * float32. Accepts the "bert." prefix or none, legacy LayerNorm gamma/beta,
+ * BertForSequenceClassification heads and checkpoints without a pooler.
+ * Missing tensors, wrong shapes and non-finite weights are errors; tensors
+ * that are not used are listed in notes (may be NULL).
+ */
+extern BtBertModel *bt_model_load(BtBertConfig *cfg, const BtSafetensors *st,
+								  char *notes, size_t noteslen, char *err, size_t errlen);
+
+extern void bt_model_free(BtBertModel *m);
+
+/* Run the encoder over a packed batch; 0, or -1 with err (bad ids, lengths, memory). */
+extern int	bt_model_forward(const BtBertModel *m, const BtBatch *batch, BtForwardOut *out,
+							 char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""PyTorch and ONNX Runtime (fp32, CPU) on the shapes of bench_encoder, same thread count.
+
+    python test/bench/bench_encoder_peers.py MODEL_DIR MAILS_TXT THREADS [SECONDS_PER_SHAPE]
+
+Prints one JSON line per implementation and shape, like build/bench_encoder. Inputs are
+padded batches with an attention mask (what users run); the mail batch is the first 32
+mails tokenized by the model's tokenizer, truncated to 256 tokens and padded to the
+longest. ONNX Runtime runs the model exported by torch.onnx and then fused by
+onnxruntime.transformers.optimizer (Attention, SkipLayerNorm, BiasGelu), with
+intra_op_num_threads = THREADS.
+"""
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+from copytext import read_lines  # noqa: E402
+
+BATCHES = (1, 8, 32)
+LENGTHS = (16, 64, 128, 512)
+
+
+def shapes(cfg, tok, mails):
+    rng = np.random.default_rng(42)
+    for B in BATCHES:
+        for S in LENGTHS:
+            if S > cfg.max_position_embeddings:
+                continue
+            ids = rng.integers(1000, cfg.vocab_size, size=(B, S)).astype(np.int64)
+            yield "b%d_s%d" % (B, S), ids, np.ones_like(ids)
+    enc = tok(mails[:32], truncation=True, max_length=256, padding="longest", return_tensors="np")
+    yield "mails32_max256", enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+def timeit(fn, seconds):
+    fn()
+    times, start = [], time.perf_counter()
+    while len(times) < 2 or (time.perf_counter() - start < seconds and len(times) < 1000):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), len(times)
+
+
+def flops(cfg, mask):
+    H, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    f = 0.0
+    for S in mask.sum(axis=1):  # useful work only, as bench_encoder counts it
+        f += L * (2 * S * (3 * H * H + H * H + 2 * H * I) + 4 * S * S * H)
+    return f
+
+
+def main():
+    model_dir, mails_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
+    torch.set_num_threads(threads)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    cfg = model.config
+    mails = read_lines(mails_path)
+
+    import onnxruntime as ort
+    from onnxruntime.transformers import optimizer
+    tmp = tempfile.mkdtemp()
+    raw, fused = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_opt.onnx")
+    dummy = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long),
+             torch.zeros(2, 8, dtype=torch.long))
+    class Encoder(torch.nn.Module):
+        """Keyword call of the model with the three inputs, for the exporter."""
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+    torch.onnx.export(Encoder(model), dummy, raw, input_names=["input_ids", "attention_mask", "token_type_ids"],
+                      output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                      dynamic_axes={n: {0: "batch", 1: "seq"} for n in
+                                    ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")})
+    opt = optimizer.optimize_model(raw, model_type="bert", num_heads=cfg.num_attention_heads,
+                                   hidden_size=cfg.hidden_size)
+    opt.save_model_to_file(fused)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(fused, so, providers=["CPUExecutionProvider"])
+
+    for label, ids, mask in shapes(cfg, tok, mails):
+        B = ids.shape[0]
+        types = np.zeros_like(ids)
+        t_ids, t_mask, t_types = torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)
+
+        def run_torch():
+            with torch.inference_mode():
+                model(input_ids=t_ids, attention_mask=t_mask, token_type_ids=t_types)
+
+        def run_ort():
+            sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+
+        for impl, fn in (("pytorch %s" % torch.__version__.split("+")[0], run_torch),
+                         ("onnxruntime %s" % ort.__version__, run_ort)):
+            sec, runs = timeit(fn, seconds)
+            print(json.dumps({"impl": impl, "shape": label, "batch": B, "tokens": int(mask.sum()),
+                              "runs": runs, "seconds": round(sec, 6), "seq_per_s": round(B / sec, 2),
+                              "gflop_per_s": round(flops(cfg, mask) / sec / 1e9, 2)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

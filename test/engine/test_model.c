@@ -1,0 +1,496 @@
+/*
+ * test_model.c - engine BERT forward pass against transformers, and loader errors.
+ *
+ *   test_model MODELS_DIR [MINILM_DIR MINILM_REFERENCE]
+ *
+ * Each subdirectory of test/fixtures/models (made by test/oracle/gen_model_fixtures.py)
+ * holds a tiny random checkpoint and transformers' outputs on a packed batch; the
+ * engine must match hidden states, mean pooling, pooler and logits within 1e-4.
+ * With the real all-MiniLM-L6-v2 checkpoint (MINILM_DIR, unpacked by
+ * scripts/setup.sh) and its reference (test/oracle/gen_minilm_fixtures.py):
+ * hidden states within 1e-4 of transformers and sentence embeddings with
+ * cosine >= 0.99999 against sentence-transformers on 200 sentences.
+ * Broken configs and checkpoints must fail with a message naming the problem.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "model.h"
+#include "safetensors.h"
+
+#define TOLERANCE 1e-4
+
+static int	passed,
+			failed;
+
+static void
+check(int ok, const char *fmt,...)
+{
+	va_list		ap;
+
+	printf("%s ", ok ? "ok  " : "FAIL");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	if (ok)
+		passed++;
+	else
+		failed++;
+}
+
+/* Whole file into a malloc'd buffer. */
+static uint8_t *
+slurp(const char *dir, const char *name, size_t *len)
+{
+	char		path[1024];
+	FILE	   *f;
+	uint8_t    *buf;
+	long		n;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (!(f = fopen(path, "rb")) || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 ||
+		fseek(f, 0, SEEK_SET))
+	{
+		fprintf(stderr, "test_model: cannot read %s\n", path);
+		exit(2);
+	}
+	buf = malloc(n + 1);
+	if (fread(buf, 1, n, f) != (size_t) n)
+		exit(2);
+	fclose(f);
+	buf[n] = 0;
+	*len = n;
+	return buf;
+}
+
+/* An int32 tensor of the reference file (raw little-endian data). */
+static const int32_t *
+ref_i32(const BtSafetensors *st, const char *name, size_t *n)
+{
+	const BtTensor *t = bt_safetensors_find(st, name);
+
+	if (!t || t->dtype != BT_I32)
+	{
+		fprintf(stderr, "test_model: reference lacks int32 tensor %s\n", name);
+		exit(2);
+	}
+	*n = t->nbytes / 4;
+	return (const int32_t *) (st->data + t->offset);
+}
+
+/* Max |a - b| against a float reference tensor, or -1 when the reference lacks it. */
+static double
+max_diff(const BtSafetensors *st, const char *name, const float *got, size_t n)
+{
+	const BtTensor *t = bt_safetensors_find(st, name);
+	float	   *want;
+	double		worst = 0.0;
+	char		err[256];
+
+	if (!t)
+		return -1.0;
+	want = malloc(n * sizeof(float));
+	if (bt_safetensors_read_f32(st, t, want, n, err, sizeof err) != 0)
+	{
+		printf("     %s: %s\n", name, err);
+		free(want);
+		return INFINITY;
+	}
+	for (size_t i = 0; i < n; i++)
+	{
+		double		d = fabs((double) got[i] - want[i]);
+
+		if (!(d <= worst))
+			worst = d;
+	}
+	free(want);
+	return worst;
+}
+
+/* Load config + checkpoint of a fixture directory; NULL with err on failure. */
+static BtBertModel *
+load_dir(const char *dir, const char *config_override, uint8_t **weights, BtSafetensors **st,
+		 char *notes, char *err, size_t errlen)
+{
+	size_t		clen,
+				wlen;
+	uint8_t    *cjson = config_override ? (uint8_t *) strdup(config_override) : slurp(dir, "config.json", &clen);
+	BtBertConfig cfg;
+	BtBertModel *m;
+
+	if (config_override)
+		clen = strlen(config_override);
+	*weights = slurp(dir, "model.safetensors", &wlen);
+	*st = bt_safetensors_parse(*weights, wlen, err, errlen);
+	if (!*st || bt_config_parse((const char *) cjson, clen, &cfg, err, errlen) != 0)
+	{
+		free(cjson);
+		return NULL;
+	}
+	free(cjson);
+	m = bt_model_load(&cfg, *st, notes, 512, err, errlen);
+	return m;
+}
+
+static void
+test_parity(const char *models_dir, const char *name)
+{
+	char		dir[1024],
+				err[512],
+				notes[512];
+	uint8_t    *weights,
+			   *refbuf;
+	size_t		reflen,
+				ntok,
+				nseq1;
+	BtSafetensors *st,
+			   *ref;
+	BtBertModel *m;
+	BtBatch		batch;
+	BtForwardOut out;
+	int			H;
+	double		d;
+
+	snprintf(dir, sizeof dir, "%s/%s", models_dir, name);
+	m = load_dir(dir, NULL, &weights, &st, notes, err, sizeof err);
+	check(m != NULL, "%s: loads (%s)", name, m ? (notes[0] ? notes : "all tensors used") : err);
+	if (!m)
+		return;
+	refbuf = slurp(dir, "reference.safetensors", &reflen);
+	ref = bt_safetensors_parse(refbuf, reflen, err, sizeof err);
+	if (!ref)
+	{
+		check(0, "%s: reference parses (%s)", name, err);
+		return;
+	}
+	batch.ids = ref_i32(ref, "ids", &ntok);
+	batch.type_ids = ref_i32(ref, "type_ids", &ntok);
+	batch.offsets = ref_i32(ref, "offsets", &nseq1);
+	batch.n_seq = (int) nseq1 - 1;
+	H = m->cfg.hidden_size;
+
+	memset(&out, 0, sizeof out);
+	out.hidden = malloc(ntok * H * sizeof(float));
+	out.mean = malloc(batch.n_seq * H * sizeof(float));
+	if (m->has_pooler)
+		out.pooled = malloc(batch.n_seq * H * sizeof(float));
+	if (m->has_classifier)
+		out.logits = malloc(batch.n_seq * m->num_classes * sizeof(float));
+	if (bt_model_forward(m, &batch, &out, err, sizeof err) != 0)
+	{
+		check(0, "%s: forward (%s)", name, err);
+		return;
+	}
+	d = max_diff(ref, "hidden", out.hidden, ntok * H);
+	check(d >= 0 && d <= TOLERANCE, "%s: last hidden state, %zu tokens in %d sequences, max |diff| %.2e",
+		  name, ntok, batch.n_seq, d);
+	d = max_diff(ref, "mean", out.mean, batch.n_seq * H);
+	check(d >= 0 && d <= TOLERANCE, "%s: mean pooling, max |diff| %.2e", name, d);
+	if (out.pooled)
+	{
+		d = max_diff(ref, "pooled", out.pooled, batch.n_seq * H);
+		check(d >= 0 && d <= TOLERANCE, "%s: pooler, max |diff| %.2e", name, d);
+	}
+	else
+		check(bt_safetensors_find(ref, "pooled") == NULL, "%s: no pooler on either side", name);
+	if (out.logits)
+	{
+		d = max_diff(ref, "logits", out.logits, batch.n_seq * m->num_classes);
+		check(d >= 0 && d <= TOLERANCE, "%s: logits (%d classes), max |diff| %.2e", name,
+			  m->num_classes, d);
+	}
+	free(out.hidden);
+	free(out.mean);
+	free(out.pooled);
+	free(out.logits);
+	bt_safetensors_free(ref);
+	free(refbuf);
+	bt_model_free(m);
+	bt_safetensors_free(st);
+	free(weights);
+}
+
+/* A config.json rejected with a message containing `want`. */
+static void
+config_error(const char *json, const char *want)
+{
+	BtBertConfig cfg;
+	char		err[256] = "";
+	int			rc = bt_config_parse(json, strlen(json), &cfg, err, sizeof err);
+
+	check(rc != 0 && strstr(err, want) != NULL, "config rejected: %s", err);
+}
+
+static void
+test_config(void)
+{
+	const char *good = "{\"hidden_size\": 64, \"num_attention_heads\": 4, \"hidden_act\": \"gelu\","
+		" \"id2label\": {\"1\": \"spam\", \"0\": \"ham\"}, \"layer_norm_eps\": 1e-12}";
+	BtBertConfig cfg;
+	char		err[256];
+
+	check(bt_config_parse(good, strlen(good), &cfg, err, sizeof err) == 0 && cfg.hidden_size == 64 &&
+		  cfg.num_labels == 2 && strcmp(cfg.labels[0], "ham") == 0 && strcmp(cfg.labels[1], "spam") == 0 &&
+		  cfg.num_layers == 12 && cfg.layer_norm_eps == 1e-12f,
+		  "config: values, defaults and id2label in id order");
+	bt_config_free(&cfg);
+	config_error("{\"hidden_size\": 64", "not valid JSON");
+	config_error("[1, 2]", "not a JSON object");
+	config_error("{\"hidden_size\": 30, \"num_attention_heads\": 4}", "not a multiple");
+	config_error("{\"hidden_act\": \"relu\"}", "not supported");
+	config_error("{\"hidden_size\": -1}", "hidden_size");
+	config_error("{\"num_hidden_layers\": \"six\"}", "num_hidden_layers");
+	config_error("{\"id2label\": {\"0\": \"a\", \"2\": \"b\"}}", "id2label key");
+	config_error("{\"a\": 1, \"a\": 2}", "not valid JSON");
+}
+
+static void
+test_load_errors(const char *models_dir)
+{
+	char		dir[1024],
+				err[512],
+				notes[512];
+	uint8_t    *weights;
+	BtSafetensors *st;
+	BtBertModel *m;
+
+	snprintf(dir, sizeof dir, "%s/tiny_cls", models_dir);
+
+	/* a config with one layer more than the checkpoint: missing tensors by name */
+	m = load_dir(dir, "{\"vocab_size\": 512, \"hidden_size\": 32, \"num_hidden_layers\": 3,"
+				 " \"num_attention_heads\": 4, \"intermediate_size\": 64, \"max_position_embeddings\": 64,"
+				 " \"id2label\": {\"0\": \"a\", \"1\": \"b\", \"2\": \"c\"}}",
+				 &weights, &st, notes, err, sizeof err);
+	check(m == NULL && strstr(err, "lacks tensor") && strstr(err, "encoder.layer.2."),
+		  "missing tensors are named: %.120s", err);
+	bt_model_free(m);
+	bt_safetensors_free(st);
+	free(weights);
+
+	/* a wider config than the checkpoint: shape mismatch */
+	m = load_dir(dir, "{\"vocab_size\": 512, \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+				 " \"num_attention_heads\": 4, \"intermediate_size\": 64, \"max_position_embeddings\": 64}",
+				 &weights, &st, notes, err, sizeof err);
+	check(m == NULL && strstr(err, "has shape"), "wrong shapes are reported: %.120s", err);
+	bt_model_free(m);
+	bt_safetensors_free(st);
+	free(weights);
+
+	/* two labels in the config, three classifier rows */
+	m = load_dir(dir, "{\"vocab_size\": 512, \"hidden_size\": 32, \"num_hidden_layers\": 2,"
+				 " \"num_attention_heads\": 4, \"intermediate_size\": 64, \"max_position_embeddings\": 64,"
+				 " \"id2label\": {\"0\": \"a\", \"1\": \"b\"}}",
+				 &weights, &st, notes, err, sizeof err);
+	check(m == NULL && strstr(err, "classifier has 3 outputs"), "label count mismatch: %.120s", err);
+	bt_model_free(m);
+	bt_safetensors_free(st);
+	free(weights);
+
+	/* a NaN in the weights */
+	{
+		size_t		clen,
+					wlen;
+		uint8_t    *cjson = slurp(dir, "config.json", &clen);
+		BtBertConfig cfg;
+		const BtTensor *t;
+		float		nan = NAN;
+
+		weights = slurp(dir, "model.safetensors", &wlen);
+		st = bt_safetensors_parse(weights, wlen, err, sizeof err);
+		t = bt_safetensors_find(st, "bert.encoder.layer.1.output.dense.weight");
+		memcpy((uint8_t *) st->data + t->offset + 4 * 7, &nan, 4);
+		bt_config_parse((const char *) cjson, clen, &cfg, err, sizeof err);
+		m = bt_model_load(&cfg, st, NULL, 0, err, sizeof err);
+		check(m == NULL && strstr(err, "non-finite") && strstr(err, "layer.1.output.dense.weight"),
+			  "NaN weights are reported: %.120s", err);
+		bt_model_free(m);
+		bt_safetensors_free(st);
+		free(weights);
+		free(cjson);
+	}
+}
+
+static void
+test_batch_errors(const char *models_dir)
+{
+	char		dir[1024],
+				err[512],
+				notes[512];
+	uint8_t    *weights;
+	BtSafetensors *st;
+	BtBertModel *m;
+	int32_t		ids[70] = {0};
+	int32_t		offsets[2] = {0, 3};
+	float		hidden[70 * 32];
+	BtBatch		b = {1, offsets, ids, NULL};
+	BtForwardOut out = {hidden, NULL, NULL, NULL};
+
+	snprintf(dir, sizeof dir, "%s/tiny_nopool_bf16", models_dir);
+	m = load_dir(dir, NULL, &weights, &st, notes, err, sizeof err);
+	if (!m)
+	{
+		check(0, "tiny_nopool_bf16 loads (%s)", err);
+		return;
+	}
+	ids[1] = 512;
+	check(bt_model_forward(m, &b, &out, err, sizeof err) != 0 && strstr(err, "outside the vocabulary"),
+		  "token id out of range: %s", err);
+	ids[1] = 5;
+	offsets[1] = 65;
+	check(bt_model_forward(m, &b, &out, err, sizeof err) != 0 && strstr(err, "takes 1 to 64"),
+		  "sequence longer than max_position_embeddings: %s", err);
+	offsets[1] = 3;
+	out.logits = hidden;
+	check(bt_model_forward(m, &b, &out, err, sizeof err) != 0 && strstr(err, "no pooler"),
+		  "logits without a pooler: %s", err);
+	bt_model_free(m);
+	bt_safetensors_free(st);
+	free(weights);
+}
+
+/* Forward one range of sequences [s0, s1) of a packed reference batch into hidden/mean. */
+static int
+forward_range(const BtBertModel *m, const int32_t *ids, const int32_t *offsets, int s0, int s1,
+			  float *hidden, float *mean, int32_t *offs_buf, char *err, size_t errlen)
+{
+	BtBatch		b;
+	BtForwardOut out = {hidden, NULL, mean, NULL};
+
+	for (int s = s0; s <= s1; s++)
+		offs_buf[s - s0] = offsets[s] - offsets[s0];
+	b.n_seq = s1 - s0;
+	b.offsets = offs_buf;
+	b.ids = ids + offsets[s0];
+	b.type_ids = NULL;
+	return bt_model_forward(m, &b, &out, err, errlen);
+}
+
+static void
+test_minilm(const char *dir, const char *ref_path)
+{
+	char		err[512],
+				notes[512];
+	uint8_t    *weights,
+			   *refbuf;
+	size_t		reflen,
+				n,
+				nseq1,
+				nh;
+	BtSafetensors *st,
+			   *ref;
+	BtBertModel *m;
+	const int32_t *ids,
+			   *offsets;
+	float	   *want,
+			   *mean;
+	int32_t		offs[64];
+	int			H,
+				nseq;
+	double		worst_cos = 1.0;
+	int			worst_at = -1;
+	const char *slash = strrchr(ref_path, '/');
+	char		refdir[1024];
+
+	m = load_dir(dir, NULL, &weights, &st, notes, err, sizeof err);
+	check(m != NULL, "all-MiniLM-L6-v2: loads, %zu parameters (%s)", m ? m->num_params : 0,
+		  m ? (notes[0] ? notes : "all tensors used") : err);
+	if (!m)
+		return;
+	H = m->cfg.hidden_size;
+	snprintf(refdir, sizeof refdir, "%.*s", slash ? (int) (slash - ref_path) : 1, slash ? ref_path : ".");
+	refbuf = slurp(refdir, slash ? slash + 1 : ref_path, &reflen);
+	ref = bt_safetensors_parse(refbuf, reflen, err, sizeof err);
+	if (!ref)
+	{
+		check(0, "minilm reference parses (%s)", err);
+		return;
+	}
+
+	/* transformers' last hidden state of the first sentences */
+	ids = ref_i32(ref, "hidden_ids", &n);
+	offsets = ref_i32(ref, "hidden_offsets", &nseq1);
+	{
+		float	   *hidden = malloc(n * H * sizeof(float));
+		double		d;
+
+		if (forward_range(m, ids, offsets, 0, (int) nseq1 - 1, hidden, NULL, offs, err, sizeof err) != 0)
+			check(0, "minilm forward: %s", err);
+		d = max_diff(ref, "hidden", hidden, n * H);
+		check(d >= 0 && d <= TOLERANCE, "all-MiniLM-L6-v2: last hidden state of %zu sentences (%zu tokens), max |diff| %.2e",
+			  nseq1 - 1, n, d);
+		free(hidden);
+	}
+
+	/* sentence-transformers' embeddings of 200 sentences, in batches of 16 */
+	ids = ref_i32(ref, "ids", &n);
+	offsets = ref_i32(ref, "offsets", &nseq1);
+	nseq = (int) nseq1 - 1;
+	want = malloc((size_t) nseq * H * sizeof(float));
+	mean = malloc((size_t) nseq * H * sizeof(float));
+	nh = (size_t) nseq * H;
+	bt_safetensors_read_f32(ref, bt_safetensors_find(ref, "embeddings"), want, nh, err, sizeof err);
+	for (int s0 = 0; s0 < nseq; s0 += 16)
+	{
+		int			s1 = s0 + 16 < nseq ? s0 + 16 : nseq;
+
+		if (forward_range(m, ids, offsets, s0, s1, NULL, mean + (size_t) s0 * H, offs, err, sizeof err) != 0)
+		{
+			check(0, "minilm forward: %s", err);
+			break;
+		}
+	}
+	for (int s = 0; s < nseq; s++)
+	{
+		double		dot = 0,
+					na = 0,
+					nb = 0,
+					cos;
+
+		for (int i = 0; i < H; i++)
+		{
+			dot += (double) mean[(size_t) s * H + i] * want[(size_t) s * H + i];
+			na += (double) mean[(size_t) s * H + i] * mean[(size_t) s * H + i];
+			nb += (double) want[(size_t) s * H + i] * want[(size_t) s * H + i];
+		}
+		cos = dot / sqrt(na * nb);
+		if (!(cos >= worst_cos))
+		{
+			worst_cos = cos;
+			worst_at = s;
+		}
+	}
+	check(worst_cos >= 0.99999, "all-MiniLM-L6-v2: %d sentence embeddings (%zu tokens, up to 512 per sentence), min cosine %.7f (sentence %d)",
+		  nseq, n, worst_cos, worst_at);
+	free(want);
+	free(mean);
+	bt_safetensors_free(ref);
+	free(refbuf);
+	bt_model_free(m);
+	bt_safetensors_free(st);
+	free(weights);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc != 2 && argc != 4)
+	{
+		fprintf(stderr, "usage: test_model MODELS_DIR [MINILM_DIR MINILM_REFERENCE]\n");
+		return 2;
+	}
+	if (argc == 4)
+		test_minilm(argv[2], argv[3]);
+	test_config();
+	test_parity(argv[1], "tiny_cls");
+	test_parity(argv[1], "tiny_tanh_f16");
+	test_parity(argv[1], "tiny_nopool_bf16");
+	test_load_errors(argv[1]);
+	test_batch_errors(argv[1]);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
