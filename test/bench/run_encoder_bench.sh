@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Encoder benchmark: pgbert's CPU engine vs PyTorch and ONNX Runtime (fp32), same machine,
+# same thread count, run one after the other.
+#
+#   test/bench/run_encoder_bench.sh [MODEL_DIR] [THREADS] [SECONDS_PER_SHAPE]
+#
+# Needs a Python with test/oracle/requirements-model.txt (PYTHON, default .venv-model/bin/python).
+# Prints JSON lines and a markdown table of sequences/s with pgbert's ratio to each peer.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MODEL=${1:-.models/all-minilm-l6-v2}
+THREADS=${2:-2}
+SECONDS_PER_SHAPE=${3:-2}
+PY=${PYTHON:-.venv-model/bin/python}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+make -s build/bench_encoder
+"$PY" - "$work/mail.txt" <<'PY'
+import csv, gzip, sys
+sys.path.insert(0, "test/oracle")
+from copytext import escape
+csv.field_size_limit(1 << 30)
+rows = csv.DictReader(gzip.open("data/spamassassin.csv.gz", "rt", encoding="utf-8"))
+with open(sys.argv[1], "w", encoding="utf-8", newline="\n") as f:
+    for r in rows:
+        f.write(escape((r["subject"] or "") + "\n" + (r["body"] or "")) + "\n")
+PY
+OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS \
+  build/bench_encoder "$MODEL" data/pgbert_vocab_uncased.txt "$work/mail.txt" "$SECONDS_PER_SHAPE" | tee "$work/results.jsonl"
+"$PY" test/bench/bench_encoder_peers.py "$MODEL" "$work/mail.txt" "$THREADS" "$SECONDS_PER_SHAPE" 2>/dev/null \
+  | tee -a "$work/results.jsonl"
+echo
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $THREADS threads, model $MODEL, median per shape"
+"$PY" - "$work/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+impls = list(dict.fromkeys(r["impl"] for r in rows))
+shapes = list(dict.fromkeys(r["shape"] for r in rows))
+get = {(r["impl"], r["shape"]): r for r in rows}
+ours = impls[0]
+head = "| shape | tokens | " + " | ".join("%s seq/s" % i for i in impls) + " | " + \
+       " | ".join("pgbert ÷ %s" % i.split()[0] for i in impls[1:]) + " | pgbert GFLOP/s |"
+print(head)
+print("|" + "---|" * (len(impls) * 2 + 2))
+for s in shapes:
+    o = get[(ours, s)]
+    cells = ["%.2f" % get[(i, s)]["seq_per_s"] if (i, s) in get else "-" for i in impls]
+    ratios = ["%.2f×" % (o["seq_per_s"] / get[(i, s)]["seq_per_s"]) if (i, s) in get else "-" for i in impls[1:]]
+    print("| %s | %d | %s | %s | %.1f |" % (s, o["tokens"], " | ".join(cells), " | ".join(ratios), o["gflop_per_s"]))
+PY
