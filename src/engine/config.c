@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,4 +206,106 @@ bt_config_free(BtBertConfig *cfg)
 	}
 	cfg->labels = NULL;
 	cfg->num_labels = 0;
+}
+
+/* A JSON boolean key into *out (default kept when absent or null); -1 on a bad value. */
+static int
+get_bool(json_t *root, const char *key, int *out, char *err, size_t errlen)
+{
+	json_t	   *v = json_object_get(root, key);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+	{
+		snprintf(err, errlen, "tokenizer config key \"%s\" must be true or false", key);
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+int
+bt_tokenizer_config_parse(const char *json, size_t len, BtTokenizerConfig *tc, char *err, size_t errlen)
+{
+	static const char *const specials[][2] = {
+		{"unk_token", "[UNK]"}, {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"},
+		{"cls_token", "[CLS]"}, {"mask_token", "[MASK]"},
+	};
+	json_error_t jerr;
+	json_t	   *root,
+			   *v;
+	int			rc = -1;
+
+	tc->do_lower_case = 1;
+	tc->strip_accents = -1;
+	tc->tokenize_chinese_chars = 1;
+	tc->model_max_length = 512;
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+	{
+		snprintf(err, errlen, "tokenizer_config.json is not valid JSON: %s (line %d)", jerr.text, jerr.line);
+		return -1;
+	}
+	if (!json_is_object(root))
+	{
+		snprintf(err, errlen, "tokenizer_config.json is not a JSON object");
+		goto done;
+	}
+	if (get_bool(root, "do_lower_case", &tc->do_lower_case, err, errlen) ||
+		get_bool(root, "tokenize_chinese_chars", &tc->tokenize_chinese_chars, err, errlen))
+		goto done;
+	v = json_object_get(root, "strip_accents");
+	if (v != NULL && !json_is_null(v))
+	{
+		if (!json_is_boolean(v))
+		{
+			snprintf(err, errlen, "tokenizer config key \"strip_accents\" must be true, false or null");
+			goto done;
+		}
+		tc->strip_accents = json_is_true(v);
+	}
+	v = json_object_get(root, "model_max_length");
+	if (v != NULL && !json_is_null(v))
+	{
+		/* transformers writes a huge float (1e30) for "no limit" */
+		if (!json_is_number(v) || json_number_value(v) < 2)
+		{
+			snprintf(err, errlen, "tokenizer config key \"model_max_length\" must be a number of at least 2");
+			goto done;
+		}
+		tc->model_max_length = json_number_value(v) > INT32_MAX ? INT32_MAX : (int) json_number_value(v);
+	}
+	v = json_object_get(root, "tokenizer_class");
+	if (v != NULL && !json_is_null(v) &&
+		(!json_is_string(v) || (strcmp(json_string_value(v), "BertTokenizer") != 0 &&
+								strcmp(json_string_value(v), "BertTokenizerFast") != 0)))
+	{
+		snprintf(err, errlen, "tokenizer_class %s is not a BERT WordPiece tokenizer",
+				 json_is_string(v) ? json_string_value(v) : "(not a string)");
+		goto done;
+	}
+	for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++)
+	{
+		const char *name;
+
+		v = json_object_get(root, specials[i][0]);
+		if (v == NULL || json_is_null(v))
+			continue;
+		/* a plain string, or an AddedToken object with "content" */
+		name = json_is_string(v) ? json_string_value(v)
+			: json_is_string(json_object_get(v, "content")) ? json_string_value(json_object_get(v, "content"))
+			: NULL;
+		if (name == NULL || strcmp(name, specials[i][1]) != 0)
+		{
+			snprintf(err, errlen, "tokenizer config %s %s%s%s is not supported (only %s)", specials[i][0],
+					 name ? "\"" : "", name ? name : "of an unknown form", name ? "\"" : "", specials[i][1]);
+			goto done;
+		}
+	}
+	rc = 0;
+
+done:
+	json_decref(root);
+	return rc;
 }

@@ -40,4 +40,21 @@ extern int	bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char
 /* Free what bt_config_parse allocated (the labels). */
 extern void bt_config_free(BtBertConfig *cfg);
 
+/* Tokenizer settings of a tokenizer_config.json. */
+typedef struct BtTokenizerConfig
+{
+	int			do_lower_case;	/* 1 or 0 (default 1) */
+	int			strip_accents;	/* 1, 0, or -1 = follow do_lower_case (null/absent) */
+	int			tokenize_chinese_chars;	/* default 1 */
+	int			model_max_length;	/* default 512; huge sentinel values clamp to INT32_MAX */
+} BtTokenizerConfig;
+
+/*
+ * Parse tokenizer_config.json bytes. Special tokens other than BERT's standard
+ * [UNK]/[CLS]/[SEP]/[PAD]/[MASK] are refused (the tokenizer knows only those),
+ * as is a tokenizer_class other than BertTokenizer(Fast). 0, or -1 with err.
+ */
+extern int	bt_tokenizer_config_parse(const char *json, size_t len, BtTokenizerConfig *tc,
+									  char *err, size_t errlen);
+
 #endif

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "model.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 
 #define TOLERANCE 1e-4
 
@@ -41,6 +42,29 @@ check(int ok, const char *fmt,...)
 		passed++;
 	else
 		failed++;
+}
+
+/* Collected token ids, stopping at a limit. */
+typedef struct Ids
+{
+	int32_t    *v;
+	size_t		n,
+				cap;
+	long		limit;
+} Ids;
+
+static int
+ids_emit(void *arg, int32_t id)
+{
+	Ids		   *ids = arg;
+
+	if (ids->n == ids->cap)
+	{
+		ids->cap = ids->cap ? ids->cap * 2 : 64;
+		ids->v = realloc(ids->v, ids->cap * sizeof(int32_t));
+	}
+	ids->v[ids->n++] = id;
+	return ids->limit >= 0 && (long) ids->n >= ids->limit;
 }
 
 /* Whole file into a malloc'd buffer. */
@@ -247,6 +271,29 @@ test_config(void)
 	config_error("{\"num_hidden_layers\": \"six\"}", "num_hidden_layers");
 	config_error("{\"id2label\": {\"0\": \"a\", \"2\": \"b\"}}", "id2label key");
 	config_error("{\"a\": 1, \"a\": 2}", "not valid JSON");
+
+	{
+		BtTokenizerConfig tc;
+		const char *cased = "{\"do_lower_case\": false, \"strip_accents\": true, \"model_max_length\": 1e30,"
+			" \"unk_token\": {\"content\": \"[UNK]\", \"lstrip\": false}}";
+		const char *bad[][2] = {
+			{"{\"do_lower_case\": \"yes\"}", "must be true or false"},
+			{"{\"unk_token\": \"<unk>\"}", "not supported"},
+			{"{\"tokenizer_class\": \"RobertaTokenizer\"}", "not a BERT"},
+			{"{\"model_max_length\": 1}", "at least 2"},
+		};
+
+		check(bt_tokenizer_config_parse(cased, strlen(cased), &tc, err, sizeof err) == 0 &&
+			  tc.do_lower_case == 0 && tc.strip_accents == 1 && tc.tokenize_chinese_chars == 1 &&
+			  tc.model_max_length == INT32_MAX,
+			  "tokenizer config: flags, AddedToken form, 1e30 as no limit");
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		{
+			err[0] = '\0';
+			check(bt_tokenizer_config_parse(bad[i][0], strlen(bad[i][0]), &tc, err, sizeof err) != 0 &&
+				  strstr(err, bad[i][1]), "tokenizer config rejected: %s", err);
+		}
+	}
 }
 
 static void
@@ -409,6 +456,64 @@ test_minilm(const char *dir, const char *ref_path)
 	{
 		check(0, "minilm reference parses (%s)", err);
 		return;
+	}
+
+	/* the model's own tokenizer (vocab.txt + tokenizer_config.json) gives the reference ids */
+	{
+		size_t		tclen,
+					ntext,
+					nt;
+		uint8_t    *tcjson = slurp(dir, "tokenizer_config.json", &tclen);
+		BtTokenizerConfig tc;
+		BtTokenizerOptions o;
+		char		vpath[1100];
+		BtVocab    *v;
+		BtTokenizer *tk = NULL;
+		const int32_t *text_off = ref_i32(ref, "text_offsets", &ntext);
+		const int32_t *max_len = ref_i32(ref, "max_lengths", &nt);
+		const BtTensor *texts = bt_safetensors_find(ref, "texts");
+		int			bad = 0;
+
+		ids = ref_i32(ref, "ids", &n);
+		offsets = ref_i32(ref, "offsets", &nseq1);
+		snprintf(vpath, sizeof vpath, "%s/vocab.txt", dir);
+		if (bt_tokenizer_config_parse((const char *) tcjson, tclen, &tc, err, sizeof err) == 0 &&
+			(v = bt_vocab_load(vpath, err, sizeof err)) != NULL)
+		{
+			o.lowercase = tc.do_lower_case;
+			o.strip_accents = tc.strip_accents;
+			o.chinese_chars = tc.tokenize_chinese_chars;
+			tk = bt_tokenizer_create(v, &o, err, sizeof err);
+		}
+		check(tk != NULL && tc.model_max_length == 512 && tc.do_lower_case == 1 && tc.strip_accents == -1,
+			  "all-MiniLM-L6-v2: tokenizer_config.json and vocab.txt load (%s)", tk ? "uncased, max 512" : err);
+		for (size_t s = 0; tk && texts && s + 1 < ntext; s++)
+		{
+			Ids			got;
+			BtSink		sink;
+			int			want_n = offsets[s + 1] - offsets[s];
+
+			memset(&got, 0, sizeof got);
+			got.limit = max_len[s] - 2;
+			memset(&sink, 0, sizeof sink);
+			sink.emit = ids_emit;
+			sink.arg = &got;
+			bt_tokenize(tk, (const char *) ref->data + texts->offset + text_off[s],
+						text_off[s + 1] - text_off[s], &sink);
+			if (!(want_n == (int) got.n + 2 && ids[offsets[s]] == tk->cls_id &&
+				  ids[offsets[s + 1] - 1] == tk->sep_id &&
+				  memcmp(ids + offsets[s] + 1, got.v, got.n * sizeof(int32_t)) == 0))
+			{
+				if (++bad <= 3)
+					printf("     sentence %zu: %zu+2 ids, reference %d\n", s, got.n, want_n);
+			}
+			free(got.v);
+		}
+		check(tk != NULL && bad == 0 && ntext == nseq1,
+			  "all-MiniLM-L6-v2: %zu sentences tokenized exactly as the model's HF tokenizer (truncation at 128/512)",
+			  ntext - 1);
+		bt_tokenizer_free(tk);
+		free(tcjson);
 	}
 
 	/* transformers' last hidden state of the first sentences */

@@ -4,6 +4,8 @@
 Writes test/fixtures/minilm_reference.safetensors:
   ids, offsets (int32)   200 packed sentences, tokenized by the model's own tokenizer
                          (short, long, multilingual; truncated at 128 or 512 tokens)
+  texts (uint8), text_offsets, max_lengths (int32)
+                         the sentences as UTF-8 and the truncation length of each
   embeddings (200, 384)  sentence-transformers' normalized mean-pooled embeddings
   hidden_ids, hidden_offsets, hidden (tokens, 384)
                          transformers' last hidden state for the first 4 sentences
@@ -65,7 +67,7 @@ def sentences():
     rows = list(csv.DictReader(gzip.open("data/spamassassin.csv.gz", "rt", encoding="utf-8")))
     for k, r in enumerate(rows[::len(rows) // 60][:60]):
         out.append(((r["subject"] or "") + "\n" + (r["body"] or ""), 512 if k % 3 == 0 else 128))
-    return out
+    return [(t[:6000], L) for t, L in out]  # a 512-token window never needs more text
 
 
 def main():
@@ -102,7 +104,11 @@ def main():
             h_ids.extend(enc["input_ids"][0].tolist())
             h_off.append(len(h_ids))
             hidden.append(hs)
+    raw = [t.encode("utf-8") for t, _ in data]
     safetensors.numpy.save_file({
+        "texts": np.frombuffer(b"".join(raw), dtype=np.uint8),
+        "text_offsets": np.concatenate([[0], np.cumsum([len(r) for r in raw])]).astype(np.int32),
+        "max_lengths": np.array([L for _, L in data], dtype=np.int32),
         "ids": np.array(ids, dtype=np.int32),
         "offsets": np.array(offsets, dtype=np.int32),
         "embeddings": np.stack(emb).astype(np.float32),
