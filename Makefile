@@ -59,7 +59,7 @@ $(ENGINE_LIB): $(ENGINE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%: test/engine/%.c test/engine/copy_text.h $(ENGINE_LIB)
+$(BUILD)/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 $(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
@@ -86,7 +86,7 @@ engine-check: engine
 # The same tests built with clang's AddressSanitizer and UndefinedBehaviorSanitizer.
 SAN_CC ?= clang
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
-$(BUILD)/san/%: test/engine/%.c test/engine/copy_text.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+$(BUILD)/san/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(SAN_FLAGS) -Isrc/engine -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 

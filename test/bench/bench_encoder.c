@@ -9,12 +9,16 @@
  * Each shape runs until SECONDS_PER_SHAPE have passed (at least 2 runs after one
  * warm-up); the median is reported as one JSON line per shape with sequences/s and
  * GFLOP/s (2 x multiply-adds of the dense layers and attention). Threads: OpenBLAS's
- * (OPENBLAS_NUM_THREADS).
+ * (OPENBLAS_NUM_THREADS). The first line reports memory: peak RSS while loading (the
+ * checkpoint blob and the float32 parameters are both resident then) and RSS once the
+ * blob is freed. MAX_LEN in the environment skips longer fixed shapes.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "copy_text.h"
@@ -50,6 +54,23 @@ slurp(const char *path, size_t *len)
 	buf[n] = 0;
 	*len = n;
 	return buf;
+}
+
+/* Resident set size now, in MiB (from /proc/self/statm). */
+static double
+rss_mib(void)
+{
+	long		pages = 0,
+				resident = 0;
+	FILE	   *f = fopen("/proc/self/statm", "r");
+
+	if (f)
+	{
+		if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+			resident = 0;
+		fclose(f);
+	}
+	return resident * (double) sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
 }
 
 /* Forward FLOPs of a batch: dense layers per token plus attention per sequence. */
@@ -165,6 +186,14 @@ main(int argc, char **argv)
 	}
 	bt_safetensors_free(st);
 	free(weights);				/* the model holds its own float32 copy */
+	{
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
+		printf("{\"impl\": \"pgbert engine\", \"memory\": true, \"checkpoint_mib\": %.1f, "
+			   "\"params_mib\": %.1f, \"peak_rss_mib\": %.1f, \"rss_after_load_mib\": %.1f}\n",
+			   wlen / 1048576.0, m->num_params * 4 / 1048576.0, ru.ru_maxrss / 1024.0, rss_mib());
+	}
 
 	srand(42);
 	for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
@@ -176,7 +205,7 @@ main(int argc, char **argv)
 			int32_t    *offsets = malloc((B + 1) * sizeof(int32_t));
 			char		label[32];
 
-			if (S > m->cfg.max_position)
+			if (S > m->cfg.max_position || (getenv("MAX_LEN") && S > atoi(getenv("MAX_LEN"))))
 				continue;
 			for (int i = 0; i < B * S; i++)
 				ids[i] = 1000 + rand() % (m->cfg.vocab_size - 1000);

@@ -5,6 +5,7 @@
 #   test/bench/run_encoder_bench.sh [MODEL_DIR] [THREADS] [SECONDS_PER_SHAPE]
 #
 # Needs a Python with test/oracle/requirements-model.txt (PYTHON, default .venv-model/bin/python).
+# MAX_LEN=128 skips the longer fixed shapes (for bert-base on small machines).
 # Prints JSON lines and a markdown table of sequences/s with pgbert's ratio to each peer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +36,11 @@ echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $THREADS threads, model $MOD
 "$PY" - "$work/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for r in rows:
+    if r.get("memory"):
+        print("memory: checkpoint %(checkpoint_mib).1f MiB, parameters %(params_mib).1f MiB, "
+              "peak RSS while loading %(peak_rss_mib).1f MiB, RSS after load %(rss_after_load_mib).1f MiB" % r)
+rows = [r for r in rows if not r.get("memory")]
 impls = list(dict.fromkeys(r["impl"] for r in rows))
 shapes = list(dict.fromkeys(r["shape"] for r in rows))
 get = {(r["impl"], r["shape"]): r for r in rows}

@@ -21,74 +21,22 @@
 #include "config.h"
 #include "model.h"
 #include "safetensors.h"
+#include "testing.h"
 #include "tokenizer.h"
 
 #define TOLERANCE 1e-4
 
-static int	passed,
-			failed;
-
-static void
-check(int ok, const char *fmt,...)
-{
-	va_list		ap;
-
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
-
-/* Collected token ids, stopping at a limit. */
-typedef struct Ids
-{
-	int32_t    *v;
-	size_t		n,
-				cap;
-	long		limit;
-} Ids;
-
-static int
-ids_emit(void *arg, int32_t id)
-{
-	Ids		   *ids = arg;
-
-	if (ids->n == ids->cap)
-	{
-		ids->cap = ids->cap ? ids->cap * 2 : 64;
-		ids->v = realloc(ids->v, ids->cap * sizeof(int32_t));
-	}
-	ids->v[ids->n++] = id;
-	return ids->limit >= 0 && (long) ids->n >= ids->limit;
-}
-
-/* Whole file into a malloc'd buffer. */
+/* Whole file dir/name, or exit: the fixtures must be there. */
 static uint8_t *
 slurp(const char *dir, const char *name, size_t *len)
 {
-	char		path[1024];
-	FILE	   *f;
-	uint8_t    *buf;
-	long		n;
+	uint8_t    *buf = read_file(dir, name, len);
 
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	if (!(f = fopen(path, "rb")) || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 ||
-		fseek(f, 0, SEEK_SET))
+	if (buf == NULL)
 	{
-		fprintf(stderr, "test_model: cannot read %s\n", path);
+		fprintf(stderr, "test_model: cannot read %s/%s\n", dir, name);
 		exit(2);
 	}
-	buf = malloc(n + 1);
-	if (fread(buf, 1, n, f) != (size_t) n)
-		exit(2);
-	fclose(f);
-	buf[n] = 0;
-	*len = n;
 	return buf;
 }
 

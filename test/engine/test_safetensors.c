@@ -16,25 +16,7 @@
 #include <string.h>
 
 #include "safetensors.h"
-
-static int	passed,
-			failed;
-
-static void
-check(int ok, const char *fmt,...)
-{
-	va_list		ap;
-
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
+#include "testing.h"
 
 /* ---- helpers ---- */
 
@@ -155,36 +137,6 @@ expect_ok(const char *header, size_t dlen, int n, const char *what)
 	check(st != NULL && st->n_tensors == n, "accept %s%s%s", what, st ? "" : ": ", st ? "" : err);
 	bt_safetensors_free(st);
 	free(blob);
-}
-
-/* Whole file into an exact-size heap buffer, or NULL. */
-static uint8_t *
-read_file(const char *dir, const char *name, size_t *len)
-{
-	char		path[4096];
-	FILE	   *f;
-	long		n;
-	uint8_t    *buf;
-
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	f = fopen(path, "rb");
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-	{
-		fclose(f);
-		return NULL;
-	}
-	buf = malloc(n ? (size_t) n : 1);
-	if (buf == NULL || fread(buf, 1, (size_t) n, f) != (size_t) n)
-	{
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*len = (size_t) n;
-	return buf;
 }
 
 /* ---- the valid file ---- */

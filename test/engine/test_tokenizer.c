@@ -15,54 +15,14 @@
 #include <string.h>
 
 #include "copy_text.h"
+#include "testing.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
-static int passed,
-			failed;
 static const char *fixture_dir;
 static const char *vocab_path;
 
-static void
-check(int ok, const char *fmt,...)
-{
-	va_list		ap;
-
-	printf("%s ", ok ? "ok  " : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
-
 /* ---- helpers ---- */
-
-typedef struct Ids
-{
-	int32_t    *v;
-	size_t		n,
-				cap;
-	long		limit;			/* stop after this many; -1 none */
-	long		progress_calls;
-} Ids;
-
-static int
-ids_emit(void *arg, int32_t id)
-{
-	Ids		   *ids = arg;
-
-	if (ids->n == ids->cap)
-	{
-		ids->cap = ids->cap ? ids->cap * 2 : 64;
-		ids->v = realloc(ids->v, ids->cap * sizeof(int32_t));
-	}
-	ids->v[ids->n++] = id;
-	return ids->limit >= 0 && (long) ids->n >= ids->limit;
-}
 
 static int
 ids_progress(void *arg)
