@@ -542,6 +542,7 @@ main(int argc, char **argv)
 	test_parity(argv[1], "tiny_cls");
 	test_parity(argv[1], "tiny_tanh_f16");
 	test_parity(argv[1], "tiny_nopool_bf16");
+	test_parity(argv[1], "tiny_odd_cls");
 	test_load_errors(argv[1]);
 	test_batch_errors(argv[1]);
 	printf("%d passed, %d failed\n", passed, failed);

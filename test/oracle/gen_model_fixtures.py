@@ -37,17 +37,23 @@ MODELS = {
     # BertModel without pooler (sentence-transformers style), weights stored in bf16
     "tiny_nopool_bf16": dict(cls=False, act="gelu", eps=1e-12, dtype=torch.bfloat16, legacy=False,
                              pooler=False),
+    # odd sizes: hidden 48 with 3 heads (head size 16), 3 layers, intermediate 100, 2 labels
+    "tiny_odd_cls": dict(cls=True, act="gelu_pytorch_tanh", eps=1e-12, dtype=None, legacy=False,
+                         pooler=True, hidden=48, heads=3, layers=3, intermediate=100, labels=2),
 }
 
 
 def make_config(spec):
-    cfg = BertConfig(vocab_size=512, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=64, type_vocab_size=2,
+    cfg = BertConfig(vocab_size=512, hidden_size=spec.get("hidden", 32),
+                     num_hidden_layers=spec.get("layers", 2), num_attention_heads=spec.get("heads", 4),
+                     intermediate_size=spec.get("intermediate", 64), max_position_embeddings=64,
+                     type_vocab_size=2,
                      hidden_act=spec["act"], layer_norm_eps=spec["eps"], initializer_range=0.2,
                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     if spec["cls"]:
-        cfg.num_labels = 3
-        cfg.id2label = {0: "ham", 1: "spam", 2: "phish"}
+        names = ["ham", "spam", "phish"][:spec.get("labels", 3)]
+        cfg.num_labels = len(names)
+        cfg.id2label = dict(enumerate(names))
         cfg.label2id = {v: k for k, v in cfg.id2label.items()}
     return cfg
 
