@@ -15,14 +15,18 @@ DATA = pgbert--$(EXTVERSION).sql data/pgbert_vocab_uncased.txt
 REGRESS = tokenizer tokenizer_parity encoding
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
-ENGINE_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c \
-	src/engine/safetensors.c src/engine/config.c src/engine/model.c
+# The extension links only the engine parts its SQL functions use: the model code
+# would pull OpenBLAS (which starts its thread pool when loaded) into every backend
+# before any SQL function needs it.
+TOKENIZER_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
+MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/model.c
+ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c
-OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
+OBJS = $(TOKENIZER_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
-SHLIB_LINK = -lutf8proc -ljansson -lopenblas -lm -lpthread
+SHLIB_LINK = -lutf8proc -lpthread
 
 # CUDA is optional: on when nvcc exists, forced with USE_CUDA=1/0. The kernels
 # build into their own library, pgbert_gpu.so (linked with cudart and cuBLAS),

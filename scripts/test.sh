@@ -31,9 +31,10 @@ cpu_only_build() {
   if [ -e pgbert_gpu.so ]; then echo "CPU-only build made pgbert_gpu.so"; return 1; fi
   make -s clean
 }
-# pgbert.so never links CUDA; with CUDA, pgbert_gpu.so links cudart and cuBLAS
+# pgbert.so links neither CUDA nor OpenBLAS (whose thread pool would start in every
+# backend that loads it); with CUDA, pgbert_gpu.so links cudart and cuBLAS
 check_linkage() {
-  if ldd pgbert.so | grep -E 'libcudart|libcublas'; then echo "pgbert.so links CUDA"; return 1; fi
+  if ldd pgbert.so | grep -E 'libcudart|libcublas|libopenblas'; then echo "pgbert.so links CUDA or OpenBLAS"; return 1; fi
   if [ "$(make -s print-use-cuda)" = 1 ]; then
     ldd pgbert_gpu.so | grep -q libcublas && ldd pgbert_gpu.so | grep -q libcudart \
       || { echo "pgbert_gpu.so does not link cudart and cuBLAS"; return 1; }
