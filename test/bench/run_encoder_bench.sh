@@ -17,16 +17,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 make -s build/bench_encoder
-"$PY" - "$work/mail.txt" <<'PY'
-import csv, gzip, sys
-sys.path.insert(0, "test/oracle")
-from copytext import escape
-csv.field_size_limit(1 << 30)
-rows = csv.DictReader(gzip.open("data/spamassassin.csv.gz", "rt", encoding="utf-8"))
-with open(sys.argv[1], "w", encoding="utf-8", newline="\n") as f:
-    for r in rows:
-        f.write(escape((r["subject"] or "") + "\n" + (r["body"] or "")) + "\n")
-PY
+"$PY" test/bench/mail_lines.py "$work/mail.txt"
 OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS \
   build/bench_encoder "$MODEL" data/pgbert_vocab_uncased.txt "$work/mail.txt" "$SECONDS_PER_SHAPE" | tee "$work/results.jsonl"
 "$PY" test/bench/bench_encoder_peers.py "$MODEL" "$work/mail.txt" "$THREADS" "$SECONDS_PER_SHAPE" 2>/dev/null \

@@ -18,16 +18,7 @@ trap 'rm -rf "$work"' EXIT
 
 make -s bench
 # SpamAssassin bodies, one per line in COPY escaping
-"$PY" - "$work/mail.txt" <<'PY'
-import csv, gzip, sys
-sys.path.insert(0, "test/oracle")
-from copytext import escape
-csv.field_size_limit(1 << 30)
-rows = csv.DictReader(gzip.open("data/spamassassin.csv.gz", "rt", encoding="utf-8"))
-with open(sys.argv[1], "w", encoding="utf-8", newline="\n") as f:
-    for r in rows:
-        f.write(escape((r["subject"] or "") + "\n" + (r["body"] or "")) + "\n")
-PY
+"$PY" test/bench/mail_lines.py "$work/mail.txt"
 
 hf_mail=""
 table="| input | implementation | texts | MB | tokens | tokens/s | MB/s | pgbert ÷ this |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
