@@ -15,18 +15,18 @@ DATA = pgbert--$(EXTVERSION).sql data/pgbert_vocab_uncased.txt
 REGRESS = tokenizer tokenizer_parity encoding
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
-# The extension links only the engine parts its SQL functions use: the model code
-# would pull OpenBLAS (which starts its thread pool when loaded) into every backend
-# before any SQL function needs it.
+# OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens
+# it with dlopen the first time a model runs (src/engine/blas.h).
 TOKENIZER_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
-MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/model.c
+MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/model.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
-PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c
-OBJS = $(TOKENIZER_SRCS:.c=.o) $(PG_SRCS:.c=.o)
+PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
+	src/pg/drop_guard.c
+OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
-SHLIB_LINK = -lutf8proc -lpthread
+SHLIB_LINK = -lutf8proc -ljansson -ldl -lm -lpthread
 
 # CUDA is optional: on when nvcc exists, forced with USE_CUDA=1/0. The kernels
 # build into their own library, pgbert_gpu.so (linked with cudart and cuBLAS),
@@ -53,7 +53,7 @@ ENGINE_CFLAGS ?= -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign
 BUILD = build
 ENGINE_OBJS = $(patsubst src/engine/%.c,$(BUILD)/engine/%.o,$(ENGINE_SRCS))
 ENGINE_LIB = $(BUILD)/libpgbert_engine.a
-ENGINE_LIBS = -lutf8proc -ljansson -lopenblas -lm -lpthread
+ENGINE_LIBS = -lutf8proc -ljansson -ldl -lm -lpthread
 
 $(BUILD)/engine/%.o: src/engine/%.c src/engine/*.h
 	@mkdir -p $(dir $@)

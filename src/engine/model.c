@@ -4,12 +4,9 @@
  * rest) over packed variable-length batches.
  */
 #include "model.h"
+#include "blas.h"
 
-#include <cblas.h>
 #include <math.h>
-
-/* OpenBLAS's cblas.h pulls in <complex.h>, whose I macro this file does not want. */
-#undef I
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,7 +315,7 @@ bt_model_free(BtBertModel *m)
 static void
 dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, O, K, 1.0f, in, K, w, K, 0.0f, out, O);
+	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, O, K, 1.0f, in, K, w, K, 0.0f, out, O);
 	if (b)
 		for (int t = 0; t < T; t++)
 		{
@@ -407,7 +404,7 @@ attention_forward(float *ctx, const float *qkv, float *scores, const BtBatch *b,
 			const float *v = base + 2 * H + h * d;
 
 			/* scores (S, S) = q (S, d) @ k (S, d)^T * scale */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, scale,
+			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, S, S, d, scale,
 						q, 3 * H, k, 3 * H, 0.0f, scores, S);
 			for (int i = 0; i < S; i++)
 			{
@@ -426,7 +423,7 @@ attention_forward(float *ctx, const float *qkv, float *scores, const BtBatch *b,
 					row[j] /= sum;
 			}
 			/* ctx (S, d) = scores (S, S) @ v (S, d) */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, 1.0f,
+			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, S, d, S, 1.0f,
 						scores, S, v, 3 * H, 0.0f, ctx + (size_t) start * H + h * d, H);
 		}
 	}
@@ -505,6 +502,8 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	size_t		need;
 
 	if (check_batch(m, b, err, errlen) != 0)
+		return -1;
+	if (bt_sgemm == NULL && bt_blas_load(NULL, 0, err, errlen) != 0)
 		return -1;
 	if ((out->pooled || out->logits) && !m->has_pooler)
 	{
