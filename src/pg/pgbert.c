@@ -1,22 +1,58 @@
 /*
- * pgbert.c - module entry: PG_MODULE_MAGIC and build facts.
+ * pgbert.c - module entry: PG_MODULE_MAGIC, settings, and build facts.
  *
- * A future _PG_init must never touch CUDA: it also runs in the postmaster
- * when the library is preloaded.
+ * _PG_init must never touch CUDA or OpenBLAS: it also runs in the postmaster
+ * when the library is preloaded, and in every parallel worker.
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
+#include "utils/guc.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
+#include "blas.h"
+#include "pgbert.h"
 #include "unicode.h"
 
 PG_MODULE_MAGIC;
 
 #define PGBERT_VERSION "0.1.0"
+
+char	   *pgbert_default_model = NULL;
+int			pgbert_model_cache_mb = 1024;
+int			pgbert_cpu_threads = 1;
+int			pgbert_batch_tokens = 4096;
+
+void		_PG_init(void);
+
+/* Define the settings. */
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("pgbert.default_model",
+							   "Model that classify() and embed() use when none is named.",
+							   "Empty: the only stored model, an error when there are several.",
+							   &pgbert_default_model, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.model_cache_size",
+							"Memory for model versions loaded in one backend.",
+							"Least recently used versions are freed beyond it; one model larger than it still loads.",
+							&pgbert_model_cache_mb, 1024, 1, INT_MAX / 2, PGC_USERSET, GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.cpu_threads",
+							"Threads one backend uses for a forward pass on the CPU.",
+							"1 suits backends that run beside parallel workers and other sessions.",
+							&pgbert_cpu_threads, 1, 1, 256, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.batch_tokens",
+							"Most tokens run through the model in one engine call.",
+							"Bounds the activation memory of classify_batch(); the query can be cancelled between calls.",
+							&pgbert_batch_tokens, 4096, 64, 1048576, PGC_USERSET, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("pgbert");
+}
 
 PG_FUNCTION_INFO_V1(pgbert_info);
 
@@ -33,6 +69,8 @@ pgbert_info(PG_FUNCTION_ARGS)
 	escape_json(&buf, bt_uc_reference_tables_id());
 	appendStringInfo(&buf, ", \"tokenizer_tables_current\": %s",
 					 bt_uc_tables_current() ? "true" : "false");
+	appendStringInfoString(&buf, ", \"blas_library\": ");
+	escape_json(&buf, bt_blas_library());
 #ifdef PGBERT_USE_CUDA
 	appendStringInfoString(&buf, ", \"cuda_compiled\": true}");
 #else

@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "pgbert.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -25,15 +26,6 @@
 /* Bundled-vocabulary tokenizers of this backend, by do_lower_case. */
 static BtTokenizer *bundled_tokenizer[2];
 static bool tables_warned = false;
-
-/* Growing list of ids, optionally capped. */
-typedef struct IdCollector
-{
-	int32	   *ids;
-	int64		n;
-	int64		cap;
-	int64		limit;			/* stop after this many ids; -1 = no limit */
-} IdCollector;
 
 /* Engine emit callback: append one id; stop at the limit. */
 static int
@@ -118,20 +110,23 @@ tokenizer_for_call(FunctionCallInfo fcinfo, int model_arg, int lower_arg)
 	bool		lowercase = true;	/* the bundled vocabulary is uncased */
 
 	if (!PG_ARGISNULL(model_arg))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("model \"%s\" does not exist",
-						text_to_cstring(PG_GETARG_TEXT_PP(model_arg))),
-				 errdetail("This version of pgbert stores no models."),
-				 errhint("Pass model => NULL to use the bundled uncased vocabulary.")));
+	{
+		/* a stored model's own vocabulary and settings */
+		if (!PG_ARGISNULL(lower_arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("do_lower_case cannot be combined with a model"),
+					 errdetail("A model's tokenizer settings come from its tokenizer_config.")));
+		return pgbert_model_for_call(fcinfo, model_arg)->tokenizer;
+	}
 	if (!PG_ARGISNULL(lower_arg))
 		lowercase = PG_GETARG_BOOL(lower_arg);
 	return get_bundled_tokenizer(lowercase);
 }
 
 /* Tokenize a text datum into ids, converting to UTF-8 when the database is not UTF8. */
-static IdCollector
-tokenize_text(const BtTokenizer *tk, text *input, int64 limit)
+IdCollector
+pgbert_tokenize_text(const BtTokenizer *tk, text *input, int64 limit)
 {
 	IdCollector c;
 	BtSink		sink;
@@ -187,7 +182,7 @@ pgbert_bert_tokenize(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	tk = tokenizer_for_call(fcinfo, 1, 2);
-	c = tokenize_text(tk, PG_GETARG_TEXT_PP(0), -1);
+	c = pgbert_tokenize_text(tk, PG_GETARG_TEXT_PP(0), -1);
 
 	/* pieces in the database encoding, then one text[] built in place */
 	if (c.n > (int64) MaxArraySize)
@@ -276,7 +271,7 @@ pgbert_bert_token_ids(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("vocabulary has no [CLS] or [SEP] token")));
-	c = tokenize_text(tk, PG_GETARG_TEXT_PP(0), limit);
+	c = pgbert_tokenize_text(tk, PG_GETARG_TEXT_PP(0), limit);
 
 	if (c.n + 2 > (int64) MaxArraySize ||
 		!AllocSizeIsValid(ARR_OVERHEAD_NONULLS(1) + (c.n + 2) * sizeof(int32)))

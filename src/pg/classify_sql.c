@@ -1,0 +1,336 @@
+/*
+ * classify_sql.c - classify(), classify_scores(), classify_batch() and embed():
+ * tokenize with the model's vocabulary, pack the batch, run the engine.
+ *
+ * Inputs longer than the model takes are truncated to its maximum length
+ * (the smaller of tokenizer model_max_length and max_position_embeddings),
+ * as transformers does with truncation=True. Batches are cut into chunks of
+ * at most pgbert.batch_tokens tokens; the query can be cancelled between
+ * chunks. Engine threads never call PostgreSQL.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+#include "blas.h"
+#include "pgbert.h"
+
+/* What a forward pass over a batch should produce. */
+typedef enum Want
+{
+	WANT_LOGITS,
+	WANT_MEAN,
+	WANT_CLS,
+	WANT_POOLER
+} Want;
+
+/* Width of one sequence's output row. */
+static int
+output_width(const PgbertModel *pm, Want want)
+{
+	return want == WANT_LOGITS ? pm->model->num_classes : pm->model->cfg.hidden_size;
+}
+
+/* Run the engine on one packed chunk; rows go to out (n_seq x width). */
+static void
+forward_chunk(const PgbertModel *pm, Want want, int n_seq, const int32 *offsets,
+			  const int32 *ids, float *out)
+{
+	char		err[256];
+	BtBatch		b = {n_seq, offsets, ids, NULL};
+	BtForwardOut o;
+	float	   *hidden = NULL;
+
+	memset(&o, 0, sizeof(o));
+	if (want == WANT_LOGITS)
+		o.logits = out;
+	else if (want == WANT_MEAN)
+		o.mean = out;
+	else if (want == WANT_POOLER)
+		o.pooled = out;
+	else
+		o.hidden = hidden = palloc(sizeof(float) * (Size) offsets[n_seq] * pm->model->cfg.hidden_size);
+
+	if (bt_blas_load(NULL, pgbert_cpu_threads, err, sizeof(err)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("%s", err),
+				 errhint("Install OpenBLAS (Debian: libopenblas0).")));
+	if (bt_model_forward(pm->model, &b, &o, err, sizeof(err)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("model \"%s\" version %d failed: %s", pm->name, pm->version, err)));
+	if (want == WANT_CLS)
+	{
+		int			H = pm->model->cfg.hidden_size;
+
+		for (int s = 0; s < n_seq; s++)
+			memcpy(out + (Size) s * H, hidden + (Size) offsets[s] * H, sizeof(float) * H);
+		pfree(hidden);
+	}
+}
+
+/*
+ * Run texts[0..n) through the model, writing n rows of output_width floats
+ * to out. NULL texts (texts[i] == NULL) get no row written.
+ */
+static void
+run_model(const PgbertModel *pm, Want want, int n, text **texts, float *out)
+{
+	const BtTokenizer *tk = pm->tokenizer;
+	int			width = output_width(pm, want);
+	int			budget = Max(pgbert_batch_tokens, pm->max_tokens);
+	int32	   *offsets = palloc(sizeof(int32) * (n + 1));
+	int32	   *ids = palloc(sizeof(int32) * budget);
+	int		   *rows = palloc(sizeof(int) * Max(n, 1));
+	float	   *chunk_out = palloc(sizeof(float) * (Size) Max(n, 1) * Max(width, 1));
+	int			n_seq = 0;
+
+	if (want == WANT_LOGITS && pm->model->num_classes == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model \"%s\" has no classification head", pm->name),
+				 errhint("Use embed() for its sentence embeddings.")));
+	if ((want == WANT_LOGITS || want == WANT_POOLER) && !pm->model->has_pooler)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model \"%s\" has no pooler", pm->name),
+				 errhint("Use pooling => 'mean' or 'cls'.")));
+
+	offsets[0] = 0;
+	for (int i = 0; i <= n; i++)
+	{
+		IdCollector c;
+
+		/* flush the chunk when the next text might not fit, or at the end */
+		if (n_seq > 0 && (i == n || offsets[n_seq] + pm->max_tokens > budget))
+		{
+			forward_chunk(pm, want, n_seq, offsets, ids, chunk_out);
+			for (int s = 0; s < n_seq; s++)
+				memcpy(out + (Size) rows[s] * width, chunk_out + (Size) s * width, sizeof(float) * width);
+			n_seq = 0;
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (i == n)
+			break;
+		if (texts[i] == NULL)
+			continue;
+
+		c = pgbert_tokenize_text(tk, texts[i], pm->max_tokens - 2);
+		ids[offsets[n_seq]] = tk->cls_id;
+		memcpy(ids + offsets[n_seq] + 1, c.ids, sizeof(int32) * c.n);
+		ids[offsets[n_seq] + 1 + c.n] = tk->sep_id;
+		offsets[n_seq + 1] = offsets[n_seq] + (int32) c.n + 2;
+		rows[n_seq++] = i;
+		pfree(c.ids);
+	}
+	pfree(offsets);
+	pfree(ids);
+	pfree(rows);
+	pfree(chunk_out);
+}
+
+/* Softmax of one logits row into probs (double precision); raises on non-finite logits. */
+static void
+softmax(const PgbertModel *pm, const float *logits, double *probs)
+{
+	int			C = pm->model->num_classes;
+	double		max = logits[0],
+				sum = 0.0;
+
+	for (int c = 0; c < C; c++)
+	{
+		if (!isfinite(logits[c]))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("model \"%s\" version %d produced a non-finite logit", pm->name, pm->version)));
+		max = Max(max, (double) logits[c]);
+	}
+	for (int c = 0; c < C; c++)
+	{
+		probs[c] = exp((double) logits[c] - max);
+		sum += probs[c];
+	}
+	for (int c = 0; c < C; c++)
+		probs[c] /= sum;
+}
+
+/* Index of the largest value (the first one on ties, as torch.argmax). */
+static int
+argmax(const double *v, int n)
+{
+	int			best = 0;
+
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[best])
+			best = i;
+	return best;
+}
+
+PG_FUNCTION_INFO_V1(pgbert_classify);
+
+/* classify(input text, model text) RETURNS text */
+Datum
+pgbert_classify(PG_FUNCTION_ARGS)
+{
+	PgbertModel *pm;
+	text	   *input;
+	float	   *logits;
+	double	   *probs;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	pm = pgbert_model_for_call(fcinfo, 1);
+	input = PG_GETARG_TEXT_PP(0);
+	logits = palloc(sizeof(float) * Max(pm->model->num_classes, 1));
+	probs = palloc(sizeof(double) * Max(pm->model->num_classes, 1));
+	run_model(pm, WANT_LOGITS, 1, &input, logits);
+	softmax(pm, logits, probs);
+	PG_RETURN_TEXT_P(cstring_to_text(pm->labels[argmax(probs, pm->model->num_classes)]));
+}
+
+PG_FUNCTION_INFO_V1(pgbert_classify_scores);
+
+/* classify_scores(input text, model text) RETURNS jsonb: {"label": probability, ...} */
+Datum
+pgbert_classify_scores(PG_FUNCTION_ARGS)
+{
+	PgbertModel *pm;
+	text	   *input;
+	float	   *logits;
+	double	   *probs;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	pm = pgbert_model_for_call(fcinfo, 1);
+	input = PG_GETARG_TEXT_PP(0);
+	logits = palloc(sizeof(float) * Max(pm->model->num_classes, 1));
+	probs = palloc(sizeof(double) * Max(pm->model->num_classes, 1));
+	run_model(pm, WANT_LOGITS, 1, &input, logits);
+	softmax(pm, logits, probs);
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int c = 0; c < pm->model->num_classes; c++)
+	{
+		if (c > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, pm->labels[c]);
+		appendStringInfo(&buf, ": %s", float8out_internal(probs[c]));
+	}
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+PG_FUNCTION_INFO_V1(pgbert_classify_batch);
+
+/* classify_batch(inputs text[], model text) RETURNS TABLE(ord int, label text, score real) */
+Datum
+pgbert_classify_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgbertModel *pm;
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				C,
+				lbound;
+	text	  **texts;
+	float	   *logits;
+	double	   *probs;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	arr = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("inputs must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		return (Datum) 0;
+	lbound = ARR_LBOUND(arr)[0];
+	pm = pgbert_model_for_call(fcinfo, 1);
+	C = Max(pm->model->num_classes, 1);
+	texts = palloc(sizeof(text *) * n);
+	for (int i = 0; i < n; i++)
+		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
+	logits = palloc(sizeof(float) * (Size) n * C);
+	probs = palloc(sizeof(double) * C);
+	run_model(pm, WANT_LOGITS, n, texts, logits);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[3];
+		bool		isnull[3] = {false, true, true};
+
+		values[0] = Int32GetDatum(lbound + i);
+		if (texts[i] != NULL)
+		{
+			int			best;
+
+			softmax(pm, logits + (Size) i * C, probs);
+			best = argmax(probs, pm->model->num_classes);
+			values[1] = CStringGetTextDatum(pm->labels[best]);
+			values[2] = Float4GetDatum((float4) probs[best]);
+			isnull[1] = isnull[2] = false;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(pgbert_embed);
+
+/* embed(input text, model text, pooling text) RETURNS real[] */
+Datum
+pgbert_embed(PG_FUNCTION_ARGS)
+{
+	PgbertModel *pm;
+	text	   *input;
+	Want		want = WANT_MEAN;
+	int			H;
+	float	   *vec;
+	Datum	   *elems;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (!PG_ARGISNULL(2))
+	{
+		char	   *pooling = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+		if (strcmp(pooling, "mean") == 0)
+			want = WANT_MEAN;
+		else if (strcmp(pooling, "cls") == 0)
+			want = WANT_CLS;
+		else if (strcmp(pooling, "pooler") == 0)
+			want = WANT_POOLER;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown pooling \"%s\"", pooling),
+					 errhint("Use 'mean', 'cls' or 'pooler'.")));
+	}
+	pm = pgbert_model_for_call(fcinfo, 1);
+	input = PG_GETARG_TEXT_PP(0);
+	H = pm->model->cfg.hidden_size;
+	vec = palloc(sizeof(float) * H);
+	run_model(pm, want, 1, &input, vec);
+	elems = palloc(sizeof(Datum) * H);
+	for (int i = 0; i < H; i++)
+		elems[i] = Float4GetDatum(vec[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, H, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT));
+}

@@ -1,0 +1,610 @@
+/*
+ * model_store.c - model versions from the catalog and their large objects,
+ * loaded once per backend and kept in a bounded cache.
+ *
+ * A call site resolves its model name to a catalog row once per statement
+ * (so a statement sees one version, and the next statement sees a redeploy),
+ * checks that the current role may read the weights, and finds the loaded
+ * version by row id or loads it: the whole large object is read through the
+ * fd-style API and handed to the engine, which converts it to float32 in one
+ * allocation. Older versions of a name are freed when a newer one is
+ * resolved; least recently used versions go when the cache is over
+ * pgbert.model_cache_size.
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "libpq/be-fsstubs.h"
+#include "libpq/libpq-fs.h"
+#include "miscadmin.h"
+#include "storage/large_object.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "blas.h"
+#include "config.h"
+#include "pgbert.h"
+#include "safetensors.h"
+#include "vocab.h"
+
+#define MAX_CACHED 64
+
+static PgbertModel *cache[MAX_CACHED];
+static int	n_cached = 0;
+static uint64 use_clock = 0;
+
+/* What a call site remembers between rows of one statement. */
+typedef struct CallSiteModel
+{
+	LocalTransactionId lxid;
+	TimestampTz stmt_start;
+	char	   *name;			/* as given; NULL = default */
+	int64		id;				/* resolved catalog row */
+} CallSiteModel;
+
+/* A resolved catalog row. */
+typedef struct ResolvedRow
+{
+	int64		id;
+	int32		version;
+	Oid			weights;
+	char	   *name;
+} ResolvedRow;
+
+/* ---- the engine's pieces of one version ---- */
+
+/* Everything a version needs, built from catalog values; errors are ereports. */
+typedef struct BuiltModel
+{
+	BtBertModel *model;
+	BtTokenizer *tokenizer;
+	int			max_tokens;
+	Size		blob_len;		/* bytes of model.safetensors */
+	char		notes[1024];	/* unused tensors */
+} BuiltModel;
+
+/* Read a whole large object into palloc'd memory, as the current role. */
+static char *
+read_large_object(Oid weights, Size *len)
+{
+	int			fd;
+	int64		size;
+	char	   *buf;
+	Size		done = 0;
+
+	fd = DatumGetInt32(DirectFunctionCall2(be_lo_open, ObjectIdGetDatum(weights),
+										   Int32GetDatum(INV_READ)));
+	size = DatumGetInt64(DirectFunctionCall3(be_lo_lseek64, Int32GetDatum(fd),
+											 Int64GetDatum(0), Int32GetDatum(SEEK_END)));
+	DirectFunctionCall3(be_lo_lseek64, Int32GetDatum(fd), Int64GetDatum(0), Int32GetDatum(SEEK_SET));
+	if (size <= 0 || (uint64) size > MaxAllocHugeSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("large object %u holds %lld bytes, not a checkpoint", weights, (long long) size)));
+	buf = MemoryContextAllocHuge(CurrentMemoryContext, (Size) size);
+	while (done < (Size) size)
+	{
+		int			chunk = (int) Min((Size) size - done, (Size) (64 * 1024 * 1024));
+		int			n = lo_read(fd, buf + done, chunk);
+
+		if (n <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("large object %u ended after %zu of %lld bytes", weights, done, (long long) size)));
+		done += n;
+		CHECK_FOR_INTERRUPTS();
+	}
+	DirectFunctionCall1(be_lo_close, Int32GetDatum(fd));
+	*len = done;
+	return buf;
+}
+
+/* Raise unless the current role may read a large object (PostgreSQL's rule, clearer words). */
+static void
+check_weights_readable(const char *name, int32 version, Oid weights)
+{
+	if (lo_compat_privileges)
+		return;
+	if (pg_largeobject_aclcheck_snapshot(weights, GetUserId(), ACL_SELECT, NULL) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for model \"%s\"", name),
+				 errdetail("Role %s may not read the weights of version %d (large object %u).",
+						   GetUserNameFromId(GetUserId(), false), version, weights),
+				 errhint("The model's owner can run SELECT grant_model('%s', '%s').",
+						 name, GetUserNameFromId(GetUserId(), false))));
+}
+
+/*
+ * Validate and build the engine objects of a version from its catalog
+ * values. Engine allocations are freed here before any ereport.
+ */
+static void
+build_model(Oid weights, const char *config_json, const char *vocab, Size vocab_len,
+			const char *tokenizer_json, BuiltModel *out)
+{
+	char		err[512];
+	BtBertConfig cfg;
+	BtTokenizerConfig tc = {1, -1, 1, 512};
+	BtTokenizerOptions opts;
+	BtVocab    *v;
+	BtSafetensors *st;
+	char	   *blob;
+	Size		blob_len;
+	int			vocab_size;
+
+	memset(out, 0, sizeof(*out));
+	if (bt_config_parse(config_json, strlen(config_json), &cfg, err, sizeof(err)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid model config: %s", err)));
+	vocab_size = cfg.vocab_size;
+	if (tokenizer_json && bt_tokenizer_config_parse(tokenizer_json, strlen(tokenizer_json),
+													&tc, err, sizeof(err)) != 0)
+	{
+		bt_config_free(&cfg);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tokenizer config: %s", err)));
+	}
+	v = bt_vocab_parse(vocab, vocab_len, err, sizeof(err));
+	if (v == NULL)
+	{
+		bt_config_free(&cfg);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid vocabulary: %s", err)));
+	}
+	if ((int64) v->size > vocab_size)
+	{
+		uint32		n = v->size;
+
+		bt_vocab_free(v);
+		bt_config_free(&cfg);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("vocabulary has %u tokens but the model's vocab_size is %d", n, vocab_size)));
+	}
+	opts = bt_tokenizer_default_options();
+	opts.lowercase = tc.do_lower_case != 0;
+	opts.strip_accents = tc.strip_accents;
+	opts.chinese_chars = tc.tokenize_chinese_chars != 0;
+	out->tokenizer = bt_tokenizer_create(v, &opts, err, sizeof(err));
+	if (out->tokenizer == NULL)
+	{
+		bt_config_free(&cfg);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid vocabulary: %s", err)));
+	}
+	if (out->tokenizer->cls_id < 0 || out->tokenizer->sep_id < 0)
+	{
+		bt_tokenizer_free(out->tokenizer);
+		bt_config_free(&cfg);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid vocabulary: it has no [CLS] or [SEP] token")));
+	}
+	out->max_tokens = Min(tc.model_max_length, cfg.max_position);
+	if (out->max_tokens < 2)
+	{
+		bt_tokenizer_free(out->tokenizer);
+		bt_config_free(&cfg);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the model takes at most %d tokens; [CLS] and [SEP] alone need 2", out->max_tokens)));
+	}
+
+	/* PostgreSQL work (may ereport) is done with nothing of the engine's at stake but these two */
+	PG_TRY();
+	{
+		blob = read_large_object(weights, &blob_len);
+	}
+	PG_CATCH();
+	{
+		bt_tokenizer_free(out->tokenizer);
+		bt_config_free(&cfg);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	out->blob_len = blob_len;
+	st = bt_safetensors_parse((const uint8_t *) blob, blob_len, err, sizeof(err));
+	if (st == NULL)
+	{
+		bt_tokenizer_free(out->tokenizer);
+		bt_config_free(&cfg);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("large object %u is not a valid safetensors checkpoint: %s", weights, err)));
+	}
+	out->model = bt_model_load(&cfg, st, out->notes, sizeof(out->notes), err, sizeof(err));
+	bt_safetensors_free(st);
+	pfree(blob);
+	if (out->model == NULL)
+	{
+		bt_tokenizer_free(out->tokenizer);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("checkpoint in large object %u does not fit its config: %s", weights, err)));
+	}
+}
+
+/* ---- the cache ---- */
+
+/* Free one cached version and drop it from the list. */
+static void
+evict(int i)
+{
+	PgbertModel *pm = cache[i];
+
+	bt_model_free(pm->model);
+	bt_tokenizer_free(pm->tokenizer);
+	MemoryContextDelete(pm->mcxt);
+	cache[i] = cache[--n_cached];
+}
+
+/* Cached version by catalog id, or -1. */
+static int
+find_cached(int64 id)
+{
+	for (int i = 0; i < n_cached; i++)
+		if (cache[i]->id == id)
+			return i;
+	return -1;
+}
+
+/* Free cached versions of a name other than keep_id (0: all of them). */
+static void
+evict_name(const char *name, int64 keep_id)
+{
+	for (int i = n_cached - 1; i >= 0; i--)
+		if (strcmp(cache[i]->name, name) == 0 && cache[i]->id != keep_id)
+			evict(i);
+}
+
+/* Evict least recently used versions, except keep, until the cache fits its budget. */
+static void
+enforce_budget(PgbertModel *keep)
+{
+	Size		budget = (Size) pgbert_model_cache_mb * 1024 * 1024;
+
+	for (;;)
+	{
+		Size		total = 0;
+		int			victim = -1;
+
+		for (int i = 0; i < n_cached; i++)
+		{
+			total += cache[i]->bytes;
+			if (cache[i] != keep && (victim < 0 || cache[i]->last_used < cache[victim]->last_used))
+				victim = i;
+		}
+		if (total <= budget || victim < 0)
+			break;
+		evict(victim);
+	}
+}
+
+/* Error context: which model a failure happened in. */
+static void
+loading_context(void *arg)
+{
+	ResolvedRow *row = arg;
+
+	errcontext("loading model \"%s\" version %d", row->name, row->version);
+}
+
+/* Load a resolved row into the cache. */
+static PgbertModel *
+load_version(const ResolvedRow *row)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	char	   *config_json,
+			   *tokenizer_json = NULL;
+	bytea	   *vocab;
+	ArrayType  *labels;
+	Datum	   *label_datums;
+	int			n_labels;
+	BuiltModel	built;
+	PgbertModel *pm;
+	MemoryContext mcxt,
+				old;
+	ErrorContextCallback errcb;
+
+	errcb.callback = loading_context;
+	errcb.arg = (void *) row;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text, labels "
+									"FROM pgbert.model_versions WHERE id = $1", 1, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the model query");
+		plan = p;
+	}
+	args[0] = Int64GetDatum(row->id);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" version %d disappeared while loading", row->name, row->version)));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	config_json = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	vocab = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+	{
+		Datum		d = SPI_getbinval(tup, desc, 3, &isnull);
+
+		if (!isnull)
+			tokenizer_json = TextDatumGetCString(d);
+	}
+	labels = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull));
+	deconstruct_array(labels, TEXTOID, -1, false, TYPALIGN_INT, &label_datums, NULL, &n_labels);
+
+	build_model(row->weights, config_json, VARDATA_ANY(vocab), VARSIZE_ANY_EXHDR(vocab),
+				tokenizer_json, &built);
+
+	/* nothing below may fail while the engine objects are unowned, except palloc */
+	PG_TRY();
+	{
+		if (built.model->num_classes != n_labels)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("label set mismatch: the classifier has %d outputs but the catalog lists %d labels",
+							built.model->num_classes, n_labels)));
+		if (n_cached == MAX_CACHED)
+			enforce_budget(NULL);
+		if (n_cached == MAX_CACHED)
+			evict(0);
+		mcxt = AllocSetContextCreate(TopMemoryContext, "pgbert model", ALLOCSET_SMALL_SIZES);
+		old = MemoryContextSwitchTo(mcxt);
+		pm = palloc0(sizeof(PgbertModel));
+		pm->mcxt = mcxt;
+		pm->name = pstrdup(row->name);
+		pm->labels = palloc(sizeof(char *) * Max(n_labels, 1));
+		for (int i = 0; i < n_labels; i++)
+			pm->labels[i] = TextDatumGetCString(label_datums[i]);
+		MemoryContextSwitchTo(old);
+	}
+	PG_CATCH();
+	{
+		bt_model_free(built.model);
+		bt_tokenizer_free(built.tokenizer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pm->id = row->id;
+	pm->version = row->version;
+	pm->weights = row->weights;
+	pm->model = built.model;
+	pm->tokenizer = built.tokenizer;
+	pm->max_tokens = built.max_tokens;
+	pm->num_labels = n_labels;
+	pm->bytes = built.model->num_params * sizeof(float) + VARSIZE_ANY_EXHDR(vocab) * 3;
+	cache[n_cached++] = pm;
+	SPI_finish();
+	error_context_stack = errcb.previous;
+	return pm;
+}
+
+/* ---- resolving names ---- */
+
+/* The default model's name: the setting, else the only stored name. */
+static char *
+default_model_name(void)
+{
+	if (pgbert_default_model && pgbert_default_model[0] != '\0')
+		return pstrdup(pgbert_default_model);
+	if (SPI_execute("SELECT DISTINCT name FROM pgbert.model_versions ORDER BY 1 LIMIT 2", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list models");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no model is stored"),
+				 errhint("Import one with import_model() or the pgbert_import program.")));
+	if (SPI_processed > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no model given and pgbert.default_model is not set"),
+				 errdetail("Several models are stored, so there is no single default."),
+				 errhint("Pass model => 'name', or SET pgbert.default_model = 'name'.")));
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* Catalog row a name serves now (pinned, else latest version). */
+static ResolvedRow
+resolve_name(const char *given)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	ResolvedRow row;
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *name;
+
+	if (get_namespace_oid("pgbert", true) == InvalidOid)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"pgbert\" does not exist"),
+				 errhint("Run CREATE EXTENSION pgbert in this database.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT v.id, v.version, v.weights FROM pgbert.model_versions v "
+									"WHERE v.name = $1 AND v.version = "
+									"(SELECT coalesce((SELECT d.version FROM pgbert.deployments d WHERE d.name = $1), "
+									"max(m.version)) FROM pgbert.model_versions m WHERE m.name = $1)",
+									1, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the model resolution query");
+		plan = p;
+	}
+	name = given ? pstrdup(given) : default_model_name();
+	args[0] = CStringGetTextDatum(name);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "model resolution query failed");
+	if (SPI_processed == 0)
+	{
+		evict_name(name, 0);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist", name),
+				 errhint("SELECT name, version FROM pgbert.models lists the stored models.")));
+	}
+	row.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	row.version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	row.weights = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	row.name = MemoryContextStrdup(caller, name);
+	SPI_finish();
+	return row;
+}
+
+PgbertModel *
+pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno)
+{
+	CallSiteModel *site = fcinfo->flinfo->fn_extra;
+	char	   *given = PG_ARGISNULL(model_argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(model_argno));
+	int			i;
+	PgbertModel *pm;
+
+	if (site == NULL)
+	{
+		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSiteModel));
+		fcinfo->flinfo->fn_extra = site;
+	}
+
+	/* same statement, same name: the row resolved for the first row */
+	if (site->id != 0 && site->lxid == MyProc->lxid &&
+		site->stmt_start == GetCurrentStatementStartTimestamp() &&
+		((given == NULL && site->name == NULL) ||
+		 (given != NULL && site->name != NULL && strcmp(given, site->name) == 0)) &&
+		(i = find_cached(site->id)) >= 0)
+	{
+		pm = cache[i];
+		pm->last_used = ++use_clock;
+		return pm;
+	}
+
+	{
+		ResolvedRow row = resolve_name(given);
+
+		check_weights_readable(row.name, row.version, row.weights);
+		evict_name(row.name, row.id);
+		i = find_cached(row.id);
+		pm = i >= 0 ? cache[i] : load_version(&row);
+		pm->uses++;
+		pm->last_used = ++use_clock;
+		enforce_budget(pm);
+
+		if (site->name)
+			pfree(site->name);
+		site->name = given ? MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, given) : NULL;
+		site->id = row.id;
+		site->lxid = MyProc->lxid;
+		site->stmt_start = GetCurrentStatementStartTimestamp();
+	}
+	return pm;
+}
+
+/* ---- SQL: inspect_model, cached_models ---- */
+
+PG_FUNCTION_INFO_V1(pgbert_inspect_model);
+
+/* pgbert.inspect_model(weights, config, vocab, tokenizer_config): validate a checkpoint, describe it. */
+Datum
+pgbert_inspect_model(PG_FUNCTION_ARGS)
+{
+	Oid			weights;
+	char	   *config_json;
+	bytea	   *vocab;
+	char	   *tokenizer_json = NULL;
+	BuiltModel	built;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("weights, config and vocab must not be null")));
+	weights = PG_GETARG_OID(0);
+	config_json = JsonbToCString(NULL, &PG_GETARG_JSONB_P(1)->root, VARSIZE(PG_GETARG_JSONB_P(1)));
+	vocab = PG_GETARG_BYTEA_PP(2);
+	if (!PG_ARGISNULL(3))
+		tokenizer_json = JsonbToCString(NULL, &PG_GETARG_JSONB_P(3)->root, VARSIZE(PG_GETARG_JSONB_P(3)));
+
+	if (!lo_compat_privileges &&
+		pg_largeobject_aclcheck_snapshot(weights, GetUserId(), ACL_SELECT, NULL) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for large object %u", weights)));
+	build_model(weights, config_json, VARDATA_ANY(vocab), VARSIZE_ANY_EXHDR(vocab), tokenizer_json, &built);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"num_params\": %zu, \"num_classes\": %d, \"has_pooler\": %s, "
+					 "\"max_tokens\": %d, \"vocab_tokens\": %u, \"config_labels\": [",
+					 built.model->num_params, built.model->num_classes,
+					 built.model->has_pooler ? "true" : "false", built.max_tokens,
+					 built.tokenizer->vocab->size);
+	for (int i = 0; i < built.model->cfg.num_labels; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, built.model->cfg.labels[i]);
+	}
+	appendStringInfoString(&buf, "], \"unused_tensors\": ");
+	escape_json(&buf, built.notes);
+	bt_model_free(built.model);
+	bt_tokenizer_free(built.tokenizer);
+	appendStringInfo(&buf, ", \"size_bytes\": %zu}", built.blob_len);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+PG_FUNCTION_INFO_V1(pgbert_cached_models);
+
+/* pgbert.cached_models(): the versions this backend holds. */
+Datum
+pgbert_cached_models(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n_cached; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = CStringGetTextDatum(cache[i]->name);
+		values[1] = Int32GetDatum(cache[i]->version);
+		values[2] = Int64GetDatum((int64) cache[i]->bytes);
+		values[3] = Int64GetDatum(cache[i]->uses);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * pgbert.h - what the SQL-layer files share: settings, tokenizing a text
+ * datum, and the per-backend cache of loaded model versions.
+ */
+#ifndef PGBERT_PG_H
+#define PGBERT_PG_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "model.h"
+#include "tokenizer.h"
+
+/* settings (pgbert.c) */
+extern char *pgbert_default_model;
+extern int	pgbert_model_cache_mb;
+extern int	pgbert_cpu_threads;
+extern int	pgbert_batch_tokens;
+
+/* Token ids of one text, growing as the tokenizer emits them. */
+typedef struct IdCollector
+{
+	int32	   *ids;
+	int64		n;
+	int64		cap;
+	int64		limit;			/* stop after this many ids; -1 = no limit */
+} IdCollector;
+
+/* Word-piece ids of a text datum (no [CLS]/[SEP]), at most limit of them (-1: all). */
+extern IdCollector pgbert_tokenize_text(const BtTokenizer *tk, text *input, int64 limit);
+
+/* One model version loaded in this backend. */
+typedef struct PgbertModel
+{
+	int64		id;				/* pgbert.model_versions.id */
+	char	   *name;
+	int32		version;
+	Oid			weights;
+	BtBertModel *model;			/* engine objects, malloc'd */
+	BtTokenizer *tokenizer;
+	int			max_tokens;		/* longest input, [CLS] and [SEP] included */
+	int			num_labels;
+	char	  **labels;			/* in id order, database encoding */
+	Size		bytes;
+	int64		uses;			/* statements that resolved to it */
+	uint64		last_used;
+	MemoryContext mcxt;			/* name, labels */
+} PgbertModel;
+
+/*
+ * The model a call uses: argument model_argno names it (NULL = the default
+ * model). Resolved once per statement and call site, with the caller's read
+ * permission checked; loaded when not cached. Valid until the next call.
+ */
+extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno);
+
+#endif
