@@ -12,7 +12,8 @@ EXTVERSION = 0.1.0
 MODULE_big = pgbert
 
 DATA = pgbert--$(EXTVERSION).sql data/pgbert_vocab_uncased.txt
-REGRESS = tokenizer tokenizer_parity encoding
+SCRIPTS = bin/pgbert_import bin/pgbert_export
+REGRESS = tokenizer tokenizer_parity encoding models classify permissions
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
 # OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens

@@ -138,7 +138,7 @@ CREATE VIEW pgbert.models AS
 SELECT v.name,
        v.version,
        v.version = coalesce(d.version, max(v.version) OVER (PARTITION BY v.name)) AS deployed,
-       d.version IS NOT NULL AS pinned,
+       coalesce(d.version = v.version, false) AS pinned,
        v.labels,
        v.base_model,
        (v.config ->> 'hidden_size')::int AS hidden_size,
@@ -194,8 +194,9 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'pgbert_inspect_model'
 LANGUAGE C STABLE;
 
--- Import a Hugging Face checkpoint whose model.safetensors is already a large object.
-CREATE FUNCTION import_model(name text, weights oid, config jsonb, vocab text,
+-- Import a Hugging Face checkpoint whose model.safetensors is already a large object
+-- (vocab as the bytes of vocab.txt: works whatever the database encoding).
+CREATE FUNCTION import_model(name text, weights oid, config jsonb, vocab bytea,
                              tokenizer_config jsonb DEFAULT NULL, labels text[] DEFAULT NULL,
                              base_model text DEFAULT NULL)
 RETURNS integer
@@ -210,6 +211,7 @@ DECLARE
     use_labels text[] := import_model.labels;
     owner_role regrole;
     new_version integer;
+    dup text;
     g regrole;
 BEGIN
     IF model_name IS NULL OR import_model.weights IS NULL OR import_model.config IS NULL
@@ -223,7 +225,7 @@ BEGIN
                   DETAIL = 'Names are 1 to 63 characters: letters, digits, "_", "." and "-", not starting with "." or "-".';
     END IF;
     info := pgbert.inspect_model(import_model.weights, import_model.config,
-                                 convert_to(import_model.vocab, 'UTF8'), import_model.tokenizer_config);
+                                 import_model.vocab, import_model.tokenizer_config);
     n_classes := (info ->> 'num_classes')::integer;
     IF use_labels IS NULL AND n_classes = 0 THEN
         use_labels := '{}';           -- an encoder without a classification head
@@ -244,6 +246,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    SELECT format('version %s of model "%s"', v.version, v.name) INTO dup
+    FROM pgbert.model_versions v WHERE v.weights = import_model.weights;
+    IF dup IS NOT NULL THEN
+        RAISE EXCEPTION 'large object % already holds the weights of %', import_model.weights, dup
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Import a copy of the checkpoint (lo_import it again).';
+    END IF;
+
     -- one import per name at a time, so versions are numbered without gaps or clashes
     PERFORM pg_advisory_xact_lock(hashtext('pgbert.model:' || model_name));
     owner_role := coalesce(pgbert.name_owner(model_name), current_user::regrole);
@@ -258,7 +268,7 @@ BEGIN
     EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', import_model.weights, owner_role);
     INSERT INTO pgbert.model_versions (name, version, config, vocab, tokenizer_config, labels,
                                        weights, base_model, size_bytes, num_params, owner)
-    VALUES (model_name, new_version, import_model.config, convert_to(import_model.vocab, 'UTF8'),
+    VALUES (model_name, new_version, import_model.config, import_model.vocab,
             import_model.tokenizer_config, use_labels, import_model.weights, import_model.base_model,
             (info ->> 'size_bytes')::bigint, (info ->> 'num_params')::bigint, owner_role);
     FOR g IN SELECT grantee FROM pgbert.model_grants WHERE name = model_name LOOP
@@ -267,6 +277,19 @@ BEGIN
     RETURN new_version;
 END
 $$;
+
+COMMENT ON FUNCTION import_model(text, oid, jsonb, bytea, jsonb, text[], text) IS
+'record a Hugging Face BERT checkpoint (model.safetensors already in large object weights, vocab.txt as bytes) as the next version of a model; validated first; returns the version';
+
+-- The same, with vocab.txt as text (its characters must exist in the database encoding).
+CREATE FUNCTION import_model(name text, weights oid, config jsonb, vocab text,
+                             tokenizer_config jsonb DEFAULT NULL, labels text[] DEFAULT NULL,
+                             base_model text DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.import_model(name, weights, config, convert_to(vocab, 'UTF8'),
+                                      tokenizer_config, labels, base_model) $$;
 
 COMMENT ON FUNCTION import_model(text, oid, jsonb, text, jsonb, text[], text) IS
 'record a Hugging Face BERT checkpoint (model.safetensors already in large object weights) as the next version of a model; validated first; returns the version';

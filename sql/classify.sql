@@ -1,0 +1,123 @@
+-- classify, classify_scores, classify_batch, embed and model-aware tokenizing, checked
+-- against transformers on the tiny random classifier test/fixtures/models/sql_cls
+-- (probabilities in test/fixtures/sql_cls_probs.csv, from test/oracle/gen_sql_fixtures.py).
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set fixture :abs_srcdir '/test/fixtures/models/sql_cls'
+\set weights_file :fixture '/model.safetensors'
+\set probs_file :abs_srcdir '/test/fixtures/sql_cls_probs.csv'
+\set cfg `cat :'fixture'/config.json`
+\set vocab `cat :'fixture'/vocab.txt`
+\set tok `cat :'fixture'/tokenizer_config.json`
+
+\lo_import :weights_file
+SELECT import_model('cls', :LASTOID, :'cfg', :'vocab', :'tok') AS version;
+
+CREATE TABLE oracle (ord int, body text, n_tokens int, label text,
+                     p_ham float8, p_spam float8, p_phish float8);
+COPY oracle FROM :'probs_file' WITH (FORMAT csv, HEADER true);
+SELECT count(*) AS texts, count(DISTINCT label) AS labels, max(n_tokens) AS longest,
+       count(*) FILTER (WHERE n_tokens = 128) AS truncated
+FROM oracle;
+
+-- classify_scores within 1e-4 of transformers' probabilities on every text
+SELECT count(*) AS compared,
+       max(greatest(abs((s ->> 'ham')::float8 - p_ham), abs((s ->> 'spam')::float8 - p_spam),
+                    abs((s ->> 'phish')::float8 - p_phish))) < 1e-4 AS within_1e4,
+       count(*) FILTER (WHERE abs((s ->> 'ham')::float8 + (s ->> 'spam')::float8
+                                  + (s ->> 'phish')::float8 - 1) > 1e-9) AS not_summing_to_1
+FROM (SELECT o.*, classify_scores(body, 'cls') AS s FROM oracle o) t;
+
+-- classify = transformers' argmax, except where the top two are closer than the tolerance
+SELECT count(*) AS disagreements
+FROM oracle
+WHERE classify(body, 'cls') <> label
+  AND abs(greatest(p_ham, p_spam, p_phish)
+          - (SELECT p FROM unnest(ARRAY[p_ham, p_spam, p_phish]) p ORDER BY p DESC OFFSET 1 LIMIT 1)) > 1e-4;
+
+-- classify_batch: one call over all texts gives the same labels and scores as row by row
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE b.label IS DISTINCT FROM classify(o.body, 'cls')) AS label_diffs,
+       max(abs(b.score - (classify_scores(o.body, 'cls') ->> b.label)::float8)) < 1e-6 AS scores_match
+FROM oracle o
+JOIN classify_batch((SELECT array_agg(body ORDER BY ord) FROM oracle), 'cls') b ON b.ord = o.ord + 1;
+-- ... also when cut into many small engine calls
+SET pgbert.batch_tokens = 64;
+SELECT count(*) FILTER (WHERE b.label IS DISTINCT FROM o.label
+                        AND abs(b.score - greatest(p_ham, p_spam, p_phish)) > 1e-4) AS small_batch_diffs
+FROM oracle o
+JOIN classify_batch((SELECT array_agg(body ORDER BY ord) FROM oracle), 'cls') b ON b.ord = o.ord + 1;
+RESET pgbert.batch_tokens;
+-- NULL elements give NULL rows, the array's own bounds are kept, empty arrays give no rows
+SELECT ord, label IS NULL AS null_label, score IS NULL AS null_score
+FROM classify_batch('[0:2]={hello,NULL,""}'::text[], 'cls');
+SELECT count(*) FROM classify_batch('{}'::text[], 'cls');
+SELECT count(*) FROM classify_batch(NULL, 'cls');
+SELECT * FROM classify_batch('{{a,b},{c,d}}'::text[], 'cls');
+
+-- NULL input gives NULL; the empty string is classified like [CLS] [SEP]
+SELECT classify(NULL, 'cls') IS NULL AS null_label, classify_scores(NULL, 'cls') IS NULL AS null_scores,
+       embed(NULL, 'cls') IS NULL AS null_embedding;
+SELECT classify('', 'cls') = label AS empty_matches_oracle FROM oracle WHERE body = '';
+-- a model name that does not exist, and one given as NULL with a single model stored
+SELECT classify('hello', 'nosuch');
+SELECT classify('hello') = classify('hello', 'cls') AS default_model;
+
+-- text longer than the model takes is truncated to 128 tokens, as transformers does
+SELECT count(*) AS long_texts,
+       bool_and(array_length(bert_token_ids(body, 'cls', max_length => NULL), 1) > 128) AS all_longer
+FROM oracle WHERE n_tokens = 128;
+
+-- embed: mean (default), cls, pooler; width = hidden size
+SELECT array_length(embed('hello world', 'cls'), 1) AS width,
+       embed('hello world', 'cls') = embed('hello world', 'cls', 'mean') AS mean_is_default,
+       embed('hello world', 'cls', 'cls') <> embed('hello world', 'cls', 'mean') AS cls_differs,
+       (SELECT bool_and(abs(x) <= 1) FROM unnest(embed('hello world', 'cls', 'pooler')) x) AS pooler_is_tanh;
+SELECT embed('hello', 'cls', 'max');
+
+-- model-aware tokenizing uses the model's vocabulary (reduced here: "praise" is not in it)
+SELECT bert_tokenize('In praise of evolvable formats', 'cls');
+SELECT bert_tokenize('In praise of evolvable formats');
+SELECT bert_token_ids('hello world', 'cls');
+SELECT bert_tokenize('hello', 'cls', do_lower_case => false);
+
+-- a model without a classification head: embed works, classify says why not
+\set enc_fixture :abs_srcdir '/test/fixtures/models/tiny_nopool_bf16'
+\set enc_cfg `cat :'enc_fixture'/config.json`
+\set enc_weights :enc_fixture '/model.safetensors'
+\lo_import :enc_weights
+SELECT import_model('encoder', :LASTOID, :'enc_cfg',
+                    (SELECT string_agg(t, E'\n') FROM (SELECT unnest(ARRAY['[PAD]','[UNK]','[CLS]','[SEP]']) t
+                     UNION ALL SELECT 'w' || g FROM generate_series(4, 511) g) v)) AS version;
+SELECT labels FROM pgbert.models WHERE name = 'encoder';
+SELECT classify('w5 w6', 'encoder');
+SELECT embed('w5 w6', 'encoder', 'pooler');
+SELECT array_length(embed('w5 w6', 'encoder'), 1) AS width;
+
+-- classify in a parallel query: each worker loads the model itself
+CREATE TABLE many AS SELECT o.ord, o.body, o.label FROM oracle o, generate_series(1, 20);
+ANALYZE many;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM many WHERE classify(body, 'cls') = 'spam';
+SELECT count(*) AS rows, count(*) FILTER (WHERE classify(body, 'cls') <> label) AS disagreements FROM many;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+
+-- the cache: one entry per version used in this session, bounded by pgbert.model_cache_size
+SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
+\lo_import :weights_file
+SELECT import_model('cls2', :LASTOID, :'cfg', :'vocab', :'tok') AS version;
+-- each copy takes about 0.65 MB, so a 1 MB cache keeps only the one used last
+SET pgbert.model_cache_size = '1MB';
+SELECT classify('hello', 'cls') = classify('hello', 'cls2') AS same_label;
+SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
+SELECT classify('hello', 'cls') IS NOT NULL AS reloaded;
+SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
+RESET pgbert.model_cache_size;
+SELECT drop_model('cls2');
+SELECT drop_model('cls'), drop_model('encoder');
+DROP TABLE oracle, many;
