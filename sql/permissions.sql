@@ -26,12 +26,15 @@ GRANT EXECUTE ON FUNCTION pg_temp.err(text) TO PUBLIC;
 CREATE ROLE regress_alice;
 CREATE ROLE regress_bob;
 -- the weights are uploaded by their future owner (here: created, then handed over)
-SELECT lo_from_bytea(0, pg_read_binary_file(:'weights_file')) AS w1 \gset
-SELECT lo_from_bytea(0, pg_read_binary_file(:'weights_file')) AS w2 \gset
-SELECT lo_from_bytea(0, pg_read_binary_file(:'weights_file')) AS w3 \gset
+\lo_import :weights_file
+\set uploaded :LASTOID
+SELECT lo_from_bytea(0, lo_get(:uploaded)) AS w1 \gset
+SELECT lo_from_bytea(0, lo_get(:uploaded)) AS w2 \gset
+SELECT lo_from_bytea(0, lo_get(:uploaded)) AS w3 \gset
 ALTER LARGE OBJECT :w1 OWNER TO regress_alice;
 ALTER LARGE OBJECT :w2 OWNER TO regress_alice;
 ALTER LARGE OBJECT :w3 OWNER TO regress_bob;
+SELECT lo_unlink(:uploaded);
 
 SET ROLE regress_alice;
 SELECT import_model('alices', :w1, :'cfg', :'vocab') AS version;

@@ -17,10 +17,11 @@ Writes:
                                     model_max_length=128).save_pretrained; the tokenizer.json
                                     it also writes is removed, so loaders build the tokenizer
                                     from vocab.txt + tokenizer_config.json
-  test/fixtures/sql_cls_probs.csv   the oracle, for \\copy ... csv header: columns ord, text,
+  test/fixtures/sql_cls_probs.json  the oracle, one JSON array (psql reads it client-side and
+                                    jsonb_to_recordset takes it apart): objects with ord, text,
                                     n_tokens (with [CLS]/[SEP], after truncation at 128),
                                     label (argmax), p_ham, p_spam, p_phish ("%.9g" of the
-                                    float32 softmax); every field quoted, UTF-8, LF line ends
+                                    float32 softmax); UTF-8, one object per line
 
 The texts (122) are chosen with fixed seeds: SpamAssassin subjects (36), the first 300
 characters of bodies (24) and whole bodies of 1000..4000 characters (12, all of them past
@@ -47,6 +48,7 @@ threads torch sums in another order and the probabilities move by an ulp or two,
 """
 import argparse
 import csv
+import json
 import gzip
 import hashlib
 import os
@@ -65,7 +67,7 @@ from copytext import read_lines  # noqa: E402
 
 FIX = "test/fixtures"
 MODEL = "models/sql_cls"           # under FIX
-PROBS = "sql_cls_probs.csv"        # under FIX
+PROBS = "sql_cls_probs.json"       # under FIX
 VOCAB = "data/pgbert_vocab_uncased.txt"
 VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 SPAM = "data/spamassassin.csv.gz"
@@ -261,10 +263,13 @@ def write_probs(d, path):
                     + ["%.9g" % x for x in p])
     if len({r[3] for r in rows}) < 2:
         sys.exit("every text gets label %r: raise INITIALIZER_RANGE" % rows[0][3])
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        w.writerow(["ord", "text", "n_tokens", "label", "p_ham", "p_spam", "p_phish"])
-        w.writerows(rows)
+    keys = ["ord", "text", "n_tokens", "label", "p_ham", "p_spam", "p_phish"]
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("[\n")
+        for n, r in enumerate(rows):
+            obj = dict(zip(keys, r[:4] + [float(x) for x in r[4:]]))
+            f.write(json.dumps(obj, ensure_ascii=False) + (",\n" if n + 1 < len(rows) else "\n"))
+        f.write("]\n")
     return rows
 
 
