@@ -3,7 +3,8 @@
 #   engine unit + parity tests (tokenizer, safetensors, BERT forward vs transformers;
 #   plain and under ASan/UBSan), fuzz smoke runs, the GPU GEMM test
 #   (skips without a device), fixture reproducibility against the pinned oracles,
-#   and the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv).
+#   the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv), and the
+#   client import/export checks with the real MiniLM checkpoint in another.
 # Exits nonzero when anything fails; the last line counts passed/failed stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,11 @@ regress() {
   cat build/regress/regression.diffs 2>/dev/null | head -200
   return 1
 }
+# the client programs against a throw-away cluster: the real MiniLM checkpoint through
+# pgbert_import, and a classifier exported with pgbert_export and checked with transformers
+client_checks() {
+  pg_virtualenv -v 15 bash -c 'PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_models.py'
+}
 gpu_gemm() {
   if [ "$(make -s print-use-cuda)" != 1 ]; then echo "built without CUDA: skipped"; return 0; fi
   make -s build/test_gpu_gemm && build/test_gpu_gemm
@@ -32,7 +38,8 @@ cpu_only_build() {
   make -s clean
 }
 # pgbert.so links neither CUDA nor OpenBLAS (whose thread pool would start in every
-# backend that loads it); with CUDA, pgbert_gpu.so links cudart and cuBLAS
+# backend that loads it; the engine opens it with dlopen when a model first runs);
+# with CUDA, pgbert_gpu.so links cudart and cuBLAS
 check_linkage() {
   if ldd pgbert.so | grep -E 'libcudart|libcublas|libopenblas'; then echo "pgbert.so links CUDA or OpenBLAS"; return 1; fi
   if [ "$(make -s print-use-cuda)" = 1 ]; then
@@ -53,6 +60,7 @@ stage "oracle fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_tok
 stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_safetensors_fixtures.py --check
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
 stage "pg_regress suites" regress
+stage "client import/export (MiniLM, round trip)" client_checks
 
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Client-side checks of model import and export against a running server with pgbert.
+
+Runs with the connection from the PG* environment (as pg_virtualenv sets it) and the
+installed pgbert_import / pgbert_export (found on PATH or in `pg_config --bindir`):
+
+1. The real all-MiniLM-L6-v2 checkpoint (.models/all-minilm-l6-v2, from scripts/setup.sh)
+   goes in with pgbert_import; embed(text, 'minilm') for the sentences of
+   test/fixtures/minilm_reference.safetensors that the reference did not truncate short of
+   pgbert's own limit (512 tokens) must have cosine >= 0.99999 with sentence-transformers'
+   embeddings.
+2. The tiny BertForSequenceClassification of test/fixtures/models/sql_cls goes in, comes
+   back out with pgbert_export, and the exported directory is what from_pretrained loads:
+   weights and vocabulary byte-identical, config.json and tokenizer_config.json equal as
+   JSON (labels from the catalog), and transformers' BertTokenizer built from the exported
+   files gives the same ids. Re-imported, it reproduces transformers' probabilities
+   (test/fixtures/sql_cls_probs.json) within 1e-4. When torch is installed, transformers
+   also loads the exported directory and its logits are compared with classify_scores.
+3. A checkpoint that does not match its config is refused, and nothing stays behind.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import psycopg
+import safetensors.numpy
+
+MINILM = ".models/all-minilm-l6-v2"
+SQL_CLS = "test/fixtures/models/sql_cls"
+PROBS = "test/fixtures/sql_cls_probs.json"
+MINILM_REF = "test/fixtures/minilm_reference.safetensors"
+
+failed = 0
+
+
+def check(ok, what):
+    global failed
+    print("%s %s" % ("ok  " if ok else "FAIL", what))
+    failed += not ok
+
+
+def tool(name):
+    path = shutil.which(name)
+    if path is None:
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+        path = os.path.join(bindir, name)
+    return path
+
+
+def run(*args):
+    return subprocess.run(list(args), capture_output=True, text=True)
+
+
+def minilm(conn):
+    r = run(tool("pgbert_import"), "--base-model", "sentence-transformers/all-MiniLM-L6-v2", MINILM, "minilm")
+    check(r.returncode == 0 and r.stdout.strip() == "1", "pgbert_import MiniLM -> version 1 (%s)" % (r.stderr.strip() or r.stdout.strip()))
+    ref = safetensors.numpy.load_file(MINILM_REF)
+    texts_raw, toff, maxlen = ref["texts"].tobytes(), ref["text_offsets"], ref["max_lengths"]
+    offsets = ref["offsets"]
+    emb = ref["embeddings"]
+    cos = []
+    with conn.cursor() as cur:
+        for i in range(len(maxlen)):
+            # pgbert truncates MiniLM at 512 tokens: compare where the reference did the same
+            if maxlen[i] != 512 and offsets[i + 1] - offsets[i] >= maxlen[i]:
+                continue
+            text = texts_raw[toff[i]:toff[i + 1]].decode("utf-8")
+            cur.execute("SELECT embed(%s, 'minilm')", (text,))
+            v = np.array(cur.fetchone()[0], dtype=np.float64)
+            e = emb[i].astype(np.float64)
+            cos.append(float(v @ e / (np.linalg.norm(v) * np.linalg.norm(e))))
+    check(len(cos) >= 100 and min(cos) >= 0.99999,
+          "embed() vs sentence-transformers on %d sentences: min cosine %.7f" % (len(cos), min(cos)))
+    with conn.cursor() as cur:
+        cur.execute("SELECT labels, num_params, size_bytes FROM pgbert.models WHERE name = 'minilm'")
+        labels, nparams, size = cur.fetchone()
+    check(labels == [] and size == os.path.getsize(os.path.join(MINILM, "model.safetensors")),
+          "catalog: no labels, %d parameters, %d bytes" % (nparams, size))
+
+
+def round_trip(conn, probs):
+    r = run(tool("pgbert_import"), SQL_CLS, "spamcls")
+    check(r.returncode == 0, "pgbert_import sql_cls (%s)" % r.stderr.strip())
+    out = tempfile.mkdtemp(prefix="pgbert_export.")
+    try:
+        r = run(tool("pgbert_export"), "spamcls", out)
+        check(r.returncode == 0, "pgbert_export (%s)" % (r.stderr.strip() or r.stdout.strip()))
+        for f in ("model.safetensors", "vocab.txt"):
+            with open(os.path.join(SQL_CLS, f), "rb") as a, open(os.path.join(out, f), "rb") as b:
+                check(a.read() == b.read(), "exported %s is byte-identical" % f)
+        for f in ("config.json", "tokenizer_config.json"):
+            with open(os.path.join(SQL_CLS, f)) as a, open(os.path.join(out, f)) as b:
+                check(json.load(a) == json.load(b), "exported %s equals the original as JSON" % f)
+
+        from transformers import BertTokenizer
+        t0, t1 = BertTokenizer.from_pretrained(SQL_CLS), BertTokenizer.from_pretrained(out)
+        same = all(t0(p["text"], truncation=True, max_length=128)["input_ids"]
+                   == t1(p["text"], truncation=True, max_length=128)["input_ids"] for p in probs)
+        check(same, "transformers' BertTokenizer from the exported files gives the same ids")
+
+        r = run(tool("pgbert_import"), out, "reimported")
+        check(r.returncode == 0, "the exported directory imports again (%s)" % r.stderr.strip())
+        worst = 0.0
+        with conn.cursor() as cur:
+            for p in probs:
+                cur.execute("SELECT classify_scores(%s, 'reimported')", (p["text"],))
+                s = cur.fetchone()[0]
+                worst = max(worst, *(abs(s[k] - p["p_" + k]) for k in ("ham", "spam", "phish")))
+        check(worst < 1e-4, "re-imported model vs transformers on %d texts: max |dp| %.2e" % (len(probs), worst))
+
+        try:
+            import torch
+            from transformers import BertForSequenceClassification
+        except ImportError:
+            print("skip transformers logits of the exported directory: torch is not installed "
+                  "(the checks above tie the export to the oracle byte for byte)")
+            return
+        model = BertForSequenceClassification.from_pretrained(out).eval()
+        worst = 0.0
+        with conn.cursor() as cur, torch.no_grad():
+            for p in probs:
+                enc = t1(p["text"], truncation=True, max_length=128, return_tensors="pt")
+                prob = torch.softmax(model(**enc).logits[0], -1).tolist()
+                cur.execute("SELECT classify_scores(%s, 'spamcls')", (p["text"],))
+                s = cur.fetchone()[0]
+                worst = max(worst, *(abs(s[model.config.id2label[i]] - prob[i]) for i in range(3)))
+        check(worst < 1e-4, "transformers on the exported directory vs classify_scores: max |dp| %.2e" % worst)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def refused(conn):
+    bad = tempfile.mkdtemp(prefix="pgbert_bad.")
+    try:
+        for f in ("model.safetensors", "vocab.txt", "tokenizer_config.json"):
+            shutil.copy(os.path.join(SQL_CLS, f), bad)
+        with open(os.path.join(SQL_CLS, "config.json")) as f:
+            cfg = json.load(f)
+        cfg["num_hidden_layers"] = 3
+        with open(os.path.join(bad, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+            before = cur.fetchone()[0]
+        r = run(tool("pgbert_import"), bad, "broken")
+        check(r.returncode != 0 and "checkpoint lacks tensor" in r.stderr,
+              "a checkpoint that does not fit its config is refused: %s" % r.stderr.strip().splitlines()[0])
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+            after = cur.fetchone()[0]
+            cur.execute("SELECT count(*) FROM pgbert.model_versions WHERE name = 'broken'")
+            rows = cur.fetchone()[0]
+        check(after == before and rows == 0, "nothing stays behind (large objects %d -> %d)" % (before, after))
+        r = run(tool("pgbert_import"), "/nonexistent", "x")
+        check(r.returncode != 0 and "not found" in r.stderr, "a missing directory is reported")
+    finally:
+        shutil.rmtree(bad, ignore_errors=True)
+
+
+def main():
+    with open(PROBS, encoding="utf-8") as f:
+        probs = json.load(f)
+    with psycopg.connect(autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pgbert")
+        minilm(conn)
+        round_trip(conn, probs)
+        refused(conn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m")
+    print("client checks: %s" % ("all passed" if failed == 0 else "%d FAILED" % failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
