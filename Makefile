@@ -110,7 +110,7 @@ fuzz-smoke: $(BUILD)/fuzz_tokenizer $(BUILD)/fuzz_safetensors
 	$(BUILD)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 		-dict=test/fuzz/safetensors.dict $(BUILD)/fuzz-corpus-safetensors test/fuzz/seeds_safetensors
 
-bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder
+bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_rows
 
 print-use-cuda:
 	@echo $(USE_CUDA)

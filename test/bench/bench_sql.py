@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Rows/s of classify() and classify_batch() in SQL, and a backend's memory for the model.
+
+    python test/bench/bench_sql.py TEXTS_TXT ROWS MODEL
+
+Connects with the PG* environment to a server on this machine with pgbert installed and
+MODEL imported, loads the first ROWS lines of TEXTS_TXT (COPY text format) into a table,
+and times (pgbert.cpu_threads = 1, the model already loaded):
+  SELECT count(classify(body, MODEL)) FROM mails
+  SELECT count(*) FROM classify_batch((SELECT array_agg(body) FROM mails), MODEL)
+Also reports the backend's memory before and after loading MODEL (from /proc: RSS, its
+private part RssAnon, and RssShmem, the shared buffers it touched reading the large
+object). JSON lines.
+"""
+import json
+import sys
+import time
+
+import psycopg
+
+texts_file, rows, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+
+def rss(pid):
+    status = dict(line.split(":", 1) for line in open("/proc/%d/status" % pid))
+    return {k: int(status[k].split()[0]) / 1024.0 for k in ("VmRSS", "VmHWM", "RssAnon", "RssShmem")}
+
+
+with psycopg.connect(autocommit=True) as conn, conn.cursor() as cur:
+    cur.execute("SET pgbert.cpu_threads = 1")
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    cur.execute("SELECT bert_tokenize('warm up the tokenizer')")
+    before = rss(pid)
+    cur.execute("SELECT classify('load the model', %s)", (model,))
+    after = rss(pid)
+    cur.execute("SELECT bytes FROM pgbert.cached_models() WHERE name = %s", (model,))
+    cached = cur.fetchone()[0]
+    print(json.dumps({"memory": True, "model": model, "rss_before_mib": round(before["VmRSS"], 1),
+                      "rss_after_mib": round(after["VmRSS"], 1), "peak_rss_mib": round(after["VmHWM"], 1),
+                      "anon_before_mib": round(before["RssAnon"], 1), "anon_after_mib": round(after["RssAnon"], 1),
+                      "shmem_after_mib": round(after["RssShmem"], 1), "cached_mib": round(cached / 2**20, 1)}))
+
+    cur.execute("DROP TABLE IF EXISTS bench_mails")
+    cur.execute("CREATE TABLE bench_mails (id serial, body text)")
+    with open(texts_file, encoding="utf-8") as f:
+        lines = [next(f) for _ in range(rows)]
+    with cur.copy("COPY bench_mails (body) FROM STDIN") as cp:
+        for line in lines:
+            cp.write(line)
+    cur.execute("ANALYZE bench_mails")
+    cur.execute("SET max_parallel_workers_per_gather = 0")
+
+    for mode, sql in (("per row", "SELECT count(classify(body, %s)) FROM bench_mails"),
+                      ("batched", "SELECT count(*) FROM classify_batch((SELECT array_agg(body ORDER BY id) FROM bench_mails), %s)")):
+        t0 = time.perf_counter()
+        cur.execute(sql, (model,))
+        n = cur.fetchone()[0]
+        dt = time.perf_counter() - t0
+        print(json.dumps({"impl": "sql", "mode": mode, "rows": n, "seconds": round(dt, 3),
+                          "rows_per_s": round(n / dt, 2)}))
+    cur.execute("DROP TABLE bench_mails")

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# SQL overhead benchmark: classify() per row and classify_batch() over SpamAssassin mail
+# bodies in a table, against the bare engine on the same texts, same machine, one thread.
+#
+#   test/bench/run_sql_bench.sh [ROWS] [MAX_TOKENS]
+#
+# The model is MiniLM-L6's encoder with a seeded 2-label head (make_bench_classifier.py),
+# imported with pgbert_import into a throw-away cluster (pg_virtualenv). Needs the
+# extension installed (make install) and .venv-oracle (scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROWS=${1:-300}
+MAX_TOKENS=${2:-128}
+PY=.venv-oracle/bin/python
+work=$(mktemp -d)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+
+make -s build/bench_rows
+"$PY" test/bench/mail_lines.py "$work/mail.txt"
+"$PY" test/bench/make_bench_classifier.py .models/all-minilm-l6-v2 "$work/cls" "$MAX_TOKENS" >/dev/null
+OPENBLAS_NUM_THREADS=1 build/bench_rows "$work/cls" "$work/mail.txt" "$ROWS" "$MAX_TOKENS" 32 | tee "$work/results.jsonl"
+pg_virtualenv -v 15 bash -c "
+  set -e
+  PATH=\"\$(pg_config --bindir):\$PATH\"
+  psql -X -q -c 'CREATE EXTENSION pgbert'
+  pgbert_import '$work/cls' bench >/dev/null
+  psql -X -q -c \"ALTER SYSTEM SET pgbert.batch_tokens = $((32 * MAX_TOKENS))\" -c 'SELECT pg_reload_conf()' >/dev/null
+  $PY test/bench/bench_sql.py '$work/mail.txt' $ROWS bench" 2>&1 | grep "^{" | tee -a "$work/results.jsonl"
+echo
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), 1 thread, MiniLM-L6 classifier, $ROWS mails truncated at $MAX_TOKENS tokens"
+"$PY" - "$work/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+mem = [r for r in rows if r.get("memory")]
+get = {(r["impl"], r["mode"]): r for r in rows if not r.get("memory")}
+print("| mode | engine rows/s | SQL rows/s | SQL ÷ engine | SQL overhead per row |")
+print("|---|---|---|---|---|")
+for mode in ("per row", "batched"):
+    e, s = get[("engine", mode)], get[("sql", mode)]
+    over = (s["seconds"] - e["seconds"]) / s["rows"] * 1e3
+    print("| %s | %.1f | %.1f | %.2f | %.2f ms |" % (mode, e["rows_per_s"], s["rows_per_s"],
+                                                   s["rows_per_s"] / e["rows_per_s"], over))
+for m in mem:
+    print("backend memory: RSS %(rss_before_mib).1f -> %(rss_after_mib).1f MiB (peak %(peak_rss_mib).1f MiB); "
+          "private %(anon_before_mib).1f -> %(anon_after_mib).1f MiB; shared buffers touched %(shmem_after_mib).1f MiB; "
+          "the cache accounts %(cached_mib).1f MiB" % m)
+PY
