@@ -91,6 +91,7 @@ COMMENT ON TABLE pgbert.model_grants IS
 SELECT pg_catalog.pg_extension_config_dump('pgbert.model_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('pgbert.deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('pgbert.model_grants', '');
+SELECT pg_catalog.pg_extension_config_dump('pgbert.model_versions_id_seq', '');
 
 -- Owner role of a model name, NULL when no version exists. SECURITY DEFINER so
 -- the row-level security policies below can ask without recursing into themselves.

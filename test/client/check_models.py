@@ -17,6 +17,8 @@ installed pgbert_import / pgbert_export (found on PATH or in `pg_config --bindir
    (test/fixtures/sql_cls_probs.json) within 1e-4. When torch is installed, transformers
    also loads the exported directory and its logits are compared with classify_scores.
 3. A checkpoint that does not match its config is refused, and nothing stays behind.
+4. pg_dump / pg_restore carries models over: catalog rows, pins, grants, the weights'
+   large objects (same OIDs, same bytes, same ACLs), and the same probabilities.
 """
 import json
 import os
@@ -161,6 +163,53 @@ def refused(conn):
         shutil.rmtree(bad, ignore_errors=True)
 
 
+def dump_restore(conn, probs):
+    dump = tempfile.mkdtemp(prefix="pgbert_dump.")
+    env = dict(os.environ)
+    try:
+        with conn.cursor() as cur:
+            for db in ("pgbert_dump_src", "pgbert_dump_dst"):
+                cur.execute("DROP DATABASE IF EXISTS %s" % db)
+                cur.execute("CREATE DATABASE %s" % db)
+            cur.execute("DROP ROLE IF EXISTS pgbert_dump_reader")
+            cur.execute("CREATE ROLE pgbert_dump_reader")
+        env["PGDATABASE"] = "pgbert_dump_src"
+        subprocess.run(["psql", "-X", "-q", "-c", "CREATE EXTENSION pgbert"], env=env, check=True)
+        for _ in range(2):
+            subprocess.run([tool("pgbert_import"), SQL_CLS, "m"], env=env, check=True, capture_output=True)
+        subprocess.run(["psql", "-X", "-q", "-c", "SELECT deploy_model('m', 1)",
+                        "-c", "SELECT grant_model('m', 'pgbert_dump_reader')"], env=env, check=True, capture_output=True)
+        r = run("pg_dump", "-Fc", "-d", "pgbert_dump_src", "-f", os.path.join(dump, "db.dump"))
+        check(r.returncode == 0, "pg_dump of a database with models (%s)" % r.stderr.strip())
+        r = run("pg_restore", "-d", "pgbert_dump_dst", os.path.join(dump, "db.dump"))
+        check(r.returncode == 0, "pg_restore (%s)" % r.stderr.strip())
+
+        state = "SELECT m.name, m.version, m.deployed, m.pinned, m.weights, md5(lo_get(m.weights)), l.lomacl::text, " \
+                "(SELECT array_agg(grantee::text) FROM pgbert.model_grants) FROM pgbert.models m " \
+                "JOIN pg_largeobject_metadata l ON l.oid = m.weights ORDER BY 1, 2"
+        scores = "SELECT classify_scores(t, 'm')::text FROM unnest(%s::text[]) t"
+        got = []
+        for db in ("pgbert_dump_src", "pgbert_dump_dst"):
+            with psycopg.connect(dbname=db, autocommit=True) as c, c.cursor() as cur:
+                cur.execute(state)
+                rows = cur.fetchall()
+                cur.execute(scores, ([p["text"] for p in probs[:20]],))
+                got.append((rows, cur.fetchall()))
+        check(got[0][0] == got[1][0] and len(got[0][0]) == 2,
+              "restored catalog, pins, grants and weights equal the original (%d versions)" % len(got[1][0]))
+        check(got[0][1] == got[1][1], "restored model gives the same probabilities")
+        env["PGDATABASE"] = "pgbert_dump_dst"
+        r = subprocess.run([tool("pgbert_import"), SQL_CLS, "m"], env=env, capture_output=True, text=True)
+        check(r.returncode == 0 and r.stdout.strip() == "3", "a restored database takes new versions (%s)"
+              % (r.stderr.strip() or r.stdout.strip()))
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS pgbert_dump_src")
+            cur.execute("DROP DATABASE IF EXISTS pgbert_dump_dst")
+            cur.execute("DROP ROLE IF EXISTS pgbert_dump_reader")
+        shutil.rmtree(dump, ignore_errors=True)
+
+
 def main():
     with open(PROBS, encoding="utf-8") as f:
         probs = json.load(f)
@@ -170,6 +219,7 @@ def main():
         minilm(conn)
         round_trip(conn, probs)
         refused(conn)
+        dump_restore(conn, probs)
         with conn.cursor() as cur:
             cur.execute("SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m")
     print("client checks: %s" % ("all passed" if failed == 0 else "%d FAILED" % failed))
