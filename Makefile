@@ -8,10 +8,10 @@
 #   make bench           tokenizer benchmark binary (see test/bench/)
 
 EXTENSION = pgbert
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 MODULE_big = pgbert
 
-DATA = pgbert--$(EXTVERSION).sql data/pgbert_vocab_uncased.txt
+DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export
 REGRESS = tokenizer tokenizer_parity encoding models classify permissions
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress

@@ -114,6 +114,16 @@ SELECT count(*) AS large_objects_left FROM pg_largeobject_metadata;
 -- without models it drops as usual
 CREATE EXTENSION pgbert;
 DROP EXTENSION pgbert;
+-- a database on 0.1.0 (tokenizer only) updates in place and gains the catalog
+CREATE EXTENSION pgbert VERSION '0.1.0';
+SELECT count(*) AS catalog_before FROM pg_namespace WHERE nspname = 'pgbert';
+ALTER EXTENSION pgbert UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'pgbert';
+\lo_import :weights_file
+SELECT import_model('m', :LASTOID, :'cfg', :'vocab') AS version;
+SELECT classify('hello', 'm') IN ('ham', 'spam', 'phish') AS classified;
+SELECT drop_model('m');
+DROP EXTENSION pgbert;
 \c :regress_db
 DROP DATABASE pgbert_drop_test;
 -- large objects the failed imports above left behind (they were never recorded)

@@ -21,7 +21,7 @@
 
 PG_MODULE_MAGIC;
 
-#define PGBERT_VERSION "0.1.0"
+#define PGBERT_VERSION "0.2.0"
 
 char	   *pgbert_default_model = NULL;
 int			pgbert_model_cache_mb = 1024;
