@@ -317,7 +317,10 @@ BEGIN
              FOR UPDATE
     LOOP
         DELETE FROM pgbert.model_versions v WHERE v.name = model_name AND v.version = r.version;
-        PERFORM lo_unlink(r.weights);
+        -- weights unlinked behind pgbert's back are already gone
+        IF EXISTS (SELECT 1 FROM pg_largeobject_metadata WHERE oid = r.weights) THEN
+            PERFORM lo_unlink(r.weights);
+        END IF;
         n := n + 1;
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pgbert.model_versions v WHERE v.name = model_name) THEN

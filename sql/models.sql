@@ -98,6 +98,16 @@ SELECT contents = convert_to(:'vocab', 'UTF8') AS same_vocab FROM export_model('
 SELECT convert_from(contents, 'UTF8')::jsonb -> 'id2label' AS id2label
 FROM export_model('spam') WHERE file = 'config.json';
 
+-- a catalog edited behind pgbert's back is caught when the model loads
+SELECT lo_from_bytea(0, lo_get(:good)) AS copy3 \gset
+SELECT import_model('edited', :copy3, :'cfg', :'vocab', :'tok') AS version;
+UPDATE pgbert.model_versions SET labels = '{a,b}' WHERE name = 'edited';
+SELECT pg_temp.err($$SELECT classify('hello', 'edited')$$);
+-- and so are weights unlinked outside pgbert; drop_model still cleans up
+SELECT lo_unlink(:copy3);
+SELECT pg_temp.err($$SELECT classify('hello', 'edited')$$);
+SELECT drop_model('edited');
+
 -- DROP EXTENSION refuses while weights exist; CASCADE unlinks them (in a scratch database)
 \set regress_db :DBNAME
 CREATE DATABASE pgbert_drop_test;

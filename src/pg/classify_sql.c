@@ -190,7 +190,7 @@ pgbert_classify(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = pgbert_model_for_call(fcinfo, 1);
+	pm = pgbert_model_for_call(fcinfo, 1, true);
 	input = PG_GETARG_TEXT_PP(0);
 	logits = palloc(sizeof(float) * Max(pm->model->num_classes, 1));
 	probs = palloc(sizeof(double) * Max(pm->model->num_classes, 1));
@@ -213,7 +213,7 @@ pgbert_classify_scores(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = pgbert_model_for_call(fcinfo, 1);
+	pm = pgbert_model_for_call(fcinfo, 1, true);
 	input = PG_GETARG_TEXT_PP(0);
 	logits = palloc(sizeof(float) * Max(pm->model->num_classes, 1));
 	probs = palloc(sizeof(double) * Max(pm->model->num_classes, 1));
@@ -263,7 +263,7 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 	if (n == 0)
 		return (Datum) 0;
 	lbound = ARR_LBOUND(arr)[0];
-	pm = pgbert_model_for_call(fcinfo, 1);
+	pm = pgbert_model_for_call(fcinfo, 1, true);
 	C = Max(pm->model->num_classes, 1);
 	texts = palloc(sizeof(text *) * n);
 	for (int i = 0; i < n; i++)
@@ -324,7 +324,7 @@ pgbert_embed(PG_FUNCTION_ARGS)
 					 errmsg("unknown pooling \"%s\"", pooling),
 					 errhint("Use 'mean', 'cls' or 'pooler'.")));
 	}
-	pm = pgbert_model_for_call(fcinfo, 1);
+	pm = pgbert_model_for_call(fcinfo, 1, true);
 	input = PG_GETARG_TEXT_PP(0);
 	H = pm->model->cfg.hidden_size;
 	vec = palloc(sizeof(float) * H);

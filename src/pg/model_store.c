@@ -68,15 +68,20 @@ typedef struct ResolvedRow
 
 /* ---- the engine's pieces of one version ---- */
 
-/* Everything a version needs, built from catalog values; errors are ereports. */
-typedef struct BuiltModel
+/* The tokenizer side of a version. */
+typedef struct BuiltTokenizer
 {
-	BtBertModel *model;
 	BtTokenizer *tokenizer;
 	int			max_tokens;
+} BuiltTokenizer;
+
+/* The weights side of a version. */
+typedef struct BuiltWeights
+{
+	BtBertModel *model;
 	Size		blob_len;		/* bytes of model.safetensors */
 	char		notes[1024];	/* unused tensors */
-} BuiltModel;
+} BuiltWeights;
 
 /* Read a whole large object into palloc'd memory, as the current role. */
 static char *
@@ -130,52 +135,55 @@ check_weights_readable(const char *name, int32 version, Oid weights)
 						 name, GetUserNameFromId(GetUserId(), false))));
 }
 
+/* Parse config.json, raising on errors. */
+static void
+parse_config(const char *config_json, BtBertConfig *cfg)
+{
+	char		err[512];
+
+	if (bt_config_parse(config_json, strlen(config_json), cfg, err, sizeof(err)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid model config: %s", err)));
+}
+
 /*
- * Validate and build the engine objects of a version from its catalog
- * values. Engine allocations are freed here before any ereport.
+ * Validate and build the tokenizer of a version: vocabulary, tokenizer
+ * settings, and the longest input (from the config). Engine allocations are
+ * freed before any ereport.
  */
 static void
-build_model(Oid weights, const char *config_json, const char *vocab, Size vocab_len,
-			const char *tokenizer_json, BuiltModel *out)
+build_tokenizer(const char *config_json, const char *vocab, Size vocab_len,
+				const char *tokenizer_json, BuiltTokenizer *out)
 {
 	char		err[512];
 	BtBertConfig cfg;
 	BtTokenizerConfig tc = {1, -1, 1, 512};
 	BtTokenizerOptions opts;
 	BtVocab    *v;
-	BtSafetensors *st;
-	char	   *blob;
-	Size		blob_len;
-	int			vocab_size;
+	int			vocab_size,
+				max_position;
 
 	memset(out, 0, sizeof(*out));
-	if (bt_config_parse(config_json, strlen(config_json), &cfg, err, sizeof(err)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid model config: %s", err)));
+	parse_config(config_json, &cfg);
 	vocab_size = cfg.vocab_size;
+	max_position = cfg.max_position;
+	bt_config_free(&cfg);
 	if (tokenizer_json && bt_tokenizer_config_parse(tokenizer_json, strlen(tokenizer_json),
 													&tc, err, sizeof(err)) != 0)
-	{
-		bt_config_free(&cfg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid tokenizer config: %s", err)));
-	}
 	v = bt_vocab_parse(vocab, vocab_len, err, sizeof(err));
 	if (v == NULL)
-	{
-		bt_config_free(&cfg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid vocabulary: %s", err)));
-	}
 	if ((int64) v->size > vocab_size)
 	{
 		uint32		n = v->size;
 
 		bt_vocab_free(v);
-		bt_config_free(&cfg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("vocabulary has %u tokens but the model's vocab_size is %d", n, vocab_size)));
@@ -186,48 +194,47 @@ build_model(Oid weights, const char *config_json, const char *vocab, Size vocab_
 	opts.chinese_chars = tc.tokenize_chinese_chars != 0;
 	out->tokenizer = bt_tokenizer_create(v, &opts, err, sizeof(err));
 	if (out->tokenizer == NULL)
-	{
-		bt_config_free(&cfg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid vocabulary: %s", err)));
-	}
 	if (out->tokenizer->cls_id < 0 || out->tokenizer->sep_id < 0)
 	{
 		bt_tokenizer_free(out->tokenizer);
-		bt_config_free(&cfg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid vocabulary: it has no [CLS] or [SEP] token")));
 	}
-	out->max_tokens = Min(tc.model_max_length, cfg.max_position);
+	out->max_tokens = Min(tc.model_max_length, max_position);
 	if (out->max_tokens < 2)
 	{
+		int			n = out->max_tokens;
+
 		bt_tokenizer_free(out->tokenizer);
-		bt_config_free(&cfg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the model takes at most %d tokens; [CLS] and [SEP] alone need 2", out->max_tokens)));
+				 errmsg("the model takes at most %d tokens; [CLS] and [SEP] alone need 2", n)));
 	}
+}
 
-	/* PostgreSQL work (may ereport) is done with nothing of the engine's at stake but these two */
-	PG_TRY();
-	{
-		blob = read_large_object(weights, &blob_len);
-	}
-	PG_CATCH();
-	{
-		bt_tokenizer_free(out->tokenizer);
-		bt_config_free(&cfg);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+/*
+ * Read a version's weights from its large object and build the model,
+ * validated against the config. Nothing of the engine's is held while
+ * PostgreSQL may ereport.
+ */
+static void
+build_weights(Oid weights, const char *config_json, BuiltWeights *out)
+{
+	char		err[512];
+	BtBertConfig cfg;
+	BtSafetensors *st;
+	char	   *blob;
 
-	out->blob_len = blob_len;
-	st = bt_safetensors_parse((const uint8_t *) blob, blob_len, err, sizeof(err));
+	memset(out, 0, sizeof(*out));
+	blob = read_large_object(weights, &out->blob_len);
+	parse_config(config_json, &cfg);
+	st = bt_safetensors_parse((const uint8_t *) blob, out->blob_len, err, sizeof(err));
 	if (st == NULL)
 	{
-		bt_tokenizer_free(out->tokenizer);
 		bt_config_free(&cfg);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -237,12 +244,9 @@ build_model(Oid weights, const char *config_json, const char *vocab, Size vocab_
 	bt_safetensors_free(st);
 	pfree(blob);
 	if (out->model == NULL)
-	{
-		bt_tokenizer_free(out->tokenizer);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("checkpoint in large object %u does not fit its config: %s", weights, err)));
-	}
 }
 
 /* ---- the cache ---- */
@@ -253,7 +257,8 @@ evict(int i)
 {
 	PgbertModel *pm = cache[i];
 
-	bt_model_free(pm->model);
+	if (pm->model)
+		bt_model_free(pm->model);
 	bt_tokenizer_free(pm->tokenizer);
 	MemoryContextDelete(pm->mcxt);
 	cache[i] = cache[--n_cached];
@@ -305,12 +310,16 @@ enforce_budget(PgbertModel *keep)
 static void
 loading_context(void *arg)
 {
-	ResolvedRow *row = arg;
+	PgbertModel *pm = arg;
 
-	errcontext("loading model \"%s\" version %d", row->name, row->version);
+	errcontext("loading model \"%s\" version %d", pm->name, pm->version);
 }
 
-/* Load a resolved row into the cache. */
+/*
+ * Load a resolved row into the cache: its tokenizer, labels and config. The
+ * weights follow on the first forward pass (load_weights), so tokenizing
+ * with a model's vocabulary does not read its large object.
+ */
 static PgbertModel *
 load_version(const ResolvedRow *row)
 {
@@ -320,23 +329,27 @@ load_version(const ResolvedRow *row)
 	bool		isnull;
 	HeapTuple	tup;
 	TupleDesc	desc;
-	char	   *config_json,
-			   *tokenizer_json = NULL;
+	char	   *volatile tokenizer_json = NULL;
 	bytea	   *vocab;
 	ArrayType  *labels;
 	Datum	   *label_datums;
 	int			n_labels;
-	BuiltModel	built;
+	BuiltTokenizer built;
 	PgbertModel *pm;
 	MemoryContext mcxt,
 				old;
 	ErrorContextCallback errcb;
+	PgbertModel context_only = {.name = row->name, .version = row->version};
 
 	errcb.callback = loading_context;
-	errcb.arg = (void *) row;
+	errcb.arg = &context_only;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
+	if (n_cached == MAX_CACHED)
+		enforce_budget(NULL);
+	if (n_cached == MAX_CACHED)
+		evict(0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
@@ -355,7 +368,6 @@ load_version(const ResolvedRow *row)
 				 errmsg("model \"%s\" version %d disappeared while loading", row->name, row->version)));
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	config_json = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
 	vocab = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
 	{
 		Datum		d = SPI_getbinval(tup, desc, 3, &isnull);
@@ -366,50 +378,67 @@ load_version(const ResolvedRow *row)
 	labels = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull));
 	deconstruct_array(labels, TEXTOID, -1, false, TYPALIGN_INT, &label_datums, NULL, &n_labels);
 
-	build_model(row->weights, config_json, VARDATA_ANY(vocab), VARSIZE_ANY_EXHDR(vocab),
-				tokenizer_json, &built);
+	/* everything PostgreSQL-side first, so only the tokenizer can be left unowned */
+	mcxt = AllocSetContextCreate(TopMemoryContext, "pgbert model", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(mcxt);
+	pm = palloc0(sizeof(PgbertModel));
+	pm->mcxt = mcxt;
+	pm->name = pstrdup(row->name);
+	pm->config_json = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	pm->labels = palloc(sizeof(char *) * Max(n_labels, 1));
+	for (int i = 0; i < n_labels; i++)
+		pm->labels[i] = TextDatumGetCString(label_datums[i]);
+	MemoryContextSwitchTo(old);
 
-	/* nothing below may fail while the engine objects are unowned, except palloc */
 	PG_TRY();
 	{
-		if (built.model->num_classes != n_labels)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("label set mismatch: the classifier has %d outputs but the catalog lists %d labels",
-							built.model->num_classes, n_labels)));
-		if (n_cached == MAX_CACHED)
-			enforce_budget(NULL);
-		if (n_cached == MAX_CACHED)
-			evict(0);
-		mcxt = AllocSetContextCreate(TopMemoryContext, "pgbert model", ALLOCSET_SMALL_SIZES);
-		old = MemoryContextSwitchTo(mcxt);
-		pm = palloc0(sizeof(PgbertModel));
-		pm->mcxt = mcxt;
-		pm->name = pstrdup(row->name);
-		pm->labels = palloc(sizeof(char *) * Max(n_labels, 1));
-		for (int i = 0; i < n_labels; i++)
-			pm->labels[i] = TextDatumGetCString(label_datums[i]);
-		MemoryContextSwitchTo(old);
+		build_tokenizer(pm->config_json, VARDATA_ANY(vocab), VARSIZE_ANY_EXHDR(vocab),
+						tokenizer_json, &built);
 	}
 	PG_CATCH();
 	{
-		bt_model_free(built.model);
-		bt_tokenizer_free(built.tokenizer);
+		MemoryContextDelete(mcxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	pm->id = row->id;
 	pm->version = row->version;
 	pm->weights = row->weights;
-	pm->model = built.model;
 	pm->tokenizer = built.tokenizer;
 	pm->max_tokens = built.max_tokens;
 	pm->num_labels = n_labels;
-	pm->bytes = built.model->num_params * sizeof(float) + VARSIZE_ANY_EXHDR(vocab) * 3;
+	pm->bytes = VARSIZE_ANY_EXHDR(vocab) * 3;
 	cache[n_cached++] = pm;
 	SPI_finish();
 	error_context_stack = errcb.previous;
 	return pm;
+}
+
+/* Read a cached version's weights, on its first forward pass. */
+static void
+load_weights(PgbertModel *pm)
+{
+	BuiltWeights built;
+	ErrorContextCallback errcb;
+
+	errcb.callback = loading_context;
+	errcb.arg = pm;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	build_weights(pm->weights, pm->config_json, &built);
+	if (built.model->num_classes != pm->num_labels)
+	{
+		int			n = built.model->num_classes;
+
+		bt_model_free(built.model);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("label set mismatch: the classifier has %d outputs but the catalog lists %d labels",
+						n, pm->num_labels)));
+	}
+	pm->model = built.model;
+	pm->bytes += built.model->num_params * sizeof(float);
+	error_context_stack = errcb.previous;
 }
 
 /* ---- resolving names ---- */
@@ -488,7 +517,7 @@ resolve_name(const char *given)
 }
 
 PgbertModel *
-pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno)
+pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights)
 {
 	CallSiteModel *site = fcinfo->flinfo->fn_extra;
 	char	   *given = PG_ARGISNULL(model_argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(model_argno));
@@ -510,6 +539,11 @@ pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno)
 	{
 		pm = cache[i];
 		pm->last_used = ++use_clock;
+		if (need_weights && pm->model == NULL)
+		{
+			load_weights(pm);
+			enforce_budget(pm);
+		}
 		return pm;
 	}
 
@@ -522,6 +556,8 @@ pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno)
 		pm = i >= 0 ? cache[i] : load_version(&row);
 		pm->uses++;
 		pm->last_used = ++use_clock;
+		if (need_weights && pm->model == NULL)
+			load_weights(pm);
 		enforce_budget(pm);
 
 		if (site->name)
@@ -546,8 +582,10 @@ pgbert_inspect_model(PG_FUNCTION_ARGS)
 	char	   *config_json;
 	bytea	   *vocab;
 	char	   *tokenizer_json = NULL;
-	BuiltModel	built;
+	BuiltTokenizer tk;
+	BuiltWeights w;
 	StringInfoData buf;
+	uint32		vocab_tokens;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -564,25 +602,26 @@ pgbert_inspect_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for large object %u", weights)));
-	build_model(weights, config_json, VARDATA_ANY(vocab), VARSIZE_ANY_EXHDR(vocab), tokenizer_json, &built);
+	build_tokenizer(config_json, VARDATA_ANY(vocab), VARSIZE_ANY_EXHDR(vocab), tokenizer_json, &tk);
+	vocab_tokens = tk.tokenizer->vocab->size;
+	bt_tokenizer_free(tk.tokenizer);
+	build_weights(weights, config_json, &w);
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"num_params\": %zu, \"num_classes\": %d, \"has_pooler\": %s, "
-					 "\"max_tokens\": %d, \"vocab_tokens\": %u, \"config_labels\": [",
-					 built.model->num_params, built.model->num_classes,
-					 built.model->has_pooler ? "true" : "false", built.max_tokens,
-					 built.tokenizer->vocab->size);
-	for (int i = 0; i < built.model->cfg.num_labels; i++)
+					 "\"max_tokens\": %d, \"vocab_tokens\": %u, \"size_bytes\": %zu, \"config_labels\": [",
+					 w.model->num_params, w.model->num_classes,
+					 w.model->has_pooler ? "true" : "false", tk.max_tokens, vocab_tokens, w.blob_len);
+	for (int i = 0; i < w.model->cfg.num_labels; i++)
 	{
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, built.model->cfg.labels[i]);
+		escape_json(&buf, w.model->cfg.labels[i]);
 	}
 	appendStringInfoString(&buf, "], \"unused_tensors\": ");
-	escape_json(&buf, built.notes);
-	bt_model_free(built.model);
-	bt_tokenizer_free(built.tokenizer);
-	appendStringInfo(&buf, ", \"size_bytes\": %zu}", built.blob_len);
+	escape_json(&buf, w.notes);
+	appendStringInfoChar(&buf, '}');
+	bt_model_free(w.model);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 

@@ -37,7 +37,8 @@ typedef struct PgbertModel
 	char	   *name;
 	int32		version;
 	Oid			weights;
-	BtBertModel *model;			/* engine objects, malloc'd */
+	char	   *config_json;	/* config.json, for loading the weights */
+	BtBertModel *model;			/* engine objects, malloc'd; model NULL until a forward pass needs it */
 	BtTokenizer *tokenizer;
 	int			max_tokens;		/* longest input, [CLS] and [SEP] included */
 	int			num_labels;
@@ -51,8 +52,9 @@ typedef struct PgbertModel
 /*
  * The model a call uses: argument model_argno names it (NULL = the default
  * model). Resolved once per statement and call site, with the caller's read
- * permission checked; loaded when not cached. Valid until the next call.
+ * permission checked; loaded when not cached, with its weights when
+ * need_weights (tokenizing needs only the vocabulary). Valid until the next call.
  */
-extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno);
+extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights);
 
 #endif
