@@ -19,7 +19,8 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 # OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens
 # it with dlopen the first time a model runs (src/engine/blas.h).
 TOKENIZER_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
-MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/model.c
+MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/ops.c src/engine/model.c \
+	src/engine/train.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
 	src/pg/drop_guard.c
@@ -71,7 +72,7 @@ $(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 .PHONY: engine engine-check engine-check-sanitized fuzz-smoke bench print-use-cuda
-ENGINE_TESTS = test_tokenizer test_safetensors test_model
+ENGINE_TESTS = test_tokenizer test_safetensors test_model test_train
 engine: $(ENGINE_LIB) $(addprefix $(BUILD)/,$(ENGINE_TESTS)) $(BUILD)/unidump
 
 # The real checkpoint scripts/setup.sh unpacks, and transformers' outputs on it.
@@ -83,6 +84,7 @@ define run_engine_tests
 	$(1)/test_tokenizer test/fixtures data/pgbert_vocab_uncased.txt
 	$(1)/test_safetensors test/fixtures/safetensors
 	OPENBLAS_NUM_THREADS=2 $(1)/test_model test/fixtures/models $(MINILM_ARGS)
+	OPENBLAS_NUM_THREADS=2 $(1)/test_train test/fixtures/train test/fixtures/models
 endef
 
 engine-check: engine
@@ -110,7 +112,7 @@ fuzz-smoke: $(BUILD)/fuzz_tokenizer $(BUILD)/fuzz_safetensors
 	$(BUILD)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 		-dict=test/fuzz/safetensors.dict $(BUILD)/fuzz-corpus-safetensors test/fuzz/seeds_safetensors
 
-bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_rows
+bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_rows $(BUILD)/bench_train
 
 print-use-cuda:
 	@echo $(USE_CUDA)

@@ -5,6 +5,7 @@
  */
 #include "model.h"
 #include "blas.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,6 +43,18 @@ layout_params(BtBertModel *m, float *params)
 		n += sizes[i];
 	}
 	return n;
+}
+
+int
+bt_model_alloc_params(BtBertModel *m)
+{
+	m->has_classifier = m->num_classes > 0;
+	m->num_params = layout_params(m, NULL);
+	m->params = aligned_alloc(64, ((m->num_params * sizeof(float)) + 63) & ~(size_t) 63);
+	if (m->params == NULL)
+		return -1;
+	layout_params(m, m->params);
+	return 0;
 }
 
 /* ---- checkpoint loading ---- */
@@ -260,11 +273,8 @@ bt_model_load(BtBertConfig *cfg, const BtSafetensors *st, char *notes, size_t no
 		}
 	}
 
-	m->num_params = layout_params(m, NULL);
-	m->params = aligned_alloc(64, ((m->num_params * sizeof(float)) + 63) & ~(size_t) 63);
-	if (m->params == NULL)
+	if (bt_model_alloc_params(m) != 0)
 		goto oom;
-	layout_params(m, m->params);
 	if (load_all(m, &ld) != 0)
 		goto fail;
 
@@ -309,179 +319,7 @@ bt_model_free(BtBertModel *m)
 	free(m);
 }
 
-/* ---- forward ops (each writes its output; shapes in comments) ---- */
-
-/* out (T, O) = in (T, K) @ w (O, K)^T + b (O) */
-static void
-dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K)
-{
-	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, O, K, 1.0f, in, K, w, K, 0.0f, out, O);
-	if (b)
-		for (int t = 0; t < T; t++)
-		{
-			float	   *row = out + (size_t) t * O;
-
-			for (int o = 0; o < O; o++)
-				row[o] += b[o];
-		}
-}
-
-/* x (T, H) = LayerNorm(x + add) in place; add may be NULL */
-static void
-add_layernorm_forward(float *x, const float *add, const float *w, const float *b, int T, int H,
-					  float eps)
-{
-	for (int t = 0; t < T; t++)
-	{
-		float	   *row = x + (size_t) t * H;
-		const float *a = add ? add + (size_t) t * H : NULL;
-		double		mean = 0.0,
-					var = 0.0;
-		float		rstd;
-
-		if (a)
-			for (int i = 0; i < H; i++)
-				row[i] += a[i];
-		for (int i = 0; i < H; i++)
-			mean += row[i];
-		mean /= H;
-		for (int i = 0; i < H; i++)
-		{
-			double		d = row[i] - mean;
-
-			var += d * d;
-		}
-		var /= H;
-		rstd = (float) (1.0 / sqrt(var + eps));
-		for (int i = 0; i < H; i++)
-			row[i] = ((row[i] - (float) mean) * rstd) * w[i] + b[i];
-	}
-}
-
-/* x (T, H) = word[id] + position[index in its sequence] + type[type id], then LayerNorm */
-static void
-embeddings_forward(float *x, const BtBertModel *m, const BtBatch *b)
-{
-	const BtBertParams *p = &m->p;
-	int			H = m->cfg.hidden_size;
-
-	for (int s = 0; s < b->n_seq; s++)
-		for (int t = b->offsets[s]; t < b->offsets[s + 1]; t++)
-		{
-			const float *we = p->word_emb + (size_t) b->ids[t] * H;
-			const float *pe = p->pos_emb + (size_t) (t - b->offsets[s]) * H;
-			const float *te = p->type_emb + (size_t) (b->type_ids ? b->type_ids[t] : 0) * H;
-			float	   *row = x + (size_t) t * H;
-
-			for (int i = 0; i < H; i++)
-				row[i] = we[i] + pe[i] + te[i];
-		}
-	add_layernorm_forward(x, NULL, p->emb_ln_w, p->emb_ln_b, b->offsets[b->n_seq], H,
-						  m->cfg.layer_norm_eps);
-}
-
-/*
- * ctx (T, H) = softmax(Q K^T / sqrt(d)) V per sequence and head, reading
- * Q, K, V from qkv (T, 3H). Packed sequences only see their own tokens,
- * which is what Hugging Face's additive padding mask amounts to.
- */
-static void
-attention_forward(float *ctx, const float *qkv, float *scores, const BtBatch *b, int H, int NH)
-{
-	int			d = H / NH;
-	float		scale = 1.0f / sqrtf((float) d);
-
-	for (int s = 0; s < b->n_seq; s++)
-	{
-		int			start = b->offsets[s],
-					S = b->offsets[s + 1] - start;
-		const float *base = qkv + (size_t) start * 3 * H;
-
-		for (int h = 0; h < NH; h++)
-		{
-			const float *q = base + h * d;
-			const float *k = base + H + h * d;
-			const float *v = base + 2 * H + h * d;
-
-			/* scores (S, S) = q (S, d) @ k (S, d)^T * scale */
-			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, S, S, d, scale,
-						q, 3 * H, k, 3 * H, 0.0f, scores, S);
-			for (int i = 0; i < S; i++)
-			{
-				float	   *row = scores + (size_t) i * S;
-				float		max = row[0],
-							sum = 0.0f;
-
-				for (int j = 1; j < S; j++)
-					max = row[j] > max ? row[j] : max;
-				for (int j = 0; j < S; j++)
-				{
-					row[j] = expf(row[j] - max);
-					sum += row[j];
-				}
-				for (int j = 0; j < S; j++)
-					row[j] /= sum;
-			}
-			/* ctx (S, d) = scores (S, S) @ v (S, d) */
-			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, S, d, S, 1.0f,
-						scores, S, v, 3 * H, 0.0f, ctx + (size_t) start * H + h * d, H);
-		}
-	}
-}
-
-/* x (n) = gelu(x) in place, exact erf form or the tanh approximation */
-static void
-gelu_forward(float *x, size_t n, BtActivation act)
-{
-	if (act == BT_ACT_GELU)
-		for (size_t i = 0; i < n; i++)
-			x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float) M_SQRT1_2));
-	else
-	{
-		const float c = 0.7978845608028654f;	/* sqrt(2 / pi) */
-
-		for (size_t i = 0; i < n; i++)
-			x[i] = 0.5f * x[i] * (1.0f + tanhf(c * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
-	}
-}
-
-/* Check the batch against the model: lengths, ids, type ids. */
-static int
-check_batch(const BtBertModel *m, const BtBatch *b, char *err, size_t errlen)
-{
-	if (b->n_seq < 1 || b->offsets[0] != 0)
-	{
-		snprintf(err, errlen, "batch has no sequences");
-		return -1;
-	}
-	for (int s = 0; s < b->n_seq; s++)
-	{
-		int			len = b->offsets[s + 1] - b->offsets[s];
-
-		if (len < 1 || len > m->cfg.max_position)
-		{
-			snprintf(err, errlen, "sequence %d has %d tokens; the model takes 1 to %d",
-					 s, len, m->cfg.max_position);
-			return -1;
-		}
-	}
-	for (int t = 0; t < b->offsets[b->n_seq]; t++)
-	{
-		if (b->ids[t] < 0 || b->ids[t] >= m->cfg.vocab_size)
-		{
-			snprintf(err, errlen, "token id %d at position %d is outside the vocabulary of %d",
-					 b->ids[t], t, m->cfg.vocab_size);
-			return -1;
-		}
-		if (b->type_ids && (b->type_ids[t] < 0 || b->type_ids[t] >= m->cfg.type_vocab_size))
-		{
-			snprintf(err, errlen, "token type id %d at position %d is outside 0 to %d",
-					 b->type_ids[t], t, m->cfg.type_vocab_size - 1);
-			return -1;
-		}
-	}
-	return 0;
-}
+/* ---- inference ---- */
 
 int
 bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char *err, size_t errlen)
@@ -491,7 +329,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	int			H = c->hidden_size,
 				I = c->intermediate_size,
 				T,
-				max_len = 0;
+				max_len;
 	float	   *x,
 			   *qkv,
 			   *ctx,
@@ -501,7 +339,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 			   *arena;
 	size_t		need;
 
-	if (check_batch(m, b, err, errlen) != 0)
+	if (bt_check_batch(m, b, err, errlen) != 0)
 		return -1;
 	if (bt_sgemm == NULL && bt_blas_load(NULL, 0, err, errlen) != 0)
 		return -1;
@@ -516,9 +354,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		return -1;
 	}
 	T = b->offsets[b->n_seq];
-	for (int s = 0; s < b->n_seq; s++)
-		if (b->offsets[s + 1] - b->offsets[s] > max_len)
-			max_len = b->offsets[s + 1] - b->offsets[s];
+	max_len = bt_batch_max_len(b);
 
 	/* one arena for the activations of this call */
 	need = (size_t) T * (H + 3 * H + H + H + I) + (size_t) max_len * max_len;
@@ -535,19 +371,22 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	ffn = tmp + (size_t) T * H;
 	scores = ffn + (size_t) T * I;
 
-	embeddings_forward(x, m, b);
+	bt_embeddings_forward(x, m, b);
+	bt_layernorm_forward(x, NULL, NULL, x, p->emb_ln_w, p->emb_ln_b, T, H, c->layer_norm_eps);
 	for (int l = 0; l < c->num_layers; l++)
 	{
-		dense_forward(qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
-		attention_forward(ctx, qkv, scores, b, H, c->num_heads);
-		dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
-		add_layernorm_forward(x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, T, H,
-							  c->layer_norm_eps);
-		dense_forward(ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T, I, H);
-		gelu_forward(ffn, (size_t) T * I, c->activation);
-		dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
-		add_layernorm_forward(x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, T, H,
-							  c->layer_norm_eps);
+		bt_dense_forward(qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
+		bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads);
+		bt_dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
+		bt_residual_forward(x, tmp, (size_t) T * H);
+		bt_layernorm_forward(x, NULL, NULL, x, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H,
+							 T, H, c->layer_norm_eps);
+		bt_dense_forward(ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T, I, H);
+		bt_gelu_forward(ffn, ffn, (size_t) T * I, c->activation);
+		bt_dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
+		bt_residual_forward(x, tmp, (size_t) T * H);
+		bt_layernorm_forward(x, NULL, NULL, x, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H,
+							 T, H, c->layer_norm_eps);
 	}
 
 	if (out->hidden)
@@ -575,11 +414,10 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 
 		for (int s = 0; s < b->n_seq; s++)
 			memcpy(cls + (size_t) s * H, x + (size_t) b->offsets[s] * H, H * sizeof(float));
-		dense_forward(pooled, cls, p->pool_w, p->pool_b, b->n_seq, H, H);
-		for (size_t i = 0; i < (size_t) b->n_seq * H; i++)
-			pooled[i] = tanhf(pooled[i]);
+		bt_dense_forward(pooled, cls, p->pool_w, p->pool_b, b->n_seq, H, H);
+		bt_tanh_forward(pooled, (size_t) b->n_seq * H);
 		if (out->logits)
-			dense_forward(out->logits, pooled, p->cls_w, p->cls_b, b->n_seq, m->num_classes, H);
+			bt_dense_forward(out->logits, pooled, p->cls_w, p->cls_b, b->n_seq, m->num_classes, H);
 	}
 	free(arena);
 	return 0;

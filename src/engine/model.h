@@ -85,6 +85,13 @@ extern BtBertModel *bt_model_load(BtBertConfig *cfg, const BtSafetensors *st,
 
 extern void bt_model_free(BtBertModel *m);
 
+/*
+ * Allocate m->params (uninitialized, 64-byte aligned) for m->cfg, m->has_pooler
+ * and m->num_classes (has_classifier is set to num_classes > 0), set num_params
+ * and point the views of m->p into it. 0, or -1 when out of memory.
+ */
+extern int	bt_model_alloc_params(BtBertModel *m);
+
 /* Run the encoder over a packed batch; 0, or -1 with err (bad ids, lengths, memory). */
 extern int	bt_model_forward(const BtBertModel *m, const BtBatch *batch, BtForwardOut *out,
 							 char *err, size_t errlen);

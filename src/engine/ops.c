@@ -1,0 +1,439 @@
+/*
+ * ops.c - the BERT layers, forward and backward, on packed batches (shapes in
+ * comments; T tokens, H hidden, I intermediate, NH heads of d = H / NH, S
+ * the length of one sequence).
+ */
+#include "ops.h"
+#include "blas.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- batches ---- */
+
+int
+bt_check_batch(const BtBertModel *m, const BtBatch *b, char *err, size_t errlen)
+{
+	if (b->n_seq < 1 || b->offsets[0] != 0)
+	{
+		snprintf(err, errlen, "batch has no sequences");
+		return -1;
+	}
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		int			len = b->offsets[s + 1] - b->offsets[s];
+
+		if (len < 1 || len > m->cfg.max_position)
+		{
+			snprintf(err, errlen, "sequence %d has %d tokens; the model takes 1 to %d",
+					 s, len, m->cfg.max_position);
+			return -1;
+		}
+	}
+	for (int t = 0; t < b->offsets[b->n_seq]; t++)
+	{
+		if (b->ids[t] < 0 || b->ids[t] >= m->cfg.vocab_size)
+		{
+			snprintf(err, errlen, "token id %d at position %d is outside the vocabulary of %d",
+					 b->ids[t], t, m->cfg.vocab_size);
+			return -1;
+		}
+		if (b->type_ids && (b->type_ids[t] < 0 || b->type_ids[t] >= m->cfg.type_vocab_size))
+		{
+			snprintf(err, errlen, "token type id %d at position %d is outside 0 to %d",
+					 b->type_ids[t], t, m->cfg.type_vocab_size - 1);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+bt_batch_max_len(const BtBatch *b)
+{
+	int			max_len = 0;
+
+	for (int s = 0; s < b->n_seq; s++)
+		if (b->offsets[s + 1] - b->offsets[s] > max_len)
+			max_len = b->offsets[s + 1] - b->offsets[s];
+	return max_len;
+}
+
+size_t
+bt_batch_probs_size(const BtBatch *b, int NH)
+{
+	size_t		n = 0;
+
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		size_t		S = (size_t) (b->offsets[s + 1] - b->offsets[s]);
+
+		n += S * S;
+	}
+	return n * (size_t) NH;
+}
+
+/* ---- dropout ---- */
+
+void
+bt_dropout_apply(float *x, size_t n, const BtDropout *d, uint64_t base)
+{
+	uint64_t	threshold;		/* element i drops when its 32 random bits are below this */
+	float		scale;
+
+	if (!bt_dropout_active(d))
+		return;
+	if (d->p >= 1.0f)
+	{
+		memset(x, 0, n * sizeof(float));
+		return;
+	}
+	threshold = (uint64_t) ((double) d->p * 4294967296.0);
+	scale = 1.0f / (1.0f - d->p);
+	for (size_t i = 0; i < n; i++)
+	{
+		uint64_t	idx = base + i,
+					h = bt_mix64(d->key + ((idx >> 1) + 1) * 0x9e3779b97f4a7c15ULL);
+		uint32_t	r = (uint32_t) ((idx & 1) ? h >> 32 : h);
+
+		x[i] = r < threshold ? 0.0f : x[i] * scale;
+	}
+}
+
+/* ---- dense (nn.Linear) ---- */
+
+void
+bt_dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K)
+{
+	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, O, K, 1.0f, in, K, w, K, 0.0f, out, O);
+	if (b)
+		for (int t = 0; t < T; t++)
+		{
+			float	   *row = out + (size_t) t * O;
+
+			for (int o = 0; o < O; o++)
+				row[o] += b[o];
+		}
+}
+
+void
+bt_dense_backward(float *din, bool accumulate, float *dw, float *db, const float *dout,
+				  const float *in, const float *w, int T, int O, int K)
+{
+	/* din (T, K) = dout (T, O) @ w (O, K) */
+	if (din)
+		bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, T, K, O, 1.0f, dout, O, w, K,
+				 accumulate ? 1.0f : 0.0f, din, K);
+	/* dw (O, K) += dout^T (O, T) @ in (T, K) */
+	bt_sgemm(BT_ROW_MAJOR, BT_TRANS, BT_NO_TRANS, O, K, T, 1.0f, dout, O, in, K, 1.0f, dw, K);
+	if (db)
+		for (int t = 0; t < T; t++)
+		{
+			const float *row = dout + (size_t) t * O;
+
+			for (int o = 0; o < O; o++)
+				db[o] += row[o];
+		}
+}
+
+/* ---- residual connection ---- */
+
+void
+bt_residual_forward(float *x, const float *add, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] += add[i];
+}
+
+/* ---- LayerNorm ---- */
+
+void
+bt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w,
+					 const float *b, int T, int H, float eps)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *x = in + (size_t) t * H;
+		float	   *y = out + (size_t) t * H;
+		double		mu = 0.0,
+					var = 0.0;
+		float		r;
+
+		for (int i = 0; i < H; i++)
+			mu += x[i];
+		mu /= H;
+		for (int i = 0; i < H; i++)
+		{
+			double		dx = x[i] - mu;
+
+			var += dx * dx;
+		}
+		var /= H;
+		r = (float) (1.0 / sqrt(var + eps));
+		for (int i = 0; i < H; i++)
+			y[i] = ((x[i] - (float) mu) * r) * w[i] + b[i];
+		if (mean)
+			mean[t] = (float) mu;
+		if (rstd)
+			rstd[t] = r;
+	}
+}
+
+void
+bt_layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+					  const float *mean, const float *rstd, const float *w, int T, int H)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *x = in + (size_t) t * H;
+		const float *dy = dout + (size_t) t * H;
+		float	   *dx = din + (size_t) t * H;
+		float		mu = mean[t],
+					r = rstd[t];
+		float		sum_g = 0.0f,	/* sum of dy * w */
+					sum_gx = 0.0f;	/* sum of dy * w * xhat */
+
+		/* y = xhat * w + b with xhat = (x - mean) * rstd */
+		for (int i = 0; i < H; i++)
+		{
+			float		xhat = (x[i] - mu) * r;
+			float		g = dy[i] * w[i];
+
+			sum_g += g;
+			sum_gx += g * xhat;
+			dw[i] += dy[i] * xhat;
+			db[i] += dy[i];
+		}
+		sum_g /= H;
+		sum_gx /= H;
+		/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) */
+		for (int i = 0; i < H; i++)
+		{
+			float		xhat = (x[i] - mu) * r;
+
+			dx[i] = r * (dy[i] * w[i] - sum_g - xhat * sum_gx);
+		}
+	}
+}
+
+/* ---- embeddings ---- */
+
+void
+bt_embeddings_forward(float *x, const BtBertModel *m, const BtBatch *b)
+{
+	const BtBertParams *p = &m->p;
+	int			H = m->cfg.hidden_size;
+
+	for (int s = 0; s < b->n_seq; s++)
+		for (int t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+		{
+			const float *we = p->word_emb + (size_t) b->ids[t] * H;
+			const float *pe = p->pos_emb + (size_t) (t - b->offsets[s]) * H;
+			const float *te = p->type_emb + (size_t) (b->type_ids ? b->type_ids[t] : 0) * H;
+			float	   *row = x + (size_t) t * H;
+
+			for (int i = 0; i < H; i++)
+				row[i] = we[i] + pe[i] + te[i];
+		}
+}
+
+void
+bt_embeddings_backward(float *dword, float *dpos, float *dtype, const float *dx, const BtBatch *b,
+					   int H, int pad_id)
+{
+	for (int s = 0; s < b->n_seq; s++)
+		for (int t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+		{
+			const float *g = dx + (size_t) t * H;
+			float	   *pe = dpos + (size_t) (t - b->offsets[s]) * H;
+			float	   *te = dtype + (size_t) (b->type_ids ? b->type_ids[t] : 0) * H;
+
+			for (int i = 0; i < H; i++)
+			{
+				pe[i] += g[i];
+				te[i] += g[i];
+			}
+			if (b->ids[t] != pad_id)
+			{
+				float	   *we = dword + (size_t) b->ids[t] * H;
+
+				for (int i = 0; i < H; i++)
+					we[i] += g[i];
+			}
+		}
+}
+
+/* ---- attention ---- */
+
+/* x (rows, cols) = softmax of each row in place, with max subtraction */
+static void
+softmax_rows(float *x, int rows, int cols)
+{
+	for (int i = 0; i < rows; i++)
+	{
+		float	   *row = x + (size_t) i * cols;
+		float		max = row[0],
+					sum = 0.0f;
+
+		for (int j = 1; j < cols; j++)
+			max = row[j] > max ? row[j] : max;
+		for (int j = 0; j < cols; j++)
+		{
+			row[j] = expf(row[j] - max);
+			sum += row[j];
+		}
+		for (int j = 0; j < cols; j++)
+			row[j] /= sum;
+	}
+}
+
+void
+bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDropout *drop,
+					 const float *qkv, const BtBatch *b, int H, int NH)
+{
+	int			d = H / NH;
+	float		scale = 1.0f / sqrtf((float) d);
+	size_t		off = 0;		/* of the current (S, S) block in the probabilities */
+
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		int			start = b->offsets[s],
+					S = b->offsets[s + 1] - start;
+		const float *base = qkv + (size_t) start * 3 * H;
+
+		for (int h = 0; h < NH; h++, off += (size_t) S * S)
+		{
+			const float *q = base + h * d;
+			const float *k = base + H + h * d;
+			const float *v = base + 2 * H + h * d;
+			float	   *p = save ? probs + off : probs;
+			const float *pv = p;
+
+			/* p (S, S) = softmax(q (S, d) @ k (S, d)^T * scale) */
+			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, S, S, d, scale,
+					 q, 3 * H, k, 3 * H, 0.0f, p, S);
+			softmax_rows(p, S, S);
+			if (bt_dropout_active(drop))
+			{
+				memcpy(pd, p, (size_t) S * S * sizeof(float));
+				bt_dropout_apply(pd, (size_t) S * S, drop, off);
+				pv = pd;
+			}
+			/* ctx (S, d) = p (S, S) @ v (S, d) */
+			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, S, d, S, 1.0f,
+					 pv, S, v, 3 * H, 0.0f, ctx + (size_t) start * H + h * d, H);
+		}
+	}
+}
+
+void
+bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, const float *qkv,
+					  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH)
+{
+	int			d = H / NH;
+	float		scale = 1.0f / sqrtf((float) d);
+	size_t		off = 0;
+
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		int			start = b->offsets[s],
+					S = b->offsets[s + 1] - start;
+		const float *base = qkv + (size_t) start * 3 * H;
+		float	   *dbase = dqkv + (size_t) start * 3 * H;
+
+		for (int h = 0; h < NH; h++, off += (size_t) S * S)
+		{
+			const float *q = base + h * d;
+			const float *k = base + H + h * d;
+			const float *v = base + 2 * H + h * d;
+			const float *dc = dctx + (size_t) start * H + h * d;
+			const float *p = probs + off;
+			const float *pv = p;
+
+			if (bt_dropout_active(drop))
+			{
+				memcpy(pd, p, (size_t) S * S * sizeof(float));
+				bt_dropout_apply(pd, (size_t) S * S, drop, off);
+				pv = pd;
+			}
+			/* dv (S, d) = pv^T (S, S) @ dctx (S, d) */
+			bt_sgemm(BT_ROW_MAJOR, BT_TRANS, BT_NO_TRANS, S, d, S, 1.0f,
+					 pv, S, dc, H, 0.0f, dbase + 2 * H + h * d, 3 * H);
+			/* dp (S, S) = dctx (S, d) @ v (S, d)^T, then through the dropout */
+			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, S, S, d, 1.0f,
+					 dc, H, v, 3 * H, 0.0f, dp, S);
+			bt_dropout_apply(dp, (size_t) S * S, drop, off);
+			/* softmax backward: dscores = p * (dp - sum_j p dp), row by row */
+			for (int i = 0; i < S; i++)
+			{
+				const float *pr = p + (size_t) i * S;
+				float	   *g = dp + (size_t) i * S;
+				float		dot = 0.0f;
+
+				for (int j = 0; j < S; j++)
+					dot += pr[j] * g[j];
+				for (int j = 0; j < S; j++)
+					g[j] = pr[j] * (g[j] - dot);
+			}
+			/* dq (S, d) = scale * dscores (S, S) @ k (S, d) */
+			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, S, d, S, scale,
+					 dp, S, k, 3 * H, 0.0f, dbase + h * d, 3 * H);
+			/* dk (S, d) = scale * dscores^T (S, S) @ q (S, d) */
+			bt_sgemm(BT_ROW_MAJOR, BT_TRANS, BT_NO_TRANS, S, d, S, scale,
+					 dp, S, q, 3 * H, 0.0f, dbase + H + h * d, 3 * H);
+		}
+	}
+}
+
+/* ---- activations ---- */
+
+#define GELU_TANH_C 0.7978845608028654f	/* sqrt(2 / pi) */
+
+void
+bt_gelu_forward(float *out, const float *in, size_t n, BtActivation act)
+{
+	if (act == BT_ACT_GELU)
+		for (size_t i = 0; i < n; i++)
+			out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * (float) M_SQRT1_2));
+	else
+		for (size_t i = 0; i < n; i++)
+			out[i] = 0.5f * in[i] * (1.0f + tanhf(GELU_TANH_C * (in[i] + 0.044715f * in[i] * in[i] * in[i])));
+}
+
+void
+bt_gelu_backward(float *dx, const float *x, size_t n, BtActivation act)
+{
+	if (act == BT_ACT_GELU)
+	{
+		const float c = 0.3989422804014327f;	/* 1 / sqrt(2 pi) */
+
+		/* d/dx 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi) */
+		for (size_t i = 0; i < n; i++)
+			dx[i] *= 0.5f * (1.0f + erff(x[i] * (float) M_SQRT1_2)) + x[i] * c * expf(-0.5f * x[i] * x[i]);
+	}
+	else
+		/* u = c (x + 0.044715 x^3): d/dx 0.5 x (1 + tanh u) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u' */
+		for (size_t i = 0; i < n; i++)
+		{
+			float		xi = x[i],
+						th = tanhf(GELU_TANH_C * (xi + 0.044715f * xi * xi * xi)),
+						du = GELU_TANH_C * (1.0f + 3.0f * 0.044715f * xi * xi);
+
+			dx[i] *= 0.5f * (1.0f + th) + 0.5f * xi * (1.0f - th * th) * du;
+		}
+}
+
+void
+bt_tanh_forward(float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = tanhf(x[i]);
+}
+
+void
+bt_tanh_backward(float *dy, const float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dy[i] *= 1.0f - y[i] * y[i];
+}

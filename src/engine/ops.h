@@ -1,0 +1,138 @@
+/*
+ * ops.h - the BERT layers as forward/backward pairs on the CPU, shared by
+ * inference (model.c) and training (train.c).
+ *
+ * Activations are row-major (tokens, features) over a packed batch: the
+ * tokens of all sequences back to back, no padding; only attention and the
+ * embeddings' positions look at sequence boundaries. Backward functions add
+ * (+=) into parameter gradients, so gradient accumulation is free, and write
+ * (=) activation gradients unless told to accumulate. Dense layers and
+ * attention products are OpenBLAS sgemm (bt_sgemm must be loaded); the rest
+ * are plain loops. PostgreSQL-free.
+ */
+#ifndef PGBERT_OPS_H
+#define PGBERT_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+
+/*
+ * Dropout as a pure function of (key, element index): a counter-based
+ * generator (32 bits per element, two elements per splitmix64 hash), so
+ * backward recomputes the forward mask instead of storing it. Element i is
+ * kept with probability 1 - p and then scaled by 1 / (1 - p), as torch does.
+ */
+typedef struct BtDropout
+{
+	float		p;				/* drop probability, 0 to 1 */
+	uint64_t	key;			/* one per (seed, forward pass, site) */
+} BtDropout;
+
+/* A well-mixed 64-bit hash (splitmix64's finalizer). */
+static inline uint64_t
+bt_mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+/* Does dropout d do anything? */
+static inline bool
+bt_dropout_active(const BtDropout *d)
+{
+	return d != NULL && d->p > 0.0f;
+}
+
+/* Check a packed batch against the model: lengths, ids, type ids. 0, or -1 with err. */
+extern int	bt_check_batch(const BtBertModel *m, const BtBatch *b, char *err, size_t errlen);
+
+/* Longest sequence of a checked batch. */
+extern int	bt_batch_max_len(const BtBatch *b);
+
+/* Floats of saved attention probabilities: NH * sum of squared lengths. */
+extern size_t bt_batch_probs_size(const BtBatch *b, int NH);
+
+/* x (n) = dropout(x) in place; element i has index base + i in d's stream. Also its own backward. */
+extern void bt_dropout_apply(float *x, size_t n, const BtDropout *d, uint64_t base);
+
+/* out (T, O) = in (T, K) @ w (O, K)^T + b (O); b may be NULL */
+extern void bt_dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K);
+
+/*
+ * Backward of bt_dense_forward: din (T, K) = dout (T, O) @ w (O, K), or +=
+ * when accumulate (din may be NULL: not wanted); dw (O, K) += dout^T @ in;
+ * db (O) += column sums of dout.
+ */
+extern void bt_dense_backward(float *din, bool accumulate, float *dw, float *db, const float *dout,
+							  const float *in, const float *w, int T, int O, int K);
+
+/* x (T, H) += add (T, H): a residual connection (its backward is a copy, done by the caller) */
+extern void bt_residual_forward(float *x, const float *add, size_t n);
+
+/*
+ * out (T, H) = LayerNorm(in) * w + b over each row (biased variance, eps);
+ * out may be in. mean and rstd (T) get the row statistics backward needs,
+ * when not NULL.
+ */
+extern void bt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w,
+								 const float *b, int T, int H, float eps);
+
+/*
+ * Backward of bt_layernorm_forward from its saved input, mean and rstd:
+ * din (T, H) = dLN/din applied to dout (din may be dout); dw, db (H) +=.
+ */
+extern void bt_layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+								  const float *mean, const float *rstd, const float *w, int T, int H);
+
+/* x (T, H) = word[id] + position[index in its sequence] + type[type id] (before LayerNorm) */
+extern void bt_embeddings_forward(float *x, const BtBertModel *m, const BtBatch *b);
+
+/*
+ * Backward of bt_embeddings_forward: scatter-add dx (T, H) into the rows of
+ * dword (V, H), dpos (P, H) and dtype (TV, H). Tokens equal to pad_id add
+ * nothing to the word embeddings (torch's padding_idx).
+ */
+extern void bt_embeddings_backward(float *dword, float *dpos, float *dtype, const float *dx,
+								   const BtBatch *b, int H, int pad_id);
+
+/*
+ * ctx (T, H) = dropout(softmax(Q K^T / sqrt(d))) V per sequence and head,
+ * reading Q, K, V from qkv (T, 3H). Packed sequences only see their own
+ * tokens, which is what Hugging Face's additive padding mask amounts to.
+ * probs: when save, every (sequence, head)'s (S, S) probabilities back to
+ * back, bt_batch_probs_size floats (what backward needs); otherwise one
+ * (max S, max S) scratch. drop may be NULL; when active, pd is a (max S, max S)
+ * scratch for the dropped probabilities, and element j of row i of
+ * (sequence, head) has index (offset of its (S, S) block) + i S + j.
+ */
+extern void bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDropout *drop,
+								 const float *qkv, const BtBatch *b, int H, int NH);
+
+/*
+ * Backward of bt_attention_forward from the saved probabilities: dqkv (T, 3H)
+ * from dctx (T, H). dp and pd are (max S, max S) scratches.
+ */
+extern void bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, const float *qkv,
+								  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH);
+
+/* out (n) = gelu(in) (out may be in), exact erf form or the tanh approximation */
+extern void bt_gelu_forward(float *out, const float *in, size_t n, BtActivation act);
+
+/* Backward of bt_gelu_forward: dx (n) *= gelu'(x) in place, x the GELU's input */
+extern void bt_gelu_backward(float *dx, const float *x, size_t n, BtActivation act);
+
+/* x (n) = tanh(x) in place */
+extern void bt_tanh_forward(float *x, size_t n);
+
+/* Backward of bt_tanh_forward from its output y: dy (n) *= 1 - y^2 */
+extern void bt_tanh_backward(float *dy, const float *y, size_t n);
+
+#endif
