@@ -13,7 +13,7 @@ MODULE_big = pgbert
 
 DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export
-REGRESS = tokenizer tokenizer_parity encoding models classify permissions
+REGRESS = tokenizer tokenizer_parity encoding models classify permissions train
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
 # OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens
@@ -23,7 +23,7 @@ MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/
 	src/engine/train.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
-	src/pg/drop_guard.c
+	src/pg/drop_guard.c src/pg/train_sql.c
 OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels

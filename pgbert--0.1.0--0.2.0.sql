@@ -71,6 +71,26 @@ SELECT pg_catalog.pg_extension_config_dump('pgbert.deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('pgbert.model_grants', '');
 SELECT pg_catalog.pg_extension_config_dump('pgbert.model_versions_id_seq', '');
 
+-- What train_classifier did: per optimizer step (train loss of the step's batches,
+-- learning rate, gradient norm before clipping) and per epoch (mean train loss,
+-- validation loss and accuracy; learning_rate and grad_norm NULL).
+CREATE TABLE pgbert.training_log (
+    name                text NOT NULL,
+    version             integer NOT NULL,
+    epoch               integer NOT NULL,
+    step                integer NOT NULL,
+    train_loss          float8,
+    learning_rate       float8,
+    grad_norm           float8,
+    validation_loss     float8,
+    validation_accuracy float8,
+    FOREIGN KEY (name, version) REFERENCES pgbert.model_versions (name, version) ON DELETE CASCADE
+);
+CREATE INDEX ON pgbert.training_log (name, version, step);
+COMMENT ON TABLE pgbert.training_log IS
+'train_classifier''s per-step and per-epoch losses, learning rates and validation metrics of each trained version';
+SELECT pg_catalog.pg_extension_config_dump('pgbert.training_log', '');
+
 -- Owner role of a model name, NULL when no version exists. SECURITY DEFINER so
 -- the row-level security policies below can ask without recursing into themselves.
 CREATE FUNCTION pgbert.name_owner(model_name text)
@@ -89,6 +109,7 @@ AS $$ SELECT pg_has_role(current_user, pgbert.name_owner(model_name)::oid, 'USAG
 ALTER TABLE pgbert.model_versions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pgbert.deployments ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pgbert.model_grants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pgbert.training_log ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY read_all ON pgbert.model_versions FOR SELECT USING (true);
 -- a new version: by a member of its owner role, and a name keeps its first owner
@@ -105,12 +126,16 @@ CREATE POLICY read_all ON pgbert.deployments FOR SELECT USING (true);
 CREATE POLICY owner_write ON pgbert.deployments FOR ALL
     USING (pgbert.owns_name(name)) WITH CHECK (pgbert.owns_name(name));
 
+CREATE POLICY read_all ON pgbert.training_log FOR SELECT USING (true);
+CREATE POLICY owner_write ON pgbert.training_log FOR ALL
+    USING (pgbert.owns_name(name)) WITH CHECK (pgbert.owns_name(name));
+
 CREATE POLICY read_all ON pgbert.model_grants FOR SELECT USING (true);
 CREATE POLICY owner_write ON pgbert.model_grants FOR ALL
     USING (pgbert.owns_name(name)) WITH CHECK (pgbert.owns_name(name));
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgbert.model_versions, pgbert.deployments,
-    pgbert.model_grants TO PUBLIC;
+    pgbert.model_grants, pgbert.training_log TO PUBLIC;
 
 -- Every version with whether it is the one served.
 CREATE VIEW pgbert.models AS
@@ -480,6 +505,37 @@ LANGUAGE C STABLE PARALLEL SAFE COST 10000;
 
 COMMENT ON FUNCTION embed(text, text, text) IS
 'sentence embedding of input: pooling ''mean'' (default; mean of the last hidden states), ''cls'' (hidden state of [CLS]) or ''pooler'' (tanh(dense(CLS)))';
+
+-- ---------------------------------------------------------------------------
+-- Training. VOLATILE and PARALLEL UNSAFE: they read a table as the caller and
+-- train_classifier writes a new model version.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION train_classifier(relation regclass, text_column name, label_column name,
+                                 model text DEFAULT 'default', base_model text DEFAULT NULL,
+                                 epochs integer DEFAULT 3, batch_size integer DEFAULT 32,
+                                 learning_rate float8 DEFAULT 5e-5, max_length integer DEFAULT 128,
+                                 validation_fraction float8 DEFAULT 0.1, seed integer DEFAULT 42,
+                                 weight_decay float8 DEFAULT 0.0, warmup_ratio float8 DEFAULT 0.0,
+                                 freeze_encoder boolean DEFAULT false,
+                                 gradient_accumulation integer DEFAULT 1,
+                                 max_grad_norm float8 DEFAULT 1.0)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pgbert_train_classifier'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION train_classifier(regclass, name, name, text, text, integer, integer, float8,
+                                     integer, float8, integer, float8, float8, boolean, integer, float8) IS
+'fine-tune a BERT classifier on a table (base_model NULL: a small BERT from scratch) and store it as the next version of model; returns the metrics';
+
+CREATE FUNCTION evaluate_classifier(relation regclass, text_column name, label_column name,
+                                    model text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pgbert_evaluate_classifier'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION evaluate_classifier(regclass, name, name, text) IS
+'accuracy, per-class precision/recall/F1, macro-F1, confusion matrix and loss of a model on a table';
 
 -- Which model versions this backend holds in memory.
 CREATE FUNCTION pgbert.cached_models(OUT name text, OUT version integer, OUT bytes bigint,

@@ -570,6 +570,86 @@ pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weight
 	return pm;
 }
 
+/* ---- private copies, for training ---- */
+
+/* Engine objects of a base model copy, freed when their memory context goes. */
+static void
+free_base_model(void *arg)
+{
+	PgbertBaseModel *b = arg;
+
+	if (b->model)
+		bt_model_free(b->model);
+	if (b->tokenizer)
+		bt_tokenizer_free(b->tokenizer);
+	b->model = NULL;
+	b->tokenizer = NULL;
+}
+
+void
+pgbert_load_base_model(const char *name, PgbertBaseModel *out)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	ResolvedRow row;
+	BuiltTokenizer tk;
+	BuiltWeights w;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContextCallback *cb;
+	Datum		d;
+
+	memset(out, 0, sizeof(*out));
+	row = resolve_name(name);
+	check_weights_readable(row.name, row.version, row.weights);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text "
+									"FROM pgbert.model_versions WHERE id = $1", 1, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the model query");
+		plan = p;
+	}
+	args[0] = Int64GetDatum(row.id);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" version %d disappeared while loading", row.name, row.version)));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	out->name = MemoryContextStrdup(caller, row.name);
+	out->version = row.version;
+	out->config_json = MemoryContextStrdup(caller, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)));
+	{
+		bytea	   *v = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+
+		out->vocab = (bytea *) MemoryContextAlloc(caller, VARSIZE_ANY_EXHDR(v) + VARHDRSZ);
+		SET_VARSIZE(out->vocab, VARSIZE_ANY_EXHDR(v) + VARHDRSZ);
+		memcpy(VARDATA(out->vocab), VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+	}
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	out->tokenizer_json = isnull ? NULL : MemoryContextStrdup(caller, TextDatumGetCString(d));
+	SPI_finish();
+
+	/* engine objects die with the caller's memory context, also on error */
+	cb = MemoryContextAlloc(caller, sizeof(MemoryContextCallback));
+	cb->func = free_base_model;
+	cb->arg = out;
+	MemoryContextRegisterResetCallback(caller, cb);
+	build_tokenizer(out->config_json, VARDATA(out->vocab), VARSIZE(out->vocab) - VARHDRSZ,
+					out->tokenizer_json, &tk);
+	out->tokenizer = tk.tokenizer;
+	out->max_tokens = tk.max_tokens;
+	build_weights(row.weights, out->config_json, &w);
+	out->model = w.model;
+}
+
 /* ---- SQL: inspect_model, cached_models ---- */
 
 PG_FUNCTION_INFO_V1(pgbert_inspect_model);

@@ -27,6 +27,7 @@ char	   *pgbert_default_model = NULL;
 int			pgbert_model_cache_mb = 1024;
 int			pgbert_cpu_threads = 1;
 int			pgbert_batch_tokens = 4096;
+int			pgbert_progress_interval = 10;
 
 void		_PG_init(void);
 
@@ -51,6 +52,11 @@ _PG_init(void)
 							"Most tokens run through the model in one engine call.",
 							"Bounds the activation memory of classify_batch(); the query can be cancelled between calls.",
 							&pgbert_batch_tokens, 4096, 64, 1048576, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.progress_interval",
+							"Seconds between progress notices of a training run.",
+							"0 turns them off.",
+							&pgbert_progress_interval, 10, 0, 86400, PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbert");
 }
 

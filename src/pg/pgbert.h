@@ -17,6 +17,7 @@ extern char *pgbert_default_model;
 extern int	pgbert_model_cache_mb;
 extern int	pgbert_cpu_threads;
 extern int	pgbert_batch_tokens;
+extern int	pgbert_progress_interval;
 
 /* Token ids of one text, growing as the tokenizer emits them. */
 typedef struct IdCollector
@@ -56,5 +57,32 @@ typedef struct PgbertModel
  * need_weights (tokenizing needs only the vocabulary). Valid until the next call.
  */
 extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights);
+
+/* A private, trainable copy of a stored model version and what storing a new version needs. */
+typedef struct PgbertBaseModel
+{
+	char	   *name;
+	int32		version;
+	char	   *config_json;
+	bytea	   *vocab;			/* vocab.txt, UTF-8 */
+	char	   *tokenizer_json; /* or NULL */
+	BtBertModel *model;			/* engine objects, freed with the caller's memory context */
+	BtTokenizer *tokenizer;
+	int			max_tokens;
+} PgbertBaseModel;
+
+/*
+ * Load a private copy of the deployed version of a stored model (read
+ * permission checked). Its engine objects are freed when the current memory
+ * context is reset or deleted, including on error; out must live at least as
+ * long (allocate it in that context).
+ */
+extern void pgbert_load_base_model(const char *name, PgbertBaseModel *out);
+
+/* The tokenizer of the bundled uncased vocabulary (tokenize_sql.c). */
+extern const BtTokenizer *pgbert_bundled_tokenizer(void);
+
+/* Path of the bundled vocabulary file. */
+extern char *pgbert_bundled_vocab_path(void);
 
 #endif

@@ -55,8 +55,8 @@ check_interrupts(void *arg)
 }
 
 /* Path of the vocabulary installed with the extension. */
-static char *
-bundled_vocab_path(void)
+char *
+pgbert_bundled_vocab_path(void)
 {
 	char		sharepath[MAXPGPATH];
 
@@ -76,7 +76,7 @@ get_bundled_tokenizer(bool lowercase)
 	if (bundled_tokenizer[lowercase])
 		return bundled_tokenizer[lowercase];
 
-	path = bundled_vocab_path();
+	path = pgbert_bundled_vocab_path();
 	vocab = bt_vocab_load(path, err, sizeof(err));
 	if (vocab == NULL)
 		ereport(ERROR,
@@ -101,6 +101,12 @@ get_bundled_tokenizer(bool lowercase)
 				 errdetail("Tokens of characters assigned in recent Unicode versions may differ from Hugging Face's.")));
 	}
 	return bundled_tokenizer[lowercase];
+}
+
+const BtTokenizer *
+pgbert_bundled_tokenizer(void)
+{
+	return get_bundled_tokenizer(true);
 }
 
 /* Resolve the model argument and options of a tokenizer function call. */

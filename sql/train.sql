@@ -1,0 +1,136 @@
+-- train_classifier and evaluate_classifier: learning a generated task from scratch,
+-- determinism, versions, metrics, fine-tuning a stored model with a frozen encoder,
+-- cancellation, and every error case.
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set fixture :abs_srcdir '/test/fixtures/models/sql_cls'
+\set weights_file :fixture '/model.safetensors'
+\set cfg `cat :'fixture'/config.json`
+\set vocab `cat :'fixture'/vocab.txt`
+\set tok `cat :'fixture'/tokenizer_config.json`
+
+-- progress notices depend on timing; the tests keep them off
+SET pgbert.progress_interval = 0;
+
+-- A task a model must learn from the words: reviews made of positive or negative words
+-- (with neutral filler), labelled by which kind they use. Deterministic rows.
+CREATE TABLE reviews (id int, body text, sentiment text);
+INSERT INTO reviews
+SELECT i,
+       concat_ws(' ', f[1 + (i * 7) % 6],
+                 CASE WHEN i % 2 = 0 THEN p[1 + (i * 3) % 8] ELSE n[1 + (i * 3) % 8] END,
+                 f[1 + (i * 5) % 6],
+                 CASE WHEN i % 2 = 0 THEN p[1 + (i * 11) % 8] ELSE n[1 + (i * 11) % 8] END),
+       CASE WHEN i % 2 = 0 THEN 'positive' ELSE 'negative' END
+FROM generate_series(1, 240) i,
+     (SELECT '{great,wonderful,excellent,loved,fantastic,superb,enjoyable,brilliant}'::text[] AS p,
+             '{terrible,awful,boring,hated,dreadful,poor,disappointing,worst}'::text[] AS n,
+             '{the,movie,was,really,plot,acting}'::text[] AS f) w;
+INSERT INTO reviews VALUES (241, NULL, 'positive'), (242, 'no label', NULL);
+CREATE TABLE reviews_test AS
+SELECT id + 1000 AS id,
+       replace(replace(body, 'movie', 'film'), 'plot', 'story') AS body, sentiment
+FROM reviews WHERE body IS NOT NULL AND sentiment IS NOT NULL;
+
+-- from scratch: a small BERT over the bundled vocabulary learns it
+SELECT r->>'model' AS model, r->>'version' AS version,
+       (r->'metrics'->'validation'->>'accuracy')::float8 >= 0.9 AS learned,
+       (r->'metrics'->>'rows_used')::int AS rows_used,
+       (r->'metrics'->>'rows_skipped')::int AS rows_skipped,
+       (r->'metrics'->>'train_rows')::int AS train_rows,
+       (r->'metrics'->>'validation_rows')::int AS validation_rows,
+       (r->'metrics'->>'steps')::int AS steps
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'sentiment',
+                      epochs => 4, batch_size => 16, learning_rate => 1e-3, max_length => 16,
+                      validation_fraction => 0.25, warmup_ratio => 0.1) r;
+-- the metrics are stored with the version, in this shape
+SELECT jsonb_object_keys(metrics) AS key FROM pgbert.models WHERE name = 'sentiment' ORDER BY 1;
+SELECT jsonb_object_keys(metrics->'validation') AS key FROM pgbert.models WHERE name = 'sentiment' ORDER BY 1;
+SELECT labels, metrics->'validation'->'labels' AS metric_labels,
+       jsonb_array_length(metrics->'validation'->'confusion_matrix') AS matrix_rows
+FROM pgbert.models WHERE name = 'sentiment';
+-- and it classifies new text
+SELECT (evaluate_classifier('reviews_test', 'body', 'sentiment', 'sentiment')->>'accuracy')::float8 >= 0.9
+       AS generalizes;
+SELECT classify('the story was wonderful and brilliant', 'sentiment') AS pos,
+       classify('really awful acting, the worst', 'sentiment') AS neg;
+
+-- the same seed, rows and settings give the same weights, byte for byte, as a new version
+SELECT (r->>'version')::int AS version
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'sentiment',
+                      epochs => 4, batch_size => 16, learning_rate => 1e-3, max_length => 16,
+                      validation_fraction => 0.25, warmup_ratio => 0.1) r;
+SELECT count(DISTINCT md5(lo_get(weights))) AS distinct_weights, count(*) AS versions
+FROM pgbert.models WHERE name = 'sentiment';
+-- versions stay for rollback
+SELECT deploy_model('sentiment', 1);
+SELECT version, deployed FROM pgbert.models WHERE name = 'sentiment' ORDER BY version;
+SELECT deploy_model('sentiment');
+
+-- fine-tuning a stored model with a frozen encoder: its sentence embeddings do not move
+\lo_import :weights_file
+SELECT import_model('base', :LASTOID, :'cfg', :'vocab', :'tok') AS version;
+SELECT (r->>'version')::int AS version, r->'metrics'->'validation'->'labels' AS labels
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'tuned', base_model => 'base',
+                      epochs => 1, freeze_encoder => true) r;
+SELECT embed('the plot was great', 'tuned') = embed('the plot was great', 'base') AS encoder_frozen,
+       classify('the plot was great', 'tuned') IN ('negative', 'positive') AS new_labels;
+-- without freezing, the encoder changes
+SELECT (r->>'version')::int AS version
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'tuned', base_model => 'base',
+                      epochs => 1, learning_rate => 1e-3) r;
+SELECT embed('the plot was great', 'tuned') <> embed('the plot was great', 'base') AS encoder_trained;
+
+-- labels of other types keep their own order (false < true, numeric order)
+CREATE TABLE flags AS SELECT body, sentiment = 'positive' AS good, (id % 3) * 5 AS bucket
+FROM reviews WHERE body IS NOT NULL AND sentiment IS NOT NULL;
+SELECT r->'metrics'->'validation'->'labels' AS labels
+FROM train_classifier('flags', 'body', 'good', model => 'flags', epochs => 1, max_length => 8) r;
+SELECT r->'metrics'->'validation'->'labels' AS labels
+FROM train_classifier('flags', 'body', 'bucket', model => 'buckets', epochs => 1, max_length => 8) r;
+
+-- errors
+\set VERBOSITY terse
+CREATE TABLE empty_t (body text, label text);
+SELECT train_classifier('empty_t', 'body', 'label');
+INSERT INTO empty_t VALUES ('one', 'a'), ('two', 'a');
+SELECT train_classifier('empty_t', 'body', 'label');
+SELECT train_classifier('reviews', 'nosuch', 'sentiment');
+SELECT train_classifier('reviews', 'body', 'nosuch');
+SELECT train_classifier('reviews', 'id', 'sentiment');
+SELECT train_classifier('nosuch_table', 'body', 'sentiment');
+SELECT train_classifier('reviews', 'body', 'sentiment', base_model => 'nosuch');
+SELECT train_classifier('reviews', 'body', 'sentiment', model => NULL);
+SELECT train_classifier('reviews', 'body', 'sentiment', epochs => 0);
+SELECT train_classifier('reviews', 'body', 'sentiment', validation_fraction => 1.5);
+SELECT train_classifier('reviews', 'body', 'sentiment', max_length => 1);
+SELECT train_classifier('reviews', 'body', 'sentiment', model => 'bad name');
+SELECT evaluate_classifier('reviews', 'body', 'sentiment', 'nosuch');
+SELECT evaluate_classifier('flags', 'body', 'bucket', 'sentiment');
+\set VERBOSITY default
+
+-- cancellation leaves nothing behind: no new version, no new large object
+SELECT count(*) AS versions_before FROM pgbert.model_versions \gset
+SELECT count(*) AS objects_before FROM pg_largeobject_metadata \gset
+SET statement_timeout = '300ms';
+SELECT train_classifier('reviews', 'body', 'sentiment', model => 'cancelled', epochs => 50);
+RESET statement_timeout;
+SELECT count(*) = :versions_before AS no_new_version FROM pgbert.model_versions;
+SELECT count(*) = :objects_before AS no_new_object FROM pg_largeobject_metadata;
+
+-- privileges: the caller must be able to read the table
+CREATE ROLE regress_trainer;
+SET ROLE regress_trainer;
+\set VERBOSITY terse
+SELECT train_classifier('reviews', 'body', 'sentiment', model => 'mine');
+RESET ROLE;
+GRANT SELECT ON reviews TO regress_trainer;
+SET ROLE regress_trainer;
+-- nor train a new version of someone else's model (refused before training)
+SELECT train_classifier('reviews', 'body', 'sentiment', model => 'sentiment');
+\set VERBOSITY default
+RESET ROLE;
+REVOKE SELECT ON reviews FROM regress_trainer;
+DROP ROLE regress_trainer;
+
+SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m ORDER BY name;
+DROP TABLE reviews, reviews_test, flags, empty_t;
