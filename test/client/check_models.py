@@ -17,7 +17,11 @@ installed pgbert_import / pgbert_export (found on PATH or in `pg_config --bindir
    (test/fixtures/sql_cls_probs.json) within 1e-4. When torch is installed, transformers
    also loads the exported directory and its logits are compared with classify_scores.
 3. A checkpoint that does not match its config is refused, and nothing stays behind.
-4. pg_dump / pg_restore carries models over: catalog rows, pins, grants, the weights'
+4. A model trained in SQL (train_classifier from the sql_cls model) exports as a checkpoint
+   with exactly the tensor names, shapes and dtypes transformers' save_pretrained wrote for
+   the same architecture, and a config transformers reads with the new labels; with torch,
+   transformers' logits on it match classify_scores.
+5. pg_dump / pg_restore carries models over: catalog rows, pins, grants, the weights'
    large objects (same OIDs, same bytes, same ACLs), and the same probabilities.
 """
 import json
@@ -29,6 +33,7 @@ import tempfile
 
 import numpy as np
 import psycopg
+import safetensors
 import safetensors.numpy
 
 MINILM = ".models/all-minilm-l6-v2"
@@ -163,6 +168,57 @@ def refused(conn):
         shutil.rmtree(bad, ignore_errors=True)
 
 
+def trained_export(conn, probs):
+    with conn.cursor() as cur:
+        cur.execute("SET pgbert.progress_interval = 0")
+        cur.execute("CREATE TEMP TABLE tiny_train AS SELECT t->>'text' AS body, "
+                    "CASE WHEN t->>'label' = 'spam' THEN 'junk' ELSE 'fine' END AS verdict "
+                    "FROM jsonb_array_elements(%s::jsonb) t", (json.dumps(probs),))
+        cur.execute("SELECT train_classifier('tiny_train', 'body', 'verdict', model => 'trained', "
+                    "base_model => 'spamcls', epochs => 1, learning_rate => 1e-3)")
+        version = cur.fetchone()[0]["version"]
+    check(version == 1, "train_classifier from a stored model -> version 1")
+    out = tempfile.mkdtemp(prefix="pgbert_trained.")
+    try:
+        r = run(tool("pgbert_export"), "trained", out)
+        check(r.returncode == 0, "pgbert_export of the trained model (%s)" % r.stderr.strip())
+
+        def layout(path):
+            with safetensors.safe_open(path, "np") as f:
+                return {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}
+
+        ours, hf = layout(os.path.join(out, "model.safetensors")), layout(os.path.join(SQL_CLS, "model.safetensors"))
+        # the head has 2 labels here, 3 in the fixture
+        hf["classifier.weight"] = ([2, hf["classifier.weight"][0][1]], hf["classifier.weight"][1])
+        hf["classifier.bias"] = ([2], hf["classifier.bias"][1])
+        ours = {k: (list(v[0]), v[1]) for k, v in ours.items()}
+        hf = {k: (list(v[0]), v[1]) for k, v in hf.items()}
+        check(ours == hf, "trained checkpoint has save_pretrained's tensors, shapes and dtypes (%d tensors)" % len(ours))
+        from transformers import BertConfig
+        cfg = BertConfig.from_pretrained(out)
+        check(cfg.id2label == {0: "fine", 1: "junk"} and cfg.architectures == ["BertForSequenceClassification"],
+              "transformers reads its config: id2label %s" % cfg.id2label)
+        try:
+            import torch
+            from transformers import BertForSequenceClassification, BertTokenizer
+        except ImportError:
+            print("skip transformers logits of the trained model: torch is not installed")
+            return
+        model = BertForSequenceClassification.from_pretrained(out).eval()
+        tok = BertTokenizer.from_pretrained(out)
+        worst = 0.0
+        with conn.cursor() as cur, torch.no_grad():
+            for p in probs:
+                enc = tok(p["text"], truncation=True, max_length=128, return_tensors="pt")
+                prob = torch.softmax(model(**enc).logits[0], -1).tolist()
+                cur.execute("SELECT classify_scores(%s, 'trained')", (p["text"],))
+                s = cur.fetchone()[0]
+                worst = max(worst, *(abs(s[model.config.id2label[i]] - prob[i]) for i in range(2)))
+        check(worst < 1e-4, "transformers on the trained model vs classify_scores: max |dp| %.2e" % worst)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def dump_restore(conn, probs):
     dump = tempfile.mkdtemp(prefix="pgbert_dump.")
     env = dict(os.environ)
@@ -219,6 +275,7 @@ def main():
         minilm(conn)
         round_trip(conn, probs)
         refused(conn)
+        trained_export(conn, probs)
         dump_restore(conn, probs)
         with conn.cursor() as cur:
             cur.execute("SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m")
