@@ -932,7 +932,8 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 					 "'architectures', jsonb_build_array('BertForSequenceClassification'), "
 					 "'id2label', (SELECT jsonb_object_agg((i - 1)::text, $6[i]) FROM generate_subscripts($6, 1) i), "
 					 "'label2id', (SELECT jsonb_object_agg($6[i], i - 1) FROM generate_subscripts($6, 1) i)), "
-					 "$4, $5::jsonb, $6, $7)", extension_function("import_model"));
+					 "$4, coalesce($5::jsonb, '{}') || jsonb_build_object('model_max_length', %d), $6, $7)",
+					 extension_function("import_model"), max_tokens);
 		if (SPI_execute_with_args(q, 7, types, vals, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not record the trained model");
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
