@@ -537,6 +537,29 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION evaluate_classifier(regclass, name, name, text) IS
 'accuracy, per-class precision/recall/F1, macro-F1, confusion matrix and loss of a model on a table';
 
+-- Running train_classifier() calls of this cluster (others' need pg_read_all_stats).
+CREATE FUNCTION pgbert.training_progress_slots(OUT pid integer, OUT datid oid, OUT usesysid oid,
+                                               OUT model text, OUT epoch integer, OUT epochs integer,
+                                               OUT step integer, OUT total_steps integer,
+                                               OUT loss float8, OUT rows_per_s float8,
+                                               OUT started timestamptz, OUT updated timestamptz,
+                                               OUT eta timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pgbert_training_progress'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW pgbert.training_progress AS
+SELECT p.pid, d.datname, r.rolname AS usename, p.model, p.epoch, p.epochs, p.step, p.total_steps,
+       round(100.0 * p.step / nullif(p.total_steps, 0), 1) AS percent, p.loss, p.rows_per_s,
+       p.started, p.updated, p.eta
+FROM pgbert.training_progress_slots() p
+LEFT JOIN pg_catalog.pg_database d ON d.oid = p.datid
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = p.usesysid;
+
+COMMENT ON VIEW pgbert.training_progress IS
+'train_classifier() calls running now: epoch, step of total, last batch loss, rows/s, estimated end';
+GRANT SELECT ON pgbert.training_progress TO PUBLIC;
+
 -- Which model versions this backend holds in memory.
 CREATE FUNCTION pgbert.cached_models(OUT name text, OUT version integer, OUT bytes bigint,
                                      OUT uses bigint)

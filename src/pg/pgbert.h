@@ -79,6 +79,12 @@ typedef struct PgbertBaseModel
  */
 extern void pgbert_load_base_model(const char *name, PgbertBaseModel *out);
 
+/* Live training progress in shared memory (progress.c); slot -1 = none. */
+extern int	pgbert_progress_begin(const char *model, int epochs, int total_steps);
+extern void pgbert_progress_update(int slot, int epoch, int step, double loss, double rows_per_s,
+								   double seconds_left);
+extern void pgbert_progress_end(int slot);
+
 /* The tokenizer of the bundled uncased vocabulary (tokenize_sql.c). */
 extern const BtTokenizer *pgbert_bundled_tokenizer(void);
 

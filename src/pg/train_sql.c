@@ -64,6 +64,7 @@ typedef struct Owned
 	BtBertModel *model;			/* a from-scratch model (base models free themselves) */
 	BtTrainer  *trainer;
 	uint8_t    *blob;			/* serialized checkpoint */
+	int			progress_slot;	/* in pgbert.training_progress, or -1 */
 } Owned;
 
 /* Memory context callback: free what the engine allocated. */
@@ -77,7 +78,9 @@ free_owned(void *arg)
 	if (o->model)
 		bt_model_free(o->model);
 	free(o->blob);
+	pgbert_progress_end(o->progress_slot);
 	memset(o, 0, sizeof(*o));
+	o->progress_slot = -1;
 }
 
 /* An Owned tied to the current memory context. */
@@ -87,6 +90,7 @@ new_owned(void)
 	Owned	   *o = palloc0(sizeof(Owned));
 	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
 
+	o->progress_slot = -1;
 	cb->func = free_owned;
 	cb->arg = o;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
@@ -785,6 +789,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				 errmsg("could not start training: %s", err)));
 
 	/* the epochs */
+	own->progress_slot = pgbert_progress_begin(a.model, a.epochs, total_steps);
 	initStringInfo(&log);
 	offsets = palloc(sizeof(int32) * (a.batch_size + 1));
 	ids = palloc(sizeof(int32) * (Size) a.batch_size * max_tokens);
@@ -836,6 +841,15 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			}
 			CHECK_FOR_INTERRUPTS();
 
+			INSTR_TIME_SET_CURRENT(now);
+			INSTR_TIME_SUBTRACT(now, start);
+			{
+				double		elapsed = INSTR_TIME_GET_DOUBLE(now);
+				double		rate = train_rows_seen / Max(elapsed, 1e-9);
+
+				pgbert_progress_update(own->progress_slot, epoch + 1, bt_trainer_steps(own->trainer),
+									   loss, rate, ((double) a.epochs * n_train - train_rows_seen) / rate);
+			}
 			INSTR_TIME_SET_CURRENT(now);
 			INSTR_TIME_SUBTRACT(now, last_notice);
 			if (pgbert_progress_interval > 0 && INSTR_TIME_GET_DOUBLE(now) >= pgbert_progress_interval)

@@ -21,7 +21,9 @@ installed pgbert_import / pgbert_export (found on PATH or in `pg_config --bindir
    with exactly the tensor names, shapes and dtypes transformers' save_pretrained wrote for
    the same architecture, and a config transformers reads with the new labels; with torch,
    transformers' logits on it match classify_scores.
-5. pg_dump / pg_restore carries models over: catalog rows, pins, grants, the weights'
+5. A running train_classifier shows in pgbert.training_progress from a second session, and
+   pg_cancel_backend from there stops it with nothing stored.
+6. pg_dump / pg_restore carries models over: catalog rows, pins, grants, the weights'
    large objects (same OIDs, same bytes, same ACLs), and the same probabilities.
 """
 import json
@@ -219,6 +221,65 @@ def trained_export(conn, probs):
         shutil.rmtree(out, ignore_errors=True)
 
 
+def progress_and_cancel(conn):
+    import threading
+    import time
+
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE progress_rows AS SELECT 'row ' || i || ' says ' || "
+                    "CASE WHEN i % 2 = 0 THEN 'good things' ELSE 'bad things' END AS body, "
+                    "(i % 2 = 0) AS good FROM generate_series(1, 400) i")
+        cur.execute("SELECT count(*) FROM pgbert.model_versions")
+        versions_before = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+        objects_before = cur.fetchone()[0]
+    trainer = psycopg.connect(autocommit=True)
+    with trainer.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    outcome = {}
+
+    def train():
+        try:
+            with trainer.cursor() as cur:
+                cur.execute("SET pgbert.progress_interval = 0")
+                cur.execute("SELECT train_classifier('progress_rows', 'body', 'good', model => 'watched', "
+                            "epochs => 1000, batch_size => 8, max_length => 8)")
+            outcome["result"] = "finished"
+        except psycopg.Error as e:
+            outcome["result"] = e.sqlstate
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    seen = []
+    with conn.cursor() as cur:
+        for _ in range(300):
+            cur.execute("SELECT pid, model, epoch, epochs, step, total_steps, loss, rows_per_s, eta > updated "
+                        "FROM pgbert.training_progress WHERE model = 'watched'")
+            seen = cur.fetchall()
+            if seen and seen[0][4] > 0:
+                break
+            time.sleep(0.1)
+    check(len(seen) == 1 and seen[0][0] == pid and seen[0][3] == 1000 and seen[0][4] > 0
+          and seen[0][5] == 1000 * 45 and seen[0][6] is not None and seen[0][8],  # 360 training rows / 8
+          "a second session sees the running training: %s" % (seen[0] if seen else None,))
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    thread.join(60)
+    check(outcome.get("result") == "57014", "pg_cancel_backend stops it (SQLSTATE %s)" % outcome.get("result"))
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pgbert.training_progress WHERE model = 'watched'")
+        left = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM pgbert.model_versions")
+        versions = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+        objects = cur.fetchone()[0]
+        cur.execute("DROP TABLE progress_rows")
+    trainer.close()
+    check(left == 0 and versions == versions_before and objects == objects_before,
+          "after the cancel: no progress row, no new version, no new large object")
+
+
 def dump_restore(conn, probs):
     dump = tempfile.mkdtemp(prefix="pgbert_dump.")
     env = dict(os.environ)
@@ -276,6 +337,7 @@ def main():
         round_trip(conn, probs)
         refused(conn)
         trained_export(conn, probs)
+        progress_and_cancel(conn)
         dump_restore(conn, probs)
         with conn.cursor() as cur:
             cur.execute("SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m")
