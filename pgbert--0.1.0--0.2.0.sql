@@ -560,6 +560,122 @@ COMMENT ON VIEW pgbert.training_progress IS
 'train_classifier() calls running now: epoch, step of total, last batch loss, rows/s, estimated end';
 GRANT SELECT ON pgbert.training_progress TO PUBLIC;
 
+-- Training jobs run by background workers (start_training). Owners see and change their own.
+CREATE TABLE pgbert.training_jobs (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    model        text NOT NULL,
+    args         jsonb NOT NULL,
+    cpu_threads  integer NOT NULL,
+    status       text NOT NULL DEFAULT 'queued'
+                 CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    pid          integer,
+    result       jsonb,
+    error        text,
+    owner        regrole NOT NULL DEFAULT current_user::regrole,
+    submitted_at timestamptz NOT NULL DEFAULT now(),
+    started_at   timestamptz,
+    finished_at  timestamptz
+);
+COMMENT ON TABLE pgbert.training_jobs IS
+'train_classifier() calls started with start_training(): arguments, status, result or error';
+SELECT pg_catalog.pg_extension_config_dump('pgbert.training_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('pgbert.training_jobs_id_seq', '');
+ALTER TABLE pgbert.training_jobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_all ON pgbert.training_jobs FOR ALL
+    USING (pg_has_role(current_user, owner::oid, 'USAGE'))
+    WITH CHECK (pg_has_role(current_user, owner::oid, 'USAGE'));
+GRANT SELECT, INSERT, UPDATE ON pgbert.training_jobs TO PUBLIC;
+
+CREATE FUNCTION pgbert.launch_training_worker(job bigint)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'pgbert_launch_training_worker'
+LANGUAGE C STRICT VOLATILE;
+
+-- What a training job's worker runs: the recorded train_classifier() call.
+CREATE FUNCTION pgbert.run_training_job(job bigint)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT @extschema@.train_classifier(
+           (a->>'relation')::oid::regclass, (a->>'text_column')::name, (a->>'label_column')::name,
+           a->>'model', a->>'base_model', (a->>'epochs')::int, (a->>'batch_size')::int,
+           (a->>'learning_rate')::float8, (a->>'max_length')::int, (a->>'validation_fraction')::float8,
+           (a->>'seed')::int, (a->>'weight_decay')::float8, (a->>'warmup_ratio')::float8,
+           (a->>'freeze_encoder')::boolean, (a->>'gradient_accumulation')::int,
+           (a->>'max_grad_norm')::float8)
+FROM (SELECT args AS a FROM pgbert.training_jobs WHERE id = job) j
+$$;
+
+-- train_classifier() in a background worker: returns the job id at once.
+CREATE FUNCTION start_training(relation regclass, text_column name, label_column name,
+                               model text DEFAULT 'default', base_model text DEFAULT NULL,
+                               epochs integer DEFAULT 3, batch_size integer DEFAULT 32,
+                               learning_rate float8 DEFAULT 5e-5, max_length integer DEFAULT 128,
+                               validation_fraction float8 DEFAULT 0.1, seed integer DEFAULT 42,
+                               weight_decay float8 DEFAULT 0.0, warmup_ratio float8 DEFAULT 0.0,
+                               freeze_encoder boolean DEFAULT false,
+                               gradient_accumulation integer DEFAULT 1,
+                               max_grad_norm float8 DEFAULT 1.0)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job bigint;
+BEGIN
+    IF relation IS NULL OR text_column IS NULL OR label_column IS NULL OR model IS NULL THEN
+        RAISE EXCEPTION 'relation, text_column, label_column and model must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    INSERT INTO pgbert.training_jobs (model, args, cpu_threads)
+    VALUES (model,
+            jsonb_build_object('relation', relation::oid, 'text_column', text_column,
+                               'label_column', label_column, 'model', model, 'base_model', base_model,
+                               'epochs', epochs, 'batch_size', batch_size, 'learning_rate', learning_rate,
+                               'max_length', max_length, 'validation_fraction', validation_fraction,
+                               'seed', seed, 'weight_decay', weight_decay, 'warmup_ratio', warmup_ratio,
+                               'freeze_encoder', freeze_encoder,
+                               'gradient_accumulation', gradient_accumulation,
+                               'max_grad_norm', max_grad_norm),
+            current_setting('pgbert.cpu_threads')::integer)
+    RETURNING id INTO job;
+    -- the worker waits until this transaction commits; a rollback leaves it nothing to do
+    PERFORM pgbert.launch_training_worker(job);
+    RETURN job;
+END
+$$;
+
+COMMENT ON FUNCTION start_training(regclass, name, name, text, text, integer, integer, float8,
+                                   integer, float8, integer, float8, float8, boolean, integer, float8) IS
+'run train_classifier() with these arguments in a background worker; returns the job id (see pgbert.training_jobs)';
+
+-- Stop a queued or running training job; true if it was stopped.
+CREATE FUNCTION cancel_training(job bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j pgbert.training_jobs;
+BEGIN
+    SELECT * INTO j FROM pgbert.training_jobs WHERE id = job FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'training job % does not exist', job USING ERRCODE = 'undefined_object';
+    END IF;
+    IF j.status = 'queued' THEN
+        UPDATE pgbert.training_jobs SET status = 'cancelled', finished_at = now() WHERE id = job;
+        RETURN true;
+    ELSIF j.status = 'running' THEN
+        RETURN pg_cancel_backend(j.pid);
+    END IF;
+    RETURN false;
+END
+$$;
+
+COMMENT ON FUNCTION cancel_training(bigint) IS
+'cancel a training job started with start_training(); nothing of it is stored';
+
 -- Which model versions this backend holds in memory.
 CREATE FUNCTION pgbert.cached_models(OUT name text, OUT version integer, OUT bytes bigint,
                                      OUT uses bigint)

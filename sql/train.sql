@@ -117,6 +117,59 @@ RESET statement_timeout;
 SELECT count(*) = :versions_before AS no_new_version FROM pgbert.model_versions;
 SELECT count(*) = :objects_before AS no_new_object FROM pg_largeobject_metadata;
 
+-- start_training: the same call in a background worker gives the same model, byte for byte
+CREATE FUNCTION pg_temp.wait_job(job bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text;
+BEGIN
+    FOR i IN 1..1200 LOOP
+        SELECT status INTO st FROM pgbert.training_jobs WHERE id = job;
+        EXIT WHEN st NOT IN ('queued', 'running');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN st;
+END $$;
+CREATE FUNCTION pg_temp.wait_running(job bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text;
+BEGIN
+    FOR i IN 1..600 LOOP
+        SELECT status INTO st FROM pgbert.training_jobs WHERE id = job;
+        EXIT WHEN st <> 'queued';
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN st;
+END $$;
+SELECT start_training('reviews', 'body', 'sentiment', model => 'in_background',
+                      epochs => 4, batch_size => 16, learning_rate => 1e-3, max_length => 16,
+                      validation_fraction => 0.25, warmup_ratio => 0.1) AS job \gset
+SELECT pg_temp.wait_job(:job) AS status;
+SELECT result->>'model' AS model, result->>'version' AS version, error, pid IS NOT NULL AS had_worker,
+       finished_at >= started_at AS timed
+FROM pgbert.training_jobs WHERE id = :job;
+SELECT (SELECT md5(lo_get(weights)) FROM pgbert.models WHERE name = 'in_background')
+     = (SELECT md5(lo_get(weights)) FROM pgbert.models WHERE name = 'sentiment' AND version = 1)
+       AS same_as_synchronous;
+-- a failing job records its error and leaves nothing
+SELECT start_training('reviews', 'body', 'sentiment', model => 'failing', base_model => 'nosuch') AS job \gset
+SELECT pg_temp.wait_job(:job) AS status;
+SELECT error FROM pgbert.training_jobs WHERE id = :job;
+-- cancelling a running job
+SELECT start_training('reviews', 'body', 'sentiment', model => 'cancelled_bg', epochs => 1000) AS job \gset
+SELECT pg_temp.wait_running(:job) AS status;
+SELECT cancel_training(:job);
+SELECT pg_temp.wait_job(:job) AS status;
+SELECT error FROM pgbert.training_jobs WHERE id = :job;
+SELECT count(*) AS versions FROM pgbert.models WHERE name = 'cancelled_bg';
+SELECT cancel_training(:job) AS cancel_again;
+SELECT cancel_training(-1);
+-- a job started in a transaction that rolls back never runs
+BEGIN;
+SELECT start_training('reviews', 'body', 'sentiment', model => 'rolled_back') IS NOT NULL AS started;
+ROLLBACK;
+SELECT count(*) AS rolled_back_jobs FROM pgbert.training_jobs WHERE model = 'rolled_back';
+-- its worker notices the rollback and leaves
+SELECT pg_sleep(0.5);
+SELECT count(*) AS waiting_workers FROM pg_stat_activity WHERE backend_type = 'pgbert training';
+
 -- privileges: the caller must be able to read the table
 CREATE ROLE regress_trainer;
 SET ROLE regress_trainer;

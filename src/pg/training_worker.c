@@ -1,0 +1,200 @@
+/*
+ * training_worker.c - start_training(): train_classifier() in a background
+ * worker, so long jobs do not hold the caller's connection.
+ *
+ * start_training() records a job in pgbert.training_jobs and launches a
+ * dynamic background worker (no shared_preload_libraries needed) that
+ * connects to the same database as the same role, waits until the job row
+ * is committed, and runs the very same train_classifier() call with the
+ * caller's pgbert.cpu_threads, so the result is identical. The job row
+ * tells its status (queued, running, succeeded, failed, cancelled), the
+ * result or the error. cancel_training() cancels a running job the way
+ * pg_cancel_backend does. A failing job ends the worker normally (exit 0):
+ * nothing a job does can make the postmaster restart the cluster.
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "pgbert.h"
+
+/* What the launcher hands the worker in bgw_extra. */
+typedef struct JobTarget
+{
+	Oid			dbid;
+	Oid			userid;
+	int64		job;
+	TransactionId xid;			/* the launching transaction, which inserted the job */
+} JobTarget;
+
+PGDLLEXPORT void pgbert_training_worker_main(Datum arg);
+
+PG_FUNCTION_INFO_V1(pgbert_launch_training_worker);
+
+/* pgbert.launch_training_worker(job bigint) RETURNS integer: start the worker, return its pid. */
+Datum
+pgbert_launch_training_worker(PG_FUNCTION_ARGS)
+{
+	BackgroundWorker w;
+	BackgroundWorkerHandle *handle;
+	JobTarget	target;
+	pid_t		pid;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "pgbert");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "pgbert_training_worker_main");
+	snprintf(w.bgw_name, BGW_MAXLEN, "pgbert training job " INT64_FORMAT, PG_GETARG_INT64(0));
+	snprintf(w.bgw_type, BGW_MAXLEN, "pgbert training");
+	target.dbid = MyDatabaseId;
+	target.userid = GetUserId();
+	target.job = PG_GETARG_INT64(0);
+	target.xid = GetTopTransactionId();
+	memcpy(w.bgw_extra, &target, sizeof(target));
+	w.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&w, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a background worker for the training job"),
+				 errhint("All max_worker_processes slots (%d) are in use; raise it or wait for jobs to end.",
+						 max_worker_processes)));
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("the background worker for the training job did not start")));
+	PG_RETURN_INT32((int32) pid);
+}
+
+/* Run one SQL statement with a bigint parameter in its own transaction; true if it changed a row. */
+static bool
+job_statement(const char *sql, int64 job, const char *text_arg)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		vals[2];
+	char		nulls[2] = {' ', text_arg ? ' ' : 'n'};
+	bool		changed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	vals[0] = Int64GetDatum(job);
+	vals[1] = text_arg ? CStringGetTextDatum(text_arg) : (Datum) 0;
+	if (SPI_execute_with_args(sql, 2, types, vals, nulls, false, 0) < 0)
+		elog(ERROR, "training job statement failed: %s", sql);
+	changed = SPI_processed > 0;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return changed;
+}
+
+/* Worker entry point: claim the job, run it, record how it ended. */
+void
+pgbert_training_worker_main(Datum arg)
+{
+	JobTarget	target;
+	bool		claimed = false;
+	MemoryContext mcxt;
+
+	memcpy(&target, MyBgworkerEntry->bgw_extra, sizeof(target));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(target.dbid, target.userid, 0);
+	mcxt = AllocSetContextCreate(TopMemoryContext, "pgbert training job", ALLOCSET_DEFAULT_SIZES);
+
+	/* the job row commits with the caller's transaction: wait for it (or for its rollback) */
+	for (int i = 0; i < 600 && !claimed; i++)
+	{
+		claimed = job_statement("UPDATE pgbert.training_jobs SET status = 'running', pid = pg_backend_pid(), "
+								"started_at = now() WHERE id = $1 AND status = 'queued'", target.job, NULL);
+		if (!claimed && job_statement("SELECT 1 FROM pgbert.training_jobs WHERE id = $1 AND status <> 'queued'",
+									  target.job, NULL))
+			proc_exit(0);		/* cancelled while queued */
+		if (!claimed && TransactionIdDidAbort(target.xid))
+			proc_exit(0);		/* the job was rolled back */
+		if (!claimed)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	if (!claimed)
+		proc_exit(0);			/* rolled back, or cancelled while queued */
+
+	pgstat_report_activity(STATE_RUNNING, "pgbert training job");
+	PG_TRY();
+	{
+		StringInfoData result;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		{
+			Oid			types[1] = {INT8OID};
+			Datum		vals[1] = {Int64GetDatum(target.job)};
+
+			/* the caller's thread count, then the same call start_training was given */
+			if (SPI_execute_with_args("SELECT set_config('pgbert.cpu_threads', cpu_threads::text, false), "
+									  "set_config('pgbert.progress_interval', '0', false) "
+									  "FROM pgbert.training_jobs WHERE id = $1", 1, types, vals, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read the training job");
+			if (SPI_execute_with_args("SELECT pgbert.run_training_job($1)::text", 1, types, vals, NULL, false, 0) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "the training job returned nothing");
+			initStringInfo(&result);
+			appendStringInfoString(&result, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+			{
+				Oid			utypes[2] = {INT8OID, TEXTOID};
+				Datum		uvals[2] = {Int64GetDatum(target.job), CStringGetTextDatum(result.data)};
+
+				if (SPI_execute_with_args("UPDATE pgbert.training_jobs SET status = 'succeeded', result = $2::jsonb, "
+										  "finished_at = now() WHERE id = $1", 2, utypes, uvals, NULL, false, 0) != SPI_OK_UPDATE)
+					elog(ERROR, "could not record the training job's result");
+			}
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		bool		cancelled;
+
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		/* a cancel also interrupts the wait for the lock below: clear it first */
+		QueryCancelPending = false;
+		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		job_statement(cancelled
+					  ? "UPDATE pgbert.training_jobs SET status = 'cancelled', error = $2, finished_at = now() WHERE id = $1"
+					  : "UPDATE pgbert.training_jobs SET status = 'failed', error = $2, finished_at = now() WHERE id = $1",
+					  target.job, edata->message);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
