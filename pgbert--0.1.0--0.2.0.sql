@@ -519,13 +519,17 @@ CREATE FUNCTION train_classifier(relation regclass, text_column name, label_colu
                                  weight_decay float8 DEFAULT 0.0, warmup_ratio float8 DEFAULT 0.0,
                                  freeze_encoder boolean DEFAULT false,
                                  gradient_accumulation integer DEFAULT 1,
-                                 max_grad_norm float8 DEFAULT 1.0)
+                                 max_grad_norm float8 DEFAULT 1.0,
+                                 class_weights jsonb DEFAULT NULL,
+                                 early_stopping_patience integer DEFAULT 0,
+                                 keep_better boolean DEFAULT false)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'pgbert_train_classifier'
 LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION train_classifier(regclass, name, name, text, text, integer, integer, float8,
-                                     integer, float8, integer, float8, float8, boolean, integer, float8) IS
+                                     integer, float8, integer, float8, float8, boolean, integer, float8,
+                                     jsonb, integer, boolean) IS
 'fine-tune a BERT classifier on a table (base_model NULL: a small BERT from scratch) and store it as the next version of model; returns the metrics';
 
 CREATE FUNCTION evaluate_classifier(relation regclass, text_column name, label_column name,
@@ -603,7 +607,8 @@ SELECT @extschema@.train_classifier(
            (a->>'learning_rate')::float8, (a->>'max_length')::int, (a->>'validation_fraction')::float8,
            (a->>'seed')::int, (a->>'weight_decay')::float8, (a->>'warmup_ratio')::float8,
            (a->>'freeze_encoder')::boolean, (a->>'gradient_accumulation')::int,
-           (a->>'max_grad_norm')::float8)
+           (a->>'max_grad_norm')::float8, nullif(a->'class_weights', 'null'::jsonb),
+           (a->>'early_stopping_patience')::int, (a->>'keep_better')::boolean)
 FROM (SELECT args AS a FROM pgbert.training_jobs WHERE id = job) j
 $$;
 
@@ -616,7 +621,10 @@ CREATE FUNCTION start_training(relation regclass, text_column name, label_column
                                weight_decay float8 DEFAULT 0.0, warmup_ratio float8 DEFAULT 0.0,
                                freeze_encoder boolean DEFAULT false,
                                gradient_accumulation integer DEFAULT 1,
-                               max_grad_norm float8 DEFAULT 1.0)
+                               max_grad_norm float8 DEFAULT 1.0,
+                               class_weights jsonb DEFAULT NULL,
+                               early_stopping_patience integer DEFAULT 0,
+                               keep_better boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -637,7 +645,9 @@ BEGIN
                                'seed', seed, 'weight_decay', weight_decay, 'warmup_ratio', warmup_ratio,
                                'freeze_encoder', freeze_encoder,
                                'gradient_accumulation', gradient_accumulation,
-                               'max_grad_norm', max_grad_norm),
+                               'max_grad_norm', max_grad_norm, 'class_weights', class_weights,
+                               'early_stopping_patience', early_stopping_patience,
+                               'keep_better', keep_better),
             current_setting('pgbert.cpu_threads')::integer)
     RETURNING id INTO job;
     -- the worker waits until this transaction commits; a rollback leaves it nothing to do
@@ -647,7 +657,8 @@ END
 $$;
 
 COMMENT ON FUNCTION start_training(regclass, name, name, text, text, integer, integer, float8,
-                                   integer, float8, integer, float8, float8, boolean, integer, float8) IS
+                                   integer, float8, integer, float8, float8, boolean, integer, float8,
+                                   jsonb, integer, boolean) IS
 'run train_classifier() with these arguments in a background worker; returns the job id (see pgbert.training_jobs)';
 
 -- Stop a queued or running training job; true if it was stopped.

@@ -66,6 +66,46 @@ SELECT deploy_model('sentiment', 1);
 SELECT version, deployed FROM pgbert.models WHERE name = 'sentiment' ORDER BY version;
 SELECT deploy_model('sentiment');
 
+-- class weights: "balanced" on balanced classes is weight 1, so the same model as unweighted;
+-- other weights change it
+SELECT md5(lo_get(weights)) AS v1_md5 FROM pgbert.models WHERE name = 'sentiment' AND version = 1 \gset
+SELECT r->'version' AS version
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'balanced', class_weights => '"balanced"',
+                      epochs => 4, batch_size => 16, learning_rate => 1e-3, max_length => 16,
+                      validation_fraction => 0.25, warmup_ratio => 0.1) r;
+SELECT md5(lo_get(weights)) = :'v1_md5' AS same_as_unweighted FROM pgbert.models WHERE name = 'balanced';
+SELECT r->'version' AS version
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'weighted', class_weights => '{"positive": 3}',
+                      epochs => 4, batch_size => 16, learning_rate => 1e-3, max_length => 16,
+                      validation_fraction => 0.25, warmup_ratio => 0.1) r;
+SELECT md5(lo_get(weights)) <> :'v1_md5' AS differs FROM pgbert.models WHERE name = 'weighted';
+\set VERBOSITY terse
+SELECT train_classifier('reviews', 'body', 'sentiment', class_weights => '{"neutral": 2}');
+SELECT train_classifier('reviews', 'body', 'sentiment', class_weights => '"even"');
+SELECT train_classifier('reviews', 'body', 'sentiment', class_weights => '{"positive": -1}');
+\set VERBOSITY default
+
+-- early stopping: with a learning rate of 0 the validation loss never improves, so training
+-- stops after `patience` epochs and keeps the first epoch's weights
+SELECT r->'metrics'->'epochs' AS epochs_run, r->'metrics'->'best_epoch' AS best_epoch,
+       r->'metrics'->'stopped_early' AS stopped_early
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'stopping', epochs => 10, learning_rate => 0,
+                      early_stopping_patience => 2, max_length => 16) r;
+SELECT count(*) FILTER (WHERE validation_loss IS NOT NULL) AS epochs_logged
+FROM pgbert.training_log WHERE name = 'stopping';
+\set VERBOSITY terse
+SELECT train_classifier('reviews', 'body', 'sentiment', early_stopping_patience => 2, validation_fraction => 0);
+\set VERBOSITY default
+
+-- keep_better: a version that validates worse than the deployed one is stored, not deployed
+SET client_min_messages = warning;
+SELECT r->'deployed' AS deployed, r->'version' AS version
+FROM train_classifier('reviews', 'body', 'sentiment', model => 'sentiment', learning_rate => 0, epochs => 1,
+                      max_length => 16, validation_fraction => 0.25, keep_better => true) r;
+RESET client_min_messages;
+SELECT version, deployed, pinned FROM pgbert.models WHERE name = 'sentiment' ORDER BY version;
+SELECT deploy_model('sentiment');
+
 -- fine-tuning a stored model with a frozen encoder: its sentence embeddings do not move
 \lo_import :weights_file
 SELECT import_model('base', :LASTOID, :'cfg', :'vocab', :'tok') AS version;

@@ -64,6 +64,7 @@ typedef struct Owned
 	BtBertModel *model;			/* a from-scratch model (base models free themselves) */
 	BtTrainer  *trainer;
 	uint8_t    *blob;			/* serialized checkpoint */
+	float	   *best_params;	/* early stopping: parameters of the best epoch */
 	int			progress_slot;	/* in pgbert.training_progress, or -1 */
 } Owned;
 
@@ -78,6 +79,7 @@ free_owned(void *arg)
 	if (o->model)
 		bt_model_free(o->model);
 	free(o->blob);
+	free(o->best_params);
 	pgbert_progress_end(o->progress_slot);
 	memset(o, 0, sizeof(*o));
 	o->progress_slot = -1;
@@ -519,6 +521,74 @@ extension_function(const char *name)
 					quote_identifier(name));
 }
 
+/*
+ * Cross-entropy weights per class from class_weights: "balanced" (n / (C *
+ * n_c) over the training rows, as scikit-learn) or {"label": weight, ...}
+ * (labels not named weigh 1).
+ */
+static float *
+class_weights(Jsonb *spec, const Dataset *ds, const int *train_rows, int n_train)
+{
+	float	   *w = palloc(sizeof(float) * ds->n_classes);
+	Oid			types[1] = {JSONBOID};
+	Datum		vals[1] = {JsonbPGetDatum(spec)};
+	char	   *kind;
+
+	for (int c = 0; c < ds->n_classes; c++)
+		w[c] = 1.0f;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT jsonb_typeof($1), $1 #>> '{}'", 1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read class_weights");
+	kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(kind, "string") == 0)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		int		   *count = palloc0(sizeof(int) * ds->n_classes);
+
+		if (strcmp(v, "balanced") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("class_weights must be \"balanced\" or an object of label weights, not \"%s\"", v)));
+		for (int i = 0; i < n_train; i++)
+			count[ds->labels[train_rows[i]]]++;
+		for (int c = 0; c < ds->n_classes; c++)
+			w[c] = count[c] ? (float) ((double) n_train / ((double) ds->n_classes * count[c])) : 1.0f;
+	}
+	else if (strcmp(kind, "object") == 0)
+	{
+		if (SPI_execute_with_args("SELECT key, value FROM jsonb_each_text($1)", 1, types, vals, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read class_weights");
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			char	   *label = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+			char	   *value = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+			char	   *end;
+			double		x = value ? strtod(value, &end) : -1;
+			int			c;
+
+			for (c = 0; c < ds->n_classes; c++)
+				if (strcmp(ds->classes[c], label) == 0)
+					break;
+			if (c == ds->n_classes)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("class_weights names \"%s\", which is not a label of the table", label)));
+			if (value == NULL || *end != '\0' || !(x >= 0 && x < 1e6))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("class weight of \"%s\" must be a number from 0 to 1e6", label)));
+			w[c] = (float) x;
+		}
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("class_weights must be \"balanced\" or an object of label weights")));
+	SPI_finish();
+	return w;
+}
+
 /* Settings a training run takes from its arguments. */
 typedef struct TrainArgs
 {
@@ -535,6 +605,9 @@ typedef struct TrainArgs
 	bool		freeze_encoder;
 	int			accumulation;
 	double		max_grad_norm;
+	Jsonb	   *class_weights;	/* NULL, "balanced" or {"label": weight} */
+	int			patience;		/* early stopping after this many epochs without a better validation loss; 0: off */
+	bool		keep_better;	/* do not deploy a version that validates worse than the deployed one */
 } TrainArgs;
 
 /* Raise unless x lies in [lo, hi]. */
@@ -622,6 +695,13 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			   *ids,
 			   *labels;
 	double		last_epoch_loss = 0.0;
+	double		best_loss = 0.0;
+	int			best_epoch = 0,
+				epochs_run = 0;
+	bool		stopped_early = false;
+	int			previous_version = 0;
+	double		previous_accuracy = NAN;
+	double		validation_accuracy = NAN;
 	instr_time	start,
 				now,
 				last_notice;
@@ -661,6 +741,9 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	a.freeze_encoder = PG_GETARG_BOOL(13);
 	a.accumulation = PG_GETARG_INT32(14);
 	a.max_grad_norm = PG_GETARG_FLOAT8(15);
+	a.class_weights = PG_ARGISNULL(16) ? NULL : PG_GETARG_JSONB_P(16);
+	a.patience = PG_ARGISNULL(17) ? 0 : PG_GETARG_INT32(17);
+	a.keep_better = PG_ARGISNULL(18) ? false : PG_GETARG_BOOL(18);
 	check_range("epochs", a.epochs, 1, 10000);
 	check_range("batch_size", a.batch_size, 1, 65536);
 	check_range("learning_rate", a.learning_rate, 0, 1);
@@ -670,6 +753,12 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	check_range("warmup_ratio", a.warmup_ratio, 0, 1);
 	check_range("gradient_accumulation", a.accumulation, 1, 65536);
 	check_range("max_grad_norm", a.max_grad_norm, 0, 1e9);
+	check_range("early_stopping_patience", a.patience, 0, 10000);
+	if (a.patience > 0 && a.validation_fraction <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("early stopping needs validation rows"),
+				 errhint("Set validation_fraction above 0, or early_stopping_patience to 0.")));
 
 	src = check_source(PG_GETARG_OID(0), PG_GETARG_NAME(1), PG_GETARG_NAME(2));
 	check_target(a.model);
@@ -777,6 +866,8 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	opts.warmup_steps = (int) ceil(a.warmup_ratio * total_steps);
 	opts.seed = (uint64) a.seed;
 	opts.freeze_encoder = a.freeze_encoder;
+	if (a.class_weights)
+		opts.class_weights = class_weights(a.class_weights, &ds, train_rows, n_train);
 	if (bt_blas_load(NULL, pgbert_cpu_threads, err, sizeof(err)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
@@ -796,7 +887,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	labels = palloc(sizeof(int32) * a.batch_size);
 	INSTR_TIME_SET_CURRENT(start);
 	last_notice = start;
-	for (int epoch = 0; epoch < a.epochs; epoch++)
+	for (int epoch = 0; epoch < a.epochs && !stopped_early; epoch++)
 	{
 		uint64		state = (uint64) a.seed * 1000003 + epoch + 1;
 		double		epoch_loss = 0.0,
@@ -870,12 +961,32 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			}
 		}
 		last_epoch_loss = n_train ? epoch_loss / n_train : 0.0;
+		epochs_run = epoch + 1;
 		if (n_val > 0)
 		{
 			double		acc,
 						vloss;
 
 			evaluate(m, &ds, val_rows, n_val, max_tokens, NULL, &acc, &vloss);
+			epochs_run = epoch + 1;
+			if (a.patience > 0)
+			{
+				if (best_epoch == 0 || vloss < best_loss)
+				{
+					/* keep the best epoch's weights, as load_best_model_at_end does */
+					if (own->best_params == NULL)
+						own->best_params = malloc(sizeof(float) * m->num_params);
+					if (own->best_params == NULL)
+						ereport(ERROR,
+								(errcode(ERRCODE_OUT_OF_MEMORY),
+								 errmsg("out of memory for early stopping's copy of the weights")));
+					memcpy(own->best_params, m->params, sizeof(float) * m->num_params);
+					best_loss = vloss;
+					best_epoch = epoch + 1;
+				}
+				else if (epoch + 1 - best_epoch >= a.patience)
+					stopped_early = true;
+			}
 			appendStringInfo(&log, "%s(%d, %d, '%s', NULL, NULL, '%s', '%s')", log.len ? ", " : "", epoch + 1,
 							 bt_trainer_steps(own->trainer), float8out_internal(last_epoch_loss),
 							 float8out_internal(vloss), float8out_internal(acc));
@@ -888,17 +999,21 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	INSTR_TIME_SET_CURRENT(now);
 	INSTR_TIME_SUBTRACT(now, start);
 	train_seconds = INSTR_TIME_GET_DOUBLE(now);
+	if (own->best_params && best_epoch != epochs_run)
+		memcpy(m->params, own->best_params, sizeof(float) * m->num_params);
 
 	/* metrics on the held-out rows */
 	initStringInfo(&metrics);
 	appendStringInfoString(&metrics, "{\"validation\": {");
 	if (n_val > 0)
-		evaluate(m, &ds, val_rows, n_val, max_tokens, &metrics, NULL, NULL);
+		evaluate(m, &ds, val_rows, n_val, max_tokens, &metrics, &validation_accuracy, NULL);
 	appendStringInfo(&metrics, "}, \"train_loss\": %s, \"rows_used\": %d, \"rows_skipped\": " INT64_FORMAT
 					 ", \"train_rows\": %d, \"validation_rows\": %d, \"epochs\": %d, \"steps\": %d, "
+					 "\"best_epoch\": %d, \"stopped_early\": %s, "
 					 "\"train_seconds\": %s, \"train_rows_per_s\": %s, \"settings\": {\"base_model\": ",
-					 float8out_internal(last_epoch_loss), ds.n, ds.skipped, n_train, n_val, a.epochs,
-					 bt_trainer_steps(own->trainer), float8out_internal(train_seconds),
+					 float8out_internal(last_epoch_loss), ds.n, ds.skipped, n_train, n_val, epochs_run,
+					 bt_trainer_steps(own->trainer), a.patience > 0 ? best_epoch : epochs_run,
+					 stopped_early ? "true" : "false", float8out_internal(train_seconds),
 					 float8out_internal(train_rows_seen / Max(train_seconds, 1e-9)));
 	if (a.base_model)
 		appendStringInfo(&metrics, "\"%s\", \"base_version\": %d", base->name, base->version);
@@ -907,11 +1022,12 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	appendStringInfo(&metrics, ", \"batch_size\": %d, \"learning_rate\": %s, \"max_length\": %d, "
 					 "\"validation_fraction\": %s, \"seed\": %d, \"weight_decay\": %s, \"warmup_ratio\": %s, "
 					 "\"freeze_encoder\": %s, \"gradient_accumulation\": %d, \"max_grad_norm\": %s, "
-					 "\"cpu_threads\": %d}}",
+					 "\"early_stopping_patience\": %d, \"keep_better\": %s, \"cpu_threads\": %d}}",
 					 a.batch_size, float8out_internal(a.learning_rate), max_tokens,
 					 float8out_internal(a.validation_fraction), a.seed, float8out_internal(a.weight_decay),
 					 float8out_internal(a.warmup_ratio), a.freeze_encoder ? "true" : "false",
-					 a.accumulation, float8out_internal(a.max_grad_norm), pgbert_cpu_threads);
+					 a.accumulation, float8out_internal(a.max_grad_norm), a.patience,
+					 a.keep_better ? "true" : "false", pgbert_cpu_threads);
 
 	/* store: weights into a new large object, then the next version through import_model */
 	if (bt_model_save_safetensors(m, &own->blob, &blob_len, err, sizeof(err)) != 0)
@@ -919,6 +1035,26 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not serialize the model: %s", err)));
 	lo = write_large_object(own->blob, blob_len);
+	if (a.keep_better)
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		vals[1] = {CStringGetTextDatum(a.model)};
+		bool		isnull;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT version, (metrics->'validation'->>'accuracy')::float8 FROM pgbert.models "
+								  "WHERE name = $1 AND deployed", 1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the deployed version");
+		if (SPI_processed == 1)
+		{
+			Datum		acc = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+			previous_version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			previous_accuracy = isnull ? NAN : DatumGetFloat8(acc);
+		}
+		SPI_finish();
+	}
 	free(own->blob);
 	own->blob = NULL;
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -973,7 +1109,29 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				elog(ERROR, "could not store the training log");
 		}
 	}
-	SPI_finish();
+	/* keep_better: a version that validates worse than the deployed one is kept, not deployed */
+	{
+		bool		deployed;
+		Oid			types[2] = {TEXTOID, INT4OID};
+		Datum		vals[2] = {CStringGetTextDatum(a.model), Int32GetDatum(previous_version)};
+		bool		isnull;
+
+		if (a.keep_better && previous_version > 0 && n_val > 0 && !isnan(previous_accuracy) &&
+			validation_accuracy < previous_accuracy)
+		{
+			if (SPI_execute_with_args(psprintf("SELECT %s($1, $2)", extension_function("deploy_model")),
+									  2, types, vals, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not keep the deployed version");
+			ereport(NOTICE,
+					(errmsg("version %d of model \"%s\" validates worse than version %d (accuracy %.4f < %.4f); "
+							"version %d stays deployed", version, a.model, previous_version,
+							validation_accuracy, previous_accuracy, previous_version)));
+		}
+		/* not read-only: it must see the version import_model just added */
+		if (SPI_execute_with_args("SELECT pgbert.resolve_version($1)", 1, types, vals, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not resolve the deployed version");
+		deployed = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == version;
+		SPI_finish();
 
 	{
 		StringInfoData result;
@@ -981,8 +1139,10 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		initStringInfo(&result);
 		appendStringInfoString(&result, "{\"model\": ");
 		escape_json(&result, a.model);
-		appendStringInfo(&result, ", \"version\": %d, \"metrics\": %s}", version, metrics.data);
+		appendStringInfo(&result, ", \"version\": %d, \"deployed\": %s, \"metrics\": %s}", version,
+						 deployed ? "true" : "false", metrics.data);
 		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
+	}
 	}
 }
 
