@@ -223,6 +223,17 @@ SELECT train_classifier('reviews', 'body', 'sentiment', model => 'sentiment');
 \set VERBOSITY default
 RESET ROLE;
 REVOKE SELECT ON reviews FROM regress_trainer;
+-- row-level security applies: this role sees only positive reviews, so only one label
+CREATE TABLE secured AS SELECT body, sentiment FROM reviews WHERE body IS NOT NULL AND sentiment IS NOT NULL;
+ALTER TABLE secured ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_positive ON secured FOR SELECT TO regress_trainer USING (sentiment = 'positive');
+GRANT SELECT ON secured TO regress_trainer;
+SET ROLE regress_trainer;
+\set VERBOSITY terse
+SELECT train_classifier('secured', 'body', 'sentiment', model => 'mine');
+\set VERBOSITY default
+RESET ROLE;
+DROP TABLE secured;
 DROP ROLE regress_trainer;
 
 SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m ORDER BY name;
