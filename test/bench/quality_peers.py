@@ -69,7 +69,7 @@ class Rows(torch.utils.data.Dataset):
 
 args = TrainingArguments(output_dir=os.path.join(split, "hf"), num_train_epochs=epochs,
                          per_device_train_batch_size=32, per_device_eval_batch_size=32, learning_rate=lr,
-                         weight_decay=0.0, warmup_ratio=0.0, lr_scheduler_type="linear", max_grad_norm=1.0,
+                         weight_decay=0.0, warmup_steps=0, lr_scheduler_type="linear", max_grad_norm=1.0,
                          seed=42, save_strategy="no", report_to=[], use_cpu=True, logging_steps=1000,
                          dataloader_num_workers=0, disable_tqdm=True)
 trainer = Trainer(model=model, args=args, train_dataset=Rows(train, y_train),
