@@ -1,0 +1,362 @@
+/*
+ * serve.c - the engine process's request loop (see serve.h): load checkpoints
+ * sent by the encoder worker, run packed forward passes, evict on request.
+ * PostgreSQL-free; runs in its own process, so a fault here ends only it.
+ */
+#include "serve.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "config.h"
+#include "model.h"
+#include "safetensors.h"
+
+#define MAX_MODELS 256
+
+typedef struct ServedModel
+{
+	uint64_t	key;
+	BtBertModel *model;
+} ServedModel;
+
+static ServedModel served[MAX_MODELS];
+static int	n_served = 0;
+
+int
+bt_io_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0)
+	{
+		ssize_t		n = write(fd, p, len);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t) n;
+	}
+	return 0;
+}
+
+int
+bt_io_read_all(int fd, void *buf, size_t len)
+{
+	char	   *p = buf;
+	size_t		done = 0;
+
+	while (done < len)
+	{
+		ssize_t		n = read(fd, p + done, len - done);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+		{
+			if (done == 0)
+				return 1;
+			errno = ECONNRESET;
+			return -1;
+		}
+		done += (size_t) n;
+	}
+	return 0;
+}
+
+int
+bt_msg_send(int fd, uint16_t kind, uint16_t status, uint64_t key,
+			const void *p1, size_t n1, const void *p2, size_t n2, const void *p3, size_t n3)
+{
+	BtMsgHeader h;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = BT_SERVE_MAGIC;
+	h.kind = kind;
+	h.status = status;
+	h.key = key;
+	h.len = (p1 ? n1 : 0) + (p2 ? n2 : 0) + (p3 ? n3 : 0);
+	if (bt_io_write_all(fd, &h, sizeof(h)) != 0)
+		return -1;
+	if (p1 && n1 && bt_io_write_all(fd, p1, n1) != 0)
+		return -1;
+	if (p2 && n2 && bt_io_write_all(fd, p2, n2) != 0)
+		return -1;
+	if (p3 && n3 && bt_io_write_all(fd, p3, n3) != 0)
+		return -1;
+	return 0;
+}
+
+/* Send an error reply with a printf-style message. */
+static int	reply_error(int fd, uint16_t kind, BtServeStatus status, uint64_t key, const char *fmt,...)
+			__attribute__((format(printf, 5, 6)));
+
+static int
+reply_error(int fd, uint16_t kind, BtServeStatus status, uint64_t key, const char *fmt,...)
+{
+	char		msg[512];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return bt_msg_send(fd, kind, (uint16_t) status, key, msg, strlen(msg), NULL, 0, NULL, 0);
+}
+
+/* Index of a loaded model, or -1. */
+static int
+find_model(uint64_t key)
+{
+	for (int i = 0; i < n_served; i++)
+		if (served[i].key == key)
+			return i;
+	return -1;
+}
+
+static void
+evict_model(uint64_t key)
+{
+	int			i = find_model(key);
+
+	if (i < 0)
+		return;
+	bt_model_free(served[i].model);
+	served[i] = served[--n_served];
+}
+
+/* LOAD: payload is uint32 config length, config.json, model.safetensors. */
+static int
+handle_load(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
+{
+	char		err[512];
+	uint32_t	config_len;
+	BtBertConfig cfg;
+	BtSafetensors *st;
+	BtBertModel *m;
+	BtLoaded info;
+
+	if (len < 4)
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_BAD_REQUEST, key, "load request too short");
+	memcpy(&config_len, payload, 4);
+	if (config_len > len - 4)
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_BAD_REQUEST, key, "config length past the message");
+	if (n_served == MAX_MODELS && find_model(key) < 0)
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_NO_MEMORY, key, "the engine holds %d models already",
+						   MAX_MODELS);
+	if (bt_config_parse((const char *) payload + 4, config_len, &cfg, err, sizeof(err)) != 0)
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "config.json: %s", err);
+	st = bt_safetensors_parse(payload + 4 + config_len, len - 4 - config_len, err, sizeof(err));
+	if (st == NULL)
+	{
+		bt_config_free(&cfg);
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "not a valid safetensors checkpoint: %s", err);
+	}
+	m = bt_model_load(&cfg, st, NULL, 0, err, sizeof(err));
+	bt_safetensors_free(st);
+	if (m == NULL)
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "checkpoint does not fit its config: %s", err);
+	evict_model(key);
+	served[n_served].key = key;
+	served[n_served].model = m;
+	n_served++;
+	memset(&info, 0, sizeof(info));
+	info.param_bytes = (uint64_t) m->num_params * sizeof(float);
+	info.hidden_size = m->cfg.hidden_size;
+	info.num_classes = m->num_classes;
+	info.has_pooler = m->has_pooler;
+	return bt_msg_send(fd, BT_MSG_LOAD, BT_SERVE_OK, key, &info, sizeof(info), NULL, 0, NULL, 0);
+}
+
+/* FORWARD: BtForwardHead, offsets, ids; the reply holds n_seq rows of floats. */
+static int
+handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
+{
+	char		err[512];
+	BtForwardHead head;
+	const int32_t *offsets,
+			   *ids;
+	uint64_t	n_tokens;
+	BtBertModel *m;
+	int			i = find_model(key);
+	int			width;
+	BtForwardOut out;
+	float	   *rows,
+			   *hidden = NULL;
+	BtBatch		batch;
+	int			rc;
+
+	if (i < 0)
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_UNKNOWN_MODEL, key, "model not loaded");
+	m = served[i].model;
+	if (len < sizeof(head))
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_BAD_REQUEST, key, "forward request too short");
+	memcpy(&head, payload, sizeof(head));
+	if (head.n_seq == 0 || head.want > BT_WANT_POOLER ||
+		len < sizeof(head) + ((uint64_t) head.n_seq + 1) * 4)
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_BAD_REQUEST, key, "malformed forward request");
+	offsets = (const int32_t *) (payload + sizeof(head));
+	ids = offsets + head.n_seq + 1;
+	n_tokens = (len - sizeof(head)) / 4 - (head.n_seq + 1);
+	if (offsets[0] != 0 || (uint64_t) offsets[head.n_seq] != n_tokens)
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_BAD_REQUEST, key, "offsets do not match the ids");
+	if (head.want == BT_WANT_LOGITS && m->num_classes == 0)
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_NO_CLASSIFIER, key, "the model has no classification head");
+	if ((head.want == BT_WANT_LOGITS || head.want == BT_WANT_POOLER) && !m->has_pooler)
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_NO_POOLER, key, "the model has no pooler");
+
+	width = head.want == BT_WANT_LOGITS ? m->num_classes : m->cfg.hidden_size;
+	rows = malloc(sizeof(float) * (size_t) head.n_seq * width);
+	if (head.want == BT_WANT_CLS)
+		hidden = malloc(sizeof(float) * (size_t) n_tokens * m->cfg.hidden_size);
+	if (rows == NULL || (head.want == BT_WANT_CLS && hidden == NULL))
+	{
+		free(rows);
+		free(hidden);
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_NO_MEMORY, key, "out of memory for %u sequences",
+						   head.n_seq);
+	}
+	memset(&out, 0, sizeof(out));
+	if (head.want == BT_WANT_LOGITS)
+		out.logits = rows;
+	else if (head.want == BT_WANT_MEAN)
+		out.mean = rows;
+	else if (head.want == BT_WANT_POOLER)
+		out.pooled = rows;
+	else
+		out.hidden = hidden;
+	batch.n_seq = (int) head.n_seq;
+	batch.offsets = offsets;
+	batch.ids = ids;
+	batch.type_ids = NULL;
+	if (bt_model_forward(m, &batch, &out, err, sizeof(err)) != 0)
+	{
+		free(rows);
+		free(hidden);
+		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_BAD_REQUEST, key, "%s", err);
+	}
+	if (head.want == BT_WANT_CLS)
+	{
+		int			H = m->cfg.hidden_size;
+
+		for (uint32_t s = 0; s < head.n_seq; s++)
+			memcpy(rows + (size_t) s * H, hidden + (size_t) offsets[s] * H, sizeof(float) * H);
+		free(hidden);
+	}
+	rc = bt_msg_send(fd, BT_MSG_FORWARD, BT_SERVE_OK, key, rows, sizeof(float) * (size_t) head.n_seq * width,
+					 NULL, 0, NULL, 0);
+	free(rows);
+	return rc;
+}
+
+int
+bt_serve(int fd, const char *device, int threads)
+{
+	char		err[256];
+	BtHello		hello;
+
+	memset(&hello, 0, sizeof(hello));
+	hello.version = BT_SERVE_VERSION;
+	hello.pid = (uint32_t) getpid();
+	if (strcmp(device, "cuda") == 0)
+	{
+		/* the CUDA backend is not in the engine yet: say so instead of running on the CPU */
+		reply_error(fd, BT_MSG_HELLO, BT_ERR_DEVICE, 0, "this build of pgbert has no CUDA engine backend");
+		return 2;
+	}
+	if (strcmp(device, "auto") != 0 && strcmp(device, "cpu") != 0)
+	{
+		reply_error(fd, BT_MSG_HELLO, BT_ERR_DEVICE, 0, "unknown device \"%s\"", device);
+		return 2;
+	}
+	if (bt_blas_load(NULL, threads, err, sizeof(err)) != 0)
+	{
+		reply_error(fd, BT_MSG_HELLO, BT_ERR_DEVICE, 0, "%s", err);
+		return 2;
+	}
+	snprintf(hello.device, sizeof(hello.device), "cpu");
+	if (bt_msg_send(fd, BT_MSG_HELLO, BT_SERVE_OK, 0, &hello, sizeof(hello), NULL, 0, NULL, 0) != 0)
+		return 1;
+
+	for (;;)
+	{
+		BtMsgHeader h;
+		uint8_t    *payload = NULL;
+		int			rc;
+
+		rc = bt_io_read_all(fd, &h, sizeof(h));
+		if (rc == 1)
+			return 0;			/* the worker closed the socket: done */
+		if (rc != 0 || h.magic != BT_SERVE_MAGIC || h.len > BT_SERVE_MAX_PAYLOAD)
+			return 1;
+		if (h.len > 0)
+		{
+			payload = malloc(h.len);
+			if (payload == NULL)
+			{
+				/* drain it so the stream stays framed, then refuse */
+				char		sink[65536];
+				uint64_t	left = h.len;
+
+				while (left > 0)
+				{
+					size_t		n = left < sizeof(sink) ? (size_t) left : sizeof(sink);
+
+					if (bt_io_read_all(fd, sink, n) != 0)
+						return 1;
+					left -= n;
+				}
+				if (reply_error(fd, h.kind, BT_ERR_NO_MEMORY, h.key, "out of memory for a %llu-byte message",
+								(unsigned long long) h.len) != 0)
+					return 1;
+				continue;
+			}
+			if (bt_io_read_all(fd, payload, h.len) != 0)
+			{
+				free(payload);
+				return 1;
+			}
+		}
+		switch (h.kind)
+		{
+			case BT_MSG_LOAD:
+				rc = handle_load(fd, h.key, payload, h.len);
+				break;
+			case BT_MSG_FORWARD:
+				rc = handle_forward(fd, h.key, payload, h.len);
+				break;
+			case BT_MSG_EVICT:
+				evict_model(h.key);
+				rc = bt_msg_send(fd, BT_MSG_EVICT, BT_SERVE_OK, h.key, NULL, 0, NULL, 0, NULL, 0);
+				break;
+			case BT_MSG_THREADS:
+				{
+					uint32_t	t = 1;
+
+					if (h.len >= 4)
+						memcpy(&t, payload, 4);
+					bt_blas_set_threads((int) t);
+					rc = bt_msg_send(fd, BT_MSG_THREADS, BT_SERVE_OK, h.key, NULL, 0, NULL, 0, NULL, 0);
+				}
+				break;
+			default:
+				rc = reply_error(fd, h.kind, BT_ERR_BAD_REQUEST, h.key, "unknown message kind %u", h.kind);
+				break;
+		}
+		free(payload);
+		if (rc != 0)
+			return 1;
+	}
+}

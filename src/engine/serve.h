@@ -1,0 +1,107 @@
+/*
+ * serve.h - the engine process and the framed protocol the encoder worker
+ * speaks with it over a stream socket.
+ *
+ * The encoder worker (a PostgreSQL background worker) never runs model code
+ * itself: it starts pgbert_engine, a plain program built from the engine, and
+ * sends it batches. A crash in model or device code then ends only that
+ * program, which PostgreSQL does not know about, instead of a process whose
+ * abnormal exit makes the postmaster restart the cluster. PostgreSQL-free.
+ *
+ * Every message, both ways, is a BtMsgHeader followed by len payload bytes.
+ * Requests and replies alternate strictly; the reply carries the request's key.
+ */
+#ifndef PGBERT_SERVE_H
+#define PGBERT_SERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_SERVE_MAGIC 0x54524542u	/* "BERT" */
+#define BT_SERVE_VERSION 1
+
+typedef enum BtMsgKind
+{
+	BT_MSG_HELLO = 1,			/* reply only: sent once at start, payload BtHello */
+	BT_MSG_LOAD,				/* uint32 config_len, config.json, model.safetensors */
+	BT_MSG_FORWARD,				/* BtForwardHead, int32 offsets[n_seq + 1], int32 ids[] */
+	BT_MSG_EVICT,				/* no payload */
+	BT_MSG_THREADS				/* uint32 threads */
+} BtMsgKind;
+
+/* What a forward request wants per sequence. */
+typedef enum BtWant
+{
+	BT_WANT_LOGITS = 0,			/* num_classes floats */
+	BT_WANT_MEAN,				/* hidden_size floats: mean of the last hidden states */
+	BT_WANT_CLS,				/* hidden_size floats: last hidden state of [CLS] */
+	BT_WANT_POOLER				/* hidden_size floats: tanh(dense(CLS)) */
+} BtWant;
+
+/* Reply status; anything but OK carries a message as payload. */
+typedef enum BtServeStatus
+{
+	BT_SERVE_OK = 0,
+	BT_ERR_UNKNOWN_MODEL,		/* the key is not loaded: send LOAD, then retry */
+	BT_ERR_NO_CLASSIFIER,		/* logits asked of a model without a head */
+	BT_ERR_NO_POOLER,			/* logits or pooler asked of a model without a pooler */
+	BT_ERR_BAD_REQUEST,			/* malformed message or ids out of range */
+	BT_ERR_MODEL,				/* the checkpoint or config was refused */
+	BT_ERR_NO_MEMORY,
+	BT_ERR_DEVICE				/* the requested device is not available */
+} BtServeStatus;
+
+typedef struct BtMsgHeader
+{
+	uint32_t	magic;
+	uint16_t	kind;			/* BtMsgKind */
+	uint16_t	status;			/* BtServeStatus, replies only */
+	uint64_t	key;			/* model the message is about */
+	uint64_t	len;			/* payload bytes that follow */
+} BtMsgHeader;
+
+typedef struct BtHello
+{
+	uint32_t	version;		/* BT_SERVE_VERSION */
+	uint32_t	pid;
+	char		device[32];		/* "cpu" */
+} BtHello;
+
+/* LOAD's reply payload. */
+typedef struct BtLoaded
+{
+	uint64_t	param_bytes;
+	int32_t		hidden_size;
+	int32_t		num_classes;
+	int32_t		has_pooler;
+	int32_t		pad;
+} BtLoaded;
+
+typedef struct BtForwardHead
+{
+	uint32_t	want;			/* BtWant */
+	uint32_t	n_seq;
+} BtForwardHead;
+
+/* Largest payload either side accepts (a checkpoint of a few GB fits). */
+#define BT_SERVE_MAX_PAYLOAD ((uint64_t) 16 << 30)
+
+/* Write all of buf; 0, or -1 (errno set; EPIPE when the peer is gone). */
+extern int	bt_io_write_all(int fd, const void *buf, size_t len);
+
+/* Read exactly len bytes; 0, 1 at end of stream before any byte, or -1 (errno set). */
+extern int	bt_io_read_all(int fd, void *buf, size_t len);
+
+/* Send a header and its payload given in up to three pieces (NULL pieces skipped). */
+extern int	bt_msg_send(int fd, uint16_t kind, uint16_t status, uint64_t key,
+						const void *p1, size_t n1, const void *p2, size_t n2,
+						const void *p3, size_t n3);
+
+/*
+ * The engine process's loop: answer requests on fd until the peer closes it.
+ * device is "auto", "cpu" or "cuda"; threads sizes OpenBLAS. Returns the exit
+ * status for main.
+ */
+extern int	bt_serve(int fd, const char *device, int threads);
+
+#endif
