@@ -8,10 +8,10 @@
 #   make bench           tokenizer benchmark binary (see test/bench/)
 
 EXTENSION = pgbert
-EXTVERSION = 0.2.0
+EXTVERSION = 0.3.0
 MODULE_big = pgbert
 
-DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql data/pgbert_vocab_uncased.txt
+DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export
 REGRESS = tokenizer tokenizer_parity encoding models classify permissions train
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
@@ -20,11 +20,12 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 # it with dlopen the first time a model runs (src/engine/blas.h).
 TOKENIZER_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
 MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/ops.c src/engine/model.c \
+	src/engine/serve.c \
 	src/engine/train.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
 	src/pg/drop_guard.c src/pg/train_sql.c src/pg/progress.c \
-	src/pg/training_worker.c
+	src/pg/training_worker.c src/pg/encoder_worker.c src/pg/worker_client.c src/pg/worker_sql.c
 OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels
@@ -141,3 +142,17 @@ $(BUILD)/regress:
 # PGXS does not track header dependencies without --enable-depend.
 $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o): $(wildcard src/engine/*.h)
 
+
+# The engine process the encoder worker runs models in (src/engine/serve.h):
+# built from the engine library alone and installed beside pgbert.so.
+ENGINE_PROGRAM = $(BUILD)/pgbert_engine
+$(ENGINE_PROGRAM): src/engine/engine_main.c $(ENGINE_LIB)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+all: $(ENGINE_PROGRAM)
+install: install-engine
+install-engine: $(ENGINE_PROGRAM) installdirs
+	$(INSTALL_PROGRAM) $(ENGINE_PROGRAM) '$(DESTDIR)$(pkglibdir)/pgbert_engine'
+uninstall: uninstall-engine
+uninstall-engine:
+	rm -f '$(DESTDIR)$(pkglibdir)/pgbert_engine'
+.PHONY: install-engine uninstall-engine

@@ -126,3 +126,8 @@ RESET pgbert.model_cache_size;
 SELECT drop_model('cls2');
 SELECT drop_model('cls'), drop_model('encoder');
 DROP TABLE oracle, many;
+
+-- without shared_preload_libraries there is no encoder worker: models run in the session
+SELECT state, message FROM pgbert.worker;
+SELECT count(*) FROM pgbert.worker_models;
+SHOW pgbert.worker;

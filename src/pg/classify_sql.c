@@ -7,6 +7,10 @@
  * as transformers does with truncation=True. Batches are cut into chunks of
  * at most pgbert.batch_tokens tokens; the query can be cancelled between
  * chunks. Engine threads never call PostgreSQL.
+ *
+ * With the encoder worker running (pgbert preloaded, pgbert.worker on), the
+ * chunks go to it instead and this backend never loads the weights; when the
+ * worker is not there, or goes away mid-statement, they run here.
  */
 #include "postgres.h"
 
@@ -24,32 +28,66 @@
 
 #include "blas.h"
 #include "pgbert.h"
+#include "serve.h"
 
 /* What a forward pass over a batch should produce. */
 typedef enum Want
 {
-	WANT_LOGITS,
-	WANT_MEAN,
-	WANT_CLS,
-	WANT_POOLER
+	WANT_LOGITS = BT_WANT_LOGITS,
+	WANT_MEAN = BT_WANT_MEAN,
+	WANT_CLS = BT_WANT_CLS,
+	WANT_POOLER = BT_WANT_POOLER
 } Want;
 
-/* Width of one sequence's output row. */
+/* Where the current call's forward passes run. */
+typedef struct Path
+{
+	bool		worker;			/* in the encoder worker, until it fails over */
+	bool		served_by_worker;	/* the last chunk ran there */
+} Path;
+
+/* The model for this call, with its weights only when it runs in this backend. */
+static PgbertModel *
+model_for_call(FunctionCallInfo fcinfo, int argno, Path *path)
+{
+	path->worker = pgbert_worker_usable();
+	path->served_by_worker = false;
+	return pgbert_model_for_call(fcinfo, argno, !path->worker);
+}
+
+/* Width of one sequence's output row (the label count equals the head's rows once loaded). */
 static int
 output_width(const PgbertModel *pm, Want want)
 {
-	return want == WANT_LOGITS ? pm->model->num_classes : pm->model->cfg.hidden_size;
+	return want == WANT_LOGITS ? pm->num_labels : pm->hidden_size;
 }
 
 /* Run the engine on one packed chunk; rows go to out (n_seq x width). */
 static void
-forward_chunk(const PgbertModel *pm, Want want, int n_seq, const int32 *offsets,
+forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *offsets,
 			  const int32 *ids, float *out)
 {
 	char		err[256];
 	BtBatch		b = {n_seq, offsets, ids, NULL};
 	BtForwardOut o;
 	float	   *hidden = NULL;
+
+	if (path->worker)
+	{
+		if (pgbert_worker_forward(pm, want, n_seq, offsets, ids, out, output_width(pm, want)))
+		{
+			path->served_by_worker = true;
+			return;
+		}
+		path->worker = false;	/* the worker went away: the rest runs here */
+	}
+	path->served_by_worker = false;
+	pgbert_model_ensure_weights(pm);
+	if ((want == WANT_LOGITS || want == WANT_POOLER) && !pm->model->has_pooler)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model \"%s\" has no pooler", pm->name),
+				 errhint("Use pooling => 'mean' or 'cls'.")));
 
 	memset(&o, 0, sizeof(o));
 	if (want == WANT_LOGITS)
@@ -85,7 +123,7 @@ forward_chunk(const PgbertModel *pm, Want want, int n_seq, const int32 *offsets,
  * to out. NULL texts (texts[i] == NULL) get no row written.
  */
 static void
-run_model(const PgbertModel *pm, Want want, int n, text **texts, float *out)
+run_model(PgbertModel *pm, Path *path, Want want, int n, text **texts, float *out)
 {
 	const BtTokenizer *tk = pm->tokenizer;
 	int			width = output_width(pm, want);
@@ -96,16 +134,11 @@ run_model(const PgbertModel *pm, Want want, int n, text **texts, float *out)
 	float	   *chunk_out = palloc(sizeof(float) * (Size) Max(n, 1) * Max(width, 1));
 	int			n_seq = 0;
 
-	if (want == WANT_LOGITS && pm->model->num_classes == 0)
+	if (want == WANT_LOGITS && pm->num_labels == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("model \"%s\" has no classification head", pm->name),
 				 errhint("Use embed() for its sentence embeddings.")));
-	if ((want == WANT_LOGITS || want == WANT_POOLER) && !pm->model->has_pooler)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("model \"%s\" has no pooler", pm->name),
-				 errhint("Use pooling => 'mean' or 'cls'.")));
 
 	offsets[0] = 0;
 	for (int i = 0; i <= n; i++)
@@ -115,7 +148,7 @@ run_model(const PgbertModel *pm, Want want, int n, text **texts, float *out)
 		/* flush the chunk when the next text might not fit, or at the end */
 		if (n_seq > 0 && (i == n || offsets[n_seq] + pm->max_tokens > budget))
 		{
-			forward_chunk(pm, want, n_seq, offsets, ids, chunk_out);
+			forward_chunk(pm, path, want, n_seq, offsets, ids, chunk_out);
 			for (int s = 0; s < n_seq; s++)
 				memcpy(out + (Size) rows[s] * width, chunk_out + (Size) s * width, sizeof(float) * width);
 			n_seq = 0;
@@ -144,7 +177,7 @@ run_model(const PgbertModel *pm, Want want, int n, text **texts, float *out)
 static void
 softmax(const PgbertModel *pm, const float *logits, double *probs)
 {
-	int			C = pm->model->num_classes;
+	int			C = pm->num_labels;
 	double		max = logits[0],
 				sum = 0.0;
 
@@ -184,19 +217,24 @@ Datum
 pgbert_classify(PG_FUNCTION_ARGS)
 {
 	PgbertModel *pm;
+	Path		path;
 	text	   *input;
 	float	   *logits;
 	double	   *probs;
+	int			best;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = pgbert_model_for_call(fcinfo, 1, true);
+	pm = model_for_call(fcinfo, 1, &path);
 	input = PG_GETARG_TEXT_PP(0);
-	logits = palloc(sizeof(float) * Max(pm->model->num_classes, 1));
-	probs = palloc(sizeof(double) * Max(pm->model->num_classes, 1));
-	run_model(pm, WANT_LOGITS, 1, &input, logits);
+	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
+	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
+	run_model(pm, &path, WANT_LOGITS, 1, &input, logits);
 	softmax(pm, logits, probs);
-	PG_RETURN_TEXT_P(cstring_to_text(pm->labels[argmax(probs, pm->model->num_classes)]));
+	best = argmax(probs, pm->num_labels);
+	if (path.served_by_worker)
+		pgbert_worker_count_label(pm, best);
+	PG_RETURN_TEXT_P(cstring_to_text(pm->labels[best]));
 }
 
 PG_FUNCTION_INFO_V1(pgbert_classify_scores);
@@ -206,6 +244,7 @@ Datum
 pgbert_classify_scores(PG_FUNCTION_ARGS)
 {
 	PgbertModel *pm;
+	Path		path;
 	text	   *input;
 	float	   *logits;
 	double	   *probs;
@@ -213,16 +252,16 @@ pgbert_classify_scores(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = pgbert_model_for_call(fcinfo, 1, true);
+	pm = model_for_call(fcinfo, 1, &path);
 	input = PG_GETARG_TEXT_PP(0);
-	logits = palloc(sizeof(float) * Max(pm->model->num_classes, 1));
-	probs = palloc(sizeof(double) * Max(pm->model->num_classes, 1));
-	run_model(pm, WANT_LOGITS, 1, &input, logits);
+	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
+	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
+	run_model(pm, &path, WANT_LOGITS, 1, &input, logits);
 	softmax(pm, logits, probs);
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	for (int c = 0; c < pm->model->num_classes; c++)
+	for (int c = 0; c < pm->num_labels; c++)
 	{
 		if (c > 0)
 			appendStringInfoString(&buf, ", ");
@@ -241,6 +280,7 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PgbertModel *pm;
+	Path		path;
 	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *nulls;
@@ -263,14 +303,14 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 	if (n == 0)
 		return (Datum) 0;
 	lbound = ARR_LBOUND(arr)[0];
-	pm = pgbert_model_for_call(fcinfo, 1, true);
-	C = Max(pm->model->num_classes, 1);
+	pm = model_for_call(fcinfo, 1, &path);
+	C = Max(pm->num_labels, 1);
 	texts = palloc(sizeof(text *) * n);
 	for (int i = 0; i < n; i++)
 		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
 	logits = palloc(sizeof(float) * (Size) n * C);
 	probs = palloc(sizeof(double) * C);
-	run_model(pm, WANT_LOGITS, n, texts, logits);
+	run_model(pm, &path, WANT_LOGITS, n, texts, logits);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -283,7 +323,9 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 			int			best;
 
 			softmax(pm, logits + (Size) i * C, probs);
-			best = argmax(probs, pm->model->num_classes);
+			best = argmax(probs, pm->num_labels);
+			if (path.served_by_worker)
+				pgbert_worker_count_label(pm, best);
 			values[1] = CStringGetTextDatum(pm->labels[best]);
 			values[2] = Float4GetDatum((float4) probs[best]);
 			isnull[1] = isnull[2] = false;
@@ -300,6 +342,7 @@ Datum
 pgbert_embed(PG_FUNCTION_ARGS)
 {
 	PgbertModel *pm;
+	Path		path;
 	text	   *input;
 	Want		want = WANT_MEAN;
 	int			H;
@@ -324,11 +367,11 @@ pgbert_embed(PG_FUNCTION_ARGS)
 					 errmsg("unknown pooling \"%s\"", pooling),
 					 errhint("Use 'mean', 'cls' or 'pooler'.")));
 	}
-	pm = pgbert_model_for_call(fcinfo, 1, true);
+	pm = model_for_call(fcinfo, 1, &path);
 	input = PG_GETARG_TEXT_PP(0);
-	H = pm->model->cfg.hidden_size;
+	H = pm->hidden_size;
 	vec = palloc(sizeof(float) * H);
-	run_model(pm, want, 1, &input, vec);
+	run_model(pm, &path, want, 1, &input, vec);
 	elems = palloc(sizeof(Datum) * H);
 	for (int i = 0; i < H; i++)
 		elems[i] = Float4GetDatum(vec[i]);

@@ -407,6 +407,13 @@ load_version(const ResolvedRow *row)
 	pm->tokenizer = built.tokenizer;
 	pm->max_tokens = built.max_tokens;
 	pm->num_labels = n_labels;
+	{
+		BtBertConfig cfg;
+
+		parse_config(pm->config_json, &cfg);
+		pm->hidden_size = cfg.hidden_size;
+		bt_config_free(&cfg);
+	}
 	pm->bytes = VARSIZE_ANY_EXHDR(vocab) * 3;
 	cache[n_cached++] = pm;
 	SPI_finish();
@@ -439,6 +446,30 @@ load_weights(PgbertModel *pm)
 	pm->model = built.model;
 	pm->bytes += built.model->num_params * sizeof(float);
 	error_context_stack = errcb.previous;
+}
+
+void
+pgbert_model_ensure_weights(PgbertModel *pm)
+{
+	if (pm->model != NULL)
+		return;
+	load_weights(pm);
+	enforce_budget(pm);
+}
+
+char *
+pgbert_read_checkpoint(PgbertModel *pm, Size *len)
+{
+	ErrorContextCallback errcb;
+	char	   *blob;
+
+	errcb.callback = loading_context;
+	errcb.arg = pm;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	blob = read_large_object(pm->weights, len);
+	error_context_stack = errcb.previous;
+	return blob;
 }
 
 /* ---- resolving names ---- */

@@ -9,6 +9,7 @@
 #include <limits.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -18,16 +19,30 @@
 #include "blas.h"
 #include "pgbert.h"
 #include "unicode.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
-#define PGBERT_VERSION "0.2.0"
+#define PGBERT_VERSION "0.3.0"
 
 char	   *pgbert_default_model = NULL;
 int			pgbert_model_cache_mb = 1024;
 int			pgbert_cpu_threads = 1;
 int			pgbert_batch_tokens = 4096;
 int			pgbert_progress_interval = 10;
+bool		pgbert_worker_enabled = true;
+int			pgbert_worker_device = 0;
+int			pgbert_worker_threads = 1;
+int			pgbert_worker_batch_tokens = 8192;
+int			pgbert_worker_max_wait_ms = 0;
+int			pgbert_worker_memory_mb = 2048;
+
+static const struct config_enum_entry device_options[] = {
+	{"auto", 0, false},
+	{"cpu", 1, false},
+	{"cuda", 2, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -57,7 +72,36 @@ _PG_init(void)
 							"0 turns them off.",
 							&pgbert_progress_interval, 10, 0, 86400, PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgbert.worker",
+							 "Run models in the encoder worker when it is running.",
+							 "Needs pgbert in shared_preload_libraries; off runs them in the session.",
+							 &pgbert_worker_enabled, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("pgbert.device",
+							 "Device the encoder worker's engine process runs models on.",
+							 "auto picks the GPU when the engine has one, else the CPU.",
+							 &pgbert_worker_device, 0, device_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_threads",
+							"Threads the encoder worker's engine process uses on the CPU.",
+							NULL,
+							&pgbert_worker_threads, 1, 1, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_batch_tokens",
+							"Most tokens the encoder worker merges into one batch.",
+							"One request larger than this still runs, alone.",
+							&pgbert_worker_batch_tokens, 8192, 64, 1048576, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_max_wait",
+							"How long the encoder worker holds a batch with room for more requests.",
+							"0: never; batches still merge what arrived while the previous one ran.",
+							&pgbert_worker_max_wait_ms, 0, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_memory",
+							"Memory for model versions held by the encoder worker's engine process.",
+							"Least recently used versions are dropped beyond it.",
+							&pgbert_worker_memory_mb, 2048, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MB,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbert");
+
+	/* the worker and its shared memory exist only when preloaded; no CUDA or BLAS here */
+	if (process_shared_preload_libraries_in_progress)
+		pgbert_worker_register();
 }
 
 PG_FUNCTION_INFO_V1(pgbert_info);

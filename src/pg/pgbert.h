@@ -43,6 +43,7 @@ typedef struct PgbertModel
 	BtTokenizer *tokenizer;
 	int			max_tokens;		/* longest input, [CLS] and [SEP] included */
 	int			num_labels;
+	int			hidden_size;	/* from the config, for embedding widths without the weights */
 	char	  **labels;			/* in id order, database encoding */
 	Size		bytes;
 	int64		uses;			/* statements that resolved to it */
@@ -57,6 +58,26 @@ typedef struct PgbertModel
  * need_weights (tokenizing needs only the vocabulary). Valid until the next call.
  */
 extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights);
+
+/* Load a cached version's weights in this backend if they are not yet (the in-process path). */
+extern void pgbert_model_ensure_weights(PgbertModel *pm);
+
+/* The version's model.safetensors bytes, palloc'd, read as the current role. */
+extern char *pgbert_read_checkpoint(PgbertModel *pm, Size *len);
+
+/* Settings of the encoder worker path (pgbert.c). */
+extern bool pgbert_worker_enabled;
+
+/*
+ * The encoder worker (worker_client.c). usable: preloaded, enabled and ready
+ * (else false, with one NOTICE per session when the worker was expected).
+ * forward: run one packed chunk there, n_seq rows of width floats to out;
+ * false when the worker is gone (run it in-process then); errors raise.
+ */
+extern bool pgbert_worker_usable(void);
+extern bool pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets,
+								  const int32 *ids, float *out, int width);
+extern void pgbert_worker_count_label(const PgbertModel *pm, int label);
 
 /* A private, trainable copy of a stored model version and what storing a new version needs. */
 typedef struct PgbertBaseModel

@@ -1,0 +1,789 @@
+/*
+ * encoder_worker.c - the "pgbert encoder" background worker: takes requests
+ * from every session's slot (worker.h), merges them into batches per model and
+ * runs them in the engine process, pgbert_engine (src/engine/serve.h).
+ *
+ * The worker itself runs no model code. The engine process is its child,
+ * started with fork + exec, holding no PostgreSQL shared memory; when it dies,
+ * even from SIGSEGV, only the requests of the batch it was running fail, the
+ * worker starts a new one, and PostgreSQL never sees an abnormal exit. A crash
+ * of this worker instead would restart the cluster, which is why it stays small.
+ */
+#include "postgres.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "serve.h"
+#include "worker.h"
+
+PGDLLEXPORT void pgbert_encoder_main(Datum arg);
+
+WorkerShared *pgbert_worker_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static const char *const device_names[] = {"auto", "cpu", "cuda"};
+
+/* The engine process, from the worker's side. */
+static int	engine_fd = -1;
+static pid_t engine_pid = 0;
+static TimestampTz next_spawn = 0;
+static int	engine_device = -1;	/* setting the running engine was started with */
+static bool engine_started_once = false;
+
+static Size
+worker_shmem_size(void)
+{
+	return add_size(offsetof(WorkerShared, slots), mul_size(MaxBackends, sizeof(WorkerSlot)));
+}
+
+static void
+worker_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(worker_shmem_size());
+}
+
+static void
+worker_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	pgbert_worker_shared = ShmemInitStruct("pgbert encoder worker", worker_shmem_size(), &found);
+	if (!found)
+	{
+		memset(pgbert_worker_shared, 0, worker_shmem_size());
+		SpinLockInit(&pgbert_worker_shared->mutex);
+		pgbert_worker_shared->n_slots = MaxBackends;
+		for (int i = 0; i < MaxBackends; i++)
+			SpinLockInit(&pgbert_worker_shared->slots[i].mutex);
+		for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		{
+			pg_atomic_init_u64(&pgbert_worker_shared->models[i].calls, 0);
+			pg_atomic_init_u64(&pgbert_worker_shared->models[i].rows, 0);
+			for (int l = 0; l < PGBERT_WORKER_LABELS; l++)
+				pg_atomic_init_u64(&pgbert_worker_shared->models[i].label_counts[l], 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+pgbert_worker_register(void)
+{
+	BackgroundWorker w;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = worker_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = worker_shmem_startup;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	/* consistent state, not recovery finished: standbys serve classify() too */
+	w.bgw_start_time = BgWorkerStart_ConsistentState;
+	w.bgw_restart_time = 5;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "pgbert");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "pgbert_encoder_main");
+	snprintf(w.bgw_name, BGW_MAXLEN, "pgbert encoder");
+	snprintf(w.bgw_type, BGW_MAXLEN, "pgbert encoder");
+	RegisterBackgroundWorker(&w);
+}
+
+/* ---- slots ---- */
+
+/* Finish a taken slot: the result is in place; wake its session. */
+static void
+finish_slot(WorkerSlot *slot, int status, const char *message)
+{
+	PGPROC	   *proc;
+
+	SpinLockAcquire(&slot->mutex);
+	slot->status = status;
+	strlcpy(slot->message, message ? message : "", sizeof(slot->message));
+	proc = slot->proc;
+	slot->state = slot->state == SLOT_ABANDONED ? SLOT_FREE : SLOT_DONE;
+	SpinLockRelease(&slot->mutex);
+	if (proc)
+		SetLatch(&proc->procLatch);
+}
+
+/* Fail every request that is waiting or running (worker start and exit). */
+static void
+fail_all_slots(int status, const char *message)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+
+	for (int i = 0; i < ws->n_slots; i++)
+	{
+		WorkerSlot *slot = &ws->slots[i];
+		bool		busy;
+
+		SpinLockAcquire(&slot->mutex);
+		busy = slot->state == SLOT_READY || slot->state == SLOT_RUNNING || slot->state == SLOT_ABANDONED;
+		if (busy && slot->state == SLOT_READY)
+			slot->state = SLOT_RUNNING;
+		SpinLockRelease(&slot->mutex);
+		if (busy)
+			finish_slot(slot, status, message);
+	}
+}
+
+/* Take a ready slot for this batch; false if its session withdrew it meanwhile. */
+static bool
+take_slot(WorkerSlot *slot)
+{
+	bool		taken;
+
+	SpinLockAcquire(&slot->mutex);
+	taken = slot->state == SLOT_READY;
+	if (taken)
+		slot->state = SLOT_RUNNING;
+	SpinLockRelease(&slot->mutex);
+	return taken;
+}
+
+/* ---- the engine process ---- */
+
+/* Words for how a child ended, from waitpid's status. */
+static void
+describe_exit(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "was terminated by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else if (WIFEXITED(status))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+	else
+		snprintf(buf, len, "ended");
+}
+
+/* Reap a dead or dying engine process; its description goes to why. */
+static void
+engine_gone(char *why, size_t len)
+{
+	int			status = 0;
+
+	if (engine_fd >= 0)
+		close(engine_fd);
+	engine_fd = -1;
+	if (engine_pid > 0)
+	{
+		/* closing the socket ends a live engine; give a hung one a moment, then kill it */
+		for (int i = 0; i < 50; i++)
+		{
+			if (waitpid(engine_pid, &status, WNOHANG) == engine_pid)
+				break;
+			if (i == 49)
+			{
+				kill(engine_pid, SIGKILL);
+				waitpid(engine_pid, &status, 0);
+			}
+			pg_usleep(10000);
+		}
+		describe_exit(status, why, len);
+	}
+	else
+		snprintf(why, len, "was not running");
+	engine_pid = 0;
+
+	SpinLockAcquire(&pgbert_worker_shared->mutex);
+	pgbert_worker_shared->engine_pid = 0;
+	if (pgbert_worker_shared->state == WORKER_READY)
+		pgbert_worker_shared->state = WORKER_STARTING;
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		pgbert_worker_shared->models[i].used = false;
+	SpinLockRelease(&pgbert_worker_shared->mutex);
+}
+
+/* Read one reply; its payload (palloc'd, NUL-terminated) in *payload. 0, or -1 if the engine is gone. */
+static int
+read_reply(BtMsgHeader *h, char **payload)
+{
+	*payload = NULL;
+	if (bt_io_read_all(engine_fd, h, sizeof(*h)) != 0 || h->magic != BT_SERVE_MAGIC ||
+		h->len > BT_SERVE_MAX_PAYLOAD)
+		return -1;
+	*payload = MemoryContextAllocHuge(CurrentMemoryContext, h->len + 1);
+	if (h->len > 0 && bt_io_read_all(engine_fd, *payload, h->len) != 0)
+		return -1;
+	(*payload)[h->len] = '\0';
+	return 0;
+}
+
+/* Start pgbert_engine (from pkglibdir) and read its hello. */
+static void
+spawn_engine(void)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	char		path[MAXPGPATH];
+	char		fdarg[16],
+				threads[16];
+	const char *device = device_names[pgbert_worker_device];
+	int			sv[2];
+	pid_t		pid;
+	pid_t		parent = getpid();
+	BtMsgHeader h;
+	char	   *payload;
+	char		why[200];
+
+	get_pkglib_path(my_exec_path, path);
+	strlcat(path, "/pgbert_engine", sizeof(path));
+	next_spawn = GetCurrentTimestamp() + 10 * USECS_PER_SEC;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+	{
+		ereport(LOG, (errmsg("pgbert encoder: could not create a socket pair: %m")));
+		return;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+	{
+		ereport(LOG, (errmsg("pgbert encoder: could not fork the engine process: %m")));
+		close(sv[0]);
+		close(sv[1]);
+		return;
+	}
+	if (pid == 0)
+	{
+		sigset_t	none;
+
+		/* the child: nothing of PostgreSQL's survives exec but fd 3 */
+		if (dup2(sv[1], 3) < 0)
+			_exit(126);
+		close_range(4, ~0U, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
+		snprintf(fdarg, sizeof(fdarg), "3");
+		snprintf(threads, sizeof(threads), "%d", pgbert_worker_threads);
+		execl(path, "pgbert_engine", fdarg, device, threads, (char *) NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	engine_fd = sv[0];
+	engine_pid = pid;
+	engine_device = pgbert_worker_device;
+
+	if (read_reply(&h, &payload) != 0 || h.kind != BT_MSG_HELLO || h.status != BT_SERVE_OK ||
+		h.len < sizeof(BtHello))
+	{
+		char		msg[256];
+
+		if (payload && h.status != BT_SERVE_OK && h.len > 0)
+			snprintf(msg, sizeof(msg), "%s", payload);
+		else
+		{
+			engine_gone(why, sizeof(why));
+			snprintf(msg, sizeof(msg), "%s %s", path, why);
+		}
+		if (engine_pid > 0)
+			engine_gone(why, sizeof(why));
+		ereport(LOG, (errmsg("pgbert encoder: the engine process did not start: %s", msg)));
+		SpinLockAcquire(&ws->mutex);
+		ws->state = WORKER_FAILED;
+		strlcpy(ws->message, msg, sizeof(ws->message));
+		SpinLockRelease(&ws->mutex);
+		if (payload)
+			pfree(payload);
+		return;
+	}
+	SpinLockAcquire(&ws->mutex);
+	if (engine_started_once)
+		ws->restarts++;
+	engine_started_once = true;
+	ws->engine_pid = pid;
+	ws->state = WORKER_READY;
+	strlcpy(ws->device, ((BtHello *) payload)->device, sizeof(ws->device));
+	ws->message[0] = '\0';
+	SpinLockRelease(&ws->mutex);
+	pfree(payload);
+	next_spawn = 0;
+}
+
+/* ---- models in the engine ---- */
+
+static int
+find_model(uint64 key)
+{
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		if (pgbert_worker_shared->models[i].used && pgbert_worker_shared->models[i].key == key)
+			return i;
+	return -1;
+}
+
+/* Ask the engine to drop a model; false if the engine died. */
+static bool
+evict_model(int i)
+{
+	WorkerModel *m = &pgbert_worker_shared->models[i];
+	BtMsgHeader h;
+	char	   *payload;
+	bool		ok;
+
+	ok = bt_msg_send(engine_fd, BT_MSG_EVICT, 0, m->key, NULL, 0, NULL, 0, NULL, 0) == 0 &&
+		read_reply(&h, &payload) == 0;
+	if (payload)
+		pfree(payload);
+	SpinLockAcquire(&pgbert_worker_shared->mutex);
+	m->used = false;
+	SpinLockRelease(&pgbert_worker_shared->mutex);
+	return ok;
+}
+
+/*
+ * Make room for a model of the given size: drop older versions of the same
+ * name in the same database, then least recently used models beyond the
+ * memory budget. false if the engine died.
+ */
+static bool
+make_room(const WorkerSlot *slot, uint64 bytes)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	uint64		budget = (uint64) pgbert_worker_memory_mb * 1024 * 1024;
+
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		if (ws->models[i].used && ws->models[i].dboid == slot->dboid &&
+			strcmp(ws->models[i].name, slot->name) == 0 && ws->models[i].version_id != slot->version_id &&
+			!evict_model(i))
+			return false;
+	for (;;)
+	{
+		uint64		used = 0;
+		int			n = 0,
+					oldest = -1;
+
+		for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+			if (ws->models[i].used)
+			{
+				used += ws->models[i].bytes;
+				n++;
+				if (oldest < 0 || ws->models[i].last_used < ws->models[oldest].last_used)
+					oldest = i;
+			}
+		if (oldest < 0 || (used + bytes <= budget && n < PGBERT_WORKER_MODELS))
+			return true;
+		if (!evict_model(oldest))
+			return false;
+	}
+}
+
+/* Serve a LOAD slot: the session's segment holds uint32 config length, config, checkpoint. */
+static void
+run_load(WorkerSlot *slot)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	dsm_segment *seg = dsm_attach(slot->seg);
+	BtMsgHeader h;
+	char	   *payload = NULL;
+	char		why[200];
+	int			i;
+
+	if (seg == NULL)
+	{
+		finish_slot(slot, -1, "the request's shared memory is gone");
+		return;
+	}
+	if (!make_room(slot, slot->load_bytes) ||
+		bt_msg_send(engine_fd, BT_MSG_LOAD, 0, slot->key, dsm_segment_address(seg), slot->load_bytes,
+					NULL, 0, NULL, 0) != 0 ||
+		read_reply(&h, &payload) != 0)
+	{
+		char		msg[256];
+
+		dsm_detach(seg);
+		engine_gone(why, sizeof(why));
+		snprintf(msg, sizeof(msg), "the pgbert engine process %s while loading the model", why);
+		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
+		finish_slot(slot, -1, msg);
+		return;
+	}
+	dsm_detach(seg);
+	if (h.status != BT_SERVE_OK || h.len < sizeof(BtLoaded))
+	{
+		finish_slot(slot, h.status, payload);
+		pfree(payload);
+		return;
+	}
+	SpinLockAcquire(&ws->mutex);
+	for (i = 0; i < PGBERT_WORKER_MODELS && ws->models[i].used; i++)
+		;
+	if (i < PGBERT_WORKER_MODELS)
+	{
+		WorkerModel *m = &ws->models[i];
+		BtLoaded   *info = (BtLoaded *) payload;
+
+		m->used = true;
+		m->key = slot->key;
+		m->dboid = slot->dboid;
+		m->version_id = slot->version_id;
+		m->version = slot->version;
+		strlcpy(m->name, slot->name, NAMEDATALEN);
+		m->bytes = info->param_bytes;
+		m->hidden_size = info->hidden_size;
+		m->num_classes = info->num_classes;
+		m->has_pooler = info->has_pooler != 0;
+		m->loaded_at = m->last_used = GetCurrentTimestamp();
+		pg_atomic_write_u64(&m->calls, 0);
+		pg_atomic_write_u64(&m->rows, 0);
+		for (int l = 0; l < PGBERT_WORKER_LABELS; l++)
+			pg_atomic_write_u64(&m->label_counts[l], 0);
+	}
+	SpinLockRelease(&ws->mutex);
+	pfree(payload);
+	finish_slot(slot, BT_SERVE_OK, NULL);
+}
+
+/* Bucket of a latency in microseconds: floor(log2), capped. */
+static int
+latency_bucket(int64 us)
+{
+	int			b = 0;
+
+	while (us > 1 && b < PGBERT_LATENCY_BUCKETS - 1)
+	{
+		us >>= 1;
+		b++;
+	}
+	return b;
+}
+
+/*
+ * Serve a batch of FORWARD slots of one model and one output kind: pack their
+ * sequences into one request, send it, and hand each slot its rows.
+ */
+static void
+run_forward(WorkerSlot **batch, int n)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	dsm_segment **segs = palloc0(sizeof(dsm_segment *) * n);
+	int			n_seq = 0,
+				n_tokens = 0,
+				width = 0;
+	int32	   *offsets,
+			   *ids;
+	BtForwardHead head;
+	BtMsgHeader h;
+	char	   *payload = NULL;
+	TimestampTz start = GetCurrentTimestamp(),
+				end;
+	TimestampTz *submitted = palloc(sizeof(TimestampTz) * n);
+	uint64		key = batch[0]->key;
+	int			m;
+
+	for (int i = 0; i < n; i++)
+	{
+		n_seq += batch[i]->n_seq;
+		n_tokens += batch[i]->n_tokens;
+		submitted[i] = batch[i]->submitted;
+	}
+	offsets = palloc(sizeof(int32) * (n_seq + 1));
+	ids = palloc(sizeof(int32) * Max(n_tokens, 1));
+	offsets[0] = 0;
+	n_seq = 0;
+	n_tokens = 0;
+	for (int i = 0; i < n; i++)
+	{
+		WorkerSlot *s = batch[i];
+		int32	   *their;
+
+		segs[i] = dsm_attach(s->seg);
+		if (segs[i] == NULL)
+			continue;			/* the session is gone; its rows are skipped */
+		their = dsm_segment_address(segs[i]);
+		for (int q = 0; q < s->n_seq; q++)
+			offsets[n_seq + q + 1] = n_tokens + their[q + 1];
+		memcpy(ids + n_tokens, their + s->n_seq + 1, sizeof(int32) * s->n_tokens);
+		n_seq += s->n_seq;
+		n_tokens += s->n_tokens;
+	}
+	if (n_seq == 0)
+	{
+		for (int i = 0; i < n; i++)
+			finish_slot(batch[i], -1, "the request's shared memory is gone");
+		return;
+	}
+
+	head.want = batch[0]->want;
+	head.n_seq = n_seq;
+	if (bt_msg_send(engine_fd, BT_MSG_FORWARD, 0, batch[0]->key, &head, sizeof(head),
+					offsets, sizeof(int32) * (n_seq + 1), ids, sizeof(int32) * n_tokens) != 0 ||
+		read_reply(&h, &payload) != 0)
+	{
+		char		why[200],
+					msg[256];
+
+		engine_gone(why, sizeof(why));
+		snprintf(msg, sizeof(msg), "the pgbert engine process %s while running a batch of %d rows", why, n_seq);
+		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
+		for (int i = 0; i < n; i++)
+		{
+			if (segs[i])
+				dsm_detach(segs[i]);
+			finish_slot(batch[i], -1, msg);
+		}
+		SpinLockAcquire(&ws->mutex);
+		ws->errors += n;
+		SpinLockRelease(&ws->mutex);
+		return;
+	}
+	if (h.status == BT_SERVE_OK)
+		width = h.len / sizeof(float) / n_seq;
+	end = GetCurrentTimestamp();
+
+	n_seq = 0;
+	for (int i = 0; i < n; i++)
+	{
+		WorkerSlot *s = batch[i];
+
+		if (segs[i] == NULL)
+		{
+			finish_slot(s, -1, "the request's shared memory is gone");
+			continue;
+		}
+		if (h.status == BT_SERVE_OK)
+		{
+			char	   *base = dsm_segment_address(segs[i]);
+			Size		out_at = sizeof(int32) * ((Size) s->n_seq + 1 + s->n_tokens);
+
+			memcpy(base + out_at, payload + sizeof(float) * (Size) n_seq * width,
+				   sizeof(float) * (Size) s->n_seq * width);
+		}
+		n_seq += s->n_seq;
+		dsm_detach(segs[i]);
+		finish_slot(s, h.status, h.status == BT_SERVE_OK ? NULL : payload);
+	}
+
+	SpinLockAcquire(&ws->mutex);
+	ws->batches++;
+	ws->batch_rows += n_seq;
+	ws->batch_tokens += n_tokens;
+	ws->requests += n;
+	if (h.status != BT_SERVE_OK && h.status != BT_ERR_UNKNOWN_MODEL)
+		ws->errors += n;
+	ws->busy_seconds += (double) (end - start) / USECS_PER_SEC;
+	for (int i = 0; i < n; i++)
+		ws->latency[latency_bucket(end - submitted[i])]++;
+	if ((m = find_model(key)) >= 0)
+	{
+		ws->models[m].last_used = end;
+		pg_atomic_fetch_add_u64(&ws->models[m].calls, n);
+		pg_atomic_fetch_add_u64(&ws->models[m].rows, n_seq);
+	}
+	SpinLockRelease(&ws->mutex);
+	pfree(payload);
+	pfree(offsets);
+	pfree(ids);
+	pfree(segs);
+}
+
+/*
+ * Run what is ready: the oldest request, and with a forward request every
+ * other ready one for the same model and output, up to the token budget.
+ * Returns the milliseconds to wait for a batch to fill, 0 when work was done,
+ * or -1 when nothing is pending.
+ */
+static long
+serve_ready(void)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	WorkerSlot *oldest = NULL;
+	WorkerSlot **batch;
+	int			n = 0,
+				tokens = 0,
+				ready = 0;
+
+	for (int i = 0; i < ws->n_slots; i++)
+	{
+		WorkerSlot *s = &ws->slots[i];
+
+		if (s->state != SLOT_READY)	/* unlocked peek; take_slot decides */
+			continue;
+		ready++;
+		if (oldest == NULL || s->submitted < oldest->submitted)
+			oldest = s;
+	}
+	if (oldest == NULL)
+		return -1;
+	if (oldest->kind == SLOT_LOAD)
+	{
+		if (take_slot(oldest))
+			run_load(oldest);
+		return 0;
+	}
+
+	batch = palloc(sizeof(WorkerSlot *) * ready);
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < ws->n_slots; i++)
+		{
+			WorkerSlot *s = &ws->slots[i];
+
+			/* the oldest first, then the others in slot order */
+			if ((pass == 0) != (s == oldest) || s->state != SLOT_READY || s->kind != SLOT_FORWARD ||
+				s->key != oldest->key || s->want != oldest->want || n == ready)
+				continue;
+			if (n > 0 && tokens + s->n_tokens > pgbert_worker_batch_tokens)
+				continue;
+			batch[n++] = s;
+			tokens += s->n_tokens;
+		}
+
+	/* a batch with room may wait a little for more sessions */
+	if (tokens < pgbert_worker_batch_tokens && pgbert_worker_max_wait_ms > 0)
+	{
+		long		waited = (long) ((GetCurrentTimestamp() - oldest->submitted) / 1000);
+
+		if (waited < pgbert_worker_max_wait_ms)
+		{
+			pfree(batch);
+			return pgbert_worker_max_wait_ms - waited;
+		}
+	}
+
+	{
+		int			taken = 0;
+
+		for (int i = 0; i < n; i++)
+			if (take_slot(batch[i]))
+				batch[taken++] = batch[i];
+		if (taken > 0)
+			run_forward(batch, taken);
+	}
+	pfree(batch);
+	return 0;
+}
+
+/* On exit: say the worker is gone and fail what waits, so sessions run in-process. */
+static void
+worker_exit(int code, Datum arg)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	char		why[200];
+
+	if (engine_fd >= 0)
+		engine_gone(why, sizeof(why));
+	SpinLockAcquire(&ws->mutex);
+	ws->state = WORKER_DOWN;
+	ws->worker_pid = 0;
+	ws->worker_proc = NULL;
+	ws->engine_pid = 0;
+	SpinLockRelease(&ws->mutex);
+	fail_all_slots(-2, "the pgbert encoder worker stopped");
+}
+
+void
+pgbert_encoder_main(Datum arg)
+{
+	WorkerShared *ws;
+	MemoryContext loop_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGCHLD, SIG_DFL);
+	BackgroundWorkerUnblockSignals();
+	ws = pgbert_worker_shared;
+	if (ws == NULL)
+		proc_exit(0);
+
+	/* requests left from a previous worker are failed: their sessions retry in-process */
+	fail_all_slots(-2, "the pgbert encoder worker restarted");
+	SpinLockAcquire(&ws->mutex);
+	ws->state = WORKER_STARTING;
+	ws->worker_pid = MyProcPid;
+	ws->worker_proc = MyProc;
+	ws->started_at = GetCurrentTimestamp();
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		ws->models[i].used = false;
+	SpinLockRelease(&ws->mutex);
+	before_shmem_exit(worker_exit, (Datum) 0);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgbert encoder batch", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		long		wait_ms;
+
+		ResetLatch(MyLatch);
+		if (ShutdownRequestPending)
+			break;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (engine_fd < 0)
+				next_spawn = 0; /* a changed setting may let it start: try now */
+			else if (engine_device != pgbert_worker_device)
+			{
+				char		why[200];
+
+				engine_gone(why, sizeof(why));	/* restarted on the new device below */
+				next_spawn = 0;
+			}
+			else if (engine_fd >= 0)
+			{
+				uint32		threads = pgbert_worker_threads;
+				BtMsgHeader h;
+				char	   *payload;
+
+				if (bt_msg_send(engine_fd, BT_MSG_THREADS, 0, 0, &threads, sizeof(threads),
+								NULL, 0, NULL, 0) != 0 || read_reply(&h, &payload) != 0)
+				{
+					char		why[200];
+
+					engine_gone(why, sizeof(why));
+				}
+			}
+		}
+		if (engine_fd < 0 && GetCurrentTimestamp() >= next_spawn)
+		{
+			SpinLockAcquire(&ws->mutex);
+			if (ws->state != WORKER_FAILED)
+				ws->state = WORKER_STARTING;
+			SpinLockRelease(&ws->mutex);
+			spawn_engine();
+		}
+
+		if (engine_fd < 0)
+		{
+			/* no engine: what waits runs in the sessions instead */
+			fail_all_slots(-2, ws->message[0] ? ws->message : "the pgbert engine process is not running");
+			wait_ms = 1000;
+		}
+		else
+		{
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+			wait_ms = serve_ready();
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(loop_cxt);
+			if (wait_ms == 0)
+				continue;		/* more may be ready */
+			if (wait_ms < 0)
+				wait_ms = 1000;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
+						 PG_WAIT_EXTENSION);
+	}
+	/* 1, not 0: the postmaster starts the worker again unless the server is stopping */
+	proc_exit(1);
+}

@@ -1,0 +1,133 @@
+/*
+ * worker.h - the encoder worker's shared state: one request slot per backend,
+ * the table of models the engine process holds, and serving statistics.
+ *
+ * A session fills its slot (the data itself in a DSM segment it owns), sets
+ * the worker's latch and waits on its own; the worker merges ready slots of
+ * the same model into one batch, runs it in the engine process (serve.h),
+ * writes each session's rows back and sets their latches. Exists only when
+ * pgbert is in shared_preload_libraries.
+ */
+#ifndef PGBERT_WORKER_H
+#define PGBERT_WORKER_H
+
+#include "postgres.h"
+
+#include "storage/dsm.h"
+#include "storage/proc.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+#define PGBERT_WORKER_MODELS 64		/* versions the engine process may hold */
+#define PGBERT_WORKER_LABELS 16		/* labels counted per model */
+#define PGBERT_LATENCY_BUCKETS 32	/* request latency histogram, 2^i microseconds */
+
+typedef enum SlotState
+{
+	SLOT_FREE = 0,
+	SLOT_READY,					/* the session posted a request */
+	SLOT_RUNNING,				/* the worker took it */
+	SLOT_DONE,					/* result (or error) written; the session reads it */
+	SLOT_ABANDONED				/* the session gave up while running; the worker frees it */
+} SlotState;
+
+typedef enum SlotKind
+{
+	SLOT_FORWARD = 0,
+	SLOT_LOAD
+} SlotKind;
+
+typedef struct WorkerSlot
+{
+	slock_t		mutex;			/* protects state */
+	SlotState	state;
+	SlotKind	kind;
+	int			pid;			/* session, for the latch and for diagnostics */
+	PGPROC	   *proc;
+	dsm_handle	seg;			/* the request's data */
+	uint64		key;			/* model: database and version id */
+	Oid			dboid;
+	int64		version_id;
+	int32		version;
+	char		name[NAMEDATALEN];
+	int			want;			/* BtWant */
+	int			n_seq;
+	int			n_tokens;
+	uint64		load_bytes;		/* LOAD: config + checkpoint bytes */
+	TimestampTz submitted;
+	int			status;			/* BtStatus of the result, or -1 for a worker-side failure */
+	char		message[256];
+} WorkerSlot;
+
+typedef struct WorkerModel
+{
+	bool		used;
+	uint64		key;
+	Oid			dboid;
+	int64		version_id;
+	int32		version;
+	char		name[NAMEDATALEN];
+	uint64		bytes;
+	int			hidden_size;
+	int			num_classes;
+	bool		has_pooler;
+	TimestampTz loaded_at;
+	TimestampTz last_used;
+	pg_atomic_uint64 calls;		/* requests served */
+	pg_atomic_uint64 rows;
+	pg_atomic_uint64 label_counts[PGBERT_WORKER_LABELS];	/* classify() results, by label id */
+} WorkerModel;
+
+typedef enum WorkerState
+{
+	WORKER_DOWN = 0,			/* no worker process */
+	WORKER_STARTING,			/* starting the engine process */
+	WORKER_READY,
+	WORKER_FAILED				/* the engine process cannot start; message says why */
+} WorkerState;
+
+typedef struct WorkerShared
+{
+	slock_t		mutex;			/* protects everything below but the slots and atomics */
+	WorkerState state;
+	int			worker_pid;
+	PGPROC	   *worker_proc;
+	int			engine_pid;
+	char		device[32];
+	char		message[256];	/* why the engine is not ready */
+	TimestampTz started_at;
+	uint64		batches;
+	uint64		batch_rows;
+	uint64		batch_tokens;
+	uint64		requests;
+	uint64		errors;
+	uint64		restarts;		/* engine processes started after the first */
+	uint64		latency[PGBERT_LATENCY_BUCKETS];	/* request latencies, 2^i us buckets */
+	double		busy_seconds;	/* time spent running batches */
+	WorkerModel models[PGBERT_WORKER_MODELS];
+	int			n_slots;
+	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} WorkerShared;
+
+/* The shared state, NULL when pgbert was not preloaded. */
+extern WorkerShared *pgbert_worker_shared;
+
+/* Settings of the worker (pgbert.c). */
+extern bool pgbert_worker_enabled;
+extern int	pgbert_worker_device;
+extern int	pgbert_worker_threads;
+extern int	pgbert_worker_batch_tokens;
+extern int	pgbert_worker_max_wait_ms;
+extern int	pgbert_worker_memory_mb;
+
+/* Shared memory and the worker's registration, from _PG_init while preloading. */
+extern void pgbert_worker_register(void);
+
+/* The key of a model version in the worker: database and version id. */
+static inline uint64
+pgbert_worker_key(Oid dboid, int64 version_id)
+{
+	return ((uint64) dboid << 40) ^ (uint64) version_id;
+}
+
+#endif

@@ -1,0 +1,378 @@
+/*
+ * worker_client.c - a session's side of the encoder worker: post a packed
+ * chunk to this backend's slot, wait on the latch, read the rows back; hand
+ * the worker a model's checkpoint the first time it needs it.
+ *
+ * The data travels in a DSM segment the session keeps for its lifetime (grown
+ * when a request needs more). When the worker is not there, callers run the
+ * engine in-process; the first time in a session that happens while the
+ * worker was expected, a NOTICE says why.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "pgbert.h"
+#include "serve.h"
+#include "worker.h"
+
+static dsm_segment *session_seg = NULL;
+static bool told_fallback = false;
+static bool exit_hook_set = false;
+
+/* This backend's slot. */
+static WorkerSlot *
+my_slot(void)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+
+	if (MyBackendId < 1 || MyBackendId > ws->n_slots)
+		return NULL;
+	return &ws->slots[MyBackendId - 1];
+}
+
+/* On backend exit: a request still queued is withdrawn, a running one abandoned. */
+static void
+release_slot_at_exit(int code, Datum arg)
+{
+	WorkerSlot *slot = my_slot();
+
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	if (slot->state == SLOT_READY || slot->state == SLOT_DONE)
+		slot->state = SLOT_FREE;
+	else if (slot->state == SLOT_RUNNING)
+		slot->state = SLOT_ABANDONED;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* One NOTICE per session when the worker was expected but is not serving. */
+static void
+tell_fallback(const char *why)
+{
+	if (told_fallback)
+		return;
+	told_fallback = true;
+	ereport(NOTICE,
+			(errmsg("pgbert runs models in this session, not in the encoder worker: %s", why)));
+}
+
+bool
+pgbert_worker_usable(void)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	WorkerState state;
+	char		message[256];
+
+	if (!pgbert_worker_enabled)
+		return false;
+	if (ws == NULL)
+	{
+		/* not preloaded: the server is not set up for a worker, nothing to explain */
+		return false;
+	}
+	if (my_slot() == NULL)
+		return false;
+	SpinLockAcquire(&ws->mutex);
+	state = ws->state;
+	strlcpy(message, ws->message, sizeof(message));
+	SpinLockRelease(&ws->mutex);
+	if (state == WORKER_READY)
+		return true;
+	if (state == WORKER_FAILED)
+		tell_fallback(message);
+	else if (state == WORKER_STARTING)
+		tell_fallback("the encoder worker is starting its engine process");
+	else
+		tell_fallback("the encoder worker is not running");
+	return false;
+}
+
+/* The session's segment, with at least size bytes. */
+static char *
+session_buffer(Size size)
+{
+	if (session_seg != NULL && dsm_segment_map_length(session_seg) < size)
+	{
+		dsm_detach(session_seg);
+		session_seg = NULL;
+	}
+	if (session_seg == NULL)
+	{
+		Size		want = Max(size, (Size) 1 << 20);
+
+		session_seg = dsm_create(want + want / 4, 0);
+		dsm_pin_mapping(session_seg);
+	}
+	return dsm_segment_address(session_seg);
+}
+
+/* Post the prepared slot and wait for the worker; the final state's status, or -2 if the worker went away. */
+static int
+post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	PGPROC	   *worker;
+	int			status;
+
+	if (!exit_hook_set)
+	{
+		before_shmem_exit(release_slot_at_exit, (Datum) 0);
+		exit_hook_set = true;
+	}
+	SpinLockAcquire(&ws->mutex);
+	worker = ws->worker_proc;
+	SpinLockRelease(&ws->mutex);
+	if (worker == NULL)
+		return -2;
+
+	SpinLockAcquire(&slot->mutex);
+	slot->pid = MyProcPid;
+	slot->proc = MyProc;
+	slot->submitted = GetCurrentTimestamp();
+	slot->status = 0;
+	slot->message[0] = '\0';
+	slot->state = SLOT_READY;
+	SpinLockRelease(&slot->mutex);
+	SetLatch(&worker->procLatch);
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			SlotState	state;
+			int			worker_pid;
+
+			SpinLockAcquire(&slot->mutex);
+			state = slot->state;
+			SpinLockRelease(&slot->mutex);
+			if (state == SLOT_DONE)
+				break;
+			SpinLockAcquire(&ws->mutex);
+			worker_pid = ws->worker_pid;
+			SpinLockRelease(&ws->mutex);
+			if (worker_pid == 0)
+			{
+				/* the worker died without answering: withdraw, or abandon a running request */
+				SpinLockAcquire(&slot->mutex);
+				if (slot->state == SLOT_READY)
+					slot->state = SLOT_FREE;
+				else if (slot->state == SLOT_RUNNING)
+					slot->state = SLOT_ABANDONED;
+				state = slot->state;
+				SpinLockRelease(&slot->mutex);
+				if (state != SLOT_DONE)
+					return -2;
+				break;
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		/* cancelled: a queued request is withdrawn, a running one's rows are dropped by the worker */
+		SpinLockAcquire(&slot->mutex);
+		if (slot->state == SLOT_READY || slot->state == SLOT_DONE)
+			slot->state = SLOT_FREE;
+		else if (slot->state == SLOT_RUNNING)
+			slot->state = SLOT_ABANDONED;
+		SpinLockRelease(&slot->mutex);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	status = slot->status;
+	strlcpy(message, slot->message, msglen);
+	return status;
+}
+
+/* Wait until a request this session abandoned earlier has been dropped by the worker. */
+static bool
+wait_slot_free(WorkerSlot *slot)
+{
+	for (;;)
+	{
+		SlotState	state;
+
+		SpinLockAcquire(&slot->mutex);
+		state = slot->state;
+		if (state == SLOT_DONE)
+			slot->state = state = SLOT_FREE;
+		SpinLockRelease(&slot->mutex);
+		if (state == SLOT_FREE)
+			return true;
+		if (pgbert_worker_shared->worker_pid == 0)
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Fill the model fields of the slot. */
+static void
+describe_model(WorkerSlot *slot, const PgbertModel *pm)
+{
+	slot->dboid = MyDatabaseId;
+	slot->version_id = pm->id;
+	slot->version = pm->version;
+	strlcpy(slot->name, pm->name, NAMEDATALEN);
+	slot->key = pgbert_worker_key(MyDatabaseId, pm->id);
+}
+
+/* Hand the worker the model's config and checkpoint (read here, as the current role). */
+static int
+load_into_worker(WorkerSlot *slot, PgbertModel *pm, char *message, size_t msglen)
+{
+	Size		blob_len;
+	char	   *blob = pgbert_read_checkpoint(pm, &blob_len);
+	uint32		config_len = strlen(pm->config_json);
+	Size		total = 4 + config_len + blob_len;
+	dsm_segment *seg;
+	char	   *p;
+	volatile int status = -2;
+
+	seg = dsm_create(total, 0);
+	p = dsm_segment_address(seg);
+	memcpy(p, &config_len, 4);
+	memcpy(p + 4, pm->config_json, config_len);
+	memcpy(p + 4 + config_len, blob, blob_len);
+	pfree(blob);
+
+	describe_model(slot, pm);
+	slot->kind = SLOT_LOAD;
+	slot->seg = dsm_segment_handle(seg);
+	slot->load_bytes = total;
+	slot->n_seq = 0;
+	slot->n_tokens = 0;
+	PG_TRY();
+	{
+		status = post_and_wait(slot, message, msglen);
+	}
+	PG_FINALLY();
+	{
+		dsm_detach(seg);
+	}
+	PG_END_TRY();
+	if (status != -2)
+	{
+		SpinLockAcquire(&slot->mutex);
+		slot->state = SLOT_FREE;
+		SpinLockRelease(&slot->mutex);
+	}
+	return status;
+}
+
+bool
+pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets, const int32 *ids,
+					  float *out, int width)
+{
+	WorkerSlot *slot = my_slot();
+	int			n_tokens = offsets[n_seq];
+	Size		out_at = sizeof(int32) * ((Size) n_seq + 1 + n_tokens);
+	Size		size = out_at + sizeof(float) * (Size) n_seq * width;
+	char		message[256];
+	int			status;
+
+	if (slot == NULL || !wait_slot_free(slot))
+		return false;
+	for (int attempt = 0;; attempt++)
+	{
+		char	   *buf = session_buffer(size);
+
+		memcpy(buf, offsets, sizeof(int32) * (n_seq + 1));
+		memcpy(buf + sizeof(int32) * (n_seq + 1), ids, sizeof(int32) * n_tokens);
+		describe_model(slot, pm);
+		slot->kind = SLOT_FORWARD;
+		slot->seg = dsm_segment_handle(session_seg);
+		slot->want = want;
+		slot->n_seq = n_seq;
+		slot->n_tokens = n_tokens;
+		status = post_and_wait(slot, message, sizeof(message));
+		if (status == -2)
+		{
+			tell_fallback(message[0] ? message : "the encoder worker stopped");
+			return false;
+		}
+		SpinLockAcquire(&slot->mutex);
+		slot->state = SLOT_FREE;
+		SpinLockRelease(&slot->mutex);
+		if (status == BT_SERVE_OK)
+		{
+			memcpy(out, buf + out_at, sizeof(float) * (Size) n_seq * width);
+			return true;
+		}
+		if (status != BT_ERR_UNKNOWN_MODEL || attempt > 0)
+			break;
+		/* the engine does not have this version (first use, evicted, or a new engine): send it */
+		status = load_into_worker(slot, pm, message, sizeof(message));
+		if (status == -2)
+		{
+			tell_fallback(message[0] ? message : "the encoder worker stopped");
+			return false;
+		}
+		if (status != BT_SERVE_OK)
+			break;
+	}
+
+	switch (status)
+	{
+		case BT_ERR_NO_CLASSIFIER:
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("model \"%s\" has no classification head", pm->name),
+					 errhint("Use embed() for its sentence embeddings.")));
+			break;
+		case BT_ERR_NO_POOLER:
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("model \"%s\" has no pooler", pm->name),
+					 errhint("Use pooling => 'mean' or 'cls'.")));
+			break;
+		case BT_ERR_MODEL:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("model \"%s\" version %d could not be loaded by the encoder worker: %s",
+							pm->name, pm->version, message)));
+			break;
+		case -1:
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("model \"%s\" version %d failed in the encoder worker", pm->name, pm->version),
+					 errdetail("%s.", message),
+					 errhint("The worker has started a new engine process; running the statement again should work.")));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("model \"%s\" version %d failed in the encoder worker: %s",
+							pm->name, pm->version, message)));
+	}
+	return false;
+}
+
+void
+pgbert_worker_count_label(const PgbertModel *pm, int label)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	uint64		key;
+
+	if (ws == NULL || label < 0 || label >= PGBERT_WORKER_LABELS)
+		return;
+	key = pgbert_worker_key(MyDatabaseId, pm->id);
+	/* unlocked read of the key: a count may land on a model evicted meanwhile, which is harmless */
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		if (ws->models[i].used && ws->models[i].key == key)
+		{
+			pg_atomic_fetch_add_u64(&ws->models[i].label_counts[label], 1);
+			return;
+		}
+}

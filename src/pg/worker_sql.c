@@ -1,0 +1,179 @@
+/*
+ * worker_sql.c - the encoder worker seen from SQL: its state and counters
+ * (pgbert.worker view) and the model versions its engine process holds, with
+ * their serving counts (pgbert.worker_models view).
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "catalog/pg_type.h"
+
+#include "worker.h"
+
+static const char *
+state_name(WorkerState s)
+{
+	switch (s)
+	{
+		case WORKER_DOWN:
+			return "down";
+		case WORKER_STARTING:
+			return "starting";
+		case WORKER_READY:
+			return "ready";
+		case WORKER_FAILED:
+			return "failed";
+	}
+	return "unknown";
+}
+
+/* Upper bound in milliseconds of the bucket holding the q-quantile of the histogram; NULL if empty. */
+static bool
+latency_quantile(const uint64 *hist, double q, double *ms)
+{
+	uint64		total = 0,
+				seen = 0;
+
+	for (int b = 0; b < PGBERT_LATENCY_BUCKETS; b++)
+		total += hist[b];
+	if (total == 0)
+		return false;
+	for (int b = 0; b < PGBERT_LATENCY_BUCKETS; b++)
+	{
+		seen += hist[b];
+		if ((double) seen >= q * (double) total)
+		{
+			*ms = (double) ((uint64) 1 << (b + 1)) / 1000.0;
+			return true;
+		}
+	}
+	*ms = (double) ((uint64) 1 << PGBERT_LATENCY_BUCKETS) / 1000.0;
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(pgbert_worker_status);
+
+/* worker_status() RETURNS one row: the worker's state and counters since it started. */
+Datum
+pgbert_worker_status(PG_FUNCTION_ARGS)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	TupleDesc	desc;
+	Datum		v[20];
+	bool		n[20];
+	WorkerShared copy;
+	int			queued = 0,
+				running = 0,
+				models = 0;
+	uint64		model_bytes = 0;
+	double		ms;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "worker_status must return a row");
+	memset(n, 0, sizeof(n));
+	if (ws == NULL)
+	{
+		memset(n, true, sizeof(n));
+		v[0] = CStringGetTextDatum("not preloaded");
+		n[0] = false;
+		v[1] = CStringGetTextDatum("pgbert is not in shared_preload_libraries: models run in each session");
+		n[1] = false;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, v, n)));
+	}
+
+	SpinLockAcquire(&ws->mutex);
+	memcpy(&copy, ws, offsetof(WorkerShared, models));
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		if (ws->models[i].used)
+		{
+			models++;
+			model_bytes += ws->models[i].bytes;
+		}
+	SpinLockRelease(&ws->mutex);
+	for (int i = 0; i < ws->n_slots; i++)
+	{
+		SlotState	s = ws->slots[i].state;
+
+		queued += s == SLOT_READY;
+		running += s == SLOT_RUNNING || s == SLOT_ABANDONED;
+	}
+
+	v[0] = CStringGetTextDatum(state_name(copy.state));
+	v[1] = CStringGetTextDatum(copy.message);
+	n[1] = copy.message[0] == '\0';
+	v[2] = Int32GetDatum(copy.worker_pid);
+	n[2] = copy.worker_pid == 0;
+	v[3] = Int32GetDatum(copy.engine_pid);
+	n[3] = copy.engine_pid == 0;
+	v[4] = CStringGetTextDatum(copy.device);
+	n[4] = copy.device[0] == '\0';
+	v[5] = TimestampTzGetDatum(copy.started_at);
+	n[5] = copy.started_at == 0;
+	v[6] = Int32GetDatum(models);
+	v[7] = Int64GetDatum((int64) model_bytes);
+	v[8] = Int32GetDatum(queued);
+	v[9] = Int32GetDatum(running);
+	v[10] = Int64GetDatum((int64) copy.batches);
+	v[11] = Int64GetDatum((int64) copy.requests);
+	v[12] = Int64GetDatum((int64) copy.batch_rows);
+	v[13] = Float8GetDatum(copy.batches ? (double) copy.batch_rows / copy.batches : 0.0);
+	n[13] = copy.batches == 0;
+	v[14] = Float8GetDatum(copy.busy_seconds > 0 ? copy.batch_rows / copy.busy_seconds : 0.0);
+	n[14] = copy.busy_seconds <= 0;
+	n[15] = !latency_quantile(copy.latency, 0.5, &ms);
+	v[15] = Float8GetDatum(ms);
+	n[16] = !latency_quantile(copy.latency, 0.99, &ms);
+	v[16] = Float8GetDatum(ms);
+	v[17] = Int64GetDatum((int64) copy.errors);
+	v[18] = Int64GetDatum((int64) copy.restarts);
+	v[19] = Float8GetDatum(copy.busy_seconds);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, v, n)));
+}
+
+PG_FUNCTION_INFO_V1(pgbert_worker_models);
+
+/* worker_models() RETURNS SETOF the versions the engine process holds, for every database. */
+Datum
+pgbert_worker_models(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WorkerShared *ws = pgbert_worker_shared;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (ws == NULL)
+		return (Datum) 0;
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+	{
+		WorkerModel m;
+		Datum		v[11];
+		bool		n[11];
+		Datum		counts[PGBERT_WORKER_LABELS];
+		int			nc;
+
+		SpinLockAcquire(&ws->mutex);
+		memcpy(&m, &ws->models[i], sizeof(m));
+		SpinLockRelease(&ws->mutex);
+		if (!m.used)
+			continue;
+		memset(n, 0, sizeof(n));
+		nc = Min(m.num_classes, PGBERT_WORKER_LABELS);
+		for (int l = 0; l < nc; l++)
+			counts[l] = Int64GetDatum((int64) pg_atomic_read_u64(&ws->models[i].label_counts[l]));
+		v[0] = ObjectIdGetDatum(m.dboid);
+		v[1] = Int64GetDatum(m.version_id);
+		v[2] = CStringGetTextDatum(m.name);
+		v[3] = Int32GetDatum(m.version);
+		v[4] = Int64GetDatum((int64) m.bytes);
+		v[5] = TimestampTzGetDatum(m.loaded_at);
+		v[6] = TimestampTzGetDatum(m.last_used);
+		v[7] = Int64GetDatum((int64) pg_atomic_read_u64(&ws->models[i].calls));
+		v[8] = Int64GetDatum((int64) pg_atomic_read_u64(&ws->models[i].rows));
+		v[9] = PointerGetDatum(construct_array(counts, nc, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[10] = Int32GetDatum(m.hidden_size);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	return (Datum) 0;
+}
