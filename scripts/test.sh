@@ -4,7 +4,8 @@
 #   plain and under ASan/UBSan), fuzz smoke runs, the GPU GEMM test
 #   (skips without a device), fixture reproducibility against the pinned oracles,
 #   the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv), and the
-#   client import/export checks with the real MiniLM checkpoint in another.
+#   client import/export checks with the real MiniLM checkpoint in another, and the
+#   encoder worker's checks in a third that preloads pgbert.
 # Exits nonzero when anything fails; the last line counts passed/failed stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,12 @@ regress() {
 # pgbert_import, and a classifier exported with pgbert_export and checked with transformers
 client_checks() {
   pg_virtualenv -v 15 bash -c 'PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_models.py'
+}
+# the encoder worker in a cluster that preloads pgbert: same results as in-process, 16
+# concurrent sessions, cancel/timeout, the engine process killed mid-query, fallback
+worker_checks() {
+  pg_virtualenv -t -v 15 -o "shared_preload_libraries=pgbert" \
+    bash -c 'PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_worker.py'
 }
 gpu_gemm() {
   if [ "$(make -s print-use-cuda)" != 1 ]; then echo "built without CUDA: skipped"; return 0; fi
@@ -61,6 +68,7 @@ stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/ge
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
 stage "pg_regress suites" regress
 stage "client import/export (MiniLM, round trip)" client_checks
+stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks
 
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
