@@ -41,3 +41,12 @@ WHERE w.dboid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catal
 COMMENT ON VIEW pgbert.worker_models IS
 'model versions of this database that the encoder worker holds, with calls, rows and classify() results per label';
 GRANT SELECT ON pgbert.worker_models TO PUBLIC;
+
+-- A deleted version (drop_model) leaves the encoder worker's engine at once.
+CREATE FUNCTION pgbert.worker_forget_version()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pgbert_worker_forget_version'
+LANGUAGE C;
+
+CREATE TRIGGER worker_forget_version AFTER DELETE ON pgbert.model_versions
+    FOR EACH ROW EXECUTE FUNCTION pgbert.worker_forget_version();

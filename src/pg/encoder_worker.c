@@ -632,6 +632,22 @@ serve_ready(void)
 			run_load(oldest);
 		return 0;
 	}
+	if (oldest->kind == SLOT_EVICT)
+	{
+		if (take_slot(oldest))
+		{
+			int			m = find_model(oldest->key);
+
+			if (m >= 0 && !evict_model(m))
+			{
+				char		why[200];
+
+				engine_gone(why, sizeof(why));
+			}
+			finish_slot(oldest, BT_SERVE_OK, NULL);
+		}
+		return 0;
+	}
 
 	batch = palloc(sizeof(WorkerSlot *) * ready);
 	for (int pass = 0; pass < 2; pass++)

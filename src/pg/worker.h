@@ -34,7 +34,8 @@ typedef enum SlotState
 typedef enum SlotKind
 {
 	SLOT_FORWARD = 0,
-	SLOT_LOAD
+	SLOT_LOAD,
+	SLOT_EVICT					/* drop a version from the engine (it was deleted) */
 } SlotKind;
 
 typedef struct WorkerSlot

@@ -10,6 +10,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -375,4 +378,49 @@ pgbert_worker_count_label(const PgbertModel *pm, int label)
 			pg_atomic_fetch_add_u64(&ws->models[i].label_counts[label], 1);
 			return;
 		}
+}
+
+PG_FUNCTION_INFO_V1(pgbert_worker_forget_version);
+
+/*
+ * AFTER DELETE trigger on pgbert.model_versions: the engine process drops its
+ * copy of the deleted version now rather than when memory runs short. Also
+ * when the deleting transaction later rolls back; the next use loads it again.
+ */
+Datum
+pgbert_worker_forget_version(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	WorkerShared *ws = pgbert_worker_shared;
+	WorkerSlot *slot;
+	bool		isnull;
+	int64		id;
+	char		message[256];
+	int			status;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_DELETE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "worker_forget_version must run as a row-level DELETE trigger");
+	if (ws == NULL || ws->state != WORKER_READY || (slot = my_slot()) == NULL || !wait_slot_free(slot))
+		return PointerGetDatum(td->tg_trigtuple);
+	id = DatumGetInt64(heap_getattr(td->tg_trigtuple,
+									SPI_fnumber(td->tg_relation->rd_att, "id"),
+									td->tg_relation->rd_att, &isnull));
+	if (isnull)
+		return PointerGetDatum(td->tg_trigtuple);
+	slot->kind = SLOT_EVICT;
+	slot->dboid = MyDatabaseId;
+	slot->version_id = id;
+	slot->key = pgbert_worker_key(MyDatabaseId, id);
+	slot->name[0] = '\0';
+	slot->seg = DSM_HANDLE_INVALID;
+	slot->n_seq = slot->n_tokens = 0;
+	status = post_and_wait(slot, message, sizeof(message));
+	if (status != -2)
+	{
+		SpinLockAcquire(&slot->mutex);
+		slot->state = SLOT_FREE;
+		SpinLockRelease(&slot->mutex);
+	}
+	return PointerGetDatum(td->tg_trigtuple);
 }

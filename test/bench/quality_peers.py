@@ -2,7 +2,9 @@
 """The peers of the quality benchmark: HF Trainer fine-tuning the same MiniLM with the same
 recipe, and a TF-IDF + logistic regression baseline, on spam_split.py's split.
 
-    python test/bench/quality_peers.py SPLIT_DIR MINILM_DIR EPOCHS MAX_LENGTH LR THREADS
+    python test/bench/quality_peers.py SPLIT_DIR MINILM_DIR EPOCHS MAX_LENGTH LR THREADS [SEEDS]
+
+SEEDS is a comma-separated list (default 42); HF Trainer runs once per seed.
 
 Prints one JSON line per method: test accuracy, training seconds, training rows/s.
 Needs torch, transformers, accelerate and scikit-learn (not a CI dependency).
@@ -16,6 +18,7 @@ import time
 csv.field_size_limit(1 << 30)
 split, minilm = sys.argv[1], sys.argv[2]
 epochs, max_length, lr, threads = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+seeds = [int(s) for s in (sys.argv[7] if len(sys.argv) > 7 else "42").split(",")]
 
 
 def load(name):
@@ -48,9 +51,6 @@ import transformers
 torch.set_num_threads(threads)
 transformers.utils.logging.set_verbosity_error()
 tok = BertTokenizer.from_pretrained(minilm)
-model = BertForSequenceClassification.from_pretrained(minilm, num_labels=len(labels),
-                                                      id2label=dict(enumerate(labels)),
-                                                      label2id={l: i for i, l in enumerate(labels)})
 
 
 class Rows(torch.utils.data.Dataset):
@@ -67,17 +67,23 @@ class Rows(torch.utils.data.Dataset):
         return item
 
 
-args = TrainingArguments(output_dir=os.path.join(split, "hf"), num_train_epochs=epochs,
-                         per_device_train_batch_size=32, per_device_eval_batch_size=32, learning_rate=lr,
-                         weight_decay=0.0, warmup_steps=0, lr_scheduler_type="linear", max_grad_norm=1.0,
-                         seed=42, save_strategy="no", report_to=[], use_cpu=True, logging_steps=1000,
-                         dataloader_num_workers=0, disable_tqdm=True)
-trainer = Trainer(model=model, args=args, train_dataset=Rows(train, y_train),
-                  data_collator=DataCollatorWithPadding(tok))
-t0 = time.perf_counter()
-trainer.train()
-seconds = time.perf_counter() - t0
-pred = trainer.predict(Rows(test, y_test)).predictions.argmax(-1)
-acc = float((pred == y_test).mean())
-print(json.dumps({"method": "HF Trainer, MiniLM-L6 fine-tuned", "accuracy": acc, "train_seconds": round(seconds, 1),
-                  "train_rows_per_s": round(epochs * len(train) / seconds, 2)}), flush=True)
+for seed in seeds:
+    # from_pretrained draws the new head from torch's generator; seed it as Trainer would
+    transformers.set_seed(seed)
+    model = BertForSequenceClassification.from_pretrained(minilm, num_labels=len(labels),
+                                                          id2label=dict(enumerate(labels)),
+                                                          label2id={l: i for i, l in enumerate(labels)})
+    args = TrainingArguments(output_dir=os.path.join(split, "hf"), num_train_epochs=epochs,
+                             per_device_train_batch_size=32, per_device_eval_batch_size=32, learning_rate=lr,
+                             weight_decay=0.0, warmup_steps=0, lr_scheduler_type="linear", max_grad_norm=1.0,
+                             seed=seed, save_strategy="no", report_to=[], use_cpu=True, logging_steps=1000,
+                             dataloader_num_workers=0, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(train, y_train),
+                      data_collator=DataCollatorWithPadding(tok))
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    pred = trainer.predict(Rows(test, y_test)).predictions.argmax(-1)
+    acc = float((pred == y_test).mean())
+    print(json.dumps({"method": "HF Trainer, MiniLM-L6 fine-tuned", "seed": seed, "accuracy": acc,
+                      "train_seconds": round(seconds, 1), "train_rows_per_s": round(epochs * len(train) / seconds, 2)}), flush=True)

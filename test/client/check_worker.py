@@ -21,7 +21,9 @@ signals to the engine process):
 6. SIGKILL and SIGSEGV of the engine process in the middle of a query: that query fails
    with a clear message, another session's queries keep working, the postmaster does
    not restart, the worker starts a new engine and the next query works.
-7. Fallback: with pgbert.worker off, and while the worker is down (terminated), queries
+7. drop_model takes the version out of the engine at once; a parallel scan's workers send
+   their rows through the encoder worker too.
+8. Fallback: with pgbert.worker off, and while the worker is down (terminated), queries
    run in the session (one NOTICE says why) with the same results; pgbert.device = 'cuda'
    on a build without a CUDA engine fails the engine start with a clear state.
 """
@@ -282,6 +284,36 @@ def engine_killed(conn, reference_mail_embeds, probs, reference):
         victim.close()
 
 
+def dropped_and_parallel(conn, probs):
+    subprocess.run([tool("pgbert_import"), SQL_CLS, "dropme"], check=True, capture_output=True)
+    conn.execute("SELECT classify('x', 'dropme')")
+    held = [r[0] for r in conn.execute("SELECT name FROM pgbert.worker_models")]
+    conn.execute("SELECT drop_model('dropme')")
+    after = [r[0] for r in conn.execute("SELECT name FROM pgbert.worker_models")]
+    check("dropme" in held and "dropme" not in after, "drop_model takes the version out of the engine (%s -> %s)"
+          % (sorted(held), sorted(after)))
+
+    # a parallel scan: parallel workers send their rows to the encoder worker too
+    q = "SELECT id, classify_scores(body, 'cls')::text FROM mails WHERE id %% 3 = 0"
+    conn.execute("SET pgbert.worker = off")
+    serial = dict(conn.execute(q.replace("%%", "%")).fetchall())
+    conn.execute("RESET pgbert.worker")
+    for k, v in (("parallel_setup_cost", 0), ("parallel_tuple_cost", 0), ("min_parallel_table_scan_size", 0),
+                 ("max_parallel_workers_per_gather", 2), ("force_parallel_mode",
+                                                          "on")):
+        conn.execute("SET %s = %s" % (k, "'%s'" % v if isinstance(v, str) else v))
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + q.replace("%%", "%")))
+    before = worker(conn)["requests"]
+    par = dict(conn.execute(q.replace("%%", "%")).fetchall())
+    served = worker(conn)["requests"] - before
+    conn.execute("RESET ALL")
+    worst = max(max(abs(json.loads(par[i])[k] - json.loads(serial[i])[k]) for k in json.loads(serial[i]))
+                for i in serial)
+    check("Gather" in plan and par.keys() == serial.keys() and worst < 1e-5 and served >= len(serial),
+          "parallel scan through the worker: %d rows, %d worker requests, max |dp| vs serial in-process %.2g"
+          % (len(par), served, worst))
+
+
 def fallback(conn, probs, reference):
     texts = [p["text"] for p in probs][:10]
     s = connect()
@@ -340,6 +372,7 @@ def main():
         one_copy(conn)
         interrupted(conn, reference_mail_embeds)
         engine_killed(conn, reference_mail_embeds, probs, reference)
+        dropped_and_parallel(conn, probs)
         fallback(conn, probs, reference)
         print(worker(conn))
     print("%d failed" % failed)
