@@ -10,7 +10,8 @@ CREATE FUNCTION pgbert.worker_status(OUT state text, OUT message text, OUT worke
                                      OUT rows bigint, OUT avg_batch_rows float8,
                                      OUT rows_per_busy_second float8, OUT latency_p50_ms float8,
                                      OUT latency_p99_ms float8, OUT errors bigint, OUT engine_restarts bigint,
-                                     OUT busy_seconds float8)
+                                     OUT busy_seconds float8, OUT trainings integer,
+                                     OUT training_requests bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'pgbert_worker_status'
 LANGUAGE C VOLATILE;

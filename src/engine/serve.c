@@ -16,8 +16,10 @@
 #include "config.h"
 #include "model.h"
 #include "safetensors.h"
+#include "train.h"
 
 #define MAX_MODELS 256
+#define MAX_TRAINERS 64
 
 typedef struct ServedModel
 {
@@ -27,6 +29,18 @@ typedef struct ServedModel
 
 static ServedModel served[MAX_MODELS];
 static int	n_served = 0;
+
+/* A training run: the model it updates, its optimizer, early stopping's copy. */
+typedef struct ServedTrainer
+{
+	uint64_t	key;
+	BtBertModel *model;
+	BtTrainer  *trainer;
+	float	   *best;
+} ServedTrainer;
+
+static ServedTrainer trainers[MAX_TRAINERS];
+static int	n_trainers = 0;
 
 int
 bt_io_write_all(int fd, const void *buf, size_t len)
@@ -261,6 +275,234 @@ handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	return rc;
 }
 
+/* ---- training ---- */
+
+static int
+find_trainer(uint64_t key)
+{
+	for (int i = 0; i < n_trainers; i++)
+		if (trainers[i].key == key)
+			return i;
+	return -1;
+}
+
+static void
+end_trainer(uint64_t key)
+{
+	int			i = find_trainer(key);
+
+	if (i < 0)
+		return;
+	bt_trainer_free(trainers[i].trainer);
+	bt_model_free(trainers[i].model);
+	free(trainers[i].best);
+	trainers[i] = trainers[--n_trainers];
+}
+
+/* TRAIN_BEGIN: build the model (new head on a checkpoint, or random) and its trainer. */
+static int
+handle_train_begin(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
+{
+	char		err[512];
+	BtTrainBegin b;
+	const float *weights;
+	const char *config;
+	BtBertConfig cfg;
+	BtBertModel *m;
+	BtTrainOptions opts;
+	BtTrainer  *t;
+	BtTrainStarted started;
+	uint64_t	fixed;
+
+	if (len < sizeof(b))
+		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_BAD_REQUEST, key, "train request too short");
+	memcpy(&b, payload, sizeof(b));
+	fixed = sizeof(b) + (uint64_t) b.n_class_weights * sizeof(float) + b.config_len;
+	if (b.n_class_weights < 0 || b.num_classes < 1 || fixed > len ||
+		(b.n_class_weights != 0 && b.n_class_weights != b.num_classes))
+		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_BAD_REQUEST, key, "malformed train request");
+	end_trainer(key);
+	if (n_trainers == MAX_TRAINERS)
+		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_NO_MEMORY, key, "the engine runs %d trainings already",
+						   MAX_TRAINERS);
+	weights = (const float *) (payload + sizeof(b));
+	config = (const char *) (payload + sizeof(b) + (size_t) b.n_class_weights * sizeof(float));
+	if (bt_config_parse(config, b.config_len, &cfg, err, sizeof(err)) != 0)
+		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "config.json: %s", err);
+	if (b.from_checkpoint)
+	{
+		BtSafetensors *st = bt_safetensors_parse(payload + fixed, len - fixed, err, sizeof(err));
+
+		if (st == NULL)
+		{
+			bt_config_free(&cfg);
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "not a valid safetensors checkpoint: %s",
+							   err);
+		}
+		m = bt_model_load(&cfg, st, NULL, 0, err, sizeof(err));
+		bt_safetensors_free(st);
+		if (m == NULL)
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "checkpoint does not fit its config: %s",
+							   err);
+		if (bt_model_reset_head(&m, b.num_classes, b.seed, err, sizeof(err)) != 0)
+		{
+			bt_model_free(m);
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "could not add a classification head: %s",
+							   err);
+		}
+	}
+	else
+	{
+		m = bt_model_init_random(&cfg, b.num_classes, b.seed, err, sizeof(err));
+		if (m == NULL)
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_NO_MEMORY, key, "could not create a model: %s", err);
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.learning_rate = b.learning_rate;
+	opts.weight_decay = b.weight_decay;
+	opts.beta1 = b.beta1;
+	opts.beta2 = b.beta2;
+	opts.adam_eps = b.adam_eps;
+	opts.max_grad_norm = b.max_grad_norm;
+	opts.warmup_steps = b.warmup_steps;
+	opts.total_steps = b.total_steps;
+	opts.hidden_dropout = b.hidden_dropout;
+	opts.attention_dropout = b.attention_dropout;
+	opts.seed = b.seed;
+	opts.freeze_encoder = b.freeze_encoder != 0;
+	opts.class_weights = b.n_class_weights ? weights : NULL;
+	t = bt_trainer_create(m, &opts, err, sizeof(err));
+	if (t == NULL)
+	{
+		bt_model_free(m);
+		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "could not start training: %s", err);
+	}
+	trainers[n_trainers].key = key;
+	trainers[n_trainers].model = m;
+	trainers[n_trainers].trainer = t;
+	trainers[n_trainers].best = NULL;
+	n_trainers++;
+	started.num_params = m->num_params;
+	return bt_msg_send(fd, BT_MSG_TRAIN_BEGIN, BT_SERVE_OK, key, &started, sizeof(started), NULL, 0, NULL, 0);
+}
+
+/* Unpack a training batch: head, offsets, [labels,] ids. NULL + err when malformed. */
+static const int32_t *
+train_batch(const uint8_t *payload, uint64_t len, bool with_labels, BtTrainBatch *head, BtBatch *batch,
+			const int32_t **labels)
+{
+	const int32_t *offsets;
+	uint64_t	words;
+
+	if (len < sizeof(*head))
+		return NULL;
+	memcpy(head, payload, sizeof(*head));
+	words = (len - sizeof(*head)) / 4;
+	if (head->n_seq == 0 || words < (uint64_t) head->n_seq * (with_labels ? 2 : 1) + 1)
+		return NULL;
+	offsets = (const int32_t *) (payload + sizeof(*head));
+	*labels = with_labels ? offsets + head->n_seq + 1 : NULL;
+	batch->n_seq = (int) head->n_seq;
+	batch->offsets = offsets;
+	batch->ids = offsets + head->n_seq + 1 + (with_labels ? head->n_seq : 0);
+	batch->type_ids = NULL;
+	if (offsets[0] != 0 ||
+		(uint64_t) offsets[head->n_seq] != words - head->n_seq - 1 - (with_labels ? head->n_seq : 0))
+		return NULL;
+	return offsets;
+}
+
+/* The training messages other than BEGIN. */
+static int
+handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64_t len)
+{
+	char		err[512];
+	int			i = find_trainer(key);
+	ServedTrainer *st;
+	BtTrainBatch head;
+	BtBatch		batch;
+	const int32_t *labels;
+
+	if (kind == BT_MSG_TRAIN_END)
+	{
+		end_trainer(key);
+		return bt_msg_send(fd, kind, BT_SERVE_OK, key, NULL, 0, NULL, 0, NULL, 0);
+	}
+	if (i < 0)
+		return reply_error(fd, kind, BT_ERR_UNKNOWN_MODEL, key, "no such training run in the engine");
+	st = &trainers[i];
+	switch (kind)
+	{
+		case BT_MSG_TRAIN_ACCUMULATE:
+			{
+				float		loss;
+
+				if (train_batch(payload, len, true, &head, &batch, &labels) == NULL)
+					return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "malformed training batch");
+				if (bt_trainer_accumulate(st->trainer, &batch, labels, head.scale, &loss, err, sizeof(err)) != 0)
+					return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "%s", err);
+				return bt_msg_send(fd, kind, BT_SERVE_OK, key, &loss, sizeof(loss), NULL, 0, NULL, 0);
+			}
+		case BT_MSG_TRAIN_STEP:
+			{
+				BtTrainStepped r;
+
+				memset(&r, 0, sizeof(r));
+				bt_trainer_step(st->trainer, &r.lr, &r.grad_norm);
+				r.steps = bt_trainer_steps(st->trainer);
+				return bt_msg_send(fd, kind, BT_SERVE_OK, key, &r, sizeof(r), NULL, 0, NULL, 0);
+			}
+		case BT_MSG_TRAIN_FORWARD:
+			{
+				BtForwardOut out;
+				float	   *logits;
+				int			rc;
+
+				if (train_batch(payload, len, false, &head, &batch, &labels) == NULL)
+					return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "malformed evaluation batch");
+				logits = malloc(sizeof(float) * (size_t) head.n_seq * st->model->num_classes);
+				if (logits == NULL)
+					return reply_error(fd, kind, BT_ERR_NO_MEMORY, key, "out of memory");
+				memset(&out, 0, sizeof(out));
+				out.logits = logits;
+				if (bt_model_forward(st->model, &batch, &out, err, sizeof(err)) != 0)
+				{
+					free(logits);
+					return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "%s", err);
+				}
+				rc = bt_msg_send(fd, kind, BT_SERVE_OK, key, logits,
+								 sizeof(float) * (size_t) head.n_seq * st->model->num_classes, NULL, 0, NULL, 0);
+				free(logits);
+				return rc;
+			}
+		case BT_MSG_TRAIN_SNAPSHOT:
+			if (st->best == NULL)
+				st->best = malloc(sizeof(float) * st->model->num_params);
+			if (st->best == NULL)
+				return reply_error(fd, kind, BT_ERR_NO_MEMORY, key, "out of memory for a copy of the weights");
+			memcpy(st->best, st->model->params, sizeof(float) * st->model->num_params);
+			return bt_msg_send(fd, kind, BT_SERVE_OK, key, NULL, 0, NULL, 0, NULL, 0);
+		case BT_MSG_TRAIN_RESTORE:
+			if (st->best == NULL)
+				return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "no copy of the weights to restore");
+			memcpy(st->model->params, st->best, sizeof(float) * st->model->num_params);
+			return bt_msg_send(fd, kind, BT_SERVE_OK, key, NULL, 0, NULL, 0, NULL, 0);
+		case BT_MSG_TRAIN_SAVE:
+			{
+				uint8_t    *blob;
+				size_t		blob_len;
+				int			rc;
+
+				if (bt_model_save_safetensors(st->model, &blob, &blob_len, err, sizeof(err)) != 0)
+					return reply_error(fd, kind, BT_ERR_NO_MEMORY, key, "%s", err);
+				rc = bt_msg_send(fd, kind, BT_SERVE_OK, key, blob, blob_len, NULL, 0, NULL, 0);
+				free(blob);
+				return rc;
+			}
+	}
+	return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "unknown training message %u", kind);
+}
+
 int
 bt_serve(int fd, const char *device, int threads)
 {
@@ -350,6 +592,18 @@ bt_serve(int fd, const char *device, int threads)
 					bt_blas_set_threads((int) t);
 					rc = bt_msg_send(fd, BT_MSG_THREADS, BT_SERVE_OK, h.key, NULL, 0, NULL, 0, NULL, 0);
 				}
+				break;
+			case BT_MSG_TRAIN_BEGIN:
+				rc = handle_train_begin(fd, h.key, payload, h.len);
+				break;
+			case BT_MSG_TRAIN_ACCUMULATE:
+			case BT_MSG_TRAIN_STEP:
+			case BT_MSG_TRAIN_FORWARD:
+			case BT_MSG_TRAIN_SNAPSHOT:
+			case BT_MSG_TRAIN_RESTORE:
+			case BT_MSG_TRAIN_SAVE:
+			case BT_MSG_TRAIN_END:
+				rc = handle_train(fd, h.kind, h.key, payload, h.len);
 				break;
 			default:
 				rc = reply_error(fd, h.kind, BT_ERR_BAD_REQUEST, h.key, "unknown message kind %u", h.kind);

@@ -26,7 +26,16 @@ typedef enum BtMsgKind
 	BT_MSG_LOAD,				/* uint32 config_len, config.json, model.safetensors */
 	BT_MSG_FORWARD,				/* BtForwardHead, int32 offsets[n_seq + 1], int32 ids[] */
 	BT_MSG_EVICT,				/* no payload */
-	BT_MSG_THREADS				/* uint32 threads */
+	BT_MSG_THREADS,				/* uint32 threads */
+	/* training: key names a trainer (one per training call), not a model */
+	BT_MSG_TRAIN_BEGIN,			/* BtTrainBegin, float class_weights[], config.json, [model.safetensors] */
+	BT_MSG_TRAIN_ACCUMULATE,	/* BtTrainBatch, int32 offsets[n_seq + 1], int32 labels[n_seq], int32 ids[] */
+	BT_MSG_TRAIN_STEP,			/* no payload; reply BtTrainStepped */
+	BT_MSG_TRAIN_FORWARD,		/* BtTrainBatch, offsets, ids (no labels); reply logits, dropout off */
+	BT_MSG_TRAIN_SNAPSHOT,		/* keep a copy of the parameters (early stopping's best epoch) */
+	BT_MSG_TRAIN_RESTORE,		/* parameters back from the copy */
+	BT_MSG_TRAIN_SAVE,			/* reply: the model as model.safetensors */
+	BT_MSG_TRAIN_END			/* free the trainer */
 } BtMsgKind;
 
 /* What a forward request wants per sequence. */
@@ -82,6 +91,49 @@ typedef struct BtForwardHead
 	uint32_t	want;			/* BtWant */
 	uint32_t	n_seq;
 } BtForwardHead;
+
+/* TRAIN_BEGIN's fixed part: the options without their pointer, and where the model comes from. */
+typedef struct BtTrainBegin
+{
+	float		learning_rate;
+	float		weight_decay;
+	float		beta1;
+	float		beta2;
+	float		adam_eps;
+	float		max_grad_norm;
+	int32_t		warmup_steps;
+	int32_t		total_steps;
+	float		hidden_dropout;
+	float		attention_dropout;
+	uint64_t	seed;
+	int32_t		freeze_encoder;
+	int32_t		num_classes;	/* the head to train */
+	int32_t		n_class_weights;	/* 0 or num_classes floats follow */
+	int32_t		from_checkpoint;	/* 1: a checkpoint follows the config (new head on it); 0: random init */
+	uint32_t	config_len;
+	uint32_t	pad;
+} BtTrainBegin;
+
+/* TRAIN_BEGIN's reply. */
+typedef struct BtTrainStarted
+{
+	uint64_t	num_params;
+} BtTrainStarted;
+
+typedef struct BtTrainBatch
+{
+	float		scale;			/* ACCUMULATE: 1 / accumulation steps */
+	uint32_t	n_seq;
+} BtTrainBatch;
+
+/* ACCUMULATE's reply is one float, the batch loss; STEP's is this. */
+typedef struct BtTrainStepped
+{
+	float		lr;
+	float		grad_norm;
+	int32_t		steps;
+	int32_t		pad;
+} BtTrainStepped;
 
 /* Largest payload either side accepts (a checkpoint of a few GB fits). */
 #define BT_SERVE_MAX_PAYLOAD ((uint64_t) 16 << 30)

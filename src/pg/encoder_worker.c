@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -46,6 +47,15 @@ static pid_t engine_pid = 0;
 static TimestampTz next_spawn = 0;
 static int	engine_device = -1;	/* setting the running engine was started with */
 static bool engine_started_once = false;
+
+/* Training runs in the engine and the backends that own them (freed if those exit). */
+#define MAX_TRAININGS 64
+static struct
+{
+	uint64		key;
+	int			pid;
+}			trainings[MAX_TRAININGS];
+static int	n_trainings = 0;
 
 static Size
 worker_shmem_size(void)
@@ -212,7 +222,9 @@ engine_gone(char *why, size_t len)
 		pgbert_worker_shared->state = WORKER_STARTING;
 	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
 		pgbert_worker_shared->models[i].used = false;
+	pgbert_worker_shared->trainings = 0;
 	SpinLockRelease(&pgbert_worker_shared->mutex);
+	n_trainings = 0;
 }
 
 /* Read one reply; its payload (palloc'd, NUL-terminated) in *payload. 0, or -1 if the engine is gone. */
@@ -455,6 +467,106 @@ run_load(WorkerSlot *slot)
 	finish_slot(slot, BT_SERVE_OK, NULL);
 }
 
+/* Record (or forget) a training run after the engine accepted its begin (or end). */
+static void
+track_training(uint64 key, int pid, bool begin)
+{
+	for (int i = 0; i < n_trainings; i++)
+		if (trainings[i].key == key)
+		{
+			trainings[i] = trainings[--n_trainings];
+			break;
+		}
+	if (begin && n_trainings < MAX_TRAININGS)
+	{
+		trainings[n_trainings].key = key;
+		trainings[n_trainings].pid = pid;
+		n_trainings++;
+	}
+	SpinLockAcquire(&pgbert_worker_shared->mutex);
+	pgbert_worker_shared->trainings = n_trainings;
+	SpinLockRelease(&pgbert_worker_shared->mutex);
+}
+
+/* End the training runs whose backends have exited (cancelled runs end themselves). */
+static void
+sweep_trainings(void)
+{
+	for (int i = n_trainings - 1; i >= 0; i--)
+	{
+		BtMsgHeader h;
+		char	   *payload;
+		uint64		key = trainings[i].key;
+
+		if (kill(trainings[i].pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (bt_msg_send(engine_fd, BT_MSG_TRAIN_END, 0, key, NULL, 0, NULL, 0, NULL, 0) != 0 ||
+			read_reply(&h, &payload) != 0)
+		{
+			char		why[200];
+
+			engine_gone(why, sizeof(why));
+			return;
+		}
+		pfree(payload);
+		track_training(key, 0, false);
+	}
+}
+
+/* Serve a PASS slot: send its message to the engine as is and copy the reply back. */
+static void
+run_pass(WorkerSlot *slot)
+{
+	dsm_segment *seg = dsm_attach(slot->seg);
+	BtMsgHeader h;
+	char	   *payload = NULL;
+	uint64		key = slot->key;
+	int			pid = slot->pid;
+	int			kind = slot->msg_kind;
+
+	if (seg == NULL)
+	{
+		finish_slot(slot, -1, "the request's shared memory is gone");
+		return;
+	}
+	if (bt_msg_send(engine_fd, (uint16) kind, 0, key, dsm_segment_address(seg), slot->in_len,
+					NULL, 0, NULL, 0) != 0 ||
+		read_reply(&h, &payload) != 0)
+	{
+		char		why[200],
+					msg[256];
+
+		dsm_detach(seg);
+		engine_gone(why, sizeof(why));
+		snprintf(msg, sizeof(msg), "the pgbert engine process %s during a training step", why);
+		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
+		finish_slot(slot, -1, msg);
+		return;
+	}
+	if (h.status == BT_SERVE_OK && h.len > slot->out_cap)
+	{
+		dsm_detach(seg);
+		finish_slot(slot, -1, "the engine's reply does not fit the request's shared memory");
+		pfree(payload);
+		return;
+	}
+	if (h.status == BT_SERVE_OK)
+	{
+		memcpy(dsm_segment_address(seg), payload, h.len);
+		slot->out_len = h.len;
+	}
+	dsm_detach(seg);
+	if (h.status == BT_SERVE_OK && kind == BT_MSG_TRAIN_BEGIN)
+		track_training(key, pid, true);
+	else if (kind == BT_MSG_TRAIN_END)
+		track_training(key, pid, false);
+	SpinLockAcquire(&pgbert_worker_shared->mutex);
+	pgbert_worker_shared->train_messages++;
+	SpinLockRelease(&pgbert_worker_shared->mutex);
+	finish_slot(slot, h.status, h.status == BT_SERVE_OK ? NULL : payload);
+	pfree(payload);
+}
+
 /* Bucket of a latency in microseconds: floor(log2), capped. */
 static int
 latency_bucket(int64 us)
@@ -632,6 +744,12 @@ serve_ready(void)
 			run_load(oldest);
 		return 0;
 	}
+	if (oldest->kind == SLOT_PASS)
+	{
+		if (take_slot(oldest))
+			run_pass(oldest);
+		return 0;
+	}
 	if (oldest->kind == SLOT_EVICT)
 	{
 		if (take_slot(oldest))
@@ -790,6 +908,8 @@ pgbert_encoder_main(Datum arg)
 			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 
 			wait_ms = serve_ready();
+			if (wait_ms != 0 && n_trainings > 0 && engine_fd >= 0)
+				sweep_trainings();
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(loop_cxt);
 			if (wait_ms == 0)

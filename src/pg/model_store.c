@@ -618,7 +618,7 @@ free_base_model(void *arg)
 }
 
 void
-pgbert_load_base_model(const char *name, PgbertBaseModel *out)
+pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoint)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[1] = {INT8OID};
@@ -677,6 +677,11 @@ pgbert_load_base_model(const char *name, PgbertBaseModel *out)
 					out->tokenizer_json, &tk);
 	out->tokenizer = tk.tokenizer;
 	out->max_tokens = tk.max_tokens;
+	if (as_checkpoint)
+	{
+		out->checkpoint = read_large_object(row.weights, &out->checkpoint_len);
+		return;
+	}
 	build_weights(row.weights, out->config_json, &w);
 	out->model = w.model;
 }

@@ -79,6 +79,19 @@ extern bool pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const in
 								  const int32 *ids, float *out, int width);
 extern void pgbert_worker_count_label(const PgbertModel *pm, int label);
 
+/*
+ * Send one engine message (serve.h) through the worker, payload in up to three
+ * pieces; the reply, up to out_cap bytes, is at *reply (the session's shared
+ * segment, valid until the next request). Returns the engine's status, -1
+ * when the engine died (message says how), -2 when the worker is gone.
+ */
+extern int	pgbert_worker_call(int kind, uint64 key, const void *p1, Size n1, const void *p2, Size n2,
+							   const void *p3, Size n3, Size out_cap, char **reply, Size *reply_len,
+							   char *message, size_t msglen);
+
+/* Give back this session's shared segment if a large request grew it. */
+extern void pgbert_worker_shrink_buffer(void);
+
 /* A private, trainable copy of a stored model version and what storing a new version needs. */
 typedef struct PgbertBaseModel
 {
@@ -90,15 +103,18 @@ typedef struct PgbertBaseModel
 	BtBertModel *model;			/* engine objects, freed with the caller's memory context */
 	BtTokenizer *tokenizer;
 	int			max_tokens;
+	char	   *checkpoint;		/* instead of model: model.safetensors bytes (palloc'd) */
+	Size		checkpoint_len;
 } PgbertBaseModel;
 
 /*
  * Load a private copy of the deployed version of a stored model (read
  * permission checked). Its engine objects are freed when the current memory
  * context is reset or deleted, including on error; out must live at least as
- * long (allocate it in that context).
+ * long (allocate it in that context). as_checkpoint: read the weights as
+ * bytes into out->checkpoint and build no model (for the encoder worker).
  */
-extern void pgbert_load_base_model(const char *name, PgbertBaseModel *out);
+extern void pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoint);
 
 /* Live training progress in shared memory (progress.c); slot -1 = none. */
 extern int	pgbert_progress_begin(const char *model, int epochs, int total_steps);

@@ -42,6 +42,8 @@
 #include "config.h"
 #include "pgbert.h"
 #include "train.h"
+#include "train_run.h"
+#include "worker.h"
 #include "vocab.h"
 
 /* Rows of a table, tokenized, with class ids. */
@@ -58,30 +60,19 @@ typedef struct Dataset
 	char	  **classes;		/* label texts, in class order */
 } Dataset;
 
-/* Engine objects a call owns; freed when its memory context goes. */
+/* What a call must release when its memory context goes, also on error. */
 typedef struct Owned
 {
-	BtBertModel *model;			/* a from-scratch model (base models free themselves) */
-	BtTrainer  *trainer;
-	uint8_t    *blob;			/* serialized checkpoint */
-	float	   *best_params;	/* early stopping: parameters of the best epoch */
 	int			progress_slot;	/* in pgbert.training_progress, or -1 */
 } Owned;
 
-/* Memory context callback: free what the engine allocated. */
+/* Memory context callback: free the progress slot. */
 static void
 free_owned(void *arg)
 {
 	Owned	   *o = arg;
 
-	if (o->trainer)
-		bt_trainer_free(o->trainer);
-	if (o->model)
-		bt_model_free(o->model);
-	free(o->blob);
-	free(o->best_params);
 	pgbert_progress_end(o->progress_slot);
-	memset(o, 0, sizeof(*o));
 	o->progress_slot = -1;
 }
 
@@ -328,7 +319,7 @@ pack(const Dataset *ds, const int *rows, int k, int32 *offsets, int32 *ids, int3
  * macro-F1, confusion matrix (rows: true label, columns: predicted).
  */
 static void
-evaluate(const BtBertModel *m, const Dataset *ds, const int *rows, int n, int max_tokens,
+evaluate(TrainRun *run, const Dataset *ds, const int *rows, int n, int max_tokens,
 		 StringInfo out, double *accuracy_out, double *loss_out)
 {
 	int			C = ds->n_classes;
@@ -340,26 +331,18 @@ evaluate(const BtBertModel *m, const Dataset *ds, const int *rows, int n, int ma
 	double		loss = 0.0,
 				macro_f1 = 0.0;
 	int64		correct = 0;
-	char		err[256];
 
 	for (int i = 0; i < n; i += chunk)
 	{
 		int			k = Min(chunk, n - i);
 		BtBatch		b;
-		BtForwardOut o;
 
 		pack(ds, rows + i, k, offsets, ids, NULL);
 		b.n_seq = k;
 		b.offsets = offsets;
 		b.ids = ids;
 		b.type_ids = NULL;
-		memset(&o, 0, sizeof(o));
-		o.logits = logits;
-		if (bt_blas_load(NULL, pgbert_cpu_threads, err, sizeof(err)) != 0 ||
-			bt_model_forward(m, &b, &o, err, sizeof(err)) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("evaluation failed: %s", err)));
+		train_run_forward(run, &b, logits);
 		for (int s = 0; s < k; s++)
 		{
 			const float *z = logits + (Size) s * C;
@@ -676,7 +659,9 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	Dataset		ds;
 	PgbertBaseModel *base = palloc0(sizeof(PgbertBaseModel));
 	Owned	   *own = new_owned();
-	BtBertModel *m;
+	TrainRun   *run;
+	bool		in_worker;
+	char	   *blob;
 	const BtTokenizer *tk;
 	char	   *config_json;
 	bytea	   *vocab;
@@ -709,7 +694,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	int64		train_rows_seen = 0;
 	StringInfoData metrics;
 	StringInfoData log;			/* training_log rows, as a VALUES list */
-	size_t		blob_len;
+	Size		blob_len;
 	Oid			lo;
 	int			version;
 	MemoryContext fn_mcxt = CurrentMemoryContext;
@@ -763,10 +748,15 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	src = check_source(PG_GETARG_OID(0), PG_GETARG_NAME(1), PG_GETARG_NAME(2));
 	check_target(a.model);
 
-	/* the starting point: a stored model's private copy, or a small random BERT */
+	/*
+	 * The starting point: a stored model's private copy, or a small random
+	 * BERT. With the encoder worker ready, the model and optimizer live in its
+	 * engine process (the base model's checkpoint goes there as bytes).
+	 */
+	in_worker = pgbert_worker_usable();
 	if (a.base_model)
 	{
-		pgbert_load_base_model(a.base_model, base);
+		pgbert_load_base_model(a.base_model, base, in_worker);
 		tk = base->tokenizer;
 		config_json = base->config_json;
 		vocab = base->vocab;
@@ -833,32 +823,19 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		}
 	}
 
-	/* the model to train */
-	if (a.base_model)
-	{
-		if (bt_model_reset_head(&base->model, ds.n_classes, (uint64) a.seed, err, sizeof(err)) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not add a classification head: %s", err)));
-		m = base->model;
-	}
-	else
+	/* the optimizer's settings: HF Trainer's defaults, dropout from the config, then the caller's */
 	{
 		BtBertConfig cfg;
 
 		if (bt_config_parse(config_json, strlen(config_json), &cfg, err, sizeof(err)) != 0)
-			elog(ERROR, "scratch config: %s", err);
-		own->model = bt_model_init_random(&cfg, ds.n_classes, (uint64) a.seed, err, sizeof(err));
-		if (own->model == NULL)
 			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create a model: %s", err)));
-		m = own->model;
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("config of the model to train: %s", err)));
+		opts = bt_train_default_options(&cfg);
+		bt_config_free(&cfg);
 	}
-
 	batches_per_epoch = (n_train + a.batch_size - 1) / a.batch_size;
 	total_steps = a.epochs * ((batches_per_epoch + a.accumulation - 1) / a.accumulation);
-	opts = bt_train_default_options(&m->cfg);
 	opts.learning_rate = (float) a.learning_rate;
 	opts.weight_decay = (float) a.weight_decay;
 	opts.max_grad_norm = (float) a.max_grad_norm;
@@ -868,16 +845,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	opts.freeze_encoder = a.freeze_encoder;
 	if (a.class_weights)
 		opts.class_weights = class_weights(a.class_weights, &ds, train_rows, n_train);
-	if (bt_blas_load(NULL, pgbert_cpu_threads, err, sizeof(err)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("%s", err),
-				 errhint("Install OpenBLAS (Debian: libopenblas0).")));
-	own->trainer = bt_trainer_create(m, &opts, err, sizeof(err));
-	if (own->trainer == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not start training: %s", err)));
+	run = train_run_begin(a.base_model ? base : NULL, config_json, ds.n_classes, &opts, in_worker);
 
 	/* the epochs */
 	own->progress_slot = pgbert_progress_begin(a.model, a.epochs, total_steps);
@@ -907,11 +875,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			batch.offsets = offsets;
 			batch.ids = ids;
 			batch.type_ids = NULL;
-			if (bt_trainer_accumulate(own->trainer, &batch, labels, 1.0f / a.accumulation, &loss,
-									  err, sizeof(err)) != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INTERNAL_ERROR),
-						 errmsg("training failed: %s", err)));
+			loss = train_run_accumulate(run, &batch, labels, 1.0f / a.accumulation);
 			epoch_loss += loss * k;
 			train_rows_seen += k;
 			pending_loss += loss * k;
@@ -921,9 +885,9 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				float		lr,
 							norm;
 
-				bt_trainer_step(own->trainer, &lr, &norm);
+				train_run_step(run, &lr, &norm);
 				appendStringInfo(&log, "%s(%d, %d, '%s', '%s', '%s', NULL, NULL)", log.len ? ", " : "",
-								 epoch + 1, bt_trainer_steps(own->trainer),
+								 epoch + 1, train_run_steps(run),
 								 float8out_internal(pending_loss / pending_rows),
 								 float8out_internal(lr), float8out_internal(norm));
 				pending = 0;
@@ -938,7 +902,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				double		elapsed = INSTR_TIME_GET_DOUBLE(now);
 				double		rate = train_rows_seen / Max(elapsed, 1e-9);
 
-				pgbert_progress_update(own->progress_slot, epoch + 1, bt_trainer_steps(own->trainer),
+				pgbert_progress_update(own->progress_slot, epoch + 1, train_run_steps(run),
 									   loss, rate, ((double) a.epochs * n_train - train_rows_seen) / rate);
 			}
 			INSTR_TIME_SET_CURRENT(now);
@@ -947,7 +911,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			{
 				double		elapsed;
 				double		rate;
-				int			steps = bt_trainer_steps(own->trainer);
+				int			steps = train_run_steps(run);
 
 				INSTR_TIME_SET_CURRENT(last_notice);
 				now = last_notice;
@@ -967,20 +931,14 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			double		acc,
 						vloss;
 
-			evaluate(m, &ds, val_rows, n_val, max_tokens, NULL, &acc, &vloss);
+			evaluate(run, &ds, val_rows, n_val, max_tokens, NULL, &acc, &vloss);
 			epochs_run = epoch + 1;
 			if (a.patience > 0)
 			{
 				if (best_epoch == 0 || vloss < best_loss)
 				{
 					/* keep the best epoch's weights, as load_best_model_at_end does */
-					if (own->best_params == NULL)
-						own->best_params = malloc(sizeof(float) * m->num_params);
-					if (own->best_params == NULL)
-						ereport(ERROR,
-								(errcode(ERRCODE_OUT_OF_MEMORY),
-								 errmsg("out of memory for early stopping's copy of the weights")));
-					memcpy(own->best_params, m->params, sizeof(float) * m->num_params);
+					train_run_snapshot(run);
 					best_loss = vloss;
 					best_epoch = epoch + 1;
 				}
@@ -988,7 +946,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 					stopped_early = true;
 			}
 			appendStringInfo(&log, "%s(%d, %d, '%s', NULL, NULL, '%s', '%s')", log.len ? ", " : "", epoch + 1,
-							 bt_trainer_steps(own->trainer), float8out_internal(last_epoch_loss),
+							 train_run_steps(run), float8out_internal(last_epoch_loss),
 							 float8out_internal(vloss), float8out_internal(acc));
 			if (pgbert_progress_interval > 0)
 				ereport(NOTICE,
@@ -999,20 +957,20 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	INSTR_TIME_SET_CURRENT(now);
 	INSTR_TIME_SUBTRACT(now, start);
 	train_seconds = INSTR_TIME_GET_DOUBLE(now);
-	if (own->best_params && best_epoch != epochs_run)
-		memcpy(m->params, own->best_params, sizeof(float) * m->num_params);
+	if (a.patience > 0 && best_epoch > 0 && best_epoch != epochs_run)
+		train_run_restore(run);
 
 	/* metrics on the held-out rows */
 	initStringInfo(&metrics);
 	appendStringInfoString(&metrics, "{\"validation\": {");
 	if (n_val > 0)
-		evaluate(m, &ds, val_rows, n_val, max_tokens, &metrics, &validation_accuracy, NULL);
+		evaluate(run, &ds, val_rows, n_val, max_tokens, &metrics, &validation_accuracy, NULL);
 	appendStringInfo(&metrics, "}, \"train_loss\": %s, \"rows_used\": %d, \"rows_skipped\": " INT64_FORMAT
 					 ", \"train_rows\": %d, \"validation_rows\": %d, \"epochs\": %d, \"steps\": %d, "
 					 "\"best_epoch\": %d, \"stopped_early\": %s, "
 					 "\"train_seconds\": %s, \"train_rows_per_s\": %s, \"settings\": {\"base_model\": ",
 					 float8out_internal(last_epoch_loss), ds.n, ds.skipped, n_train, n_val, epochs_run,
-					 bt_trainer_steps(own->trainer), a.patience > 0 ? best_epoch : epochs_run,
+					 train_run_steps(run), a.patience > 0 ? best_epoch : epochs_run,
 					 stopped_early ? "true" : "false", float8out_internal(train_seconds),
 					 float8out_internal(train_rows_seen / Max(train_seconds, 1e-9)));
 	if (a.base_model)
@@ -1022,19 +980,20 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	appendStringInfo(&metrics, ", \"batch_size\": %d, \"learning_rate\": %s, \"max_length\": %d, "
 					 "\"validation_fraction\": %s, \"seed\": %d, \"weight_decay\": %s, \"warmup_ratio\": %s, "
 					 "\"freeze_encoder\": %s, \"gradient_accumulation\": %d, \"max_grad_norm\": %s, "
-					 "\"early_stopping_patience\": %d, \"keep_better\": %s, \"cpu_threads\": %d}}",
+					 "\"early_stopping_patience\": %d, \"keep_better\": %s, \"cpu_threads\": %d, "
+					 "\"ran_in\": \"%s\"}}",
 					 a.batch_size, float8out_internal(a.learning_rate), max_tokens,
 					 float8out_internal(a.validation_fraction), a.seed, float8out_internal(a.weight_decay),
 					 float8out_internal(a.warmup_ratio), a.freeze_encoder ? "true" : "false",
 					 a.accumulation, float8out_internal(a.max_grad_norm), a.patience,
-					 a.keep_better ? "true" : "false", pgbert_cpu_threads);
+					 a.keep_better ? "true" : "false",
+					 in_worker ? pgbert_worker_threads : pgbert_cpu_threads,
+					 in_worker ? "encoder worker" : "session");
 
 	/* store: weights into a new large object, then the next version through import_model */
-	if (bt_model_save_safetensors(m, &own->blob, &blob_len, err, sizeof(err)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not serialize the model: %s", err)));
-	lo = write_large_object(own->blob, blob_len);
+	blob = train_run_save(run, &blob_len);
+	train_run_end(run);
+	lo = write_large_object((const uint8_t *) blob, blob_len);
 	if (a.keep_better)
 	{
 		Oid			types[1] = {TEXTOID};
@@ -1055,8 +1014,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		}
 		SPI_finish();
 	}
-	free(own->blob);
-	own->blob = NULL;
+	pfree(blob);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	{
@@ -1167,7 +1125,7 @@ pgbert_evaluate_classifier(PG_FUNCTION_ARGS)
 					 errmsg("relation, text_column, label_column and model must not be null")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	src = check_source(PG_GETARG_OID(0), PG_GETARG_NAME(1), PG_GETARG_NAME(2));
-	pgbert_load_base_model(name, base);
+	pgbert_load_base_model(name, base, false);
 	if (base->model->num_classes == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -1208,7 +1166,7 @@ pgbert_evaluate_classifier(PG_FUNCTION_ARGS)
 	escape_json(&out, base->name);
 	appendStringInfo(&out, ", \"version\": %d, \"rows\": %d, \"rows_skipped\": " INT64_FORMAT ", ",
 					 base->version, ds.n, ds.skipped);
-	evaluate(base->model, &ds, rows, ds.n, base->max_tokens, &out, NULL, NULL);
+	evaluate(train_run_wrap(base->model), &ds, rows, ds.n, base->max_tokens, &out, NULL, NULL);
 	appendStringInfoChar(&out, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 }

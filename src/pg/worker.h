@@ -35,7 +35,8 @@ typedef enum SlotKind
 {
 	SLOT_FORWARD = 0,
 	SLOT_LOAD,
-	SLOT_EVICT					/* drop a version from the engine (it was deleted) */
+	SLOT_EVICT,					/* drop a version from the engine (it was deleted) */
+	SLOT_PASS					/* one engine message as is (training): payload in, reply out */
 } SlotKind;
 
 typedef struct WorkerSlot
@@ -55,6 +56,10 @@ typedef struct WorkerSlot
 	int			n_seq;
 	int			n_tokens;
 	uint64		load_bytes;		/* LOAD: config + checkpoint bytes */
+	int			msg_kind;		/* PASS: BtMsgKind */
+	uint64		in_len;			/* PASS: payload bytes at the start of the segment */
+	uint64		out_cap;		/* PASS: room for the reply in the segment */
+	uint64		out_len;		/* PASS: reply bytes written there */
 	TimestampTz submitted;
 	int			status;			/* BtStatus of the result, or -1 for a worker-side failure */
 	char		message[256];
@@ -105,6 +110,8 @@ typedef struct WorkerShared
 	uint64		restarts;		/* engine processes started after the first */
 	uint64		latency[PGBERT_LATENCY_BUCKETS];	/* request latencies, 2^i us buckets */
 	double		busy_seconds;	/* time spent running batches */
+	int			trainings;		/* training runs the engine holds */
+	uint64		train_messages; /* training requests served */
 	WorkerModel models[PGBERT_WORKER_MODELS];
 	int			n_slots;
 	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];

@@ -424,3 +424,55 @@ pgbert_worker_forget_version(PG_FUNCTION_ARGS)
 	}
 	return PointerGetDatum(td->tg_trigtuple);
 }
+
+int
+pgbert_worker_call(int kind, uint64 key, const void *p1, Size n1, const void *p2, Size n2,
+				   const void *p3, Size n3, Size out_cap, char **reply, Size *reply_len,
+				   char *message, size_t msglen)
+{
+	WorkerSlot *slot = my_slot();
+	Size		in_len = n1 + n2 + n3;
+	char	   *buf;
+	int			status;
+
+	message[0] = '\0';
+	if (slot == NULL || !wait_slot_free(slot))
+		return -2;
+	buf = session_buffer(Max(Max(in_len, out_cap), 1));
+	if (n1)
+		memcpy(buf, p1, n1);
+	if (n2)
+		memcpy(buf + n1, p2, n2);
+	if (n3)
+		memcpy(buf + n1 + n2, p3, n3);
+	slot->kind = SLOT_PASS;
+	slot->msg_kind = kind;
+	slot->key = key;
+	slot->dboid = MyDatabaseId;
+	slot->name[0] = '\0';
+	slot->seg = dsm_segment_handle(session_seg);
+	slot->in_len = in_len;
+	slot->out_cap = Max(in_len, out_cap);
+	slot->out_len = 0;
+	slot->n_seq = slot->n_tokens = 0;
+	status = post_and_wait(slot, message, msglen);
+	if (status == -2)
+		return -2;
+	*reply = buf;
+	*reply_len = slot->out_len;
+	SpinLockAcquire(&slot->mutex);
+	slot->state = SLOT_FREE;
+	SpinLockRelease(&slot->mutex);
+	return status;
+}
+
+void
+pgbert_worker_shrink_buffer(void)
+{
+	/* a training run's checkpoint-sized segment should not stay for the session's life */
+	if (session_seg != NULL && dsm_segment_map_length(session_seg) > ((Size) 4 << 20))
+	{
+		dsm_detach(session_seg);
+		session_seg = NULL;
+	}
+}

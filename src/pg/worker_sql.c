@@ -62,8 +62,8 @@ pgbert_worker_status(PG_FUNCTION_ARGS)
 {
 	WorkerShared *ws = pgbert_worker_shared;
 	TupleDesc	desc;
-	Datum		v[20];
-	bool		n[20];
+	Datum		v[22];
+	bool		n[22];
 	WorkerShared copy;
 	int			queued = 0,
 				running = 0,
@@ -130,6 +130,8 @@ pgbert_worker_status(PG_FUNCTION_ARGS)
 	v[17] = Int64GetDatum((int64) copy.errors);
 	v[18] = Int64GetDatum((int64) copy.restarts);
 	v[19] = Float8GetDatum(copy.busy_seconds);
+	v[20] = Int32GetDatum(copy.trainings);
+	v[21] = Int64GetDatum((int64) copy.train_messages);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, v, n)));
 }
 

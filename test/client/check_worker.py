@@ -23,7 +23,11 @@ signals to the engine process):
    not restart, the worker starts a new engine and the next query works.
 7. drop_model takes the version out of the engine at once; a parallel scan's workers send
    their rows through the encoder worker too.
-8. Fallback: with pgbert.worker off, and while the worker is down (terminated), queries
+8. Training (train_classifier, and start_training's background job) runs in the engine
+   process when the worker is ready, with byte-identical weights to training in the
+   session; its progress shows, pg_cancel_backend stops it with nothing stored, and the
+   engine lets the run go once the session ends.
+9. Fallback: with pgbert.worker off, and while the worker is down (terminated), queries
    run in the session (one NOTICE says why) with the same results; pgbert.device = 'cuda'
    on a build without a CUDA engine fails the engine start with a clear state.
 """
@@ -314,6 +318,86 @@ def dropped_and_parallel(conn, probs):
           % (len(par), served, worst))
 
 
+def training(conn):
+    conn.execute("CREATE TABLE reviews AS SELECT CASE WHEN i % 2 = 0 THEN 'great lovely wonderful movie ' || i "
+                 "ELSE 'awful terrible boring film ' || i END AS body, (i % 2 = 0) AS good "
+                 "FROM generate_series(1, 300) i")
+    conn.execute("SET pgbert.progress_interval = 0")
+    q = ("SELECT train_classifier('reviews', 'body', 'good', model => %s, base_model => {}, epochs => 2, "
+         "batch_size => 16, validation_fraction => 0.2, early_stopping_patience => 1)->'metrics'->'settings'"
+         "->>'ran_in'")
+    where = {}
+    for name, base, path in (("w_base", "'cls'", "on"), ("s_base", "'cls'", "off"), ("w_scratch", "NULL", "on"),
+                             ("s_scratch", "NULL", "off")):
+        conn.execute("SET pgbert.worker = " + path)
+        where[name] = conn.execute(q.format(base), (name,)).fetchone()[0]
+    conn.execute("RESET pgbert.worker")
+    md5 = dict(conn.execute("SELECT name, md5(lo_get(weights)) FROM pgbert.model_versions "
+                            "WHERE name IN ('w_base', 's_base', 'w_scratch', 's_scratch')").fetchall())
+    check(where["w_base"] == where["w_scratch"] == "encoder worker" and where["s_base"] == "session" and
+          md5["w_base"] == md5["s_base"] and md5["w_scratch"] == md5["s_scratch"],
+          "training in the encoder worker gives byte-identical weights to training in the session "
+          "(fine-tuned and from scratch, with early stopping): %s" % where)
+
+    # start_training's background job trains through the encoder worker too, with the same result
+    job = conn.execute("SELECT start_training('reviews', 'body', 'good', model => 'job', base_model => 'cls', "
+                       "epochs => 2, batch_size => 16, validation_fraction => 0.2, early_stopping_patience => 1)"
+                       ).fetchone()[0]
+    deadline = time.time() + 120
+    status = None
+    while time.time() < deadline:
+        status, ran_in = conn.execute("SELECT status, result->'metrics'->'settings'->>'ran_in' "
+                                      "FROM pgbert.training_jobs WHERE id = %s", (job,)).fetchone()
+        if status in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.3)
+    job_md5 = conn.execute("SELECT md5(lo_get(weights)) FROM pgbert.model_versions WHERE name = 'job'").fetchone()
+    check(status == "succeeded" and ran_in == "encoder worker" and job_md5 and job_md5[0] == md5["w_base"],
+          "start_training through the encoder worker: %s, %s, same weights" % (status, ran_in))
+
+    # progress from another session, and a cancel that leaves nothing (also not in the engine)
+    versions = conn.execute("SELECT count(*) FROM pgbert.model_versions").fetchone()[0]
+    objects = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+    trainer = connect()
+    pid = trainer.execute("SELECT pg_backend_pid()").fetchone()[0]
+    outcome = {}
+
+    def train():
+        try:
+            trainer.execute("SET pgbert.progress_interval = 0")
+            trainer.execute("SELECT train_classifier('reviews', 'body', 'good', model => 'watched', "
+                            "base_model => 'cls', epochs => 1000, batch_size => 8)")
+            outcome["result"] = "finished"
+        except psycopg.Error as e:
+            outcome["result"] = e.sqlstate
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    seen, held = [], 0
+    for _ in range(300):
+        seen = conn.execute("SELECT pid, step FROM pgbert.training_progress WHERE model = 'watched'").fetchall()
+        held = conn.execute("SELECT trainings FROM pgbert.worker").fetchone()[0]
+        if seen and seen[0][1] > 2:
+            break
+        time.sleep(0.1)
+    conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    thread.join(60)
+    check(seen and seen[0][0] == pid and held == 1 and outcome.get("result") == "57014",
+          "a training in the worker shows in training_progress (%s), the engine holds it (%d), "
+          "pg_cancel_backend stops it (%s)" % (seen, held, outcome.get("result")))
+    left = (conn.execute("SELECT count(*) FROM pgbert.model_versions").fetchone()[0] - versions,
+            conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0] - objects)
+    trainer.close()
+    deadline = time.time() + 10
+    while conn.execute("SELECT trainings FROM pgbert.worker").fetchone()[0] != 0 and time.time() < deadline:
+        time.sleep(0.2)
+    held_after = conn.execute("SELECT trainings FROM pgbert.worker").fetchone()[0]
+    check(left == (0, 0) and held_after == 0,
+          "after the cancel: no new version or large object %s; the engine let the run go once the session "
+          "ended (%d held)" % (left, held_after))
+    conn.execute("RESET pgbert.progress_interval")
+
+
 def fallback(conn, probs, reference):
     texts = [p["text"] for p in probs][:10]
     s = connect()
@@ -373,6 +457,7 @@ def main():
         interrupted(conn, reference_mail_embeds)
         engine_killed(conn, reference_mail_embeds, probs, reference)
         dropped_and_parallel(conn, probs)
+        training(conn)
         fallback(conn, probs, reference)
         print(worker(conn))
     print("%d failed" % failed)
