@@ -24,6 +24,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/pmsignal.h"
 #include "storage/latch.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
@@ -227,11 +228,39 @@ engine_gone(char *why, size_t len)
 	n_trainings = 0;
 }
 
+/*
+ * Wait until the engine has something to say. A shutdown request or the
+ * postmaster's death meanwhile kills the engine (a batch may take long, a
+ * hung engine forever): false then.
+ */
+static bool
+wait_engine(void)
+{
+	for (;;)
+	{
+		struct pollfd p = {engine_fd, POLLIN, 0};
+		int			rc = poll(&p, 1, 200);
+
+		if (rc > 0)
+			return true;
+		if (rc < 0 && errno != EINTR)
+			return true;		/* let the read report it */
+		if (ShutdownRequestPending || !PostmasterIsAlive())
+		{
+			if (engine_pid > 0)
+				kill(engine_pid, SIGKILL);
+			return false;
+		}
+	}
+}
+
 /* Read one reply; its payload (palloc'd, NUL-terminated) in *payload. 0, or -1 if the engine is gone. */
 static int
 read_reply(BtMsgHeader *h, char **payload)
 {
 	*payload = NULL;
+	if (!wait_engine())
+		return -1;
 	if (bt_io_read_all(engine_fd, h, sizeof(*h)) != 0 || h->magic != BT_SERVE_MAGIC ||
 		h->len > BT_SERVE_MAX_PAYLOAD)
 		return -1;
@@ -415,6 +444,13 @@ run_load(WorkerSlot *slot)
 	if (seg == NULL)
 	{
 		finish_slot(slot, -1, "the request's shared memory is gone");
+		return;
+	}
+	if (find_model(slot->key) >= 0)
+	{
+		/* another session's load of the same version came first */
+		dsm_detach(seg);
+		finish_slot(slot, BT_SERVE_OK, NULL);
 		return;
 	}
 	if (!make_room(slot, slot->load_bytes) ||

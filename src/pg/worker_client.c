@@ -231,6 +231,16 @@ describe_model(WorkerSlot *slot, const PgbertModel *pm)
 	slot->key = pgbert_worker_key(MyDatabaseId, pm->id);
 }
 
+/* Whether the engine holds a version now (unlocked peek). */
+static bool
+worker_holds(uint64 key)
+{
+	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+		if (pgbert_worker_shared->models[i].used && pgbert_worker_shared->models[i].key == key)
+			return true;
+	return false;
+}
+
 /* Hand the worker the model's config and checkpoint (read here, as the current role). */
 static int
 load_into_worker(WorkerSlot *slot, PgbertModel *pm, char *message, size_t msglen)
@@ -316,6 +326,8 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 		if (status != BT_ERR_UNKNOWN_MODEL || attempt > 0)
 			break;
 		/* the engine does not have this version (first use, evicted, or a new engine): send it */
+		if (worker_holds(pgbert_worker_key(MyDatabaseId, pm->id)))
+			continue;			/* another session's load finished meanwhile */
 		status = load_into_worker(slot, pm, message, sizeof(message));
 		if (status == -2)
 		{
