@@ -79,6 +79,10 @@ def run(path, script, n):
                 starts.append(end - int(us) / 1e6)
                 lat.append(int(us) / 1e3)
     lat.sort()
+    if len(lat) < 2:
+        return {"path": path, "script": script, "clients": n, "transactions": len(lat), "rows_per_s": 0.0,
+                "p50_ms": None, "p99_ms": None, "backends_mib": round(mem.get("backends_mib", 0), 1),
+                "engine_mib": round(mem.get("engine_mib", 0), 1)}
     span = max(ends) - min(starts)
     return {"path": path, "script": script, "clients": n, "transactions": len(lat),
             "rows_per_s": round(len(lat) * rows_per_tx / span, 1),

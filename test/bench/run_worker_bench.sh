@@ -6,12 +6,14 @@
 #   test/bench/run_worker_bench.sh [SECONDS] [MAX_TOKENS]     # defaults 20 64
 #
 # The model is MiniLM-L6's encoder with a seeded 2-label head (make_bench_classifier.py),
-# 2,000 SpamAssassin mail bodies truncated at MAX_TOKENS. Both paths use one thread per
-# process (pgbert.cpu_threads = pgbert.worker_threads = 1).
+# 2,000 SpamAssassin mail bodies truncated at MAX_TOKENS. In-process, each backend uses
+# one thread (pgbert.cpu_threads = 1: the clients share the cores); the worker's engine
+# process uses WORKER_THREADS (default: all cores, since it alone runs every model).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-20}
 MAX_TOKENS=${2:-64}
+WORKER_THREADS=${WORKER_THREADS:-$(nproc)}
 PY=.venv-oracle/bin/python
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -20,7 +22,8 @@ trap 'rm -rf "$work"' EXIT
 "$PY" test/bench/mail_lines.py "$work/mail.txt"
 "$PY" test/bench/make_bench_classifier.py .models/all-minilm-l6-v2 "$work/cls" "$MAX_TOKENS" >/dev/null
 chmod -R a+rX "$work"
-pg_virtualenv -t -v 15 -o "shared_preload_libraries=pgbert" -o "max_connections=60" bash -c "
+pg_virtualenv -t -v 15 -o "shared_preload_libraries=pgbert" -o "max_connections=60" \
+  -o "pgbert.worker_threads=$WORKER_THREADS" bash -c "
   set -e
   PATH=\"\$(pg_config --bindir):\$PATH\"
   psql -X -q -c 'CREATE EXTENSION pgbert'
@@ -31,7 +34,7 @@ CREATE TABLE bench_mails (id serial PRIMARY KEY, body text);
 SQL
   $PY test/bench/bench_worker.py $SECONDS_PER_RUN 1 4 16" | grep '^{' | tee "$work/results.jsonl"
 echo
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; MiniLM-L6 classifier, mails truncated at $MAX_TOKENS tokens, $SECONDS_PER_RUN s per run"
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; MiniLM-L6 classifier, mails truncated at $MAX_TOKENS tokens, $SECONDS_PER_RUN s per run; engine threads $WORKER_THREADS"
 "$PY" - "$work/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -42,6 +45,9 @@ for (script, n, path), w in get.items():
     if path != "worker":
         continue
     p = get[(script, n, "in-process")]
+    if not w["rows_per_s"] or not p["rows_per_s"]:
+        print("| %s | %d | too short a run |" % (script, n))
+        continue
     print("| %s | %d | %.1f | %.1f | %.2f× | %.1f / %.1f | %.1f / %.1f | %.0f + %.0f MiB | %.0f MiB |" % (
         script, n, w["rows_per_s"], p["rows_per_s"], w["rows_per_s"] / p["rows_per_s"], w["p50_ms"], w["p99_ms"],
         p["p50_ms"], p["p99_ms"], w["backends_mib"], w["engine_mib"], p["backends_mib"]))
