@@ -21,7 +21,8 @@ signals to the engine process):
 6. SIGKILL and SIGSEGV of the engine process in the middle of a query: that query fails
    with a clear message, another session's queries keep working, the postmaster does
    not restart, the worker starts a new engine and the next query works.
-7. drop_model takes the version out of the engine at once; a parallel scan's workers send
+7. Beyond pgbert.worker_memory the least recently used versions leave the engine;
+   drop_model takes the version out of the engine at once; a parallel scan's workers send
    their rows through the encoder worker too.
 8. Training (train_classifier, and start_training's background job) runs in the engine
    process when the worker is ready, with byte-identical weights to training in the
@@ -318,6 +319,25 @@ def dropped_and_parallel(conn, probs):
           % (len(par), served, worst))
 
 
+def memory_budget(conn):
+    # versions leave the engine, least recently used first, when a load needs the room: a
+    # new small one pushes MiniLM out; MiniLM (87 MB, over the budget by itself) pushes out
+    # everything else; and so on
+    subprocess.run([tool("pgbert_import"), SQL_CLS, "cls2"], check=True, capture_output=True)
+    conn.execute("ALTER SYSTEM SET pgbert.worker_memory = '50MB'")
+    conn.execute("SELECT pg_reload_conf()")
+    time.sleep(1)
+    held = []
+    for model in ("cls2", "minilm", "cls"):
+        conn.execute("SELECT embed('budget', %s)", (model,))
+        held.append(sorted(r[0] for r in conn.execute("SELECT name FROM pgbert.worker_models")))
+    conn.execute("ALTER SYSTEM RESET pgbert.worker_memory")
+    conn.execute("SELECT pg_reload_conf()")
+    conn.execute("SELECT drop_model('cls2')")
+    check("cls2" in held[0] and "minilm" not in held[0] and held[1:] == [["minilm"], ["cls"]],
+          "pgbert.worker_memory = 50MB: least recently used versions leave the engine: %s" % held)
+
+
 def training(conn):
     conn.execute("CREATE TABLE reviews AS SELECT CASE WHEN i % 2 = 0 THEN 'great lovely wonderful movie ' || i "
                  "ELSE 'awful terrible boring film ' || i END AS body, (i % 2 = 0) AS good "
@@ -457,6 +477,7 @@ def main():
         interrupted(conn, reference_mail_embeds)
         engine_killed(conn, reference_mail_embeds, probs, reference)
         dropped_and_parallel(conn, probs)
+        memory_budget(conn)
         training(conn)
         fallback(conn, probs, reference)
         print(worker(conn))
