@@ -122,6 +122,7 @@ post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
 	WorkerShared *ws = pgbert_worker_shared;
 	PGPROC	   *worker;
 	int			status;
+	volatile bool gone = false;
 
 	if (!exit_hook_set)
 	{
@@ -170,7 +171,7 @@ post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
 				state = slot->state;
 				SpinLockRelease(&slot->mutex);
 				if (state != SLOT_DONE)
-					return -2;
+					gone = true;	/* no return inside PG_TRY: it would leave the handler installed */
 				break;
 			}
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
@@ -192,6 +193,8 @@ post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
 	}
 	PG_END_TRY();
 
+	if (gone)
+		return -2;
 	status = slot->status;
 	strlcpy(message, slot->message, msglen);
 	return status;
