@@ -774,31 +774,35 @@ serve_ready(void)
 	}
 	if (oldest == NULL)
 		return -1;
-	if (oldest->kind == SLOT_LOAD)
+	if (oldest->kind != SLOT_FORWARD)
 	{
-		if (take_slot(oldest))
-			run_load(oldest);
-		return 0;
-	}
-	if (oldest->kind == SLOT_PASS)
-	{
-		if (take_slot(oldest))
-			run_pass(oldest);
-		return 0;
-	}
-	if (oldest->kind == SLOT_EVICT)
-	{
-		if (take_slot(oldest))
+		/* taken, its fields hold still: dispatch on what it is now */
+		if (!take_slot(oldest))
+			return 0;
+		switch (oldest->kind)
 		{
-			int			m = find_model(oldest->key);
+			case SLOT_LOAD:
+				run_load(oldest);
+				break;
+			case SLOT_PASS:
+				run_pass(oldest);
+				break;
+			case SLOT_EVICT:
+				{
+					int			m = find_model(oldest->key);
 
-			if (m >= 0 && !evict_model(m))
-			{
-				char		why[200];
+					if (m >= 0 && !evict_model(m))
+					{
+						char		why[200];
 
-				engine_gone(why, sizeof(why));
-			}
-			finish_slot(oldest, BT_SERVE_OK, NULL);
+						engine_gone(why, sizeof(why));
+					}
+					finish_slot(oldest, BT_SERVE_OK, NULL);
+				}
+				break;
+			case SLOT_FORWARD:
+				run_forward(&oldest, 1);
+				break;
 		}
 		return 0;
 	}
@@ -833,10 +837,31 @@ serve_ready(void)
 
 	{
 		int			taken = 0;
+		uint64		key = batch[0]->key;
+		int			want = batch[0]->want;
 
+		/*
+		 * The fields were read before taking the slots; a session may have
+		 * withdrawn and posted another request since. Once taken they hold
+		 * still: keep those that still match, hand the others back.
+		 */
 		for (int i = 0; i < n; i++)
-			if (take_slot(batch[i]))
-				batch[taken++] = batch[i];
+		{
+			WorkerSlot *s = batch[i];
+
+			if (!take_slot(s))
+				continue;
+			if (s->kind != SLOT_FORWARD || s->key != key || s->want != want)
+			{
+				SpinLockAcquire(&s->mutex);
+				s->state = s->state == SLOT_ABANDONED ? SLOT_FREE : SLOT_READY;
+				SpinLockRelease(&s->mutex);
+				if (s->state == SLOT_READY)
+					SetLatch(MyLatch);	/* it is served next round */
+				continue;
+			}
+			batch[taken++] = s;
+		}
 		if (taken > 0)
 			run_forward(batch, taken);
 	}
