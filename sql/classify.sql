@@ -123,11 +123,20 @@ SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
 SELECT classify('hello', 'cls') IS NOT NULL AS reloaded;
 SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
 RESET pgbert.model_cache_size;
-SELECT drop_model('cls2');
-SELECT drop_model('cls'), drop_model('encoder');
-DROP TABLE oracle, many;
 
--- without shared_preload_libraries there is no encoder worker: models run in the session
+-- without shared_preload_libraries there is no encoder worker: models run in the session,
+-- silently with pgbert.worker = auto (the default), with one notice when it is asked for
 SELECT state, message FROM pgbert.worker;
 SELECT count(*) FROM pgbert.worker_models;
 SHOW pgbert.worker;
+SET pgbert.worker = on;
+SELECT classify('hello', 'cls2') IS NOT NULL AS classified;
+SELECT classify('hello again', 'cls2') IS NOT NULL AS no_second_notice;
+SET pgbert.worker = off;
+SELECT classify('hello', 'cls2') IS NOT NULL AS classified;
+SET pgbert.worker = 'sometimes';
+RESET pgbert.worker;
+
+SELECT drop_model('cls2');
+SELECT drop_model('cls'), drop_model('encoder');
+DROP TABLE oracle, many;

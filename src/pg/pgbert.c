@@ -30,12 +30,21 @@ int			pgbert_model_cache_mb = 1024;
 int			pgbert_cpu_threads = 1;
 int			pgbert_batch_tokens = 4096;
 int			pgbert_progress_interval = 10;
-bool		pgbert_worker_enabled = true;
+int			pgbert_worker_mode = PGBERT_WORKER_AUTO;
 int			pgbert_worker_device = 0;
 int			pgbert_worker_threads = 1;
 int			pgbert_worker_batch_tokens = 8192;
 int			pgbert_worker_max_wait_ms = 0;
 int			pgbert_worker_memory_mb = 2048;
+
+static const struct config_enum_entry worker_options[] = {
+	{"auto", PGBERT_WORKER_AUTO, false},
+	{"on", PGBERT_WORKER_ON, false},
+	{"off", PGBERT_WORKER_OFF, false},
+	{"true", PGBERT_WORKER_ON, true},
+	{"false", PGBERT_WORKER_OFF, true},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry device_options[] = {
 	{"auto", 0, false},
@@ -72,10 +81,11 @@ _PG_init(void)
 							"0 turns them off.",
 							&pgbert_progress_interval, 10, 0, 86400, PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	DefineCustomBoolVariable("pgbert.worker",
+	DefineCustomEnumVariable("pgbert.worker",
 							 "Run models in the encoder worker when it is running.",
-							 "Needs pgbert in shared_preload_libraries; off runs them in the session.",
-							 &pgbert_worker_enabled, true, PGC_USERSET, 0, NULL, NULL, NULL);
+							 "auto: when pgbert is preloaded; on: also say why when it cannot; off: in the session.",
+							 &pgbert_worker_mode, PGBERT_WORKER_AUTO, worker_options, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomEnumVariable("pgbert.device",
 							 "Device the encoder worker's engine process runs models on.",
 							 "auto picks the GPU when the engine has one, else the CPU.",

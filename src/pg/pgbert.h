@@ -66,7 +66,14 @@ extern void pgbert_model_ensure_weights(PgbertModel *pm);
 extern char *pgbert_read_checkpoint(PgbertModel *pm, Size *len);
 
 /* Settings of the encoder worker path (pgbert.c). */
-extern bool pgbert_worker_enabled;
+typedef enum PgbertWorkerMode
+{
+	PGBERT_WORKER_AUTO,			/* the worker when preloaded and ready, silently in-process without preload */
+	PGBERT_WORKER_ON,			/* the same, and a NOTICE also when pgbert is not preloaded */
+	PGBERT_WORKER_OFF
+} PgbertWorkerMode;
+
+extern int	pgbert_worker_mode;
 
 /*
  * The encoder worker (worker_client.c). usable: preloaded, enabled and ready

@@ -121,7 +121,6 @@ typedef struct WorkerShared
 extern WorkerShared *pgbert_worker_shared;
 
 /* Settings of the worker (pgbert.c). */
-extern bool pgbert_worker_enabled;
 extern int	pgbert_worker_device;
 extern int	pgbert_worker_threads;
 extern int	pgbert_worker_batch_tokens;

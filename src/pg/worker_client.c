@@ -72,11 +72,13 @@ pgbert_worker_usable(void)
 	WorkerState state;
 	char		message[256];
 
-	if (!pgbert_worker_enabled)
+	if (pgbert_worker_mode == PGBERT_WORKER_OFF)
 		return false;
 	if (ws == NULL)
 	{
-		/* not preloaded: the server is not set up for a worker, nothing to explain */
+		/* not preloaded: the server is not set up for a worker; say so only when asked for one */
+		if (pgbert_worker_mode == PGBERT_WORKER_ON)
+			tell_fallback("pgbert is not in shared_preload_libraries");
 		return false;
 	}
 	if (my_slot() == NULL)
