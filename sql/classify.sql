@@ -124,6 +124,67 @@ SELECT classify('hello', 'cls') IS NOT NULL AS reloaded;
 SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
 RESET pgbert.model_cache_size;
 
+-- content moderation: a BEFORE INSERT OR UPDATE trigger labels each row, quarantines it
+-- above a spam score, rejects it above a phishing score (docs/moderation.md)
+CREATE TABLE inbox (id serial PRIMARY KEY, body text, label text, score float8,
+                    status text NOT NULL DEFAULT 'new');
+CREATE FUNCTION moderate() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    s jsonb;
+BEGIN
+    IF NEW.body IS NULL THEN
+        NEW.label := NULL; NEW.score := NULL; NEW.status := 'new';
+        RETURN NEW;
+    END IF;
+    s := classify_scores(NEW.body, 'cls');
+    SELECT key, value::float8 INTO NEW.label, NEW.score
+    FROM jsonb_each_text(s) ORDER BY value::float8 DESC, key LIMIT 1;
+    IF (s ->> 'phish')::float8 > 0.38 THEN
+        RAISE EXCEPTION 'message rejected: phishing score %', round((s ->> 'phish')::numeric, 3)
+            USING ERRCODE = 'check_violation';
+    END IF;
+    NEW.status := CASE WHEN (s ->> 'spam')::float8 > 0.54 THEN 'quarantined' ELSE 'accepted' END;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER moderate BEFORE INSERT OR UPDATE OF body ON inbox
+    FOR EACH ROW EXECUTE FUNCTION moderate();
+-- the thresholds are not within 1e-3 of any transformers probability, so the oracle decides
+SELECT count(*) FILTER (WHERE abs(p_spam - 0.54) < 1e-3 OR abs(p_phish - 0.38) < 1e-3) AS near_threshold,
+       count(*) FILTER (WHERE p_phish > 0.38) AS to_reject,
+       count(*) FILTER (WHERE p_phish <= 0.38 AND p_spam > 0.54) AS to_quarantine
+FROM oracle;
+-- row by row, as an application inserts: rejected rows raise and are not stored
+DO $$
+DECLARE
+    r record;
+    rejected int := 0;
+BEGIN
+    FOR r IN SELECT body FROM oracle ORDER BY ord LOOP
+        BEGIN
+            INSERT INTO inbox (body) VALUES (r.body);
+        EXCEPTION WHEN check_violation THEN
+            rejected := rejected + 1;
+        END;
+    END LOOP;
+    RAISE NOTICE 'rejected % messages', rejected;
+END $$;
+-- every stored row got transformers' label, and its status follows transformers' scores
+SELECT count(*) AS stored,
+       count(*) FILTER (WHERE i.label = o.label) AS oracle_label,
+       count(*) FILTER (WHERE i.status = CASE WHEN o.p_spam > 0.54 THEN 'quarantined' ELSE 'accepted' END)
+           AS oracle_status,
+       max(abs(i.score - greatest(o.p_ham, o.p_spam, o.p_phish))) < 1e-4 AS scores_match
+FROM inbox i JOIN oracle o ON o.body = i.body;
+SELECT status, count(*) FROM inbox GROUP BY 1 ORDER BY 1;
+-- a rejected message in a multi-row INSERT rejects the statement
+INSERT INTO inbox (body) SELECT body FROM oracle WHERE p_phish > 0.38;
+-- NULL bodies pass unlabelled; an edit is moderated again
+INSERT INTO inbox (body) VALUES (NULL) RETURNING label, score, status;
+UPDATE inbox SET body = (SELECT body FROM oracle WHERE p_spam > 0.54 AND p_phish <= 0.38 ORDER BY ord LIMIT 1)
+WHERE body IS NULL RETURNING status;
+DROP TABLE inbox;
+DROP FUNCTION moderate();
+
 -- without shared_preload_libraries there is no encoder worker: models run in the session,
 -- silently with pgbert.worker = auto (the default), with one notice when it is asked for
 SELECT state, message FROM pgbert.worker;

@@ -5,10 +5,11 @@ throw-away cluster that preloads pgbert, with the model imported as 'bench').
     python test/bench/bench_worker.py SECONDS CLIENTS...
 
 For each path (the encoder worker, and in-process with pgbert.worker = off), each script
-(one classify() per transaction, or classify_batch over 32 rows) and each client count,
-runs pgbench for SECONDS with per-transaction logs, and prints one JSON line: rows/s,
-p50/p99 latency (ms), and memory sampled mid-run (private memory of the pgbench backends,
-and of the engine process). Each client's first transaction is left out: it loads the
+(one classify() per transaction, an INSERT labelled by a BEFORE INSERT trigger that calls
+classify(), or classify_batch over 32 rows) and each client count, runs pgbench for
+SECONDS with per-transaction logs, and prints one JSON line: rows/s, p50/p99 latency (ms),
+and memory sampled mid-run (private memory of the pgbench backends, and of the engine
+process). Each client's first transaction is left out: it loads the
 model (in-process) or the tokenizer (worker).
 """
 import glob
@@ -26,6 +27,7 @@ seconds = int(sys.argv[1])
 clients = [int(c) for c in sys.argv[2:]] or [1, 4, 16]
 SCRIPTS = {
     "single": ("\\set id random(1, 2000)\nSELECT classify(body, 'bench') FROM bench_mails WHERE id = :id;\n", 1),
+    "trigger": ("\\set id random(1, 2000)\nINSERT INTO inbox (body) SELECT body FROM bench_mails WHERE id = :id;\n", 1),
     "batch32": ("\\set id random(1, 1969)\nSELECT count(*) FROM classify_batch((SELECT array_agg(body ORDER BY id) "
                 "FROM bench_mails WHERE id BETWEEN :id AND :id + 31), 'bench');\n", 32),
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Encoder worker benchmark: pgbench with 1, 4 and 16 clients calling classify() on single
-# rows and classify_batch() on 32 rows, through the encoder worker and in-process
+# rows, inserting single rows labelled by a trigger (docs/moderation.md), and calling
+# classify_batch() on 32 rows, through the encoder worker and in-process
 # (pgbert.worker = off) in the same throw-away cluster (pgbert preloaded), same machine.
 #
 #   test/bench/run_worker_bench.sh [SECONDS] [MAX_TOKENS]     # defaults 20 64
@@ -31,6 +32,10 @@ pg_virtualenv -t -v 15 -o "shared_preload_libraries=pgbert" -o "max_connections=
   psql -X -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE bench_mails (id serial PRIMARY KEY, body text);
 \\\\copy bench_mails (body) FROM PROGRAM 'head -n 2000 $work/mail.txt' WITH (FORMAT text)
+CREATE TABLE inbox (id bigserial PRIMARY KEY, body text, label text);
+CREATE FUNCTION label_row() RETURNS trigger LANGUAGE plpgsql AS \\\$\\\$
+BEGIN NEW.label := classify(NEW.body, 'bench'); RETURN NEW; END \\\$\\\$;
+CREATE TRIGGER label_row BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION label_row();
 SQL
   $PY test/bench/bench_worker.py $SECONDS_PER_RUN 1 4 16" | grep '^{' | tee "$work/results.jsonl"
 echo
