@@ -75,7 +75,7 @@ $(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 .PHONY: engine engine-check engine-check-sanitized fuzz-smoke bench print-use-cuda
-ENGINE_TESTS = test_tokenizer test_safetensors test_model test_train
+ENGINE_TESTS = test_tokenizer test_safetensors test_model test_train test_serve
 engine: $(ENGINE_LIB) $(addprefix $(BUILD)/,$(ENGINE_TESTS)) $(BUILD)/unidump
 
 # The real checkpoint scripts/setup.sh unpacks, and transformers' outputs on it.
@@ -88,6 +88,7 @@ define run_engine_tests
 	$(1)/test_safetensors test/fixtures/safetensors
 	OPENBLAS_NUM_THREADS=2 $(1)/test_model test/fixtures/models $(MINILM_ARGS)
 	OPENBLAS_NUM_THREADS=2 $(1)/test_train test/fixtures/train test/fixtures/models
+	$(1)/test_serve test/fixtures/models/sql_cls
 endef
 
 engine-check: engine
