@@ -254,6 +254,17 @@ wait_engine(void)
 	}
 }
 
+/*
+ * Status for requests lost with the engine: -1 (the engine failed: the query
+ * errors), or -2 when the worker killed it to stop (the session runs the
+ * request itself).
+ */
+static int
+lost_status(void)
+{
+	return ShutdownRequestPending ? -2 : -1;
+}
+
 /* Read one reply; its payload (palloc'd, NUL-terminated) in *payload. 0, or -1 if the engine is gone. */
 static int
 read_reply(BtMsgHeader *h, char **payload)
@@ -463,8 +474,10 @@ run_load(WorkerSlot *slot)
 		dsm_detach(seg);
 		engine_gone(why, sizeof(why));
 		snprintf(msg, sizeof(msg), "the pgbert engine process %s while loading the model", why);
+		if (ShutdownRequestPending)
+			snprintf(msg, sizeof(msg), "the pgbert encoder worker is stopping");
 		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
-		finish_slot(slot, -1, msg);
+		finish_slot(slot, lost_status(), msg);
 		return;
 	}
 	dsm_detach(seg);
@@ -575,8 +588,10 @@ run_pass(WorkerSlot *slot)
 		dsm_detach(seg);
 		engine_gone(why, sizeof(why));
 		snprintf(msg, sizeof(msg), "the pgbert engine process %s during a training step", why);
+		if (ShutdownRequestPending)
+			snprintf(msg, sizeof(msg), "the pgbert encoder worker is stopping");
 		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
-		finish_slot(slot, -1, msg);
+		finish_slot(slot, lost_status(), msg);
 		return;
 	}
 	if (h.status == BT_SERVE_OK && h.len > slot->out_cap)
@@ -684,12 +699,14 @@ run_forward(WorkerSlot **batch, int n)
 
 		engine_gone(why, sizeof(why));
 		snprintf(msg, sizeof(msg), "the pgbert engine process %s while running a batch of %d rows", why, n_seq);
+		if (ShutdownRequestPending)
+			snprintf(msg, sizeof(msg), "the pgbert encoder worker is stopping");
 		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
 		for (int i = 0; i < n; i++)
 		{
 			if (segs[i])
 				dsm_detach(segs[i]);
-			finish_slot(batch[i], -1, msg);
+			finish_slot(batch[i], lost_status(), msg);
 		}
 		SpinLockAcquire(&ws->mutex);
 		ws->errors += n;

@@ -28,7 +28,9 @@ signals to the engine process):
    process when the worker is ready, with byte-identical weights to training in the
    session; its progress shows, pg_cancel_backend stops it with nothing stored, and the
    engine lets the run go once the session ends.
-9. Fallback: with pgbert.worker off, and while the worker is down (terminated), queries
+9. A hung engine (SIGSTOP) does not keep the worker from stopping: SIGTERM kills it, the
+   waiting query runs in its session, and the worker comes back.
+10. Fallback: with pgbert.worker off, and while the worker is down (terminated), queries
    run in the session (one NOTICE says why) with the same results; pgbert.device = 'cuda'
    on a build without a CUDA engine fails the engine start with a clear state.
 """
@@ -418,6 +420,38 @@ def training(conn):
     conn.execute("RESET pgbert.progress_interval")
 
 
+def hung_engine(conn, probs, reference):
+    # a stopped (hung) engine must not keep the worker from stopping: SIGTERM to the worker
+    # kills the engine, the waiting query runs in its session instead, the worker comes back
+    texts = [p["text"] for p in probs][:3]
+    w = wait_ready(conn)
+    os.kill(w["engine_pid"], signal.SIGSTOP)
+    victim = connect()
+    notices = []
+    victim.add_notice_handler(lambda d: notices.append(d.message_primary))
+    outcome = {}
+
+    def run():
+        try:
+            outcome["rows"] = scores(victim, texts)
+        except psycopg.Error as e:
+            outcome["error"] = str(e).strip()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.0)
+    waiting = worker(conn)
+    os.kill(w["worker_pid"], signal.SIGTERM)
+    thread.join(30)
+    engine_gone = not os.path.exists("/proc/%d" % w["engine_pid"]) or \
+        open("/proc/%d/stat" % w["engine_pid"]).read().rsplit(")", 1)[1].split()[0] == "Z"
+    check(outcome.get("rows") == reference[:3] and engine_gone and any("worker" in n for n in notices),
+          "engine hung (SIGSTOP) with a query waiting (%s): SIGTERM stops the worker, the engine is killed, "
+          "the query finishes in its session (%s)" % (waiting["state"], notices or outcome.get("error")))
+    victim.close()
+    check(wait_ready(conn, 30)["state"] == "ready", "the worker and a new engine come back")
+
+
 def fallback(conn, probs, reference):
     texts = [p["text"] for p in probs][:10]
     s = connect()
@@ -479,6 +513,7 @@ def main():
         dropped_and_parallel(conn, probs)
         memory_budget(conn)
         training(conn)
+        hung_engine(conn, probs, reference)
         fallback(conn, probs, reference)
         print(worker(conn))
     print("%d failed" % failed)
