@@ -254,17 +254,6 @@ wait_engine(void)
 	}
 }
 
-/*
- * Status for requests lost with the engine: -1 (the engine failed: the query
- * errors), or -2 when the worker killed it to stop (the session runs the
- * request itself).
- */
-static int
-lost_status(void)
-{
-	return ShutdownRequestPending ? -2 : -1;
-}
-
 /* Read one reply; its payload (palloc'd, NUL-terminated) in *payload. 0, or -1 if the engine is gone. */
 static int
 read_reply(BtMsgHeader *h, char **payload)
@@ -374,6 +363,26 @@ spawn_engine(void)
 	next_spawn = 0;
 }
 
+/*
+ * The engine failed a request (the socket broke): reap it, say why in msg (and
+ * the log), and return the status for the requests lost with it: -1 (the
+ * query errors), or -2 when the worker killed it to stop (the session runs
+ * the request itself). during: what it was doing, for the message.
+ */
+static int
+engine_lost(const char *during, char *msg, size_t len)
+{
+	char		why[200];
+
+	engine_gone(why, sizeof(why));
+	if (ShutdownRequestPending)
+		snprintf(msg, len, "the pgbert encoder worker is stopping");
+	else
+		snprintf(msg, len, "the pgbert engine process %s %s", why, during);
+	ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
+	return ShutdownRequestPending ? -2 : -1;
+}
+
 /* ---- models in the engine ---- */
 
 static int
@@ -449,7 +458,6 @@ run_load(WorkerSlot *slot)
 	dsm_segment *seg = dsm_attach(slot->seg);
 	BtMsgHeader h;
 	char	   *payload = NULL;
-	char		why[200];
 	int			i;
 
 	if (seg == NULL)
@@ -470,14 +478,11 @@ run_load(WorkerSlot *slot)
 		read_reply(&h, &payload) != 0)
 	{
 		char		msg[256];
+		int			status;
 
 		dsm_detach(seg);
-		engine_gone(why, sizeof(why));
-		snprintf(msg, sizeof(msg), "the pgbert engine process %s while loading the model", why);
-		if (ShutdownRequestPending)
-			snprintf(msg, sizeof(msg), "the pgbert encoder worker is stopping");
-		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
-		finish_slot(slot, lost_status(), msg);
+		status = engine_lost("while loading the model", msg, sizeof(msg));
+		finish_slot(slot, status, msg);
 		return;
 	}
 	dsm_detach(seg);
@@ -582,16 +587,12 @@ run_pass(WorkerSlot *slot)
 					NULL, 0, NULL, 0) != 0 ||
 		read_reply(&h, &payload) != 0)
 	{
-		char		why[200],
-					msg[256];
+		char		msg[256];
+		int			status;
 
 		dsm_detach(seg);
-		engine_gone(why, sizeof(why));
-		snprintf(msg, sizeof(msg), "the pgbert engine process %s during a training step", why);
-		if (ShutdownRequestPending)
-			snprintf(msg, sizeof(msg), "the pgbert encoder worker is stopping");
-		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
-		finish_slot(slot, lost_status(), msg);
+		status = engine_lost("during a training step", msg, sizeof(msg));
+		finish_slot(slot, status, msg);
 		return;
 	}
 	if (h.status == BT_SERVE_OK && h.len > slot->out_cap)
@@ -694,19 +695,17 @@ run_forward(WorkerSlot **batch, int n)
 					offsets, sizeof(int32) * (n_seq + 1), ids, sizeof(int32) * n_tokens) != 0 ||
 		read_reply(&h, &payload) != 0)
 	{
-		char		why[200],
+		char		during[64],
 					msg[256];
+		int			status;
 
-		engine_gone(why, sizeof(why));
-		snprintf(msg, sizeof(msg), "the pgbert engine process %s while running a batch of %d rows", why, n_seq);
-		if (ShutdownRequestPending)
-			snprintf(msg, sizeof(msg), "the pgbert encoder worker is stopping");
-		ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
+		snprintf(during, sizeof(during), "while running a batch of %d rows", n_seq);
+		status = engine_lost(during, msg, sizeof(msg));
 		for (int i = 0; i < n; i++)
 		{
 			if (segs[i])
 				dsm_detach(segs[i]);
-			finish_slot(batch[i], lost_status(), msg);
+			finish_slot(batch[i], status, msg);
 		}
 		SpinLockAcquire(&ws->mutex);
 		ws->errors += n;
