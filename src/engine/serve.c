@@ -151,14 +151,44 @@ evict_model(uint64_t key)
 	served[i] = served[--n_served];
 }
 
+/*
+ * A model from config.json and model.safetensors bytes; NULL with err (the
+ * message says which of the two was refused).
+ */
+static BtBertModel *
+model_from_bytes(const char *config, size_t config_len, const uint8_t *blob, size_t blob_len,
+				 char *err, size_t errlen)
+{
+	char		why[400];
+	BtBertConfig cfg;
+	BtSafetensors *st;
+	BtBertModel *m;
+
+	if (bt_config_parse(config, config_len, &cfg, why, sizeof(why)) != 0)
+	{
+		snprintf(err, errlen, "config.json: %s", why);
+		return NULL;
+	}
+	st = bt_safetensors_parse(blob, blob_len, why, sizeof(why));
+	if (st == NULL)
+	{
+		bt_config_free(&cfg);
+		snprintf(err, errlen, "not a valid safetensors checkpoint: %s", why);
+		return NULL;
+	}
+	m = bt_model_load(&cfg, st, NULL, 0, why, sizeof(why));
+	bt_safetensors_free(st);
+	if (m == NULL)
+		snprintf(err, errlen, "checkpoint does not fit its config: %s", why);
+	return m;
+}
+
 /* LOAD: payload is uint32 config length, config.json, model.safetensors. */
 static int
 handle_load(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 {
 	char		err[512];
 	uint32_t	config_len;
-	BtBertConfig cfg;
-	BtSafetensors *st;
 	BtBertModel *m;
 	BtLoaded info;
 
@@ -170,18 +200,10 @@ handle_load(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	if (n_served == MAX_MODELS && find_model(key) < 0)
 		return reply_error(fd, BT_MSG_LOAD, BT_ERR_NO_MEMORY, key, "the engine holds %d models already",
 						   MAX_MODELS);
-	if (bt_config_parse((const char *) payload + 4, config_len, &cfg, err, sizeof(err)) != 0)
-		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "config.json: %s", err);
-	st = bt_safetensors_parse(payload + 4 + config_len, len - 4 - config_len, err, sizeof(err));
-	if (st == NULL)
-	{
-		bt_config_free(&cfg);
-		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "not a valid safetensors checkpoint: %s", err);
-	}
-	m = bt_model_load(&cfg, st, NULL, 0, err, sizeof(err));
-	bt_safetensors_free(st);
+	m = model_from_bytes((const char *) payload + 4, config_len, payload + 4 + config_len, len - 4 - config_len,
+						 err, sizeof(err));
 	if (m == NULL)
-		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "checkpoint does not fit its config: %s", err);
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "%s", err);
 	evict_model(key);
 	served[n_served].key = key;
 	served[n_served].model = m;
@@ -275,6 +297,45 @@ handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	return rc;
 }
 
+void
+bt_train_begin_set_options(BtTrainBegin *b, const BtTrainOptions *o)
+{
+	b->learning_rate = o->learning_rate;
+	b->weight_decay = o->weight_decay;
+	b->beta1 = o->beta1;
+	b->beta2 = o->beta2;
+	b->adam_eps = o->adam_eps;
+	b->max_grad_norm = o->max_grad_norm;
+	b->warmup_steps = o->warmup_steps;
+	b->total_steps = o->total_steps;
+	b->hidden_dropout = o->hidden_dropout;
+	b->attention_dropout = o->attention_dropout;
+	b->seed = o->seed;
+	b->freeze_encoder = o->freeze_encoder;
+}
+
+BtTrainOptions
+bt_train_begin_options(const BtTrainBegin *b, const float *class_weights)
+{
+	BtTrainOptions o;
+
+	memset(&o, 0, sizeof(o));
+	o.learning_rate = b->learning_rate;
+	o.weight_decay = b->weight_decay;
+	o.beta1 = b->beta1;
+	o.beta2 = b->beta2;
+	o.adam_eps = b->adam_eps;
+	o.max_grad_norm = b->max_grad_norm;
+	o.warmup_steps = b->warmup_steps;
+	o.total_steps = b->total_steps;
+	o.hidden_dropout = b->hidden_dropout;
+	o.attention_dropout = b->attention_dropout;
+	o.seed = b->seed;
+	o.freeze_encoder = b->freeze_encoder != 0;
+	o.class_weights = class_weights;
+	return o;
+}
+
 /* ---- training ---- */
 
 static int
@@ -327,23 +388,11 @@ handle_train_begin(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 						   MAX_TRAINERS);
 	weights = (const float *) (payload + sizeof(b));
 	config = (const char *) (payload + sizeof(b) + (size_t) b.n_class_weights * sizeof(float));
-	if (bt_config_parse(config, b.config_len, &cfg, err, sizeof(err)) != 0)
-		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "config.json: %s", err);
 	if (b.from_checkpoint)
 	{
-		BtSafetensors *st = bt_safetensors_parse(payload + fixed, len - fixed, err, sizeof(err));
-
-		if (st == NULL)
-		{
-			bt_config_free(&cfg);
-			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "not a valid safetensors checkpoint: %s",
-							   err);
-		}
-		m = bt_model_load(&cfg, st, NULL, 0, err, sizeof(err));
-		bt_safetensors_free(st);
+		m = model_from_bytes(config, b.config_len, payload + fixed, len - fixed, err, sizeof(err));
 		if (m == NULL)
-			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "checkpoint does not fit its config: %s",
-							   err);
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "%s", err);
 		if (bt_model_reset_head(&m, b.num_classes, b.seed, err, sizeof(err)) != 0)
 		{
 			bt_model_free(m);
@@ -353,24 +402,13 @@ handle_train_begin(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	}
 	else
 	{
+		if (bt_config_parse(config, b.config_len, &cfg, err, sizeof(err)) != 0)
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "config.json: %s", err);
 		m = bt_model_init_random(&cfg, b.num_classes, b.seed, err, sizeof(err));
 		if (m == NULL)
 			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_NO_MEMORY, key, "could not create a model: %s", err);
 	}
-	memset(&opts, 0, sizeof(opts));
-	opts.learning_rate = b.learning_rate;
-	opts.weight_decay = b.weight_decay;
-	opts.beta1 = b.beta1;
-	opts.beta2 = b.beta2;
-	opts.adam_eps = b.adam_eps;
-	opts.max_grad_norm = b.max_grad_norm;
-	opts.warmup_steps = b.warmup_steps;
-	opts.total_steps = b.total_steps;
-	opts.hidden_dropout = b.hidden_dropout;
-	opts.attention_dropout = b.attention_dropout;
-	opts.seed = b.seed;
-	opts.freeze_encoder = b.freeze_encoder != 0;
-	opts.class_weights = b.n_class_weights ? weights : NULL;
+	opts = bt_train_begin_options(&b, b.n_class_weights ? weights : NULL);
 	t = bt_trainer_create(m, &opts, err, sizeof(err));
 	if (t == NULL)
 	{

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "train.h"
+
 #define BT_SERVE_MAGIC 0x54524542u	/* "BERT" */
 #define BT_SERVE_VERSION 1
 
@@ -113,6 +115,10 @@ typedef struct BtTrainBegin
 	uint32_t	config_len;
 	uint32_t	pad;
 } BtTrainBegin;
+
+/* TRAIN_BEGIN's options from training options (all but class_weights), and back. */
+extern void bt_train_begin_set_options(BtTrainBegin *b, const BtTrainOptions *o);
+extern BtTrainOptions bt_train_begin_options(const BtTrainBegin *b, const float *class_weights);
 
 /* TRAIN_BEGIN's reply. */
 typedef struct BtTrainStarted

@@ -209,17 +209,11 @@ main(int argc, char **argv)
 					norm;
 		int			same_loss = 1;
 
+		opts.learning_rate = 1e-3f;
+		opts.total_steps = 3;
+		opts.seed = 7;
 		memset(&b, 0, sizeof(b));
-		b.learning_rate = opts.learning_rate = 1e-3f;
-		b.weight_decay = opts.weight_decay;
-		b.beta1 = opts.beta1;
-		b.beta2 = opts.beta2;
-		b.adam_eps = opts.adam_eps;
-		b.max_grad_norm = opts.max_grad_norm;
-		b.total_steps = opts.total_steps = 3;
-		b.hidden_dropout = opts.hidden_dropout;
-		b.attention_dropout = opts.attention_dropout;
-		b.seed = opts.seed = 7;
+		bt_train_begin_set_options(&b, &opts);
 		b.num_classes = 3;
 		b.from_checkpoint = 1;
 		b.config_len = (uint32_t) clen;
