@@ -26,7 +26,6 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
-#include "blas.h"
 #include "pgbert.h"
 #include "serve.h"
 
@@ -99,11 +98,7 @@ forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *of
 	else
 		o.hidden = hidden = palloc(sizeof(float) * (Size) offsets[n_seq] * pm->model->cfg.hidden_size);
 
-	if (bt_blas_load(NULL, pgbert_cpu_threads, err, sizeof(err)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("%s", err),
-				 errhint("Install OpenBLAS (Debian: libopenblas0).")));
+	pgbert_load_blas();
 	if (bt_model_forward(pm->model, &b, &o, err, sizeof(err)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),

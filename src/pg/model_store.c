@@ -36,7 +36,6 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "blas.h"
 #include "config.h"
 #include "pgbert.h"
 #include "safetensors.h"

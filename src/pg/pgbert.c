@@ -114,6 +114,18 @@ _PG_init(void)
 		pgbert_worker_register();
 }
 
+void
+pgbert_load_blas(void)
+{
+	char		err[256];
+
+	if (bt_blas_load(NULL, pgbert_cpu_threads, err, sizeof(err)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("%s", err),
+				 errhint("Install OpenBLAS (Debian: libopenblas0).")));
+}
+
 PG_FUNCTION_INFO_V1(pgbert_info);
 
 /* Build facts of the loaded library, as jsonb. */

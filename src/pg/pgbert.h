@@ -129,6 +129,9 @@ extern void pgbert_progress_update(int slot, int epoch, int step, double loss, d
 								   double seconds_left);
 extern void pgbert_progress_end(int slot);
 
+/* Open OpenBLAS for a forward pass or training step here, with pgbert.cpu_threads (pgbert.c). */
+extern void pgbert_load_blas(void);
+
 /* The tokenizer of the bundled uncased vocabulary (tokenize_sql.c). */
 extern const BtTokenizer *pgbert_bundled_tokenizer(void);
 

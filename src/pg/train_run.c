@@ -13,7 +13,6 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
-#include "blas.h"
 #include "serve.h"
 #include "train_run.h"
 
@@ -118,18 +117,6 @@ end_unended(void)
 							  message, sizeof(message));
 }
 
-static void
-load_blas(void)
-{
-	char		err[256];
-
-	if (bt_blas_load(NULL, pgbert_cpu_threads, err, sizeof(err)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("%s", err),
-				 errhint("Install OpenBLAS (Debian: libopenblas0).")));
-}
-
 TrainRun *
 train_run_begin(PgbertBaseModel *base, const char *config_json, int num_classes,
 				const BtTrainOptions *opts, bool in_worker)
@@ -190,7 +177,7 @@ train_run_begin(PgbertBaseModel *base, const char *config_json, int num_classes,
 		run->model = run->own_model;
 	}
 	run->num_params = run->model->num_params;
-	load_blas();
+	pgbert_load_blas();
 	run->trainer = bt_trainer_create(run->model, opts, err, sizeof(err));
 	if (run->trainer == NULL)
 		ereport(ERROR,
@@ -303,7 +290,7 @@ train_run_forward(TrainRun *run, const BtBatch *batch, float *logits)
 		pfree(p);
 		return;
 	}
-	load_blas();
+	pgbert_load_blas();
 	memset(&o, 0, sizeof(o));
 	o.logits = logits;
 	if (bt_model_forward(run->model, batch, &o, err, sizeof(err)) != 0)

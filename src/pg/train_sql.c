@@ -38,7 +38,6 @@
 #include "utils/regproc.h"
 #include "utils/typcache.h"
 
-#include "blas.h"
 #include "config.h"
 #include "pgbert.h"
 #include "train.h"
