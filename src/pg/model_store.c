@@ -72,6 +72,7 @@ typedef struct BuiltTokenizer
 {
 	BtTokenizer *tokenizer;
 	int			max_tokens;
+	int			hidden_size;	/* from the config, read here anyway */
 } BuiltTokenizer;
 
 /* The weights side of a version. */
@@ -167,6 +168,7 @@ build_tokenizer(const char *config_json, const char *vocab, Size vocab_len,
 	parse_config(config_json, &cfg);
 	vocab_size = cfg.vocab_size;
 	max_position = cfg.max_position;
+	out->hidden_size = cfg.hidden_size;
 	bt_config_free(&cfg);
 	if (tokenizer_json && bt_tokenizer_config_parse(tokenizer_json, strlen(tokenizer_json),
 													&tc, err, sizeof(err)) != 0)
@@ -406,13 +408,7 @@ load_version(const ResolvedRow *row)
 	pm->tokenizer = built.tokenizer;
 	pm->max_tokens = built.max_tokens;
 	pm->num_labels = n_labels;
-	{
-		BtBertConfig cfg;
-
-		parse_config(pm->config_json, &cfg);
-		pm->hidden_size = cfg.hidden_size;
-		bt_config_free(&cfg);
-	}
+	pm->hidden_size = built.hidden_size;
 	pm->bytes = VARSIZE_ANY_EXHDR(vocab) * 3;
 	cache[n_cached++] = pm;
 	SPI_finish();
