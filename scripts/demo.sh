@@ -28,6 +28,7 @@ chown -R postgres "$tmp"
 
 run psql -X -q -p "$port" -d pgbert_demo -v ON_ERROR_STOP=1 <<SQL
 CREATE EXTENSION IF NOT EXISTS pgbert;
+ALTER EXTENSION pgbert UPDATE;  -- a demo database left by an older release
 DROP TABLE IF EXISTS mails;
 CREATE TABLE mails (id text PRIMARY KEY, source text, label text, subject text, body text);
 \copy mails FROM '$tmp/mails.csv' WITH (FORMAT csv, HEADER true)
