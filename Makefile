@@ -26,7 +26,7 @@ ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
 	src/pg/drop_guard.c src/pg/train_sql.c src/pg/progress.c \
 	src/pg/training_worker.c src/pg/encoder_worker.c src/pg/worker_client.c src/pg/worker_sql.c \
-	src/pg/train_run.c
+	src/pg/train_run.c src/pg/batch_scan.c
 OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels

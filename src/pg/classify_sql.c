@@ -205,6 +205,72 @@ argmax(const double *v, int n)
 	return best;
 }
 
+/* classify()'s result for one logits row: the most probable label. */
+static Datum
+label_datum(PgbertModel *pm, const Path *path, const float *logits, double *probs)
+{
+	int			best;
+
+	softmax(pm, logits, probs);
+	best = argmax(probs, pm->num_labels);
+	if (path->served_by_worker)
+		pgbert_worker_count_label(pm, best);
+	return PointerGetDatum(cstring_to_text(pm->labels[best]));
+}
+
+/* classify_scores()'s result for one logits row: {"label": probability, ...}. */
+static Datum
+scores_datum(PgbertModel *pm, const float *logits, double *probs)
+{
+	StringInfoData buf;
+
+	softmax(pm, logits, probs);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int c = 0; c < pm->num_labels; c++)
+	{
+		if (c > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, pm->labels[c]);
+		appendStringInfo(&buf, ": %s", float8out_internal(probs[c]));
+	}
+	appendStringInfoChar(&buf, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/* embed()'s result: a real[] of H values. */
+static Datum
+embedding_datum(const float *vec, int H)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * H);
+
+	for (int i = 0; i < H; i++)
+		elems[i] = Float4GetDatum(vec[i]);
+	return PointerGetDatum(construct_array(elems, H, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT));
+}
+
+/* What embed()'s pooling argument asks for (NULL: mean). */
+static Want
+parse_pooling(text *pooling_arg)
+{
+	char	   *pooling;
+
+	if (pooling_arg == NULL)
+		return WANT_MEAN;
+	pooling = text_to_cstring(pooling_arg);
+	if (strcmp(pooling, "mean") == 0)
+		return WANT_MEAN;
+	if (strcmp(pooling, "cls") == 0)
+		return WANT_CLS;
+	if (strcmp(pooling, "pooler") == 0)
+		return WANT_POOLER;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown pooling \"%s\"", pooling),
+			 errhint("Use 'mean', 'cls' or 'pooler'.")));
+	return WANT_MEAN;			/* keep the compiler quiet */
+}
+
 PG_FUNCTION_INFO_V1(pgbert_classify);
 
 /* classify(input text, model text) RETURNS text */
@@ -216,7 +282,6 @@ pgbert_classify(PG_FUNCTION_ARGS)
 	text	   *input;
 	float	   *logits;
 	double	   *probs;
-	int			best;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -225,11 +290,7 @@ pgbert_classify(PG_FUNCTION_ARGS)
 	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
 	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
 	run_model(pm, &path, WANT_LOGITS, 1, &input, logits);
-	softmax(pm, logits, probs);
-	best = argmax(probs, pm->num_labels);
-	if (path.served_by_worker)
-		pgbert_worker_count_label(pm, best);
-	PG_RETURN_TEXT_P(cstring_to_text(pm->labels[best]));
+	PG_RETURN_DATUM(label_datum(pm, &path, logits, probs));
 }
 
 PG_FUNCTION_INFO_V1(pgbert_classify_scores);
@@ -243,7 +304,6 @@ pgbert_classify_scores(PG_FUNCTION_ARGS)
 	text	   *input;
 	float	   *logits;
 	double	   *probs;
-	StringInfoData buf;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -252,19 +312,7 @@ pgbert_classify_scores(PG_FUNCTION_ARGS)
 	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
 	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
 	run_model(pm, &path, WANT_LOGITS, 1, &input, logits);
-	softmax(pm, logits, probs);
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (int c = 0; c < pm->num_labels; c++)
-	{
-		if (c > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, pm->labels[c]);
-		appendStringInfo(&buf, ": %s", float8out_internal(probs[c]));
-	}
-	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	PG_RETURN_DATUM(scores_datum(pm, logits, probs));
 }
 
 PG_FUNCTION_INFO_V1(pgbert_classify_batch);
@@ -339,36 +387,94 @@ pgbert_embed(PG_FUNCTION_ARGS)
 	PgbertModel *pm;
 	Path		path;
 	text	   *input;
-	Want		want = WANT_MEAN;
-	int			H;
+	Want		want;
 	float	   *vec;
-	Datum	   *elems;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	if (!PG_ARGISNULL(2))
-	{
-		char	   *pooling = text_to_cstring(PG_GETARG_TEXT_PP(2));
-
-		if (strcmp(pooling, "mean") == 0)
-			want = WANT_MEAN;
-		else if (strcmp(pooling, "cls") == 0)
-			want = WANT_CLS;
-		else if (strcmp(pooling, "pooler") == 0)
-			want = WANT_POOLER;
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown pooling \"%s\"", pooling),
-					 errhint("Use 'mean', 'cls' or 'pooler'.")));
-	}
+	want = parse_pooling(PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
 	pm = model_for_call(fcinfo, 1, &path);
 	input = PG_GETARG_TEXT_PP(0);
-	H = pm->hidden_size;
-	vec = palloc(sizeof(float) * H);
+	vec = palloc(sizeof(float) * pm->hidden_size);
 	run_model(pm, &path, want, 1, &input, vec);
-	elems = palloc(sizeof(Datum) * H);
-	for (int i = 0; i < H; i++)
-		elems[i] = Float4GetDatum(vec[i]);
-	PG_RETURN_ARRAYTYPE_P(construct_array(elems, H, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT));
+	PG_RETURN_DATUM(embedding_datum(vec, pm->hidden_size));
+}
+
+/* Whether two optional text arguments are equal (both NULL counts). */
+static bool
+same_arg(text *a, text *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+void
+pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, int n,
+				  text **inputs, text **models, text **poolings, Datum *results, bool *isnull)
+{
+	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+	int		   *group = palloc(sizeof(int) * Max(n, 1));
+	text	  **texts = palloc(sizeof(text *) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		isnull[i] = true;
+		results[i] = (Datum) 0;
+		done[i] = inputs[i] == NULL;	/* a NULL input is a NULL result, as one call gives */
+	}
+
+	/* rows naming the same model (and pooling) run as one batch, in row order */
+	for (int first = 0; first < n; first++)
+	{
+		PgbertModel *pm;
+		Path		path;
+		Want		want = WANT_LOGITS;
+		int			k = 0,
+					width;
+		float	   *out;
+		double	   *probs;
+
+		if (done[first])
+			continue;
+		for (int i = first; i < n; i++)
+			if (!done[i] && same_arg(models[i], models[first]) &&
+				(fn != PGBERT_FN_EMBED || same_arg(poolings[i], poolings[first])))
+			{
+				group[k] = i;
+				texts[k++] = inputs[i];
+				done[i] = true;
+			}
+
+		if (fn == PGBERT_FN_EMBED)
+			want = parse_pooling(poolings[first]);
+		path.worker = pgbert_worker_usable();
+		path.served_by_worker = false;
+		pm = pgbert_model_for_site(site_extra, site_mcxt,
+								   models[first] ? text_to_cstring(models[first]) : NULL, !path.worker);
+		width = Max(output_width(pm, want), 1);
+		out = palloc(sizeof(float) * (Size) k * width);
+		probs = palloc(sizeof(double) * width);
+		run_model(pm, &path, want, k, texts, out);
+
+		for (int g = 0; g < k; g++)
+		{
+			const float *row = out + (Size) g * width;
+			int			i = group[g];
+
+			if (fn == PGBERT_FN_CLASSIFY)
+				results[i] = label_datum(pm, &path, row, probs);
+			else if (fn == PGBERT_FN_CLASSIFY_SCORES)
+				results[i] = scores_datum(pm, row, probs);
+			else
+				results[i] = embedding_datum(row, pm->hidden_size);
+			isnull[i] = false;
+		}
+		pfree(out);
+		pfree(probs);
+	}
+	pfree(done);
+	pfree(group);
+	pfree(texts);
 }

@@ -545,15 +545,22 @@ resolve_name(const char *given)
 PgbertModel *
 pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights)
 {
-	CallSiteModel *site = fcinfo->flinfo->fn_extra;
 	char	   *given = PG_ARGISNULL(model_argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(model_argno));
+
+	return pgbert_model_for_site(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, given, need_weights);
+}
+
+PgbertModel *
+pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *given, bool need_weights)
+{
+	CallSiteModel *site = *site_extra;
 	int			i;
 	PgbertModel *pm;
 
 	if (site == NULL)
 	{
-		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSiteModel));
-		fcinfo->flinfo->fn_extra = site;
+		site = MemoryContextAllocZero(site_mcxt, sizeof(CallSiteModel));
+		*site_extra = site;
 	}
 
 	/* same statement, same name: the row resolved for the first row */
@@ -588,7 +595,7 @@ pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weight
 
 		if (site->name)
 			pfree(site->name);
-		site->name = given ? MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, given) : NULL;
+		site->name = given ? MemoryContextStrdup(site_mcxt, given) : NULL;
 		site->id = row.id;
 		site->lxid = MyProc->lxid;
 		site->stmt_start = GetCurrentStatementStartTimestamp();

@@ -107,7 +107,18 @@ _PG_init(void)
 							"Least recently used versions are dropped beyond it.",
 							&pgbert_worker_memory_mb, 2048, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MB,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgbert.batching",
+							 "Batch per-row classify(), classify_scores() and embed() calls across rows.",
+							 "Applies to statements planned after it changes; EXPLAIN shows a PgbertBatch node.",
+							 &pgbert_batching, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.batch_rows",
+							"Most rows one batching node reads ahead and runs together.",
+							"Blocks start at one row and double up to this; 1 turns batching off.",
+							&pgbert_batch_rows, 256, 1, 65536, PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgbert");
+
+	/* a planner hook and a custom node only; they start nothing */
+	pgbert_batch_scan_init();
 
 	/* the worker and its shared memory exist only when preloaded; no CUDA or BLAS here */
 	if (process_shared_preload_libraries_in_progress)

@@ -59,6 +59,37 @@ typedef struct PgbertModel
  */
 extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights);
 
+/*
+ * The same for callers without a function call (the batching node): given is
+ * the model name or NULL, and *site_extra caches the resolution, allocated in
+ * site_mcxt, as fn_extra does for a call site.
+ */
+extern PgbertModel *pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *given,
+										  bool need_weights);
+
+/* The per-row inference functions the batching node can run a block of rows at a time. */
+typedef enum PgbertBatchFn
+{
+	PGBERT_FN_NONE = 0,
+	PGBERT_FN_CLASSIFY,			/* classify(input, model) */
+	PGBERT_FN_CLASSIFY_SCORES,	/* classify_scores(input, model) */
+	PGBERT_FN_EMBED				/* embed(input, model, pooling) */
+} PgbertBatchFn;
+
+/*
+ * Results of n calls of fn, computed in batches (classify_sql.c): row i has
+ * the arguments inputs[i], models[i], poolings[i] (NULL pointers for SQL
+ * NULLs; poolings only for embed). Equal to what n separate calls return, in
+ * the current memory context; *site_extra caches the model resolution.
+ */
+extern void pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, int n,
+							  text **inputs, text **models, text **poolings, Datum *results, bool *isnull);
+
+/* Transparent batching of per-row calls (batch_scan.c): the planner hook and the node. */
+extern bool pgbert_batching;
+extern int	pgbert_batch_rows;
+extern void pgbert_batch_scan_init(void);
+
 /* Load a cached version's weights in this backend if they are not yet (the in-process path). */
 extern void pgbert_model_ensure_weights(PgbertModel *pm);
 
