@@ -126,9 +126,20 @@ EXPLAIN (COSTS OFF)
 SELECT classify(body, 'bcls'), (SELECT count(*) FROM docs d2 WHERE d2.id < d.id) FROM docs d;
 EXPLAIN (COSTS OFF)
 SELECT classify(body, 'bcls') || (SELECT count(*) FROM docs d2 WHERE d2.id < d.id) FROM docs d;
--- aggregates over calls (per input row, in the aggregate: not batched) and calls over aggregates
+-- aggregates over calls: a PgbertBatch under the aggregate adds the results to its input rows
+EXPLAIN (COSTS OFF)
+SELECT count(*) FILTER (WHERE classify(body, 'bcls') = 'spam'), string_agg(classify(body, 'bcls'), ',') FROM docs;
 SELECT (SELECT count(*) FILTER (WHERE classify(body, 'bcls') = 'spam') FROM docs) =
        (SELECT count(*) FILTER (WHERE c = 'spam') FROM ref) AS same_count;
+SELECT (SELECT string_agg(classify(body, 'bcls'), ',' ORDER BY id) FROM docs) =
+       (SELECT string_agg(c, ',' ORDER BY id) FROM ref) AS same_labels;
+SELECT (SELECT array_agg(g || ':' || n ORDER BY g) FROM
+          (SELECT id % 3 AS g, count(*) FILTER (WHERE classify(body, 'bcls') = 'spam') AS n FROM docs GROUP BY 1) a) =
+       (SELECT array_agg(g || ':' || n ORDER BY g) FROM
+          (SELECT id % 3 AS g, count(*) FILTER (WHERE c = 'spam') AS n FROM ref GROUP BY 1) b) AS same_groups;
+-- ... but not arguments of an aggregate with a FILTER, evaluated only for the rows it lets through
+SELECT count(classify(body, 'no such model')) FILTER (WHERE id < 0) FROM docs;
+-- calls over aggregates: a PgbertBatch above the aggregate
 EXPLAIN (COSTS OFF)
 SELECT id % 3 AS g, classify(string_agg(body, ' ' ORDER BY id), 'bcls') FROM docs GROUP BY id % 3;
 CREATE TABLE agg_batched AS

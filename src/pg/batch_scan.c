@@ -14,13 +14,18 @@
  * the block in one engine (or encoder worker) pass, then emits the rows in
  * their order. Qual clauses of P that call one of the functions move up to
  * PgbertBatch, which filters by them (P keeps its other clauses, so rows they
- * reject are never classified, as before). Blocks start at one row and double up to pgbert.batch_rows, so
+ * reject are never classified, as before).
+ *
+ * Aggregates evaluate their arguments and FILTER clauses per input row in the
+ * Agg node itself; for those calls a PgbertBatch goes between the Agg and its
+ * input instead, passing the rows through with one result column per call. Blocks start at one row and double up to pgbert.batch_rows, so
  * a LIMIT makes it read at most about twice the rows it returns.
  *
  * What keeps the statement's meaning:
  *  - only calls evaluated for every row are batched: not those under CASE,
- *    inside aggregates or subqueries, or after the first argument of
- *    COALESCE, AND and OR, and not calls whose arguments are volatile;
+ *    in subqueries, in arguments of an aggregate with a FILTER, or after the
+ *    first argument of COALESCE, AND and OR, and not calls whose arguments
+ *    are volatile;
  *  - volatile target-list entries (nextval(), random()) and everything else
  *    that mentions a batched call are evaluated by PgbertBatch as it emits a
  *    row, so once per row returned, as before;
@@ -410,7 +415,7 @@ wrap_node(Plan *plan, Surgery *sg)
 	List	   *batch_tlist = NIL,
 			   *child_tlist = NIL,
 			   *scan_tlist = NIL,
-			   *priv;
+			   *calls_over_child = NIL;
 	ListCell   *lc;
 	CustomScan *cs;
 	int			n_child;
@@ -488,20 +493,13 @@ wrap_node(Plan *plan, Surgery *sg)
 															  exprCollation((Node *) e), 0),
 											 attno, NULL, false));
 	}
-	priv = list_make2_int(pgbert_batch_rows, list_length(rw.calls));
 	foreach(lc, rw.calls)
 	{
-		FuncExpr   *f = lfirst(lc);
-		PgbertBatchFn fn = batchable_call((Node *) f);
+		Expr	   *over = call_over_child(&rw, lfirst(lc));
 
-		scan_tlist = lappend(scan_tlist, makeTargetEntry(call_over_child(&rw, f),
-														 n_child + foreach_current_index(lc) + 1,
+		scan_tlist = lappend(scan_tlist, makeTargetEntry(over, n_child + foreach_current_index(lc) + 1,
 														 NULL, false));
-		priv = lappend_int(priv, (int) f->funcid);
-		priv = lappend_int(priv, (int) fn);
-		priv = lappend_int(priv, child_column(&rw, linitial(f->args)));
-		priv = lappend_int(priv, child_column(&rw, lsecond(f->args)));
-		priv = lappend_int(priv, fn == PGBERT_FN_EMBED ? child_column(&rw, lthird(f->args)) : 0);
+		calls_over_child = lappend(calls_over_child, over);
 	}
 	Assert(list_length(rw.child_exprs) == n_child);
 
@@ -522,12 +520,144 @@ wrap_node(Plan *plan, Surgery *sg)
 	cs->scan.scanrelid = 0;
 	cs->flags = 0;
 	cs->custom_scan_tlist = scan_tlist;
-	cs->custom_private = priv;
+	cs->custom_exprs = calls_over_child;
+	cs->custom_private = list_make1_int(pgbert_batch_rows);
 	cs->methods = &batch_scan_methods;
 
 	plan->targetlist = child_tlist;
 	plan->qual = kept_quals;
 	return (Plan *) cs;
+}
+
+/*
+ * Collect the batchable calls an Agg evaluates for every input row: in
+ * aggregate FILTER clauses, and in arguments of aggregates without one.
+ */
+static bool
+aggregate_input_calls_walker(Node *node, List **calls)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *a = (Aggref *) node;
+
+		(void) collect_calls_walker((Node *) a->aggfilter, calls);
+		if (a->aggfilter == NULL)
+			(void) collect_calls_walker((Node *) a->args, calls);
+		return false;
+	}
+	return expression_tree_walker(node, aggregate_input_calls_walker, calls);
+}
+
+/* What replacing the calls of aggregate inputs needs. */
+typedef struct InputCalls
+{
+	List	   *calls;
+	int			n_child;		/* the results follow the child's columns */
+} InputCalls;
+
+/* Calls become the result columns PgbertBatch appends to the Agg's input rows. */
+static Node *
+input_calls_mutator(Node *node, InputCalls *ic)
+{
+	int			j;
+
+	if (node == NULL)
+		return NULL;
+	if ((j = call_index(ic->calls, node)) > 0)
+		return (Node *) makeVar(OUTER_VAR, ic->n_child + j, exprType(node), exprTypmod(node),
+								exprCollation(node), 0);
+	return expression_tree_mutator(node, input_calls_mutator, ic);
+}
+
+/* Rewrite the aggregate inputs collected by aggregate_input_calls_walker. */
+static Node *
+aggregate_inputs_mutator(Node *node, InputCalls *ic)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *a = (Aggref *) palloc(sizeof(Aggref));
+
+		memcpy(a, node, sizeof(Aggref));
+		if (a->aggfilter == NULL)
+			a->args = (List *) input_calls_mutator((Node *) a->args, ic);
+		a->aggfilter = (Expr *) input_calls_mutator((Node *) a->aggfilter, ic);
+		return (Node *) a;
+	}
+	return expression_tree_mutator(node, aggregate_inputs_mutator, ic);
+}
+
+/*
+ * Put a PgbertBatch between an Agg and its input when aggregates call a
+ * batchable function per input row (count(*) FILTER (WHERE classify(b) =
+ * 'spam'), string_agg(classify(b), ',')): it passes the input rows through
+ * with one result column per call appended, which the aggregates then read.
+ */
+static void
+batch_aggregate_inputs(Agg *agg, Surgery *sg)
+{
+	Plan	   *child = agg->plan.lefttree;
+	InputCalls	ic = {NIL, 0};
+	List	   *tlist = NIL,
+			   *scan_tlist = NIL;
+	ListCell   *lc;
+	CustomScan *cs;
+	int			attno = 0;
+
+	if (child == NULL)
+		return;
+	(void) aggregate_input_calls_walker((Node *) agg->plan.targetlist, &ic.calls);
+	(void) aggregate_input_calls_walker((Node *) agg->plan.qual, &ic.calls);
+	if (ic.calls == NIL)
+		return;
+	ic.n_child = list_length(child->targetlist);
+
+	foreach(lc, child->targetlist)
+	{
+		Expr	   *e = ((TargetEntry *) lfirst(lc))->expr;
+
+		attno++;
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) makeVar(OUTER_VAR, attno, exprType((Node *) e),
+															  exprTypmod((Node *) e),
+															  exprCollation((Node *) e), 0),
+											 attno, NULL, false));
+	}
+	foreach(lc, ic.calls)
+		scan_tlist = lappend(scan_tlist, makeTargetEntry(copyObject(lfirst(lc)), ++attno, NULL, false));
+	foreach(lc, scan_tlist)
+	{
+		TargetEntry *tle = lfirst(lc);
+
+		tlist = lappend(tlist, makeTargetEntry((Expr *) scan_column(tle->resno, tle->expr), tle->resno,
+											   NULL, false));
+	}
+
+	cs = makeNode(CustomScan);
+	cs->scan.plan.startup_cost = child->startup_cost;
+	cs->scan.plan.total_cost = child->total_cost;
+	cs->scan.plan.plan_rows = child->plan_rows;
+	cs->scan.plan.plan_width = child->plan_width;
+	cs->scan.plan.parallel_aware = false;
+	cs->scan.plan.parallel_safe = child->parallel_safe;
+	cs->scan.plan.async_capable = false;
+	cs->scan.plan.plan_node_id = sg->next_plan_node_id++;
+	cs->scan.plan.targetlist = tlist;
+	cs->scan.plan.lefttree = child;
+	cs->scan.plan.extParam = bms_copy(child->extParam);
+	cs->scan.plan.allParam = bms_copy(child->allParam);
+	cs->scan.scanrelid = 0;
+	cs->custom_scan_tlist = scan_tlist;
+	cs->custom_exprs = copyObject(ic.calls);
+	cs->custom_private = list_make1_int(pgbert_batch_rows);
+	cs->methods = &batch_scan_methods;
+
+	agg->plan.lefttree = (Plan *) cs;
+	agg->plan.targetlist = (List *) aggregate_inputs_mutator((Node *) agg->plan.targetlist, &ic);
+	agg->plan.qual = (List *) aggregate_inputs_mutator((Node *) agg->plan.qual, &ic);
 }
 
 static Plan *rewrite_tree(Plan *plan, bool needs_mark, Surgery *sg);
@@ -582,6 +712,8 @@ rewrite_tree(Plan *plan, bool needs_mark, Surgery *sg)
 		default:
 			break;
 	}
+	if (IsA(plan, Agg))
+		batch_aggregate_inputs((Agg *) plan, sg);
 	return needs_mark ? plan : wrap_node(plan, sg);
 }
 
@@ -671,11 +803,9 @@ batch_planner(Query *parse, const char *query_string, int cursorOptions, ParamLi
 /* One batched call of a PgbertBatch node. */
 typedef struct BatchCall
 {
-	Oid			funcid;
+	FuncExpr   *call;			/* arguments over the child's row (OUTER_VAR) */
 	PgbertBatchFn fn;
-	AttrNumber	input_col;		/* arguments, as columns of the child's rows */
-	AttrNumber	model_col;
-	AttrNumber	pooling_col;	/* 0: none */
+	ExprState  *args[3];		/* input, model, pooling (embed only) */
 	void	   *site;			/* model resolution cache, like fn_extra */
 	Datum	   *results;		/* per row of the block */
 	bool	   *nulls;
@@ -696,6 +826,7 @@ typedef struct BatchState
 	bool		child_done;
 	bool		unchecked_row;	/* the scan slot holds a row the recheck method has not seen */
 	MemoryContext block_mcxt;	/* the block's inputs and results */
+	ExprContext *args_cxt;		/* evaluates the arguments; reset with each block */
 	text	  **inputs,
 			  **models,
 			  **poolings;
@@ -710,22 +841,23 @@ static Node *
 batch_create_state(CustomScan *cscan)
 {
 	BatchState *st = (BatchState *) newNode(sizeof(BatchState), T_CustomScanState);
-	List	   *priv = cscan->custom_private;
-	int			k = 2;
+	ListCell   *lc;
 
 	st->css.methods = &batch_exec_methods;
-	st->max_rows = Max(list_nth_int(priv, 0), 1);
-	st->n_calls = list_nth_int(priv, 1);
+	st->max_rows = Max(linitial_int(cscan->custom_private), 1);
+	st->n_calls = list_length(cscan->custom_exprs);
 	st->calls = palloc0(sizeof(BatchCall) * st->n_calls);
-	for (int j = 0; j < st->n_calls; j++)
+	foreach(lc, cscan->custom_exprs)
 	{
-		BatchCall  *c = &st->calls[j];
+		BatchCall  *c = &st->calls[foreach_current_index(lc)];
 
-		c->funcid = (Oid) list_nth_int(priv, k++);
-		c->fn = (PgbertBatchFn) list_nth_int(priv, k++);
-		c->input_col = list_nth_int(priv, k++);
-		c->model_col = list_nth_int(priv, k++);
-		c->pooling_col = list_nth_int(priv, k++);
+		c->call = lfirst(lc);
+		c->fn = batch_fn_of(c->call->funcid);
+		if (c->fn == PGBERT_FN_NONE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("function %u is no longer one pgbert can batch", c->call->funcid),
+					 errhint("Run the statement again to plan it anew.")));
 		c->results = palloc(sizeof(Datum) * st->max_rows);
 		c->nulls = palloc(sizeof(bool) * st->max_rows);
 	}
@@ -747,28 +879,43 @@ batch_begin(CustomScanState *node, EState *estate, int eflags)
 		elog(ERROR, "pgbert batching node cannot scan backward or mark positions");
 	for (int j = 0; j < st->n_calls; j++)
 	{
-		AclResult	aclresult = pg_proc_aclcheck(st->calls[j].funcid, GetUserId(), ACL_EXECUTE);
+		Oid			funcid = st->calls[j].call->funcid;
+		AclResult	aclresult = pg_proc_aclcheck(funcid, GetUserId(), ACL_EXECUTE);
 
 		if (aclresult != ACLCHECK_OK)
-			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(st->calls[j].funcid));
-		InvokeFunctionExecuteHook(st->calls[j].funcid);
+			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(funcid));
+		InvokeFunctionExecuteHook(funcid);
 	}
 	outerPlanState(node) = ExecInitNode(child, estate, eflags);
+
+	/* the arguments read the block's copies of child rows: minimal tuples */
+	node->ss.ps.outerops = &TTSOpsMinimalTuple;
+	node->ss.ps.outeropsfixed = true;
+	node->ss.ps.outeropsset = true;
+	for (int j = 0; j < st->n_calls; j++)
+	{
+		BatchCall  *c = &st->calls[j];
+		ListCell   *lc;
+
+		foreach(lc, c->call->args)
+			c->args[foreach_current_index(lc)] = ExecInitExpr(lfirst(lc), &node->ss.ps);
+	}
+	st->args_cxt = CreateExprContext(estate);
 	st->child_natts = list_length(child->targetlist);
 	st->block_mcxt = AllocSetContextCreate(estate->es_query_cxt, "pgbert batch", ALLOCSET_DEFAULT_SIZES);
 	st->next_block = 1;
 }
 
-/* Text argument of a child row, detoasted, or NULL. */
+/* A text argument of the call for the row in the argument context, detoasted, or NULL. */
 static text *
-text_arg(TupleTableSlot *row, AttrNumber col)
+text_arg(ExprState *arg, ExprContext *cxt)
 {
 	bool		isnull;
 	Datum		d;
 
-	if (col == 0)
+	if (arg == NULL)
 		return NULL;
-	d = slot_getattr(row, col, &isnull);
+	d = ExecEvalExprSwitchContext(arg, cxt, &isnull);
 	return isnull ? NULL : DatumGetTextPP(d);
 }
 
@@ -801,19 +948,24 @@ fill_block(BatchState *st)
 	if (n == 0)
 		return;
 
-	old = MemoryContextSwitchTo(st->block_mcxt);
+	/* arguments live in the argument context until the next block */
+	ResetExprContext(st->args_cxt);
+	old = MemoryContextSwitchTo(st->args_cxt->ecxt_per_tuple_memory);
 	for (int j = 0; j < st->n_calls; j++)
 	{
 		BatchCall  *c = &st->calls[j];
 
 		for (int i = 0; i < n; i++)
 		{
-			st->inputs[i] = text_arg(st->rows[i], c->input_col);
-			st->models[i] = text_arg(st->rows[i], c->model_col);
-			st->poolings[i] = text_arg(st->rows[i], c->pooling_col);
+			st->args_cxt->ecxt_outertuple = st->rows[i];
+			st->inputs[i] = text_arg(c->args[0], st->args_cxt);
+			st->models[i] = text_arg(c->args[1], st->args_cxt);
+			st->poolings[i] = text_arg(c->args[2], st->args_cxt);
 		}
+		MemoryContextSwitchTo(st->block_mcxt);
 		pgbert_batch_eval(c->fn, &c->site, st->css.ss.ps.state->es_query_cxt, n,
 						  st->inputs, st->models, st->poolings, c->results, c->nulls);
+		MemoryContextSwitchTo(st->args_cxt->ecxt_per_tuple_memory);
 	}
 	MemoryContextSwitchTo(old);
 
