@@ -5,9 +5,9 @@
 
 Connects with the PG* environment to a server on this machine with pgbert installed and
 MODEL imported, loads the first ROWS lines of TEXTS_TXT (COPY text format) into a table,
-and times (pgbert.cpu_threads = 1, the model already loaded):
-  SELECT count(classify(body, MODEL)) FROM mails
-  SELECT count(*) FROM classify_batch((SELECT array_agg(body) FROM mails), MODEL)
+and times (pgbert.cpu_threads = 1, the model already loaded, all rows fetched):
+  SELECT id, classify(body, MODEL) FROM mails      pgbert.batching off, then on
+  SELECT ord, label FROM classify_batch((SELECT array_agg(body) FROM mails), MODEL)
 Also reports the backend's memory before and after loading MODEL (from /proc: RSS, its
 private part RssAnon, and RssShmem, the shared buffers it touched reading the large
 object). JSON lines.
@@ -51,12 +51,18 @@ with psycopg.connect(autocommit=True) as conn, conn.cursor() as cur:
     cur.execute("ANALYZE bench_mails")
     cur.execute("SET max_parallel_workers_per_gather = 0")
 
-    for mode, sql in (("per row", "SELECT count(classify(body, %s)) FROM bench_mails"),
-                      ("batched", "SELECT count(*) FROM classify_batch((SELECT array_agg(body ORDER BY id) FROM bench_mails), %s)")):
+    # plain SQL returns every row to the client, as an application reading labels would
+    plain = "SELECT id, classify(body, %s) FROM bench_mails"
+    for mode, batching, sql in (
+            ("per row", "off", plain),
+            ("plain SQL, batched", "on", plain),
+            ("batched", "on", "SELECT ord, label FROM classify_batch((SELECT array_agg(body ORDER BY id) FROM bench_mails), %s)")):
+        cur.execute("SET pgbert.batching = " + batching)
         t0 = time.perf_counter()
         cur.execute(sql, (model,))
-        n = cur.fetchone()[0]
+        n = len(cur.fetchall())
         dt = time.perf_counter() - t0
         print(json.dumps({"impl": "sql", "mode": mode, "rows": n, "seconds": round(dt, 3),
                           "rows_per_s": round(n / dt, 2)}))
+    cur.execute("RESET pgbert.batching")
     cur.execute("DROP TABLE bench_mails")
