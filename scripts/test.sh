@@ -29,10 +29,12 @@ client_checks() {
   pg_virtualenv -v 15 bash -c 'PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_models.py'
 }
 # the encoder worker in a cluster that preloads pgbert: same results as in-process, 16
-# concurrent sessions, cancel/timeout, the engine process killed mid-query, fallback
+# concurrent sessions, cancel/timeout, the engine process killed mid-query, fallback;
+# then transparent batching there: through the worker, concurrent updates, many sessions
 worker_checks() {
   pg_virtualenv -t -v 15 -o "shared_preload_libraries=pgbert" \
-    bash -c 'PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_worker.py'
+    bash -c 'PATH="$(pg_config --bindir):$PATH"; .venv-oracle/bin/python test/client/check_worker.py &&
+             .venv-oracle/bin/python test/client/check_batching.py'
 }
 gpu_gemm() {
   if [ "$(make -s print-use-cuda)" != 1 ]; then echo "built without CUDA: skipped"; return 0; fi
