@@ -194,6 +194,24 @@ UPDATE docs SET label = classify(body, 'bcls') WHERE label IS NULL AND id < 60;
 WITH u AS (UPDATE docs SET label = classify(body, 'bcls') WHERE label IS NULL RETURNING id, label)
 SELECT count(*) AS returned, count(*) FILTER (WHERE NOT label_ok(id, label)) AS label_diffs FROM u;
 SELECT count(*) AS rows, count(*) FILTER (WHERE NOT label_ok(id, label)) AS label_diffs FROM docs;
+-- UPDATE ... SET (a, b) = (SELECT ...) beside a call: the subquery's results are read in
+-- the order the target list sets them
+CREATE TABLE pairs AS SELECT id, body, NULL::text AS a, NULL::int AS b, NULL::text AS label FROM docs WHERE id < 6;
+UPDATE pairs SET (a, b) = (SELECT 'row ' || pairs.id, pairs.id * 10), label = classify(body, 'bcls');
+SELECT id, a, b, label_ok(id, label) AS label_ok FROM pairs ORDER BY id;
+-- WHERE CURRENT OF needs the scan's current row, which a batching node has read past: a
+-- plain cursor refuses it, a FOR UPDATE cursor (its row locks name the row) allows it
+BEGIN;
+DECLARE upd CURSOR FOR SELECT id, classify(body, 'bcls') IS NOT NULL AS classified FROM pairs ORDER BY id;
+FETCH 2 FROM upd;
+UPDATE pairs SET label = 'current' WHERE CURRENT OF upd;
+ROLLBACK;
+BEGIN;
+DECLARE upd CURSOR FOR SELECT id, classify(body, 'bcls') IS NOT NULL AS classified FROM pairs ORDER BY id FOR UPDATE;
+FETCH 2 FROM upd;
+UPDATE pairs SET label = 'current' WHERE CURRENT OF upd RETURNING id;
+ROLLBACK;
+DROP TABLE pairs;
 CREATE TABLE labelled (n serial, doc int, label text);
 EXPLAIN (COSTS OFF) INSERT INTO labelled (doc, label) SELECT id, classify(body, 'bcls') FROM docs ORDER BY id;
 INSERT INTO labelled (doc, label) SELECT id, classify(body, 'bcls') FROM docs ORDER BY id;

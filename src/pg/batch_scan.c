@@ -311,6 +311,17 @@ gather_leaves_walker(Node *node, Rewrite *rw)
 	return expression_tree_walker(node, gather_leaves_walker, rw);
 }
 
+/* Whether a target list reads UPDATE ... SET (a, b) = (SELECT ...) results, which its own order sets. */
+static bool
+has_multiexpr_param_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_MULTIEXPR)
+		return true;
+	return expression_tree_walker(node, has_multiexpr_param_walker, context);
+}
+
 /* Context of the second pass. */
 typedef struct Replace
 {
@@ -423,7 +434,8 @@ wrap_node(Plan *plan, Surgery *sg)
 	List	   *moved_quals = NIL,	/* qual clauses with calls: PgbertBatch filters by them */
 			   *kept_quals = NIL;
 
-	if (!can_take_projection(plan) || contain_volatile_functions((Node *) plan->qual))
+	if (!can_take_projection(plan) || contain_volatile_functions((Node *) plan->qual) ||
+		has_multiexpr_param_walker((Node *) plan->targetlist, NULL))
 		return plan;
 	foreach(lc, plan->targetlist)
 		(void) collect_calls_walker((Node *) ((TargetEntry *) lfirst(lc))->expr, &rw.calls);
