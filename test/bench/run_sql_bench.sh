@@ -4,6 +4,8 @@
 # same texts, same machine, one thread.
 #
 #   test/bench/run_sql_bench.sh [ROWS] [MAX_TOKENS]
+#   WORKER=1 test/bench/run_sql_bench.sh ...   the same in a cluster that preloads pgbert, so
+#                                              the rows run in the encoder worker (1 thread)
 #
 # The model is MiniLM-L6's encoder with a seeded 2-label head (make_bench_classifier.py),
 # imported with pgbert_import into a throw-away cluster (pg_virtualenv). Needs the
@@ -21,7 +23,11 @@ make -s build/bench_rows
 "$PY" test/bench/mail_lines.py "$work/mail.txt"
 "$PY" test/bench/make_bench_classifier.py .models/all-minilm-l6-v2 "$work/cls" "$MAX_TOKENS" >/dev/null
 OPENBLAS_NUM_THREADS=1 build/bench_rows "$work/cls" "$work/mail.txt" "$ROWS" "$MAX_TOKENS" 32 | tee "$work/results.jsonl"
-pg_virtualenv -v 15 bash -c "
+opts=()
+if [ "${WORKER:-0}" = 1 ]; then
+  opts=(-o shared_preload_libraries=pgbert -o pgbert.worker_threads=1 -o "pgbert.worker_batch_tokens=$((32 * MAX_TOKENS))")
+fi
+pg_virtualenv -v 15 "${opts[@]}" bash -c "
   set -e
   PATH=\"\$(pg_config --bindir):\$PATH\"
   psql -X -q -c 'CREATE EXTENSION pgbert'
@@ -29,7 +35,7 @@ pg_virtualenv -v 15 bash -c "
   psql -X -q -c \"ALTER SYSTEM SET pgbert.batch_tokens = $((32 * MAX_TOKENS))\" -c 'SELECT pg_reload_conf()' >/dev/null
   $PY test/bench/bench_sql.py '$work/mail.txt' $ROWS bench" 2>&1 | grep "^{" | tee -a "$work/results.jsonl"
 echo
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), 1 thread, MiniLM-L6 classifier, $ROWS mails truncated at $MAX_TOKENS tokens"
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), 1 thread, MiniLM-L6 classifier, $ROWS mails truncated at $MAX_TOKENS tokens$([ "${WORKER:-0}" = 1 ] && echo ', SQL through the encoder worker')"
 "$PY" - "$work/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
