@@ -12,7 +12,7 @@ EXTVERSION = 0.3.0
 MODULE_big = pgbert
 
 DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql data/pgbert_vocab_uncased.txt
-SCRIPTS = bin/pgbert_import bin/pgbert_export
+SCRIPTS = bin/pgbert_import bin/pgbert_export bin/pgbert_sync
 REGRESS = tokenizer tokenizer_parity encoding models classify batching permissions train
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 

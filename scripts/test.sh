@@ -36,6 +36,11 @@ worker_checks() {
     bash -c 'PATH="$(pg_config --bindir):$PATH"; .venv-oracle/bin/python test/client/check_worker.py &&
              .venv-oracle/bin/python test/client/check_batching.py'
 }
+# a primary and a streaming hot standby, both preloading pgbert: models imported and trained
+# on the primary are served on the standby; pgbert_sync to another database
+standby_checks() {
+  PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_standby.py
+}
 gpu_gemm() {
   if [ "$(make -s print-use-cuda)" != 1 ]; then echo "built without CUDA: skipped"; return 0; fi
   make -s build/test_gpu_gemm && build/test_gpu_gemm
@@ -71,6 +76,7 @@ stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unic
 stage "pg_regress suites" regress
 stage "client import/export (MiniLM, round trip)" client_checks
 stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks
+stage "hot standby (primary + streaming replica, pgbert_sync)" standby_checks
 
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -236,5 +236,11 @@ RESET ROLE;
 DROP TABLE secured;
 DROP ROLE regress_trainer;
 
+-- training ends by storing a model version: a read-only transaction (as on a hot standby)
+-- refuses it before any work
+BEGIN READ ONLY;
+SELECT train_classifier('reviews', 'body', 'sentiment', model => 'read_only');
+ROLLBACK;
+
 SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m ORDER BY name;
 DROP TABLE reviews, reviews_test, flags, empty_t;

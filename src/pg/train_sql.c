@@ -27,6 +27,7 @@
 #include "parser/parse_type.h"
 #include "portability/instr_time.h"
 #include "storage/fd.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/fmgrprotos.h"
@@ -697,6 +698,10 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	Oid			lo;
 	int			version;
 	MemoryContext fn_mcxt = CurrentMemoryContext;
+
+	/* it ends by storing a model version: refuse before the work, not after it */
+	PreventCommandIfReadOnly("train_classifier()");
+	PreventCommandDuringRecovery("train_classifier()");
 
 	for (int i = 0; i <= 2; i++)
 		if (PG_ARGISNULL(i))

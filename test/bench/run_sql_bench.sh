@@ -50,6 +50,10 @@ for mode, engine_mode in (("per row", "per row"), ("plain SQL, batched", "batche
                                                    s["rows_per_s"] / e["rows_per_s"], over))
 plain, batch = get[("sql", "plain SQL, batched")], get[("sql", "batched")]
 print("\nplain SELECT classify(body) ÷ classify_batch: %.2f" % (plain["rows_per_s"] / batch["rows_per_s"]))
+par = get.get(("sql", "plain SQL, batched, parallel"))
+if par:
+    print("the same in a parallel plan (leader + 1 worker): %.1f rows/s, %.2fx one process; plan: %s"
+          % (par["rows_per_s"], par["rows_per_s"] / plain["rows_per_s"], par["plan"]))
 for m in mem:
     print("backend memory: RSS %(rss_before_mib).1f -> %(rss_after_mib).1f MiB (peak %(peak_rss_mib).1f MiB); "
           "private %(anon_before_mib).1f -> %(anon_after_mib).1f MiB; shared buffers touched %(shmem_after_mib).1f MiB; "

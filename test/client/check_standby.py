@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""A primary and a streaming hot standby on this machine (unix sockets in a temporary
+directory), both with shared_preload_libraries = 'pgbert':
+
+1. A model imported on the primary is served on the standby by its own encoder worker
+   (large objects and the catalog replicate), with the primary's results.
+2. A classifier trained on the primary (train_classifier) is classified with on the
+   standby once replayed, with the primary's results, plain and batched.
+3. pgbert_sync copies the trained model to another database (as to a Citus worker node or
+   an independent server) with the same results, and a second run finds it up to date.
+4. On the standby, writing functions fail with PostgreSQL's read-only error and the
+   standby keeps serving; a model dropped on the primary is gone on the standby.
+
+Needs the PostgreSQL 15 server binaries (pg_config --bindir) and pgbert installed. Run as
+root, the servers run as the postgres user.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg
+
+SQL_CLS = "test/fixtures/models/sql_cls"
+PROBS = "test/fixtures/sql_cls_probs.json"
+BINDIR = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+
+failed = 0
+
+
+def check(ok, what):
+    global failed
+    print("%s %s" % ("ok  " if ok else "FAIL", what), flush=True)
+    failed += not ok
+
+
+def as_server_user(args, **kw):
+    """Run a server program as postgres when we are root (initdb refuses root)."""
+    if os.geteuid() == 0:
+        args = ["runuser", "-u", "postgres", "--"] + args
+    # from the temporary directory: the postgres user may not enter the checkout
+    return subprocess.run(args, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir(), **kw)
+
+
+class Server:
+    def __init__(self, tmp, name, port):
+        self.dir, self.port, self.sock = os.path.join(tmp, name), port, tmp
+
+    def conf(self, lines):
+        with open(os.path.join(self.dir, "postgresql.conf"), "a") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        as_server_user([os.path.join(BINDIR, "pg_ctl"), "-D", self.dir, "-l", self.dir + ".log", "-w", "start"])
+
+    def stop(self):
+        subprocess.run((["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) +
+                       [os.path.join(BINDIR, "pg_ctl"), "-D", self.dir, "-m", "fast", "-w", "stop"],
+                       capture_output=True, cwd=tempfile.gettempdir())
+
+    def env(self):
+        return dict(os.environ, PGHOST=self.sock, PGPORT=str(self.port), PGUSER="postgres", PGDATABASE="postgres")
+
+    def connect(self):
+        return psycopg.connect(host=self.sock, port=self.port, user="postgres", dbname="postgres", autocommit=True)
+
+
+def wait_for(what, fn, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if fn():
+                return True
+        except psycopg.Error:
+            pass
+        time.sleep(0.2)
+    check(False, "timed out waiting for " + what)
+    return False
+
+
+def replayed(primary, standby):
+    lsn = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    return wait_for("the standby to replay %s" % lsn, lambda: standby.execute(
+        "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0])
+
+
+def results(conn, model, batching="on"):
+    conn.execute("SET pgbert.batching = " + batching)
+    rows = conn.execute("SELECT id, classify(body, %s), classify_scores(body, %s) FROM docs ORDER BY id",
+                        (model, model)).fetchall()
+    conn.execute("RESET pgbert.batching")
+    return rows
+
+
+def same(a, b, tol=1e-6):
+    return len(a) == len(b) and all(
+        x[0] == y[0] and x[1] == y[1] and all(abs(x[2][k] - y[2][k]) <= tol for k in x[2]) for x, y in zip(a, b))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="pgbert_standby_")
+    os.chmod(tmp, 0o777)
+    base = 54000 + os.getpid() % 1000
+    primary, standby = Server(tmp, "primary", base), Server(tmp, "standby", base + 1)
+    preload = ["shared_preload_libraries = 'pgbert'", "listen_addresses = ''",
+               "unix_socket_directories = '%s'" % tmp, "fsync = off"]
+    try:
+        as_server_user([os.path.join(BINDIR, "initdb"), "-D", primary.dir, "-A", "trust", "-U", "postgres",
+                        "--no-sync"])
+        primary.conf(preload + ["port = %d" % primary.port, "wal_level = replica", "max_wal_senders = 4"])
+        primary.start()
+        with open(PROBS) as f:
+            probs = json.load(f)
+        with primary.connect() as p:
+            p.execute("CREATE EXTENSION pgbert")
+            subprocess.run([os.path.join(BINDIR, "pgbert_import"), SQL_CLS, "cls"], check=True,
+                           capture_output=True, env=primary.env())
+            p.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, label text)")
+            with p.cursor().copy("COPY docs FROM STDIN") as cp:
+                for r in probs:
+                    cp.write_row((r["ord"], r["text"], r["label"]))
+
+            as_server_user([os.path.join(BINDIR, "pg_basebackup"), "-D", standby.dir, "-R", "-X", "stream",
+                            "-h", tmp, "-p", str(primary.port), "-U", "postgres", "--no-sync"])
+            standby.conf(["port = %d" % standby.port, "hot_standby = on"])
+            standby.start()
+            with standby.connect() as s:
+                check(s.execute("SELECT pg_is_in_recovery()").fetchone()[0], "the standby is in recovery")
+                replayed(p, s)
+                ready = wait_for("the standby's encoder worker", lambda: s.execute(
+                    "SELECT state FROM pgbert.worker").fetchone()[0] == "ready")
+                check(ready, "the encoder worker runs on the standby")
+
+                on_primary = results(p, "cls")
+                on_standby = results(s, "cls")
+                check(same(on_primary, on_standby),
+                      "an imported model on the standby gives the primary's results (%d rows)" % len(on_standby))
+                served = s.execute("SELECT requests FROM pgbert.worker").fetchone()[0]
+                check(served > 0, "the standby's worker served them (%d requests)" % served)
+
+                report = p.execute("SELECT train_classifier('docs', 'body', 'label', model => 'trained', "
+                                   "base_model => 'cls', epochs => 1, batch_size => 16, max_length => 32)"
+                                   ).fetchone()[0]
+                check(report is not None, "trained on the primary")
+                replayed(p, s)
+                trained_primary = results(p, "trained")
+                trained_standby = results(s, "trained")
+                trained_unbatched = results(s, "trained", batching="off")
+                check(same(trained_primary, trained_standby) and same(trained_standby, trained_unbatched, 1e-5),
+                      "the trained classifier on the standby gives the primary's results, batched and not")
+
+                # another database, as a Citus worker node or an independent server would be:
+                # pgbert_sync copies the deployed version once, then finds it up to date
+                p.execute("CREATE DATABASE other")
+                with psycopg.connect(host=primary.sock, port=primary.port, user="postgres", dbname="other",
+                                     autocommit=True) as o:
+                    o.execute("CREATE EXTENSION pgbert")
+                    o.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, label text)")
+                    with o.cursor().copy("COPY docs FROM STDIN") as cp:
+                        for r in probs:
+                            cp.write_row((r["ord"], r["text"], r["label"]))
+                    sync = [os.path.join(BINDIR, "pgbert_sync"), "trained", "dbname=other"]
+                    first = subprocess.run(sync, capture_output=True, text=True, env=primary.env())
+                    second = subprocess.run(sync, capture_output=True, text=True, env=primary.env())
+                    versions = o.execute("SELECT count(*) FROM pgbert.model_versions WHERE name = 'trained'"
+                                         ).fetchone()[0]
+                    check(first.returncode == 0 and "copied as version 1" in first.stdout,
+                          "pgbert_sync copies the model: %s" % (first.stdout.strip() or first.stderr.strip()))
+                    check(second.returncode == 0 and "up to date" in second.stdout and versions == 1,
+                          "pgbert_sync again: %s (%d version)" % (second.stdout.strip(), versions))
+                    check(same(results(o, "trained"), trained_primary),
+                          "the synced copy gives the primary's results")
+
+                for sql in ("SELECT train_classifier('docs', 'body', 'label', model => 'nope', base_model => 'cls', "
+                            "epochs => 1)", "SELECT drop_model('cls')", "SELECT deploy_model('cls', 1)",
+                            "SELECT start_training('docs', 'body', 'label', model => 'nope', base_model => 'cls')"):
+                    try:
+                        s.execute(sql)
+                        check(False, "on the standby, %s fails" % sql.split("(")[0])
+                    except psycopg.Error as e:
+                        check(e.sqlstate == "25006",
+                              "on the standby, %s fails as read-only (%s: %s)"
+                              % (sql.split("(")[0], e.sqlstate, str(e).splitlines()[0]))
+                check(same(results(s, "cls"), on_standby), "the standby keeps serving after those errors")
+
+                p.execute("SELECT drop_model('trained')")
+                replayed(p, s)
+                try:
+                    s.execute("SELECT classify('x', 'trained')")
+                    check(False, "a model dropped on the primary is gone on the standby")
+                except psycopg.Error as e:
+                    check(e.sqlstate == "42704", "a model dropped on the primary is gone on the standby (%s)"
+                          % str(e).splitlines()[0])
+    finally:
+        standby.stop()
+        primary.stop()
+        for name in ("primary.log", "standby.log"):
+            path = os.path.join(tmp, name)
+            if failed and os.path.exists(path):
+                print("---- " + name)
+                print(open(path).read()[-3000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d failed" % failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
