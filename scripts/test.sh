@@ -41,6 +41,11 @@ worker_checks() {
 standby_checks() {
   PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_standby.py
 }
+# faults on a throw-away server that preloads pgbert: clients terminated mid-batch, models
+# dropped or redeployed mid-query, disk full while storing a model, a restart mid-training
+fault_checks() {
+  PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_faults.py
+}
 gpu_gemm() {
   if [ "$(make -s print-use-cuda)" != 1 ]; then echo "built without CUDA: skipped"; return 0; fi
   make -s build/test_gpu_gemm && build/test_gpu_gemm
@@ -77,6 +82,7 @@ stage "pg_regress suites" regress
 stage "client import/export (MiniLM, round trip)" client_checks
 stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks
 stage "hot standby (primary + streaming replica, pgbert_sync)" standby_checks
+stage "faults (terminate, drop/redeploy mid-query, disk full, restart mid-training)" fault_checks
 
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

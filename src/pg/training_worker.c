@@ -10,9 +10,13 @@
  * tells its status (queued, running, succeeded, failed, cancelled), the
  * result or the error. cancel_training() cancels a running job the way
  * pg_cancel_backend does. A failing job ends the worker normally (exit 0):
- * nothing a job does can make the postmaster restart the cluster.
+ * nothing a job does can make the postmaster restart the cluster. A server
+ * shutdown (SIGTERM) marks the running job failed before the worker exits;
+ * jobs a crash left behind are marked failed by the next start_training().
  */
 #include "postgres.h"
+
+#include <signal.h>
 
 #include "access/transam.h"
 #include "access/xact.h"
@@ -44,6 +48,44 @@ typedef struct JobTarget
 
 PGDLLEXPORT void pgbert_training_worker_main(Datum arg);
 
+/* SIGTERM arrived: the server is shutting down (or someone terminated the job). */
+static volatile sig_atomic_t terminate_requested = false;
+
+/*
+ * SIGTERM handler: interrupt the run as a cancel would, so the error path
+ * records the job as failed before the worker exits. die() would end the
+ * process with FATAL, past that path, and leave the row saying 'running'.
+ */
+static void
+training_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	terminate_requested = true;
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Mark the caller's jobs that a server crash or restart left 'queued' or
+ * 'running' as failed: they were started before the current postmaster, so
+ * no worker runs them. (A clean shutdown marks its running job itself.)
+ */
+static void
+sweep_interrupted_jobs(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("UPDATE pgbert.training_jobs SET status = 'failed', finished_at = now(), "
+					"error = 'interrupted: the server restarted while the job was ' || status "
+					"WHERE status IN ('queued', 'running') AND submitted_at < pg_postmaster_start_time()",
+					false, 0) < 0)
+		elog(ERROR, "could not sweep interrupted training jobs");
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(pgbert_launch_training_worker);
 
 /* pgbert.launch_training_worker(job bigint) RETURNS integer: start the worker, return its pid. */
@@ -55,6 +97,7 @@ pgbert_launch_training_worker(PG_FUNCTION_ARGS)
 	JobTarget	target;
 	pid_t		pid;
 
+	sweep_interrupted_jobs();
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -116,7 +159,7 @@ pgbert_training_worker_main(Datum arg)
 	MemoryContext mcxt;
 
 	memcpy(&target, MyBgworkerEntry->bgw_extra, sizeof(target));
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, training_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(target.dbid, target.userid, 0);
 	mcxt = AllocSetContextCreate(TopMemoryContext, "pgbert training job", ALLOCSET_DEFAULT_SIZES);
@@ -188,11 +231,13 @@ pgbert_training_worker_main(Datum arg)
 		AbortCurrentTransaction();
 		/* a cancel also interrupts the wait for the lock below: clear it first */
 		QueryCancelPending = false;
-		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !terminate_requested;
 		job_statement(cancelled
 					  ? "UPDATE pgbert.training_jobs SET status = 'cancelled', error = $2, finished_at = now() WHERE id = $1"
 					  : "UPDATE pgbert.training_jobs SET status = 'failed', error = $2, finished_at = now() WHERE id = $1",
-					  target.job, edata->message);
+					  target.job,
+					  terminate_requested ? "interrupted: the server shut down (or the job's worker was terminated) "
+					  "while the job was running" : edata->message);
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);

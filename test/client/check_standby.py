@@ -24,9 +24,11 @@ import time
 
 import psycopg
 
+import cluster
+from cluster import BINDIR, Server, as_server_user
+
 SQL_CLS = "test/fixtures/models/sql_cls"
 PROBS = "test/fixtures/sql_cls_probs.json"
-BINDIR = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
 
 failed = 0
 
@@ -37,48 +39,11 @@ def check(ok, what):
     failed += not ok
 
 
-def as_server_user(args, **kw):
-    """Run a server program as postgres when we are root (initdb refuses root)."""
-    if os.geteuid() == 0:
-        args = ["runuser", "-u", "postgres", "--"] + args
-    # from the temporary directory: the postgres user may not enter the checkout
-    return subprocess.run(args, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir(), **kw)
-
-
-class Server:
-    def __init__(self, tmp, name, port):
-        self.dir, self.port, self.sock = os.path.join(tmp, name), port, tmp
-
-    def conf(self, lines):
-        with open(os.path.join(self.dir, "postgresql.conf"), "a") as f:
-            f.write("\n".join(lines) + "\n")
-
-    def start(self):
-        as_server_user([os.path.join(BINDIR, "pg_ctl"), "-D", self.dir, "-l", self.dir + ".log", "-w", "start"])
-
-    def stop(self):
-        subprocess.run((["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) +
-                       [os.path.join(BINDIR, "pg_ctl"), "-D", self.dir, "-m", "fast", "-w", "stop"],
-                       capture_output=True, cwd=tempfile.gettempdir())
-
-    def env(self):
-        return dict(os.environ, PGHOST=self.sock, PGPORT=str(self.port), PGUSER="postgres", PGDATABASE="postgres")
-
-    def connect(self):
-        return psycopg.connect(host=self.sock, port=self.port, user="postgres", dbname="postgres", autocommit=True)
-
-
 def wait_for(what, fn, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if fn():
-                return True
-        except psycopg.Error:
-            pass
-        time.sleep(0.2)
-    check(False, "timed out waiting for " + what)
-    return False
+    ok = cluster.wait_for(fn, seconds)
+    if not ok:
+        check(False, "timed out waiting for " + what)
+    return ok
 
 
 def replayed(primary, standby):
@@ -101,16 +66,11 @@ def same(a, b, tol=1e-6):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="pgbert_standby_")
-    os.chmod(tmp, 0o777)
+    tmp = cluster.temp_dir("pgbert_standby_")
     base = 54000 + os.getpid() % 1000
     primary, standby = Server(tmp, "primary", base), Server(tmp, "standby", base + 1)
-    preload = ["shared_preload_libraries = 'pgbert'", "listen_addresses = ''",
-               "unix_socket_directories = '%s'" % tmp, "fsync = off"]
     try:
-        as_server_user([os.path.join(BINDIR, "initdb"), "-D", primary.dir, "-A", "trust", "-U", "postgres",
-                        "--no-sync"])
-        primary.conf(preload + ["port = %d" % primary.port, "wal_level = replica", "max_wal_senders = 4"])
+        primary.initdb(["shared_preload_libraries = 'pgbert'", "wal_level = replica", "max_wal_senders = 4"])
         primary.start()
         with open(PROBS) as f:
             probs = json.load(f)
@@ -197,11 +157,10 @@ def main():
     finally:
         standby.stop()
         primary.stop()
-        for name in ("primary.log", "standby.log"):
-            path = os.path.join(tmp, name)
-            if failed and os.path.exists(path):
-                print("---- " + name)
-                print(open(path).read()[-3000:])
+        if failed:
+            for server in (primary, standby):
+                print("---- " + server.dir + ".log")
+                print(server.log_tail())
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d failed" % failed)
     return 1 if failed else 0
