@@ -46,6 +46,11 @@ standby_checks() {
 fault_checks() {
   PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_faults.py
 }
+# pgbench with 16 then 32 clients (30 s each here; test/client/soak.py 180 for a real soak)
+# mixing single-row, batched and trigger classification with training jobs alongside
+soak_check() {
+  PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/soak.py 30
+}
 gpu_gemm() {
   if [ "$(make -s print-use-cuda)" != 1 ]; then echo "built without CUDA: skipped"; return 0; fi
   make -s build/test_gpu_gemm && build/test_gpu_gemm
@@ -83,6 +88,7 @@ stage "client import/export (MiniLM, round trip)" client_checks
 stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks
 stage "hot standby (primary + streaming replica, pgbert_sync)" standby_checks
 stage "faults (terminate, drop/redeploy mid-query, disk full, restart mid-training)" fault_checks
+stage "soak (pgbench 16 and 32 clients, training alongside)" soak_check
 
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
