@@ -18,8 +18,10 @@
  *
  * Aggregates evaluate their arguments and FILTER clauses per input row in the
  * Agg node itself; for those calls a PgbertBatch goes between the Agg and its
- * input instead, passing the rows through with one result column per call. Blocks start at one row and double up to pgbert.batch_rows, so
- * a LIMIT makes it read at most about twice the rows it returns.
+ * input instead, passing the rows through with one result column per call.
+ *
+ * Blocks start at one row and double up to pgbert.batch_rows, so a LIMIT
+ * makes it read fewer than twice the rows it returns.
  *
  * What keeps the statement's meaning:
  *  - only calls evaluated for every row are batched: not those under CASE,
@@ -33,7 +35,8 @@
  *    volatile functions anywhere else (quals, subqueries, FROM functions),
  *    and a node whose qual is volatile, are left alone;
  *  - SCROLL cursors and the inner side of a merge join (which need backward
- *    scans and mark/restore) are left alone;
+ *    scans and mark/restore) are left alone, and so are target lists that
+ *    read UPDATE ... SET (a, b) = (SELECT ...) results;
  *  - rescans restart the block; EvalPlanQual rechecks pass through;
  *  - EXECUTE permission on each batched function is checked at executor start,
  *    as evaluating the call would.
@@ -92,7 +95,10 @@ fn_cache_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	}
 }
 
-/* Which batchable function a pg_proc row is: a C function of this library with our link symbol and argument types. */
+/*
+ * Which batchable function a pg_proc row is: a C function of this library
+ * with one of our link symbols and argument types.
+ */
 static PgbertBatchFn
 fn_of_proc(HeapTuple tup)
 {
@@ -230,6 +236,7 @@ collect_calls_walker(Node *node, List **calls)
 		case T_SubPlan:
 		case T_AlternativeSubPlan:
 		case T_SubLink:
+		case T_RowCompareExpr:	/* compares column by column and stops at the first difference */
 			return false;
 		case T_CoalesceExpr:
 			return collect_calls_walker(linitial(((CoalesceExpr *) node)->args), calls);
@@ -352,7 +359,10 @@ replace_mutator(Node *node, Replace *r)
 	return expression_tree_mutator(node, replace_mutator, r);
 }
 
-/* A call with its arguments read from the child's row (for the scan tuple's description and EXPLAIN). */
+/*
+ * A call with its arguments read from the child's row: what PgbertBatch
+ * evaluates, and the description of its result column (EXPLAIN shows it).
+ */
 static Expr *
 call_over_child(Rewrite *rw, FuncExpr *call)
 {

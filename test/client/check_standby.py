@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A primary and a streaming hot standby on this machine (unix sockets in a temporary
-directory), both with shared_preload_libraries = 'pgbert':
+"""A primary and a streaming hot standby on this machine (replication over loopback TCP,
+clients on unix sockets in a temporary directory), both with shared_preload_libraries =
+'pgbert':
 
 1. A model imported on the primary is served on the standby by its own encoder worker
    (large objects and the catalog replicate), with the primary's results.
@@ -71,6 +72,7 @@ def main():
     primary, standby = Server(tmp, "primary", base), Server(tmp, "standby", base + 1)
     try:
         primary.initdb(["shared_preload_libraries = 'pgbert'", "wal_level = replica", "max_wal_senders = 4"])
+        primary.conf(["listen_addresses = '127.0.0.1'"])     # replication over loopback TCP
         primary.start()
         with open(PROBS) as f:
             probs = json.load(f)
@@ -84,12 +86,15 @@ def main():
                     cp.write_row((r["ord"], r["text"], r["label"]))
 
             as_server_user([os.path.join(BINDIR, "pg_basebackup"), "-D", standby.dir, "-R", "-X", "stream",
-                            "-h", tmp, "-p", str(primary.port), "-U", "postgres", "--no-sync"])
-            standby.conf(["port = %d" % standby.port, "hot_standby = on"])
+                            "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres", "--no-sync"])
+            standby.conf(["port = %d" % standby.port, "hot_standby = on", "listen_addresses = ''"])
             standby.start()
             with standby.connect() as s:
                 check(s.execute("SELECT pg_is_in_recovery()").fetchone()[0], "the standby is in recovery")
                 replayed(p, s)
+                addr = p.execute("SELECT client_addr::text FROM pg_stat_replication").fetchone()
+                check(addr is not None and addr[0].startswith("127.0.0.1"),
+                      "the standby streams from the primary over loopback TCP (%s)" % (addr,))
                 ready = wait_for("the standby's encoder worker", lambda: s.execute(
                     "SELECT state FROM pgbert.worker").fetchone()[0] == "ready")
                 check(ready, "the encoder worker runs on the standby")
