@@ -854,6 +854,8 @@ typedef struct BatchState
 			  **poolings;
 	int64		blocks;			/* for EXPLAIN ANALYZE */
 	int			largest_block;
+	int64		worker_rows;	/* call rows run in the encoder worker */
+	int64		session_rows;	/* call rows run in this backend */
 } BatchState;
 
 static CustomExecMethods batch_exec_methods;
@@ -986,7 +988,8 @@ fill_block(BatchState *st)
 		}
 		MemoryContextSwitchTo(st->block_mcxt);
 		pgbert_batch_eval(c->fn, &c->site, st->css.ss.ps.state->es_query_cxt, n,
-						  st->inputs, st->models, st->poolings, c->results, c->nulls);
+						  st->inputs, st->models, st->poolings, c->results, c->nulls,
+						  &st->worker_rows, &st->session_rows);
 		MemoryContextSwitchTo(st->args_cxt->ecxt_per_tuple_memory);
 	}
 	MemoryContextSwitchTo(old);
@@ -1094,6 +1097,9 @@ batch_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 	{
 		ExplainPropertyInteger("Batches", NULL, st->blocks, es);
 		ExplainPropertyInteger("Largest Batch", "rows", st->largest_block, es);
+		/* which path ran the model: the encoder worker, or this process (this worker, when parallel) */
+		ExplainPropertyInteger("Rows In Encoder Worker", NULL, st->worker_rows, es);
+		ExplainPropertyInteger("Rows In Session", NULL, st->session_rows, es);
 	}
 }
 

@@ -43,6 +43,8 @@ typedef struct Path
 {
 	bool		worker;			/* in the encoder worker, until it fails over */
 	bool		served_by_worker;	/* the last chunk ran there */
+	int64		worker_rows;	/* rows that ran in the encoder worker */
+	int64		session_rows;	/* rows that ran in this backend */
 } Path;
 
 /* The model for this call, with its weights only when it runs in this backend. */
@@ -51,6 +53,7 @@ model_for_call(FunctionCallInfo fcinfo, int argno, Path *path)
 {
 	path->worker = pgbert_worker_usable();
 	path->served_by_worker = false;
+	path->worker_rows = path->session_rows = 0;
 	return pgbert_model_for_call(fcinfo, argno, !path->worker);
 }
 
@@ -76,6 +79,7 @@ forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *of
 		if (pgbert_worker_forward(pm, want, n_seq, offsets, ids, out, output_width(pm, want)))
 		{
 			path->served_by_worker = true;
+			path->worker_rows += n_seq;
 			return;
 		}
 		path->worker = false;	/* the worker went away: the rest runs here */
@@ -99,6 +103,7 @@ forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *of
 		o.hidden = hidden = palloc(sizeof(float) * (Size) offsets[n_seq] * pm->model->cfg.hidden_size);
 
 	pgbert_load_blas();
+	path->session_rows += n_seq;
 	if (bt_model_forward(pm->model, &b, &o, err, sizeof(err)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -412,7 +417,8 @@ same_arg(text *a, text *b)
 
 void
 pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, int n,
-				  text **inputs, text **models, text **poolings, Datum *results, bool *isnull)
+				  text **inputs, text **models, text **poolings, Datum *results, bool *isnull,
+				  int64 *worker_rows, int64 *session_rows)
 {
 	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
 	int		   *group = palloc(sizeof(int) * Max(n, 1));
@@ -451,12 +457,15 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 			want = parse_pooling(poolings[first]);
 		path.worker = pgbert_worker_usable();
 		path.served_by_worker = false;
+		path.worker_rows = path.session_rows = 0;
 		pm = pgbert_model_for_site(site_extra, site_mcxt,
 								   models[first] ? text_to_cstring(models[first]) : NULL, !path.worker);
 		width = Max(output_width(pm, want), 1);
 		out = palloc(sizeof(float) * (Size) k * width);
 		probs = palloc(sizeof(double) * width);
 		run_model(pm, &path, want, k, texts, out);
+		*worker_rows += path.worker_rows;
+		*session_rows += path.session_rows;
 
 		for (int g = 0; g < k; g++)
 		{

@@ -80,10 +80,12 @@ typedef enum PgbertBatchFn
  * Results of n calls of fn, computed in batches (classify_sql.c): row i has
  * the arguments inputs[i], models[i], poolings[i] (NULL pointers for SQL
  * NULLs; poolings only for embed). Equal to what n separate calls return, in
- * the current memory context; *site_extra caches the model resolution.
+ * the current memory context; *site_extra caches the model resolution. Adds
+ * the rows that ran in the encoder worker and in this backend to the counters.
  */
 extern void pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, int n,
-							  text **inputs, text **models, text **poolings, Datum *results, bool *isnull);
+							  text **inputs, text **models, text **poolings, Datum *results, bool *isnull,
+							  int64 *worker_rows, int64 *session_rows);
 
 /* Transparent batching of per-row calls (batch_scan.c): the planner hook and the node. */
 extern bool pgbert_batching;

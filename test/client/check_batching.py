@@ -78,6 +78,12 @@ def through_worker(conn):
     same = len(batched) == len(unbatched) and all(
         a[0] == b[0] and scores_close(a[1], b[1]) for a, b in zip(batched, unbatched))
     check(same, "batched through the worker == unbatched in-process within 1e-5 (%d rows)" % len(batched))
+    explain = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).fetchone()[0][0]["Plan"]
+    while explain.get("Custom Plan Provider") != "PgbertBatch" and explain.get("Plans"):
+        explain = explain["Plans"][0]
+    check(explain.get("Rows In Encoder Worker") == 122 and explain.get("Rows In Session") == 0,
+          "EXPLAIN ANALYZE says the rows ran in the encoder worker (%s in the worker, %s in the session)"
+          % (explain.get("Rows In Encoder Worker"), explain.get("Rows In Session")))
     requests, rows = req1 - req0, rows1 - rows0
     texts = sum(1 for r in unbatched if r[1] is not None)   # NULL inputs never reach the worker
     check(rows >= texts and requests < rows / 4,
