@@ -741,8 +741,12 @@ run_forward(WorkerSlot **batch, int n)
 
 	SpinLockAcquire(&ws->mutex);
 	ws->batches++;
-	ws->batch_rows += n_seq;
-	ws->batch_tokens += n_tokens;
+	if (h.status == BT_SERVE_OK)
+	{
+		/* rows the engine computed: a batch refused as "load the model first" is retried */
+		ws->batch_rows += n_seq;
+		ws->batch_tokens += n_tokens;
+	}
 	ws->requests += n;
 	if (h.status != BT_SERVE_OK && h.status != BT_ERR_UNKNOWN_MODEL)
 		ws->errors += n;
@@ -753,7 +757,8 @@ run_forward(WorkerSlot **batch, int n)
 	{
 		ws->models[m].last_used = end;
 		pg_atomic_fetch_add_u64(&ws->models[m].calls, n);
-		pg_atomic_fetch_add_u64(&ws->models[m].rows, n_seq);
+		if (h.status == BT_SERVE_OK)
+			pg_atomic_fetch_add_u64(&ws->models[m].rows, n_seq);
 	}
 	SpinLockRelease(&ws->mutex);
 	pfree(payload);

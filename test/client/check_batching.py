@@ -86,7 +86,7 @@ def through_worker(conn):
           % (explain.get("Rows In Encoder Worker"), explain.get("Rows In Session")))
     requests, rows = req1 - req0, rows1 - rows0
     texts = sum(1 for r in unbatched if r[1] is not None)   # NULL inputs never reach the worker
-    check(rows >= texts and requests < rows / 4,
+    check(rows == texts and requests < rows / 4,
           "the worker got the rows in multi-row requests (%d rows in %d requests)" % (rows, requests))
 
 
