@@ -424,6 +424,56 @@ can_take_projection(Plan *plan)
 }
 
 /*
+ * A PgbertBatch node over child, which it reads as OUTER_VAR. Its scan tuple
+ * is the child's columns (child_exprs, the child's target list expressions)
+ * followed by one result column per call in calls (FuncExprs whose arguments
+ * read the child's row); tlist and qual read that tuple as INDEX_VAR.
+ */
+static CustomScan *
+make_batch_node(Plan *child, List *child_exprs, List *calls, List *tlist, List *qual, Surgery *sg)
+{
+	CustomScan *cs = makeNode(CustomScan);
+	List	   *scan_tlist = NIL;
+	AttrNumber	attno = 0;
+	ListCell   *lc;
+
+	foreach(lc, child_exprs)
+	{
+		Expr	   *e = lfirst(lc);
+
+		attno++;
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) makeVar(OUTER_VAR, attno, exprType((Node *) e),
+															  exprTypmod((Node *) e),
+															  exprCollation((Node *) e), 0),
+											 attno, NULL, false));
+	}
+	foreach(lc, calls)
+		scan_tlist = lappend(scan_tlist, makeTargetEntry(lfirst(lc), ++attno, NULL, false));
+
+	cs->scan.plan.startup_cost = child->startup_cost;
+	cs->scan.plan.total_cost = child->total_cost;
+	cs->scan.plan.plan_rows = child->plan_rows;
+	cs->scan.plan.plan_width = child->plan_width;
+	cs->scan.plan.parallel_aware = false;
+	cs->scan.plan.parallel_safe = child->parallel_safe;
+	cs->scan.plan.async_capable = false;
+	cs->scan.plan.plan_node_id = sg->next_plan_node_id++;
+	cs->scan.plan.targetlist = tlist;
+	cs->scan.plan.qual = qual;
+	cs->scan.plan.lefttree = child;
+	cs->scan.plan.extParam = bms_copy(child->extParam);
+	cs->scan.plan.allParam = bms_copy(child->allParam);
+	cs->scan.scanrelid = 0;
+	cs->flags = 0;
+	cs->custom_scan_tlist = scan_tlist;
+	cs->custom_exprs = calls;
+	cs->custom_private = list_make1_int(pgbert_batch_rows);
+	cs->methods = &batch_scan_methods;
+	return cs;
+}
+
+/*
  * Put a PgbertBatch above plan when its target list has batchable calls;
  * returns what replaces plan (plan itself when nothing to do).
  */
@@ -435,50 +485,54 @@ wrap_node(Plan *plan, Surgery *sg)
 	List	   *needs_here = NIL;	/* target entries PgbertBatch evaluates */
 	List	   *batch_tlist = NIL,
 			   *child_tlist = NIL,
-			   *scan_tlist = NIL,
 			   *calls_over_child = NIL;
+	List	   *moved_quals = NIL,	/* qual clauses with calls: PgbertBatch filters by them */
+			   *kept_quals = NIL;
 	ListCell   *lc;
 	CustomScan *cs;
 	int			n_child;
 
-	List	   *moved_quals = NIL,	/* qual clauses with calls: PgbertBatch filters by them */
-			   *kept_quals = NIL;
-
 	if (!can_take_projection(plan) || contain_volatile_functions((Node *) plan->qual) ||
 		has_multiexpr_param_walker((Node *) plan->targetlist, NULL))
 		return plan;
+
+	/*
+	 * Entries with calls or volatile functions are PgbertBatch's to evaluate;
+	 * the child computes the others as before. Clauses with calls move up.
+	 */
 	foreach(lc, plan->targetlist)
-		(void) collect_calls_walker((Node *) ((TargetEntry *) lfirst(lc))->expr, &rw.calls);
+	{
+		Expr	   *e = ((TargetEntry *) lfirst(lc))->expr;
+		List	   *found = NIL;
+
+		(void) collect_calls_walker((Node *) e, &found);
+		if (found != NIL || contain_volatile_functions((Node *) e))
+			needs_here = lappend_int(needs_here, foreach_current_index(lc));
+		rw.calls = list_concat_unique(rw.calls, found);
+	}
 	foreach(lc, plan->qual)
 	{
 		List	   *found = NIL;
 
 		(void) collect_calls_walker(lfirst(lc), &found);
 		if (found != NIL)
-		{
 			moved_quals = lappend(moved_quals, lfirst(lc));
-			(void) collect_calls_walker(lfirst(lc), &rw.calls);
-		}
 		else
 			kept_quals = lappend(kept_quals, lfirst(lc));
+		rw.calls = list_concat_unique(rw.calls, found);
 	}
 	if (rw.calls == NIL)
 		return plan;
 
-	/* the child computes entries without calls and volatile functions as before */
+	/* the child's columns: what the evaluated entries, clauses and calls read */
 	foreach(lc, plan->targetlist)
 	{
-		TargetEntry *tle = lfirst(lc);
-		List	   *found = NIL;
+		Expr	   *e = ((TargetEntry *) lfirst(lc))->expr;
 
-		(void) collect_calls_walker((Node *) tle->expr, &found);
-		if (found != NIL || contain_volatile_functions((Node *) tle->expr))
-		{
-			needs_here = lappend_int(needs_here, foreach_current_index(lc));
-			(void) gather_leaves_walker((Node *) tle->expr, &rw);
-		}
+		if (list_member_int(needs_here, foreach_current_index(lc)))
+			(void) gather_leaves_walker((Node *) e, &rw);
 		else
-			(void) child_column(&rw, tle->expr);
+			(void) child_column(&rw, e);
 	}
 	(void) gather_leaves_walker((Node *) moved_quals, &rw);
 	foreach(lc, rw.calls)
@@ -502,49 +556,14 @@ wrap_node(Plan *plan, Surgery *sg)
 	}
 	Assert(list_length(rw.child_exprs) == n_child);
 
-	/* scan tuple: the child's columns, then one result column per call */
+	/* the child's new target list, then the node over it */
 	foreach(lc, rw.child_exprs)
-	{
-		Expr	   *e = lfirst(lc);
-		AttrNumber	attno = foreach_current_index(lc) + 1;
-
-		child_tlist = lappend(child_tlist, makeTargetEntry(e, attno, NULL, false));
-		scan_tlist = lappend(scan_tlist,
-							 makeTargetEntry((Expr *) makeVar(OUTER_VAR, attno, exprType((Node *) e),
-															  exprTypmod((Node *) e),
-															  exprCollation((Node *) e), 0),
-											 attno, NULL, false));
-	}
+		child_tlist = lappend(child_tlist, makeTargetEntry(lfirst(lc), foreach_current_index(lc) + 1,
+														   NULL, false));
 	foreach(lc, rw.calls)
-	{
-		Expr	   *over = call_over_child(&rw, lfirst(lc));
-
-		scan_tlist = lappend(scan_tlist, makeTargetEntry(over, n_child + foreach_current_index(lc) + 1,
-														 NULL, false));
-		calls_over_child = lappend(calls_over_child, over);
-	}
-	Assert(list_length(rw.child_exprs) == n_child);
-
-	cs = makeNode(CustomScan);
-	cs->scan.plan.startup_cost = plan->startup_cost;
-	cs->scan.plan.total_cost = plan->total_cost;
-	cs->scan.plan.plan_rows = plan->plan_rows;
-	cs->scan.plan.plan_width = plan->plan_width;
-	cs->scan.plan.parallel_aware = false;
-	cs->scan.plan.parallel_safe = plan->parallel_safe;
-	cs->scan.plan.async_capable = false;
-	cs->scan.plan.plan_node_id = sg->next_plan_node_id++;
-	cs->scan.plan.targetlist = batch_tlist;
-	cs->scan.plan.qual = (List *) replace_mutator((Node *) moved_quals, &r);
-	cs->scan.plan.lefttree = plan;
-	cs->scan.plan.extParam = bms_copy(plan->extParam);
-	cs->scan.plan.allParam = bms_copy(plan->allParam);
-	cs->scan.scanrelid = 0;
-	cs->flags = 0;
-	cs->custom_scan_tlist = scan_tlist;
-	cs->custom_exprs = calls_over_child;
-	cs->custom_private = list_make1_int(pgbert_batch_rows);
-	cs->methods = &batch_scan_methods;
+		calls_over_child = lappend(calls_over_child, call_over_child(&rw, lfirst(lc)));
+	cs = make_batch_node(plan, rw.child_exprs, calls_over_child, batch_tlist,
+						 (List *) replace_mutator((Node *) moved_quals, &r), sg);
 
 	plan->targetlist = child_tlist;
 	plan->qual = kept_quals;
@@ -623,11 +642,9 @@ batch_aggregate_inputs(Agg *agg, Surgery *sg)
 {
 	Plan	   *child = agg->plan.lefttree;
 	InputCalls	ic = {NIL, 0};
-	List	   *tlist = NIL,
-			   *scan_tlist = NIL;
+	List	   *child_exprs = NIL;
 	ListCell   *lc;
 	CustomScan *cs;
-	int			attno = 0;
 
 	if (child == NULL)
 		return;
@@ -638,44 +655,17 @@ batch_aggregate_inputs(Agg *agg, Surgery *sg)
 	ic.n_child = list_length(child->targetlist);
 
 	foreach(lc, child->targetlist)
-	{
-		Expr	   *e = ((TargetEntry *) lfirst(lc))->expr;
-
-		attno++;
-		scan_tlist = lappend(scan_tlist,
-							 makeTargetEntry((Expr *) makeVar(OUTER_VAR, attno, exprType((Node *) e),
-															  exprTypmod((Node *) e),
-															  exprCollation((Node *) e), 0),
-											 attno, NULL, false));
-	}
-	foreach(lc, ic.calls)
-		scan_tlist = lappend(scan_tlist, makeTargetEntry(copyObject(lfirst(lc)), ++attno, NULL, false));
-	foreach(lc, scan_tlist)
+		child_exprs = lappend(child_exprs, ((TargetEntry *) lfirst(lc))->expr);
+	cs = make_batch_node(child, child_exprs, copyObject(ic.calls), NIL, NIL, sg);
+	/* it returns its scan tuple as is: the child's columns, then the results */
+	foreach(lc, cs->custom_scan_tlist)
 	{
 		TargetEntry *tle = lfirst(lc);
 
-		tlist = lappend(tlist, makeTargetEntry((Expr *) scan_column(tle->resno, tle->expr), tle->resno,
-											   NULL, false));
+		cs->scan.plan.targetlist = lappend(cs->scan.plan.targetlist,
+										   makeTargetEntry((Expr *) scan_column(tle->resno, tle->expr),
+														   tle->resno, NULL, false));
 	}
-
-	cs = makeNode(CustomScan);
-	cs->scan.plan.startup_cost = child->startup_cost;
-	cs->scan.plan.total_cost = child->total_cost;
-	cs->scan.plan.plan_rows = child->plan_rows;
-	cs->scan.plan.plan_width = child->plan_width;
-	cs->scan.plan.parallel_aware = false;
-	cs->scan.plan.parallel_safe = child->parallel_safe;
-	cs->scan.plan.async_capable = false;
-	cs->scan.plan.plan_node_id = sg->next_plan_node_id++;
-	cs->scan.plan.targetlist = tlist;
-	cs->scan.plan.lefttree = child;
-	cs->scan.plan.extParam = bms_copy(child->extParam);
-	cs->scan.plan.allParam = bms_copy(child->allParam);
-	cs->scan.scanrelid = 0;
-	cs->custom_scan_tlist = scan_tlist;
-	cs->custom_exprs = copyObject(ic.calls);
-	cs->custom_private = list_make1_int(pgbert_batch_rows);
-	cs->methods = &batch_scan_methods;
 
 	agg->plan.lefttree = (Plan *) cs;
 	agg->plan.targetlist = (List *) aggregate_inputs_mutator((Node *) agg->plan.targetlist, &ic);

@@ -47,13 +47,20 @@ typedef struct Path
 	int64		session_rows;	/* rows that ran in this backend */
 } Path;
 
-/* The model for this call, with its weights only when it runs in this backend. */
-static PgbertModel *
-model_for_call(FunctionCallInfo fcinfo, int argno, Path *path)
+/* Start a call's path: the encoder worker when it is usable, else this backend. */
+static void
+start_path(Path *path)
 {
 	path->worker = pgbert_worker_usable();
 	path->served_by_worker = false;
 	path->worker_rows = path->session_rows = 0;
+}
+
+/* The model for this call, with its weights only when it runs in this backend. */
+static PgbertModel *
+model_for_call(FunctionCallInfo fcinfo, int argno, Path *path)
+{
+	start_path(path);
 	return pgbert_model_for_call(fcinfo, argno, !path->worker);
 }
 
@@ -455,9 +462,7 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 
 		if (fn == PGBERT_FN_EMBED)
 			want = parse_pooling(poolings[first]);
-		path.worker = pgbert_worker_usable();
-		path.served_by_worker = false;
-		path.worker_rows = path.session_rows = 0;
+		start_path(&path);
 		pm = pgbert_model_for_site(site_extra, site_mcxt,
 								   models[first] ? text_to_cstring(models[first]) : NULL, !path.worker);
 		width = Max(output_width(pm, want), 1);
