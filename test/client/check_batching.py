@@ -12,34 +12,18 @@ the single-session semantics in-process.
    unbatched plan does.
 3. Several sessions running batched statements at once each get their own results.
 """
-import json
-import os
-import subprocess
 import sys
 import threading
 import time
 
 import psycopg
 
-SQL_CLS = "test/fixtures/models/sql_cls"
-PROBS = "test/fixtures/sql_cls_probs.json"
-
-failed = 0
-
-
-def check(ok, what):
-    global failed
-    print("%s %s" % ("ok  " if ok else "FAIL", what), flush=True)
-    failed += not ok
+import testkit
+from testkit import check
 
 
 def connect():
     return psycopg.connect(autocommit=True)
-
-
-def tool(name):
-    bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
-    return os.path.join(bindir, name)
 
 
 def plan(conn, sql):
@@ -50,13 +34,8 @@ def worker_counts(conn):
     return conn.execute("SELECT requests, rows FROM pgbert.worker").fetchone()
 
 
-def wait_ready(conn, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if conn.execute("SELECT state FROM pgbert.worker").fetchone()[0] == "ready":
-            return True
-        time.sleep(0.2)
-    return False
+def wait_ready(conn):
+    return testkit.wait_for(lambda: conn.execute("SELECT state FROM pgbert.worker").fetchone()[0] == "ready", 30)
 
 
 def scores_close(a, b, tol=1e-5):
@@ -156,16 +135,11 @@ def sessions_at_once(conn):
 
 
 def main():
-    with open(PROBS) as f:
-        probs = json.load(f)
     with connect() as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgbert")
-        subprocess.run([tool("pgbert_import"), SQL_CLS, "bcls"], check=True, capture_output=True)
+        testkit.import_fixture_model("bcls")
         conn.execute("DROP TABLE IF EXISTS docs")
-        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-        with conn.cursor().copy("COPY docs FROM STDIN") as cp:
-            for p in probs:
-                cp.write_row((p["ord"], p["text"]))
+        testkit.create_docs(conn)
         conn.execute("INSERT INTO docs VALUES (1000, NULL)")
         check(wait_ready(conn), "the encoder worker is ready")
         through_worker(conn)
@@ -173,8 +147,7 @@ def main():
         sessions_at_once(conn)
         conn.execute("DROP TABLE docs")
         conn.execute("SELECT drop_model('bcls')")
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    return testkit.finish()
 
 
 if __name__ == "__main__":

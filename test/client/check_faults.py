@@ -18,36 +18,21 @@ no large object is orphaned, and the next query is right.
 
 Needs the PostgreSQL 15 server binaries (pg_config --bindir) and pgbert installed.
 """
-import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
 
 import psycopg
 
-import cluster
-from cluster import BINDIR, Server
+import testkit
+from testkit import Server, check
 
-SQL_CLS = "test/fixtures/models/sql_cls"
-PROBS = "test/fixtures/sql_cls_probs.json"
 REPEAT = 250                # the fixture texts x REPEAT rows make a query of about 15 s
 
-failed = 0
-
-
-def check(ok, what):
-    global failed
-    print("%s %s" % ("ok  " if ok else "FAIL", what), flush=True)
-    failed += not ok
-
-
 def import_model(server, name):
-    out = subprocess.run([os.path.join(BINDIR, "pgbert_import"), SQL_CLS, name], check=True,
-                         capture_output=True, text=True, env=server.env())
-    return out.stdout.strip()
+    return testkit.import_fixture_model(name, server.env())
 
 
 def postmaster_start(conn):
@@ -115,7 +100,7 @@ def terminate_mid_batch(server, conn, ref):
         rows = conn.execute("SELECT id, classify_scores(body, 'cls') FROM docs").fetchall()
         check(all(close(s, ref[i]) for i, s in rows), "%s: the next query is right" % where)
         if worker:
-            check(cluster.wait_for(lambda: conn.execute(
+            check(testkit.wait_for(lambda: conn.execute(
                 "SELECT state = 'ready' AND queued = 0 AND running = 0 FROM pgbert.worker").fetchone()[0], 10),
                 "the worker is ready with nothing left queued for the terminated session")
 
@@ -188,7 +173,7 @@ def disk_full(server, conn):
               % (e.sqlstate, str(e).splitlines()[0]))
     job = conn.execute("SELECT start_training('docs', 'body', 'label', model => 'full', base_model => 'cls', "
                        "epochs => 1, max_length => 32)").fetchone()[0]
-    cluster.wait_for(lambda: conn.execute("SELECT status NOT IN ('queued', 'running') FROM pgbert.training_jobs "
+    testkit.wait_for(lambda: conn.execute("SELECT status NOT IN ('queued', 'running') FROM pgbert.training_jobs "
                                           "WHERE id = %s", (job,)).fetchone()[0], 120)
     status, error = conn.execute("SELECT status, error FROM pgbert.training_jobs WHERE id = %s", (job,)).fetchone()
     check(status == "failed" and "No space left" in (error or ""),
@@ -209,7 +194,7 @@ def restart_mid_training(server):
         versions = conn.execute("SELECT count(*) FROM pgbert.model_versions").fetchone()[0]
         job = conn.execute("SELECT start_training('big', 'body', 'label', model => 'interrupted', "
                            "base_model => 'cls', epochs => 50, max_length => 64)").fetchone()[0]
-        running = cluster.wait_for(lambda: conn.execute(
+        running = testkit.wait_for(lambda: conn.execute(
             "SELECT status = 'running' FROM pgbert.training_jobs WHERE id = %s", (job,)).fetchone()[0], 60)
         time.sleep(2)
         before = postmaster_start(conn)
@@ -231,7 +216,7 @@ def restart_mid_training(server):
         status = conn.execute("SELECT status FROM pgbert.training_jobs WHERE id = %s", (job,)).fetchone()[0]
         check(status == "failed", "a job left 'running' from before the restart is marked failed by the next "
               "start_training (%s)" % status)
-        done = cluster.wait_for(lambda: conn.execute(
+        done = testkit.wait_for(lambda: conn.execute(
             "SELECT status = 'succeeded' FROM pgbert.training_jobs WHERE id = %s", (job2,)).fetchone()[0], 120)
         check(done, "training works after the restart")
         rows = conn.execute("SELECT count(classify(body, 'after')) FROM docs").fetchone()[0]
@@ -239,23 +224,18 @@ def restart_mid_training(server):
 
 
 def main():
-    tmp = cluster.temp_dir("pgbert_faults_")
+    tmp = testkit.temp_dir("pgbert_faults_")
     server = Server(tmp, "faults", 55000 + os.getpid() % 1000)
     try:
         server.initdb(["shared_preload_libraries = 'pgbert'", "max_worker_processes = 16"])
         server.start()
-        with open(PROBS) as f:
-            probs = json.load(f)
         with server.connect() as conn:
             conn.execute("CREATE EXTENSION pgbert")
             import_model(server, "cls")
-            conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, label text)")
-            with conn.cursor().copy("COPY docs FROM STDIN") as cp:
-                for r in probs:
-                    cp.write_row((r["ord"], r["text"], r["label"]))
+            testkit.create_docs(conn)
             conn.execute("CREATE TABLE big AS SELECT d.id AS doc, d.body, d.label FROM docs d, "
                          "generate_series(1, %d) g" % REPEAT)
-            check(cluster.wait_for(lambda: conn.execute("SELECT state = 'ready' FROM pgbert.worker").fetchone()[0]),
+            check(testkit.wait_for(lambda: conn.execute("SELECT state = 'ready' FROM pgbert.worker").fetchone()[0]),
                   "the encoder worker is ready")
             ref = reference(conn, "cls")
             terminate_mid_batch(server, conn, ref)
@@ -265,12 +245,11 @@ def main():
         restart_mid_training(server)
     finally:
         server.stop()
-        if failed:
+        if testkit.failures:
             print("---- server log")
             print(server.log_tail())
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    return testkit.finish()
 
 
 if __name__ == "__main__":

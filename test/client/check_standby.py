@@ -15,33 +15,19 @@ clients on unix sockets in a temporary directory), both with shared_preload_libr
 Needs the PostgreSQL 15 server binaries (pg_config --bindir) and pgbert installed. Run as
 root, the servers run as the postgres user.
 """
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 
 import psycopg
 
-import cluster
-from cluster import BINDIR, Server, as_server_user
-
-SQL_CLS = "test/fixtures/models/sql_cls"
-PROBS = "test/fixtures/sql_cls_probs.json"
-
-failed = 0
-
-
-def check(ok, what):
-    global failed
-    print("%s %s" % ("ok  " if ok else "FAIL", what), flush=True)
-    failed += not ok
+import testkit
+from testkit import BINDIR, Server, as_server_user, check
 
 
 def wait_for(what, fn, seconds=60):
-    ok = cluster.wait_for(fn, seconds)
+    ok = testkit.wait_for(fn, seconds)
     if not ok:
         check(False, "timed out waiting for " + what)
     return ok
@@ -67,23 +53,17 @@ def same(a, b, tol=1e-6):
 
 
 def main():
-    tmp = cluster.temp_dir("pgbert_standby_")
+    tmp = testkit.temp_dir("pgbert_standby_")
     base = 54000 + os.getpid() % 1000
     primary, standby = Server(tmp, "primary", base), Server(tmp, "standby", base + 1)
     try:
         primary.initdb(["shared_preload_libraries = 'pgbert'", "wal_level = replica", "max_wal_senders = 4"])
         primary.conf(["listen_addresses = '127.0.0.1'"])     # replication over loopback TCP
         primary.start()
-        with open(PROBS) as f:
-            probs = json.load(f)
         with primary.connect() as p:
             p.execute("CREATE EXTENSION pgbert")
-            subprocess.run([os.path.join(BINDIR, "pgbert_import"), SQL_CLS, "cls"], check=True,
-                           capture_output=True, env=primary.env())
-            p.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, label text)")
-            with p.cursor().copy("COPY docs FROM STDIN") as cp:
-                for r in probs:
-                    cp.write_row((r["ord"], r["text"], r["label"]))
+            testkit.import_fixture_model("cls", primary.env())
+            testkit.create_docs(p)
 
             as_server_user([os.path.join(BINDIR, "pg_basebackup"), "-D", standby.dir, "-R", "-X", "stream",
                             "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres", "--no-sync"])
@@ -123,10 +103,7 @@ def main():
                 with psycopg.connect(host=primary.sock, port=primary.port, user="postgres", dbname="other",
                                      autocommit=True) as o:
                     o.execute("CREATE EXTENSION pgbert")
-                    o.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, label text)")
-                    with o.cursor().copy("COPY docs FROM STDIN") as cp:
-                        for r in probs:
-                            cp.write_row((r["ord"], r["text"], r["label"]))
+                    testkit.create_docs(o)
                     sync = [os.path.join(BINDIR, "pgbert_sync"), "trained", "dbname=other"]
                     first = subprocess.run(sync, capture_output=True, text=True, env=primary.env())
                     second = subprocess.run(sync, capture_output=True, text=True, env=primary.env())
@@ -162,13 +139,12 @@ def main():
     finally:
         standby.stop()
         primary.stop()
-        if failed:
+        if testkit.failures:
             for server in (primary, standby):
                 print("---- " + server.dir + ".log")
                 print(server.log_tail())
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    return testkit.finish()
 
 
 if __name__ == "__main__":

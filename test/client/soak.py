@@ -18,7 +18,6 @@ is flat (the last third of each phase against its first third, after warm-up).
 
     python test/client/soak.py [SECONDS]
 """
-import json
 import os
 import re
 import shutil
@@ -28,11 +27,9 @@ import tempfile
 import threading
 import time
 
-import cluster
-from cluster import BINDIR, Server
+import testkit
+from testkit import BINDIR, Server, check
 
-SQL_CLS = "test/fixtures/models/sql_cls"
-PROBS = "test/fixtures/sql_cls_probs.json"
 
 SCRIPTS = {
     "single": ("\\set id random(0, 121)\n"
@@ -46,15 +43,6 @@ SCRIPTS = {
     "trigger": ("\\set id random(0, 121)\n"
                 "INSERT INTO inbox (doc, body) SELECT id, body FROM docs WHERE id = :id;\n", 2),
 }
-
-failed = 0
-
-
-def check(ok, what):
-    global failed
-    print("%s %s" % ("ok  " if ok else "FAIL", what), flush=True)
-    failed += not ok
-
 
 def rss_kb(pid, field="VmRSS"):
     try:
@@ -114,29 +102,23 @@ class Trainer(threading.Thread):
                         "SELECT status IN ('queued', 'running') FROM pgbert.training_jobs WHERE id = %s",
                         (job,)).fetchone()[0]:
                     time.sleep(0.5)
-            cluster.wait_for(lambda: not c.execute(
+            testkit.wait_for(lambda: not c.execute(
                 "SELECT bool_or(status IN ('queued', 'running')) FROM pgbert.training_jobs").fetchone()[0], 300)
 
 
 def main():
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    tmp = cluster.temp_dir("pgbert_soak_")
+    tmp = testkit.temp_dir("pgbert_soak_")
     server = Server(tmp, "soak", 56000 + os.getpid() % 1000)
     scripts_dir = tempfile.mkdtemp(prefix="pgbert_soak_scripts_")
     try:
         server.initdb(["shared_preload_libraries = 'pgbert'", "max_connections = 60",
                        "max_worker_processes = 16", "pgbert.worker_threads = 2"])
         server.start()
-        with open(PROBS) as f:
-            probs = json.load(f)
         with server.connect() as conn:
             conn.execute("CREATE EXTENSION pgbert")
-            subprocess.run([os.path.join(BINDIR, "pgbert_import"), SQL_CLS, "cls"], check=True,
-                           capture_output=True, env=server.env())
-            conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, label text)")
-            with conn.cursor().copy("COPY docs FROM STDIN") as cp:
-                for r in probs:
-                    cp.write_row((r["ord"], r["text"], r["label"]))
+            testkit.import_fixture_model("cls", server.env())
+            testkit.create_docs(conn)
             conn.execute("CREATE TABLE soak_scores (doc int, kind text, scores jsonb)")
             conn.execute("CREATE TABLE soak_labels (doc int, kind text, label text)")
             conn.execute("CREATE TABLE inbox (id bigserial, doc int, body text, label text, scores jsonb)")
@@ -150,7 +132,7 @@ def main():
                 "SELECT id, classify(body, 'cls'), classify_scores(body, 'cls') FROM docs")}
             conn.execute("RESET pgbert.batching")
             conn.execute("RESET pgbert.worker")
-            check(cluster.wait_for(lambda: conn.execute("SELECT state = 'ready' FROM pgbert.worker").fetchone()[0]),
+            check(testkit.wait_for(lambda: conn.execute("SELECT state = 'ready' FROM pgbert.worker").fetchone()[0]),
                   "the encoder worker is ready")
             w0 = conn.execute("SELECT errors, engine_restarts, requests FROM pgbert.worker").fetchone()
 
@@ -219,13 +201,12 @@ def main():
                   "the worker served %d requests with no errors and no engine restarts" % (w1[2] - w0[2]))
     finally:
         server.stop()
-        if failed:
+        if testkit.failures:
             print("---- server log")
             print(server.log_tail())
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(scripts_dir, ignore_errors=True)
-    print("%d failed" % failed)
-    return 1 if failed else 0
+    return testkit.finish()
 
 
 if __name__ == "__main__":

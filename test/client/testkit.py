@@ -1,6 +1,8 @@
-"""A throw-away PostgreSQL server for checks that restart it or run several: initdb in a
-temporary directory, unix socket only, run as the postgres user when we are root
-(initdb refuses root). Used by check_standby.py and check_faults.py."""
+"""What the client checks (check_batching, check_standby, check_faults, soak) share: a
+pass/fail counter, the tiny fixture classifier and its texts, and a throw-away PostgreSQL
+server for checks that restart it or run several (initdb in a temporary directory, unix
+socket only, run as the postgres user when we are root: initdb refuses root)."""
+import json
 import os
 import subprocess
 import tempfile
@@ -9,6 +11,45 @@ import time
 import psycopg
 
 BINDIR = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+SQL_CLS = "test/fixtures/models/sql_cls"           # the tiny 3-label classifier
+PROBS = "test/fixtures/sql_cls_probs.json"         # its 122 texts with transformers' labels
+
+failures = 0
+
+
+def check(ok, what):
+    """Print one check's outcome and count failures."""
+    global failures
+    print("%s %s" % ("ok  " if ok else "FAIL", what), flush=True)
+    failures += not ok
+
+
+def finish():
+    """Print the count of failed checks; the exit status."""
+    print("%d failed" % failures)
+    return 1 if failures else 0
+
+
+def fixture_texts():
+    with open(PROBS) as f:
+        return json.load(f)
+
+
+def import_fixture_model(name, env=None):
+    """pgbert_import the fixture classifier as name (connection from env, default ours)."""
+    out = subprocess.run([os.path.join(BINDIR, "pgbert_import"), SQL_CLS, name], check=True,
+                         capture_output=True, text=True, env=env)
+    return out.stdout.strip()
+
+
+def create_docs(conn):
+    """Table docs (id, body, label) holding the fixture texts; returns them."""
+    texts = fixture_texts()
+    conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, label text)")
+    with conn.cursor().copy("COPY docs FROM STDIN") as cp:
+        for r in texts:
+            cp.write_row((r["ord"], r["text"], r["label"]))
+    return texts
 
 
 def as_server_user(args, check=True):
