@@ -143,38 +143,39 @@ batch_fn_of(Oid funcid)
 {
 	static bool callback_registered = false;
 	FnCacheEntry *e;
-	bool		found;
+	HeapTuple	tup;
+	PgbertBatchFn fn = PGBERT_FN_NONE;
 
 	if (funcid < FirstNormalObjectId)
 		return PGBERT_FN_NONE;
+	if (fn_cache != NULL && (e = hash_search(fn_cache, &funcid, HASH_FIND, NULL)) != NULL)
+		return e->fn;
+
+	/* the lookup may process invalidations, which drop the cache: insert after it */
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	if (HeapTupleIsValid(tup))
+	{
+		fn = fn_of_proc(tup);
+		ReleaseSysCache(tup);
+	}
+	if (!callback_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, fn_cache_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
 	if (fn_cache == NULL)
 	{
 		HASHCTL		ctl;
 
-		if (!callback_registered)
-		{
-			CacheRegisterSyscacheCallback(PROCOID, fn_cache_invalidate, (Datum) 0);
-			callback_registered = true;
-		}
 		ctl.keysize = sizeof(Oid);
 		ctl.entrysize = sizeof(FnCacheEntry);
 		ctl.hcxt = TopMemoryContext;
 		fn_cache = hash_create("pgbert batchable functions", 32, &ctl,
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	e = hash_search(fn_cache, &funcid, HASH_ENTER, &found);
-	if (!found)
-	{
-		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
-
-		e->fn = PGBERT_FN_NONE;
-		if (HeapTupleIsValid(tup))
-		{
-			e->fn = fn_of_proc(tup);
-			ReleaseSysCache(tup);
-		}
-	}
-	return e->fn;
+	e = hash_search(fn_cache, &funcid, HASH_ENTER, NULL);
+	e->fn = fn;
+	return fn;
 }
 
 /* The batchable function a node calls, if it is such a call with arguments that may run ahead. */
@@ -672,74 +673,18 @@ batch_aggregate_inputs(Agg *agg, Surgery *sg)
 	agg->plan.qual = (List *) aggregate_inputs_mutator((Node *) agg->plan.qual, &ic);
 }
 
-static Plan *rewrite_tree(Plan *plan, bool needs_mark, Surgery *sg);
-
-/* Rewrite every plan in a list in place. */
-static void
-rewrite_list(List *plans, Surgery *sg)
+/* Where a plan node keeps its children: pointers to each child field or list cell. */
+static List *
+child_slots(Plan *plan)
 {
-	ListCell   *lc;
-
-	foreach(lc, plans)
-		lfirst(lc) = rewrite_tree(lfirst(lc), false, sg);
-}
-
-/*
- * Rewrite plan's subtree bottom-up. needs_mark: a merge join above marks and
- * restores positions in it (the inner side, down to a Sort or Material that
- * keeps the rows itself), which PgbertBatch does not support.
- */
-static Plan *
-rewrite_tree(Plan *plan, bool needs_mark, Surgery *sg)
-{
-	bool		below_mark;
-
-	if (plan == NULL)
-		return NULL;
-	if (IsA(plan, CustomScan) && ((CustomScan *) plan)->methods == &batch_scan_methods)
-		return plan;
-	below_mark = needs_mark && !IsA(plan, Sort) && !IsA(plan, Material);
-	plan->lefttree = rewrite_tree(plan->lefttree, below_mark, sg);
-	plan->righttree = rewrite_tree(plan->righttree, below_mark || IsA(plan, MergeJoin), sg);
-	switch (nodeTag(plan))
-	{
-		case T_Append:
-			rewrite_list(((Append *) plan)->appendplans, sg);
-			break;
-		case T_MergeAppend:
-			rewrite_list(((MergeAppend *) plan)->mergeplans, sg);
-			break;
-		case T_BitmapAnd:
-			rewrite_list(((BitmapAnd *) plan)->bitmapplans, sg);
-			break;
-		case T_BitmapOr:
-			rewrite_list(((BitmapOr *) plan)->bitmapplans, sg);
-			break;
-		case T_SubqueryScan:
-			((SubqueryScan *) plan)->subplan = rewrite_tree(((SubqueryScan *) plan)->subplan, below_mark, sg);
-			break;
-		case T_CustomScan:
-			rewrite_list(((CustomScan *) plan)->custom_plans, sg);
-			break;
-		default:
-			break;
-	}
-	if (IsA(plan, Agg))
-		batch_aggregate_inputs((Agg *) plan, sg);
-	return needs_mark ? plan : wrap_node(plan, sg);
-}
-
-/* Largest plan_node_id in a subtree. */
-static int
-max_plan_node_id(Plan *plan)
-{
-	int			m;
+	List	   *slots = NIL;
 	List	   *kids = NIL;
 	ListCell   *lc;
 
-	if (plan == NULL)
-		return -1;
-	m = Max(plan->plan_node_id, Max(max_plan_node_id(plan->lefttree), max_plan_node_id(plan->righttree)));
+	if (plan->lefttree)
+		slots = lappend(slots, &plan->lefttree);
+	if (plan->righttree)
+		slots = lappend(slots, &plan->righttree);
 	if (IsA(plan, Append))
 		kids = ((Append *) plan)->appendplans;
 	else if (IsA(plan, MergeAppend))
@@ -751,9 +696,48 @@ max_plan_node_id(Plan *plan)
 	else if (IsA(plan, CustomScan))
 		kids = ((CustomScan *) plan)->custom_plans;
 	else if (IsA(plan, SubqueryScan))
-		m = Max(m, max_plan_node_id(((SubqueryScan *) plan)->subplan));
+		slots = lappend(slots, &((SubqueryScan *) plan)->subplan);
 	foreach(lc, kids)
-		m = Max(m, max_plan_node_id(lfirst(lc)));
+		slots = lappend(slots, &lfirst(lc));
+	return slots;
+}
+
+/*
+ * Rewrite plan's subtree bottom-up. needs_mark: a merge join above marks and
+ * restores positions in it (the inner side, down to a Sort or Material that
+ * keeps the rows itself), which PgbertBatch does not support.
+ */
+static Plan *
+rewrite_tree(Plan *plan, bool needs_mark, Surgery *sg)
+{
+	bool		below_mark;
+	ListCell   *lc;
+
+	if (plan == NULL)
+		return NULL;
+	if (IsA(plan, CustomScan) && ((CustomScan *) plan)->methods == &batch_scan_methods)
+		return plan;
+	below_mark = needs_mark && !IsA(plan, Sort) && !IsA(plan, Material);
+	foreach(lc, child_slots(plan))
+	{
+		Plan	  **slot = lfirst(lc);
+
+		*slot = rewrite_tree(*slot, below_mark || (IsA(plan, MergeJoin) && slot == &plan->righttree), sg);
+	}
+	if (IsA(plan, Agg))
+		batch_aggregate_inputs((Agg *) plan, sg);
+	return needs_mark ? plan : wrap_node(plan, sg);
+}
+
+/* Largest plan_node_id in a subtree. */
+static int
+max_plan_node_id(Plan *plan)
+{
+	int			m = plan->plan_node_id;
+	ListCell   *lc;
+
+	foreach(lc, child_slots(plan))
+		m = Max(m, max_plan_node_id(*(Plan **) lfirst(lc)));
 	return m;
 }
 
@@ -802,10 +786,12 @@ batch_planner(Query *parse, const char *query_string, int cursorOptions, ParamLi
 		int			m = max_plan_node_id(stmt->planTree);
 
 		foreach(lc, stmt->subplans)
-			m = Max(m, max_plan_node_id(lfirst(lc)));
+			if (lfirst(lc) != NULL)
+				m = Max(m, max_plan_node_id(lfirst(lc)));
 		sg.next_plan_node_id = m + 1;
 		stmt->planTree = rewrite_tree(stmt->planTree, false, &sg);
-		rewrite_list(stmt->subplans, &sg);
+		foreach(lc, stmt->subplans)
+			lfirst(lc) = rewrite_tree(lfirst(lc), false, &sg);
 	}
 	return stmt;
 }
