@@ -836,7 +836,7 @@ typedef struct BatchState
 
 static CustomExecMethods batch_exec_methods;
 
-/* CreateCustomScanState: the node's state, with its calls read from custom_private. */
+/* CreateCustomScanState: the node's state, with its calls read from custom_exprs. */
 static Node *
 batch_create_state(CustomScan *cscan)
 {
