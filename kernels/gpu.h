@@ -70,6 +70,121 @@ int			pgbert_gpu_sgemm(PgbertGpuContext *ctx, int trans_a, int trans_b,
 							 float beta, float *c, int ldc,
 							 char *errbuf, size_t errlen);
 
+
+/* ---- BERT encoder on the device (gpu_model.cu) ---- */
+
+/* Arithmetic of the encoder's matrix products. */
+typedef enum PgbertGpuPrecision
+{
+	PGBERT_GPU_FP32 = 0,		/* fp32 inputs, fp32 accumulation, no TF32: the parity mode */
+	PGBERT_GPU_BF16 = 1			/* bf16 inputs (tensor cores), fp32 accumulation and residual stream */
+} PgbertGpuPrecision;
+
+/* What a forward pass returns per sequence (the same codes as the engine's BtWant). */
+typedef enum PgbertGpuWant
+{
+	PGBERT_GPU_WANT_LOGITS = 0, /* num_classes floats */
+	PGBERT_GPU_WANT_MEAN = 1,	/* hidden floats: mean of the last hidden states */
+	PGBERT_GPU_WANT_CLS = 2,	/* hidden floats: last hidden state of the first token */
+	PGBERT_GPU_WANT_POOLER = 3	/* hidden floats: tanh(dense(CLS)) */
+} PgbertGpuWant;
+
+/*
+ * Shape of a BERT model and where each tensor sits in its one float32
+ * parameter allocation (offsets in floats; per-layer tensors stacked over
+ * layers, layer first), the layout of the engine's BtBertParams. Offsets of
+ * absent tensors (no pooler, no classifier) are ignored.
+ */
+typedef struct PgbertGpuModelDesc
+{
+	int			hidden;
+	int			layers;
+	int			heads;
+	int			intermediate;
+	int			vocab;
+	int			max_position;
+	int			type_vocab;
+	int			num_classes;	/* rows of the classifier, 0 without one */
+	int			has_pooler;
+	int			has_classifier;
+	int			gelu_tanh;		/* 0: exact erf GELU; 1: the tanh approximation */
+	float		layer_norm_eps;
+	size_t		num_params;
+	size_t		word_emb, pos_emb, type_emb, emb_ln_w, emb_ln_b;
+	size_t		qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b;
+	size_t		ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_w, ffn_ln_b;
+	size_t		pool_w, pool_b, cls_w, cls_b;
+} PgbertGpuModelDesc;
+
+/* A model's weights on the device, with the activation memory of its last batches. */
+typedef struct PgbertGpuModel PgbertGpuModel;
+
+/*
+ * Bounds the device memory this context allocates for weights and activations
+ * (bytes; 0: no bound other than the card's). A request that would pass it
+ * fails with an error, as a failed cudaMalloc does; nothing is evicted.
+ */
+void		pgbert_gpu_set_memory_limit(PgbertGpuContext *ctx, size_t bytes);
+
+/* Device bytes this context holds now (weights, activations, cuBLAS workspace). */
+size_t		pgbert_gpu_memory_used(PgbertGpuContext *ctx);
+
+/*
+ * Copies a model's parameters (desc->num_params floats, laid out as desc says)
+ * to the device once, plus a bf16 copy of them with PGBERT_GPU_BF16. The host
+ * copy is not kept or referenced afterwards. NULL + message on failure
+ * (bad description, out of device memory, a CUDA error).
+ */
+PgbertGpuModel *pgbert_gpu_model_upload(PgbertGpuContext *ctx, const PgbertGpuModelDesc *desc,
+										const float *params, PgbertGpuPrecision precision,
+										char *errbuf, size_t errlen);
+
+/* Frees a model's device memory (weights, activations, captured graphs); NULL is ignored. */
+void		pgbert_gpu_model_free(PgbertGpuModel *model);
+
+/*
+ * Forward pass over a packed batch: sequence s is tokens offsets[s] ..
+ * offsets[s+1]-1 of ids (and type_ids, or all type 0 when NULL). Writes
+ * n_seq rows of what want asks for into out (host memory). The caller has
+ * checked ids and lengths against the model (ids < vocab, 1 <= length <=
+ * max_position); the function checks them again and refuses bad ones.
+ * Repeated batch shapes replay a captured CUDA graph (see gpu_model.cu).
+ * 0, or -1 + message (out of device memory is an error of this call only).
+ */
+int			pgbert_gpu_forward(PgbertGpuModel *model, int n_seq, const int *offsets,
+							   const int *ids, const int *type_ids, PgbertGpuWant want,
+							   float *out, char *errbuf, size_t errlen);
+
+/* Turns CUDA graph capture of repeated shapes on (default) or off, for tests and benchmarks. */
+void		pgbert_gpu_model_use_graphs(PgbertGpuModel *model, int on);
+
+/*
+ * Every function above, for a process that opens pgbert_gpu.so with dlopen
+ * and looks up one symbol, pgbert_gpu_api, instead of each function.
+ */
+#define PGBERT_GPU_API_VERSION 1
+typedef struct PgbertGpuApi
+{
+	int			version;
+	int			(*device_count) (int *count, char *errbuf, size_t errlen);
+	int			(*device_info) (int ordinal, PgbertGpuDevice *out, char *errbuf, size_t errlen);
+	PgbertGpuContext *(*open) (int ordinal, char *errbuf, size_t errlen);
+	void		(*close) (PgbertGpuContext *ctx);
+	void		(*set_memory_limit) (PgbertGpuContext *ctx, size_t bytes);
+	size_t		(*memory_used) (PgbertGpuContext *ctx);
+	PgbertGpuModel *(*model_upload) (PgbertGpuContext *ctx, const PgbertGpuModelDesc *desc,
+									 const float *params, PgbertGpuPrecision precision,
+									 char *errbuf, size_t errlen);
+	void		(*model_free) (PgbertGpuModel *model);
+	int			(*forward) (PgbertGpuModel *model, int n_seq, const int *offsets, const int *ids,
+							const int *type_ids, PgbertGpuWant want, float *out,
+							char *errbuf, size_t errlen);
+	void		(*model_use_graphs) (PgbertGpuModel *model, int on);
+} PgbertGpuApi;
+
+/* The table above, filled; one static instance. */
+const PgbertGpuApi *pgbert_gpu_api(void);
+
 #ifdef __cplusplus
 }
 #endif

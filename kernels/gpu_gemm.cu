@@ -1,14 +1,14 @@
 /*
  * kernels/gpu_gemm.cu
- *     GPU context (cuBLAS handle + stream) and a row-major FP32 GEMM on
+ *     GPU context (cuBLAS handle + stream + workspace), device-memory
+ *     accounting under a limit, and a row-major FP32 GEMM on
  *     host pointers for pgbert (see gpu.h for the contract).
  *
  * This is a correctness-first starter: every pgbert_gpu_sgemm() call
  * allocates device buffers, copies operands in, runs one cublasSgemm and
  * copies the result back.  No PostgreSQL header may be included here.
  */
-#include "gpu.h"
-#include "gpu_errors.h"
+#include "gpu_internal.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -18,20 +18,63 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct PgbertGpuContext
-{
-	int			ordinal;		/* device this context is bound to */
-	cudaStream_t stream;		/* stream used for all copies and GEMMs */
-	cublasHandle_t handle;		/* cuBLAS handle bound to stream */
-};
-
 /* Formats a cuBLAS error with its status name and description. */
-static void
+void
 set_cublas_error(char *errbuf, size_t errlen, const char *what,
 				 cublasStatus_t st)
 {
 	set_error(errbuf, errlen, "%s failed: %s (%s)",
 			  what, cublasGetStatusName(st), cublasGetStatusString(st));
+}
+
+int
+gpu_alloc(PgbertGpuContext *ctx, void **ptr, size_t bytes, const char *what,
+		  char *errbuf, size_t errlen)
+{
+	cudaError_t err;
+
+	*ptr = NULL;
+	if (bytes == 0)
+		bytes = 16;
+	if (ctx->limit > 0 && (bytes > ctx->limit || ctx->used > ctx->limit - bytes))
+	{
+		set_error(errbuf, errlen,
+				  "out of gpu memory: %s needs %.1f MiB, %.1f MiB of the %.1f MiB limit are in use",
+				  what, bytes / 1048576.0, ctx->used / 1048576.0, ctx->limit / 1048576.0);
+		return -1;
+	}
+	err = cudaMalloc(ptr, bytes);
+	if (err != cudaSuccess)
+	{
+		*ptr = NULL;
+		set_error(errbuf, errlen, "out of gpu memory: cudaMalloc of %.1f MiB for %s failed: %s",
+				  bytes / 1048576.0, what, cudaGetErrorString(err));
+		(void) cudaGetLastError();
+		return -1;
+	}
+	ctx->used += bytes;
+	return 0;
+}
+
+void
+gpu_free(PgbertGpuContext *ctx, void *ptr, size_t bytes)
+{
+	if (ptr == NULL)
+		return;
+	(void) cudaFree(ptr);
+	ctx->used -= (bytes == 0 ? 16 : bytes);
+}
+
+extern "C" void
+pgbert_gpu_set_memory_limit(PgbertGpuContext *ctx, size_t bytes)
+{
+	ctx->limit = bytes;
+}
+
+extern "C" size_t
+pgbert_gpu_memory_used(PgbertGpuContext *ctx)
+{
+	return ctx->used;
 }
 
 extern "C" PgbertGpuContext *
@@ -100,6 +143,20 @@ pgbert_gpu_open(int ordinal, char *errbuf, size_t errlen)
 		set_cublas_error(errbuf, errlen, "cublasSetMathMode", st);
 		goto fail;
 	}
+	/* a workspace of our own: cuBLAS then allocates nothing while a graph is captured */
+	ctx->blas_workspace_bytes = (size_t) 32 << 20;
+	if (gpu_alloc(ctx, &ctx->blas_workspace, ctx->blas_workspace_bytes, "the cuBLAS workspace",
+				  errbuf, errlen) != 0)
+	{
+		ctx->blas_workspace_bytes = 0;
+		goto fail;
+	}
+	st = cublasSetWorkspace(ctx->handle, ctx->blas_workspace, ctx->blas_workspace_bytes);
+	if (st != CUBLAS_STATUS_SUCCESS)
+	{
+		set_cublas_error(errbuf, errlen, "cublasSetWorkspace", st);
+		goto fail;
+	}
 	return ctx;
 
 fail:
@@ -116,6 +173,7 @@ pgbert_gpu_close(PgbertGpuContext *ctx)
 	(void) cudaSetDevice(ctx->ordinal);
 	if (ctx->handle != NULL)
 		(void) cublasDestroy(ctx->handle);
+	gpu_free(ctx, ctx->blas_workspace, ctx->blas_workspace_bytes);
 	if (ctx->stream != NULL)
 		(void) cudaStreamDestroy(ctx->stream);
 	(void) cudaGetLastError();

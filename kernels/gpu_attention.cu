@@ -1,0 +1,173 @@
+/*
+ * kernels/gpu_attention.cu
+ *     Self-attention over packed variable-length sequences, one length
+ *     bucket at a time: the bucket's sequences are scattered into a padded
+ *     (B, heads, P, d) layout (adding the QKV bias on the way), cuBLAS runs
+ *     the two strided-batched products on tensor cores, a masked softmax
+ *     sits between them, and the context is gathered back into packed rows.
+ *     Buckets keep the padding small (gpu_model.cu groups sequences of
+ *     similar length); the key mask is exact: padded keys get probability 0,
+ *     as transformers' additive mask gives after exp.
+ *
+ * No PostgreSQL header may be included here.
+ */
+#include "gpu_internal.h"
+
+__device__ __forceinline__ float
+as_float(float x)
+{
+	return x;
+}
+
+__device__ __forceinline__ float
+as_float(__nv_bfloat16 x)
+{
+	return __bfloat162float(x);
+}
+
+template <typename T>
+__device__ __forceinline__ T as_input(float x);
+
+template <>
+__device__ __forceinline__ float
+as_input<float>(float x)
+{
+	return x;
+}
+
+template <>
+__device__ __forceinline__ __nv_bfloat16
+as_input<__nv_bfloat16>(float x)
+{
+	return __float2bfloat16_rn(x);
+}
+
+/*
+ * q/k/v[b, h, p, :] = qkv[token of slot (b, p)] + bias, split by head; zeros
+ * in the padding slots (so that the products read no garbage). One block per slot.
+ */
+template <typename Tin>
+__global__ void
+scatter_qkv_kernel(Tin *q, Tin *k, Tin *v, const float *qkv, const float *bias,
+				   const int *slot_token, int P, int H, int NH)
+{
+	int			slot = blockIdx.x;
+	int			b = slot / P,
+				p = slot % P;
+	int			tok = slot_token[slot];
+	int			d = H / NH;
+
+	for (int e = threadIdx.x; e < 3 * H; e += blockDim.x)
+	{
+		int			which = e / H,
+					c = e % H,
+					h = c / d,
+					dd = c % d;
+		float		val = tok >= 0 ? qkv[(size_t) tok * 3 * H + e] + bias[e] : 0.0f;
+		Tin		   *dst = which == 0 ? q : which == 1 ? k : v;
+
+		dst[(((size_t) b * NH + h) * P + p) * d + dd] = as_input<Tin>(val);
+	}
+}
+
+/*
+ * probs row (b, h, i) = softmax over the sequence's keys j < lens[b] of the
+ * scores row (already scaled by 1/sqrt(d)); 0 for padded keys, and a row of
+ * zeros for padded queries. One warp per row.
+ */
+template <typename Tin>
+__global__ void
+masked_softmax_kernel(Tin *probs, const float *scores, const int *lens, int B, int NH, int P)
+{
+	size_t		row = blockIdx.x * (size_t) (blockDim.x / 32) + threadIdx.x / 32;
+	int			lane = threadIdx.x % 32;
+	size_t		rows = (size_t) B * NH * P;
+	int			b,
+				i,
+				len;
+	const float *sr;
+	Tin		   *pr;
+	float		max = -INFINITY,
+				sum = 0.0f,
+				inv;
+
+	if (row >= rows)
+		return;
+	b = (int) (row / ((size_t) NH * P));
+	i = (int) (row % P);
+	len = lens[b];
+	sr = scores + row * P;
+	pr = probs + row * P;
+	if (i >= len)
+	{
+		for (int j = lane; j < P; j += 32)
+			pr[j] = as_input<Tin>(0.0f);
+		return;
+	}
+	for (int j = lane; j < len; j += 32)
+		max = fmaxf(max, sr[j]);
+	for (int o = 16; o > 0; o >>= 1)
+		max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, o));
+	for (int j = lane; j < len; j += 32)
+		sum += expf(sr[j] - max);
+	for (int o = 16; o > 0; o >>= 1)
+		sum += __shfl_xor_sync(0xffffffffu, sum, o);
+	inv = 1.0f / sum;
+	for (int j = lane; j < P; j += 32)
+		pr[j] = as_input<Tin>(j < len ? expf(sr[j] - max) * inv : 0.0f);
+}
+
+/* ctx_packed[token of slot (b, p), h * d + dd] = ctx[b, h, p, dd] for real slots. One block per slot. */
+template <typename Tin>
+__global__ void
+gather_ctx_kernel(Tin *ctx_packed, const Tin *ctx, const int *slot_token, int P, int H, int NH)
+{
+	int			slot = blockIdx.x;
+	int			b = slot / P,
+				p = slot % P;
+	int			tok = slot_token[slot];
+	int			d = H / NH;
+
+	if (tok < 0)
+		return;
+	for (int c = threadIdx.x; c < H; c += blockDim.x)
+	{
+		int			h = c / d,
+					dd = c % d;
+
+		ctx_packed[(size_t) tok * H + c] = ctx[(((size_t) b * NH + h) * P + p) * d + dd];
+	}
+}
+
+template <typename Tin>
+void
+launch_scatter_qkv(cudaStream_t s, Tin *q, Tin *k, Tin *v, const float *qkv, const float *bias,
+				   const int *slot_token, int B, int P, int H, int NH)
+{
+	scatter_qkv_kernel<Tin><<<B * P, 256, 0, s>>>(q, k, v, qkv, bias, slot_token, P, H, NH);
+}
+
+template <typename Tin>
+void
+launch_masked_softmax(cudaStream_t s, Tin *probs, const float *scores, const int *lens, int B, int NH, int P)
+{
+	size_t		rows = (size_t) B * NH * P;
+
+	masked_softmax_kernel<Tin><<<(unsigned int) ((rows + 7) / 8), 256, 0, s>>>(probs, scores, lens, B, NH, P);
+}
+
+template <typename Tin>
+void
+launch_gather_ctx(cudaStream_t s, Tin *ctx_packed, const Tin *ctx, const int *slot_token, int B, int P, int H,
+				  int NH)
+{
+	gather_ctx_kernel<Tin><<<B * P, 256, 0, s>>>(ctx_packed, ctx, slot_token, P, H, NH);
+}
+
+#define INSTANTIATE(Tin) \
+	template void launch_scatter_qkv<Tin>(cudaStream_t, Tin *, Tin *, Tin *, const float *, const float *, \
+										  const int *, int, int, int, int); \
+	template void launch_masked_softmax<Tin>(cudaStream_t, Tin *, const float *, const int *, int, int, int); \
+	template void launch_gather_ctx<Tin>(cudaStream_t, Tin *, const Tin *, const int *, int, int, int, int);
+INSTANTIATE(float)
+INSTANTIATE(__nv_bfloat16)
