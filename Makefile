@@ -19,8 +19,9 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 # OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens
 # it with dlopen the first time a model runs (src/engine/blas.h).
 TOKENIZER_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
-MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/ops.c src/engine/model.c \
-	src/engine/serve.c \
+MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/ops.c src/engine/simd.c \
+	src/engine/model.c \
+	src/engine/serve.c src/engine/gpu_backend.c \
 	src/engine/train.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
@@ -60,19 +61,19 @@ ENGINE_OBJS = $(patsubst src/engine/%.c,$(BUILD)/engine/%.o,$(ENGINE_SRCS))
 ENGINE_LIB = $(BUILD)/libpgbert_engine.a
 ENGINE_LIBS = -lutf8proc -ljansson -ldl -lm -lpthread
 
-$(BUILD)/engine/%.o: src/engine/%.c src/engine/*.h
+$(BUILD)/engine/%.o: src/engine/%.c src/engine/*.h kernels/gpu.h
 	@mkdir -p $(dir $@)
-	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -c -o $@ $<
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -Ikernels -c -o $@ $<
 
 $(ENGINE_LIB): $(ENGINE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_LIB)
-	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -Ikernels -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 $(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
-	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 .PHONY: engine engine-check engine-check-sanitized fuzz-smoke bench print-use-cuda
 ENGINE_TESTS = test_tokenizer test_safetensors test_model test_train test_serve
@@ -99,7 +100,7 @@ SAN_CC ?= clang
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
 $(BUILD)/san/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(SAN_FLAGS) -Isrc/engine -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
+	$(SAN_CC) $(SAN_FLAGS) -Isrc/engine -Ikernels -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 
 engine-check-sanitized: $(addprefix $(BUILD)/san/,$(ENGINE_TESTS))
 	$(call run_engine_tests,$(BUILD)/san)
@@ -108,7 +109,7 @@ engine-check-sanitized: $(addprefix $(BUILD)/san/,$(ENGINE_TESTS))
 FUZZ_SECONDS ?= 45
 $(BUILD)/fuzz_%: test/fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -O1 -g -Isrc/engine -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
+	$(SAN_CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -O1 -g -Isrc/engine -Ikernels -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 
 fuzz-smoke: $(BUILD)/fuzz_tokenizer $(BUILD)/fuzz_safetensors
 	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-corpus-safetensors
@@ -149,7 +150,7 @@ $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o): $(wildcard src/engine/*.h)
 # built from the engine library alone and installed beside pgbert.so.
 ENGINE_PROGRAM = $(BUILD)/pgbert_engine
 $(ENGINE_PROGRAM): src/engine/engine_main.c $(ENGINE_LIB)
-	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Ikernels -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 all: $(ENGINE_PROGRAM)
 install: install-engine
 install-engine: $(ENGINE_PROGRAM) installdirs

@@ -14,6 +14,7 @@
 
 #include "blas.h"
 #include "config.h"
+#include "gpu_backend.h"
 #include "model.h"
 #include "safetensors.h"
 #include "train.h"
@@ -25,10 +26,14 @@ typedef struct ServedModel
 {
 	uint64_t	key;
 	BtBertModel *model;
+	PgbertGpuModel *gpu;		/* its device copy when the engine runs on the GPU */
 } ServedModel;
 
 static ServedModel served[MAX_MODELS];
 static int	n_served = 0;
+
+/* The GPU this engine serves on, or NULL for the CPU. */
+static BtGpu *gpu = NULL;
 
 /* A training run: the model it updates, its optimizer, early stopping's copy. */
 typedef struct ServedTrainer
@@ -147,6 +152,7 @@ evict_model(uint64_t key)
 
 	if (i < 0)
 		return;
+	bt_gpu_free_model(gpu, served[i].gpu);
 	bt_model_free(served[i].model);
 	served[i] = served[--n_served];
 }
@@ -205,6 +211,13 @@ handle_load(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	if (m == NULL)
 		return reply_error(fd, BT_MSG_LOAD, BT_ERR_MODEL, key, "%s", err);
 	evict_model(key);
+	served[n_served].gpu = NULL;
+	if (gpu != NULL && (served[n_served].gpu = bt_gpu_upload(gpu, m, err, sizeof(err))) == NULL)
+	{
+		bt_model_free(m);
+		return reply_error(fd, BT_MSG_LOAD, bt_gpu_out_of_memory(err) ? BT_ERR_NO_MEMORY : BT_ERR_DEVICE, key,
+						   "%s", err);
+	}
 	served[n_served].key = key;
 	served[n_served].model = m;
 	n_served++;
@@ -255,9 +268,9 @@ handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 
 	width = head.want == BT_WANT_LOGITS ? m->num_classes : m->cfg.hidden_size;
 	rows = malloc(sizeof(float) * (size_t) head.n_seq * width);
-	if (head.want == BT_WANT_CLS)
+	if (head.want == BT_WANT_CLS && served[i].gpu == NULL)
 		hidden = malloc(sizeof(float) * (size_t) n_tokens * m->cfg.hidden_size);
-	if (rows == NULL || (head.want == BT_WANT_CLS && hidden == NULL))
+	if (rows == NULL || (head.want == BT_WANT_CLS && served[i].gpu == NULL && hidden == NULL))
 	{
 		free(rows);
 		free(hidden);
@@ -277,13 +290,23 @@ handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	batch.offsets = offsets;
 	batch.ids = ids;
 	batch.type_ids = NULL;
-	if (bt_model_forward(m, &batch, &out, err, sizeof(err)) != 0)
+	if (served[i].gpu != NULL)
+	{
+		/* the device computes every output itself, [CLS] rows included */
+		if (bt_gpu_forward(gpu, served[i].gpu, &batch, (int) head.want, rows, err, sizeof(err)) != 0)
+		{
+			free(rows);
+			return reply_error(fd, BT_MSG_FORWARD, bt_gpu_out_of_memory(err) ? BT_ERR_NO_MEMORY : BT_ERR_DEVICE,
+							   key, "%s", err);
+		}
+	}
+	else if (bt_model_forward(m, &batch, &out, err, sizeof(err)) != 0)
 	{
 		free(rows);
 		free(hidden);
 		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_BAD_REQUEST, key, "%s", err);
 	}
-	if (head.want == BT_WANT_CLS)
+	if (head.want == BT_WANT_CLS && served[i].gpu == NULL)
 	{
 		int			H = m->cfg.hidden_size;
 
@@ -542,31 +565,36 @@ handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64
 }
 
 int
-bt_serve(int fd, const char *device, int threads)
+bt_serve(int fd, const char *device, int threads, const BtServeGpuOptions *gpu_opts)
 {
-	char		err[256];
+	char		err[512];
 	BtHello		hello;
 
 	memset(&hello, 0, sizeof(hello));
 	hello.version = BT_SERVE_VERSION;
 	hello.pid = (uint32_t) getpid();
-	if (strcmp(device, "cuda") == 0)
-	{
-		/* the CUDA backend is not in the engine yet: say so instead of running on the CPU */
-		reply_error(fd, BT_MSG_HELLO, BT_ERR_DEVICE, 0, "this build of pgbert has no CUDA engine backend");
-		return 2;
-	}
-	if (strcmp(device, "auto") != 0 && strcmp(device, "cpu") != 0)
+	if (strcmp(device, "auto") != 0 && strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)
 	{
 		reply_error(fd, BT_MSG_HELLO, BT_ERR_DEVICE, 0, "unknown device \"%s\"", device);
 		return 2;
+	}
+	if (strcmp(device, "cpu") != 0)
+	{
+		/* cuda: the GPU or an error; auto: the GPU when there is one, else the CPU */
+		gpu = bt_gpu_open(NULL, gpu_opts ? gpu_opts->precision : NULL, gpu_opts ? gpu_opts->memory_limit : 0,
+						  err, sizeof(err));
+		if (gpu == NULL && strcmp(device, "cuda") == 0)
+		{
+			reply_error(fd, BT_MSG_HELLO, BT_ERR_DEVICE, 0, "%s", err);
+			return 2;
+		}
 	}
 	if (bt_blas_load(NULL, threads, err, sizeof(err)) != 0)
 	{
 		reply_error(fd, BT_MSG_HELLO, BT_ERR_DEVICE, 0, "%s", err);
 		return 2;
 	}
-	snprintf(hello.device, sizeof(hello.device), "cpu");
+	snprintf(hello.device, sizeof(hello.device), gpu ? "cuda" : "cpu");
 	if (bt_msg_send(fd, BT_MSG_HELLO, BT_SERVE_OK, 0, &hello, sizeof(hello), NULL, 0, NULL, 0) != 0)
 		return 1;
 

@@ -75,7 +75,7 @@ typedef struct BtHello
 {
 	uint32_t	version;		/* BT_SERVE_VERSION */
 	uint32_t	pid;
-	char		device[32];		/* "cpu" */
+	char		device[32];		/* "cpu" or "cuda" */
 } BtHello;
 
 /* LOAD's reply payload. */
@@ -155,11 +155,20 @@ extern int	bt_msg_send(int fd, uint16_t kind, uint16_t status, uint64_t key,
 						const void *p1, size_t n1, const void *p2, size_t n2,
 						const void *p3, size_t n3);
 
+/* How the engine uses a GPU (src/engine/gpu_backend.h). */
+typedef struct BtServeGpuOptions
+{
+	const char *precision;		/* "bf16" (default) or "fp32" */
+	size_t		memory_limit;	/* device bytes for weights and activations; 0: the card's */
+} BtServeGpuOptions;
+
 /*
  * The engine process's loop: answer requests on fd until the peer closes it.
- * device is "auto", "cpu" or "cuda"; threads sizes OpenBLAS. Returns the exit
- * status for main.
+ * device is "auto" (the GPU when there is one, else the CPU), "cpu" or
+ * "cuda" (the GPU, or refuse to start); threads sizes OpenBLAS; gpu may be
+ * NULL for the defaults. Training runs on the CPU either way. Returns the
+ * exit status for main.
  */
-extern int	bt_serve(int fd, const char *device, int threads);
+extern int	bt_serve(int fd, const char *device, int threads, const BtServeGpuOptions *gpu);
 
 #endif

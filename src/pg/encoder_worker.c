@@ -47,6 +47,8 @@ static int	engine_fd = -1;
 static pid_t engine_pid = 0;
 static TimestampTz next_spawn = 0;
 static int	engine_device = -1;	/* setting the running engine was started with */
+static int	engine_gpu_memory_mb = -1;	/* and its GPU settings */
+static int	engine_gpu_precision = -1;
 static bool engine_started_once = false;
 
 /* Training runs in the engine and the backends that own them (freed if those exit). */
@@ -278,7 +280,8 @@ spawn_engine(void)
 	WorkerShared *ws = pgbert_worker_shared;
 	char		path[MAXPGPATH];
 	char		fdarg[16],
-				threads[16];
+				threads[16],
+				gpu_memory[16];
 	const char *device = device_names[pgbert_worker_device];
 	int			sv[2];
 	pid_t		pid;
@@ -319,13 +322,17 @@ spawn_engine(void)
 			_exit(0);
 		snprintf(fdarg, sizeof(fdarg), "3");
 		snprintf(threads, sizeof(threads), "%d", pgbert_worker_threads);
-		execl(path, "pgbert_engine", fdarg, device, threads, (char *) NULL);
+		snprintf(gpu_memory, sizeof(gpu_memory), "%d", pgbert_gpu_memory_mb);
+		execl(path, "pgbert_engine", fdarg, device, threads, gpu_memory,
+			  pgbert_gpu_precision == 1 ? "fp32" : "bf16", (char *) NULL);
 		_exit(127);
 	}
 	close(sv[1]);
 	engine_fd = sv[0];
 	engine_pid = pid;
 	engine_device = pgbert_worker_device;
+	engine_gpu_memory_mb = pgbert_gpu_memory_mb;
+	engine_gpu_precision = pgbert_gpu_precision;
 
 	if (read_reply(&h, &payload) != 0 || h.kind != BT_MSG_HELLO || h.status != BT_SERVE_OK ||
 		h.len < sizeof(BtHello))
@@ -948,7 +955,8 @@ pgbert_encoder_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			if (engine_fd < 0)
 				next_spawn = 0; /* a changed setting may let it start: try now */
-			else if (engine_device != pgbert_worker_device)
+			else if (engine_device != pgbert_worker_device || engine_gpu_memory_mb != pgbert_gpu_memory_mb ||
+					 engine_gpu_precision != pgbert_gpu_precision)
 			{
 				char		why[200];
 

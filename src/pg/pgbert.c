@@ -36,6 +36,8 @@ int			pgbert_worker_threads = 1;
 int			pgbert_worker_batch_tokens = 8192;
 int			pgbert_worker_max_wait_ms = 0;
 int			pgbert_worker_memory_mb = 2048;
+int			pgbert_gpu_memory_mb = 0;
+int			pgbert_gpu_precision = 0;
 
 static const struct config_enum_entry worker_options[] = {
 	{"auto", PGBERT_WORKER_AUTO, false},
@@ -50,6 +52,12 @@ static const struct config_enum_entry device_options[] = {
 	{"auto", 0, false},
 	{"cpu", 1, false},
 	{"cuda", 2, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry precision_options[] = {
+	{"bf16", 0, false},
+	{"fp32", 1, false},
 	{NULL, 0, false}
 };
 
@@ -107,6 +115,15 @@ _PG_init(void)
 							"Least recently used versions are dropped beyond it.",
 							&pgbert_worker_memory_mb, 2048, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MB,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.gpu_memory",
+							"Device memory the engine process may use on the GPU.",
+							"Weights and activations; a batch that would pass it fails alone. 0: the whole card.",
+							&pgbert_gpu_memory_mb, 0, 0, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("pgbert.gpu_precision",
+							 "Arithmetic of the GPU's matrix products.",
+							 "bf16: tensor cores with float32 accumulation; fp32: float32 throughout, for parity.",
+							 &pgbert_gpu_precision, 0, precision_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("pgbert.batching",
 							 "Batch per-row classify(), classify_scores() and embed() calls across rows.",
 							 "Applies to statements planned after it changes; EXPLAIN shows a PgbertBatch node.",

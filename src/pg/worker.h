@@ -126,6 +126,8 @@ extern int	pgbert_worker_threads;
 extern int	pgbert_worker_batch_tokens;
 extern int	pgbert_worker_max_wait_ms;
 extern int	pgbert_worker_memory_mb;
+extern int	pgbert_gpu_memory_mb;
+extern int	pgbert_gpu_precision;
 
 /* Shared memory and the worker's registration, from _PG_init while preloading. */
 extern void pgbert_worker_register(void);

@@ -487,8 +487,8 @@ def fallback(conn, probs, reference):
     notices = []
     s.add_notice_handler(lambda d: notices.append(d.message_primary))
     got = scores(s, texts)
-    check(w["state"] == "failed" and "CUDA" in (w["message"] or "") and got == reference[:10] and notices,
-          "pgbert.device = cuda without a CUDA engine: state %s (%s); sessions run in-process: %s"
+    check(w["state"] == "failed" and "cuda" in (w["message"] or "").lower() and got == reference[:10] and notices,
+          "pgbert.device = cuda without a GPU: state %s (%s); sessions run in-process: %s"
           % (w["state"], w["message"], notices))
     s.close()
     conn.execute("ALTER SYSTEM RESET pgbert.device")

@@ -94,7 +94,7 @@ main(int argc, char **argv)
 	if (pid == 0)
 	{
 		close(sv[0]);
-		_exit(bt_serve(sv[1], "auto", 1));
+		_exit(bt_serve(sv[1], "auto", 1, NULL));
 	}
 	close(sv[1]);
 	fd = sv[0];
