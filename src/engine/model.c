@@ -378,15 +378,13 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		bt_dense_forward(qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
 		bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads);
 		bt_dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
-		bt_residual_forward(x, tmp, (size_t) T * H);
-		bt_layernorm_forward(x, NULL, NULL, x, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H,
-							 T, H, c->layer_norm_eps);
+		bt_residual_layernorm_forward(x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H,
+									  T, H, c->layer_norm_eps);
 		bt_dense_forward(ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T, I, H);
 		bt_gelu_forward(ffn, ffn, (size_t) T * I, c->activation);
 		bt_dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
-		bt_residual_forward(x, tmp, (size_t) T * H);
-		bt_layernorm_forward(x, NULL, NULL, x, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H,
-							 T, H, c->layer_norm_eps);
+		bt_residual_layernorm_forward(x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H,
+									  T, H, c->layer_norm_eps);
 	}
 
 	if (out->hidden)

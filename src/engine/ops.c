@@ -5,6 +5,7 @@
  */
 #include "ops.h"
 #include "blas.h"
+#include "simd.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -106,15 +107,15 @@ bt_dropout_apply(float *x, size_t n, const BtDropout *d, uint64_t base)
 void
 bt_dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K)
 {
-	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, O, K, 1.0f, in, K, w, K, 0.0f, out, O);
+	/*
+	 * The bias goes in first and sgemm adds the product to it (beta 1): one
+	 * write pass instead of sgemm zeroing out (beta 0) and a read-add-write
+	 * pass after. Same sum, same single rounding.
+	 */
 	if (b)
 		for (int t = 0; t < T; t++)
-		{
-			float	   *row = out + (size_t) t * O;
-
-			for (int o = 0; o < O; o++)
-				row[o] += b[o];
-		}
+			memcpy(out + (size_t) t * O, b, (size_t) O * sizeof(float));
+	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, O, K, 1.0f, in, K, w, K, b ? 1.0f : 0.0f, out, O);
 }
 
 void
@@ -142,6 +143,11 @@ bt_dense_backward(float *din, bool accumulate, float *dw, float *db, const float
 void
 bt_residual_forward(float *x, const float *add, size_t n)
 {
+	if (bt_simd_avx2())
+	{
+		bt_avx2_add(x, add, n);
+		return;
+	}
 	for (size_t i = 0; i < n; i++)
 		x[i] += add[i];
 }
@@ -152,6 +158,11 @@ void
 bt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w,
 					 const float *b, int T, int H, float eps)
 {
+	if (bt_simd_avx2())
+	{
+		bt_avx2_layernorm(out, mean, rstd, in, NULL, w, b, T, H, eps);
+		return;
+	}
 	for (int t = 0; t < T; t++)
 	{
 		const float *x = in + (size_t) t * H;
@@ -178,6 +189,20 @@ bt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, cons
 		if (rstd)
 			rstd[t] = r;
 	}
+}
+
+void
+bt_residual_layernorm_forward(float *x, const float *add, const float *w, const float *b, int T, int H,
+							  float eps)
+{
+	if (bt_simd_avx2())
+	{
+		/* one pass over x and add instead of two */
+		bt_avx2_layernorm(x, NULL, NULL, x, add, w, b, T, H, eps);
+		return;
+	}
+	bt_residual_forward(x, add, (size_t) T * H);
+	bt_layernorm_forward(x, NULL, NULL, x, w, b, T, H, eps);
 }
 
 void
@@ -270,6 +295,11 @@ bt_embeddings_backward(float *dword, float *dpos, float *dtype, const float *dx,
 static void
 softmax_rows(float *x, int rows, int cols)
 {
+	if (bt_simd_avx2())
+	{
+		bt_avx2_softmax_rows(x, rows, cols);
+		return;
+	}
 	for (int i = 0; i < rows; i++)
 	{
 		float	   *row = x + (size_t) i * cols;
@@ -393,7 +423,9 @@ bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, cons
 void
 bt_gelu_forward(float *out, const float *in, size_t n, BtActivation act)
 {
-	if (act == BT_ACT_GELU)
+	if (act == BT_ACT_GELU && bt_simd_avx2())
+		bt_avx2_gelu(out, in, n);
+	else if (act == BT_ACT_GELU)
 		for (size_t i = 0; i < n; i++)
 			out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * (float) M_SQRT1_2));
 	else

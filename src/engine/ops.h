@@ -8,7 +8,8 @@
  * (+=) into parameter gradients, so gradient accumulation is free, and write
  * (=) activation gradients unless told to accumulate. Dense layers and
  * attention products are OpenBLAS sgemm (bt_sgemm must be loaded); the rest
- * are plain loops. PostgreSQL-free.
+ * are plain loops, with AVX2 versions of the forward ones (simd.h) used when
+ * the CPU has AVX2 and FMA. PostgreSQL-free.
  */
 #ifndef PGBERT_OPS_H
 #define PGBERT_OPS_H
@@ -84,6 +85,10 @@ extern void bt_residual_forward(float *x, const float *add, size_t n);
  */
 extern void bt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w,
 								 const float *b, int T, int H, float eps);
+
+/* x (T, H) = LayerNorm(x + add) * w + b: a residual connection and its LayerNorm in one pass */
+extern void bt_residual_layernorm_forward(float *x, const float *add, const float *w, const float *b,
+										  int T, int H, float eps);
 
 /*
  * Backward of bt_layernorm_forward from its saved input, mean and rstd:

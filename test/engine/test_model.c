@@ -11,6 +11,8 @@
  * hidden states within 1e-4 of transformers and sentence embeddings with
  * cosine >= 0.99999 against sentence-transformers on 200 sentences.
  * Broken configs and checkpoints must fail with a message naming the problem.
+ * The AVX2 erf and exp (simd.h) must stay within a few ulp of glibc's erff
+ * and expf over dense sweeps of their inputs.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@
 #include "config.h"
 #include "model.h"
 #include "safetensors.h"
+#include "simd.h"
 #include "testing.h"
 #include "tokenizer.h"
 
@@ -365,6 +368,100 @@ forward_range(const BtBertModel *m, const int32_t *ids, const int32_t *offsets, 
 	return bt_model_forward(m, &b, &out, err, errlen);
 }
 
+/* Distance in units in the last place between two finite floats. */
+static long
+ulp_diff(float a, float b)
+{
+	int32_t		ia,
+				ib;
+
+	memcpy(&ia, &a, 4);
+	memcpy(&ib, &b, 4);
+	/* map the sign-magnitude bits onto one ordered integer line */
+	ia = ia < 0 ? INT32_MIN - ia : ia;
+	ib = ib < 0 ? INT32_MIN - ib : ib;
+	return labs((long) ia - (long) ib);
+}
+
+/* Worst ulp and absolute error of fast (n) against want (n); the input of the worst ulp in *at. */
+static void
+worst_error(const float *fast, const float *want, const float *in, size_t n, long *ulp, double *abs_err,
+			float *at)
+{
+	*ulp = 0;
+	*abs_err = 0.0;
+	for (size_t i = 0; i < n; i++)
+	{
+		long		u = ulp_diff(fast[i], want[i]);
+		double		d = fabs((double) fast[i] - want[i]);
+
+		if (u > *ulp)
+		{
+			*ulp = u;
+			*at = in[i];
+		}
+		if (d > *abs_err)
+			*abs_err = d;
+	}
+}
+
+/*
+ * The vectorized erf and exp against glibc's erff and expf: every 64th float
+ * of |x| in [2^-20, 4.5] of both signs for erf (past 3.925 both give +-1), and
+ * evenly spaced points over exp's range plus the softmax range [-30, 0]
+ * densely. Array lengths are not multiples of 8, so the masked tails run too.
+ */
+static void
+test_simd_math(void)
+{
+	size_t		cap = 6400000,
+				n = 0;
+	float	   *in = malloc(cap * sizeof(float)),
+			   *fast = malloc(cap * sizeof(float)),
+			   *want = malloc(cap * sizeof(float));
+	long		ulp;
+	double		abs_err;
+	float		at = 0.0f;
+
+	if (!bt_simd_avx2())
+	{
+		check(1, "AVX2 erf/exp: this CPU has no AVX2+FMA, the plain loops run (nothing to compare)");
+		free(in), free(fast), free(want);
+		return;
+	}
+	for (float x = 0x1p-20f; x <= 4.5f && n + 2 <= cap; n += 2)
+	{
+		int32_t		bits;
+
+		in[n] = x;
+		in[n + 1] = -x;
+		memcpy(&bits, &x, 4);
+		bits += 64;
+		memcpy(&x, &bits, 4);
+	}
+	in[n++] = 0.0f;
+	bt_avx2_erf(fast, in, n);
+	for (size_t i = 0; i < n; i++)
+		want[i] = erff(in[i]);
+	worst_error(fast, want, in, n, &ulp, &abs_err, &at);
+	check(ulp <= 2 && abs_err <= 2e-7, "AVX2 erf vs erff: %zu inputs, max %ld ulp (at %.9g), max |diff| %.2e",
+		  n, ulp, at, abs_err);
+
+	n = 0;
+	for (size_t i = 0; i < 1000003; i++)
+		in[n++] = -87.0f + 175.0f * (float) i / 1000003.0f;
+	for (size_t i = 0; i < 2000001; i++)
+		in[n++] = -30.0f * (float) i / 2000001.0f;
+	bt_avx2_exp(fast, in, n);
+	for (size_t i = 0; i < n; i++)
+		want[i] = expf(in[i]);
+	worst_error(fast, want, in, n, &ulp, &abs_err, &at);
+	check(ulp <= 2, "AVX2 exp vs expf: %zu inputs in [-87, 88], max %ld ulp (at %.9g)", n, ulp, at);
+	free(in);
+	free(fast);
+	free(want);
+}
+
 static void
 test_minilm(const char *dir, const char *ref_path)
 {
@@ -538,6 +635,7 @@ main(int argc, char **argv)
 	}
 	if (argc == 4)
 		test_minilm(argv[2], argv[3]);
+	test_simd_math();
 	test_config();
 	test_parity(argv[1], "tiny_cls");
 	test_parity(argv[1], "tiny_tanh_f16");

@@ -1,0 +1,381 @@
+/*
+ * simd.c - AVX2+FMA elementwise kernels (see simd.h), eight floats at a time.
+ * Row tails shorter than eight go through masked loads and stores, so every
+ * element takes the same arithmetic path whatever its position.
+ */
+#include "simd.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+bool
+bt_simd_avx2(void)
+{
+	static int	have = -1;		/* unknown until the first call; racing first calls agree */
+
+	if (have < 0)
+	{
+		__builtin_cpu_init();
+		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	}
+	return have;
+}
+
+/* Lanes 0 .. n-1 set (n from 0 to 8), for maskload/maskstore of a row's tail. */
+AVX2 static inline __m256i
+tail_mask(size_t n)
+{
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32((int) n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Sum of the eight lanes. */
+AVX2 static inline float
+hsum(__m256 v)
+{
+	__m128		s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* Sum of the four double lanes. */
+AVX2 static inline double
+hsum_pd(__m256d v)
+{
+	__m128d		s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+
+	return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* Largest of the eight lanes. */
+AVX2 static inline float
+hmax(__m256 v)
+{
+	__m128		s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_max_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/*
+ * exp(x): x = n ln 2 + r with |r| <= ln 2 / 2 (ln 2 split in two so that
+ * n ln 2 is exact enough), e^r by Cephes' expf polynomial, 2^n built in the
+ * exponent bits. The clamp keeps n within the normal exponents.
+ */
+AVX2 static inline __m256
+exp256(__m256 x)
+{
+	const __m256 ln2_hi = _mm256_set1_ps(0.693359375f),
+				ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
+	__m256		n,
+				r,
+				p;
+	__m256i		pow2n;
+
+	x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.3f));
+	n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+						_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm256_fnmadd_ps(n, ln2_hi, x);
+	r = _mm256_fnmadd_ps(n, ln2_lo, r);
+	p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	/* e^r = 1 + r + r^2 p(r) */
+	p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+	pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
+}
+
+/*
+ * erf(x), Norbert Juffa's erff ("Efficient faithfully-rounded implementation
+ * of error function erff", Stack Overflow 35148198; the coefficients ONNX
+ * Runtime's MLAS uses too): x + x p(x^2) below |x| = 0.921875, else
+ * sign(x) (1 - exp(-q(|x|))) with |x| clamped at 3.925, where erf is 1 in float.
+ * Both branches are computed and blended.
+ */
+AVX2 static inline __m256
+erf256(__m256 x)
+{
+	const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+	__m256		t = _mm256_andnot_ps(sign_bit, x),
+				s = _mm256_mul_ps(x, x),
+				small,
+				big,
+				u,
+				t2;
+
+	small = _mm256_set1_ps(-5.99104969e-4f);
+	small = _mm256_fmadd_ps(small, s, _mm256_set1_ps(4.99339588e-3f));
+	small = _mm256_fmadd_ps(small, s, _mm256_set1_ps(-2.67667342e-2f));
+	small = _mm256_fmadd_ps(small, s, _mm256_set1_ps(1.12818025e-1f));
+	small = _mm256_fmadd_ps(small, s, _mm256_set1_ps(-3.76124859e-1f));
+	small = _mm256_fmadd_ps(small, s, _mm256_set1_ps(1.28379151e-1f));
+	small = _mm256_fmadd_ps(small, x, x);
+
+	t = _mm256_min_ps(t, _mm256_set1_ps(3.925f));
+	t2 = _mm256_mul_ps(t, t);
+	big = _mm256_fmadd_ps(_mm256_set1_ps(1.72948930e-5f), t, _mm256_set1_ps(-3.83208680e-4f));
+	u = _mm256_fmadd_ps(_mm256_set1_ps(3.88393435e-3f), t, _mm256_set1_ps(-2.42545605e-2f));
+	big = _mm256_fmadd_ps(big, t2, u);
+	big = _mm256_fmadd_ps(big, t, _mm256_set1_ps(1.06777847e-1f));
+	big = _mm256_fmadd_ps(big, t, _mm256_set1_ps(6.34846687e-1f));
+	big = _mm256_fmadd_ps(big, t, _mm256_set1_ps(1.28717512e-1f));
+	big = _mm256_fmadd_ps(big, t, t);
+	big = _mm256_sub_ps(_mm256_set1_ps(1.0f), exp256(_mm256_xor_ps(big, sign_bit)));
+	big = _mm256_or_ps(big, _mm256_and_ps(x, sign_bit));	/* copysign: big >= 0 here */
+
+	return _mm256_blendv_ps(small, big,
+							_mm256_cmp_ps(_mm256_andnot_ps(sign_bit, x), _mm256_set1_ps(0.921875f), _CMP_GT_OQ));
+}
+
+/* 0.5 x (1 + erf(x / sqrt 2)), in the order torch evaluates it */
+AVX2 static inline __m256
+gelu256(__m256 x)
+{
+	__m256		e = erf256(_mm256_mul_ps(x, _mm256_set1_ps((float) M_SQRT1_2)));
+
+	return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+AVX2 void
+bt_avx2_erf(float *out, const float *in, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(out + i, erf256(_mm256_loadu_ps(in + i)));
+	if (i < n)
+	{
+		__m256i		m = tail_mask(n - i);
+
+		_mm256_maskstore_ps(out + i, m, erf256(_mm256_maskload_ps(in + i, m)));
+	}
+}
+
+AVX2 void
+bt_avx2_exp(float *out, const float *in, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(out + i, exp256(_mm256_loadu_ps(in + i)));
+	if (i < n)
+	{
+		__m256i		m = tail_mask(n - i);
+
+		_mm256_maskstore_ps(out + i, m, exp256(_mm256_maskload_ps(in + i, m)));
+	}
+}
+
+AVX2 void
+bt_avx2_gelu(float *out, const float *in, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(out + i, gelu256(_mm256_loadu_ps(in + i)));
+	if (i < n)
+	{
+		__m256i		m = tail_mask(n - i);
+
+		_mm256_maskstore_ps(out + i, m, gelu256(_mm256_maskload_ps(in + i, m)));
+	}
+}
+
+AVX2 void
+bt_avx2_softmax_rows(float *x, int rows, int cols)
+{
+	size_t		full = (size_t) cols & ~(size_t) 7,
+				rest = (size_t) cols - full;
+	__m256i		m = tail_mask(rest);
+	__m256		zero = _mm256_setzero_ps();
+
+	for (int i = 0; i < rows; i++)
+	{
+		float	   *row = x + (size_t) i * cols;
+		__m256		vmax = _mm256_set1_ps(row[0]),
+					vsum = zero,
+					e;
+		float		inv;
+
+		for (size_t j = 0; j < full; j += 8)
+			vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(row + j));
+		if (rest)				/* masked-off lanes load 0; row[0] stands in for them */
+			vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(row[0]), _mm256_maskload_ps(row + full, m),
+														_mm256_castsi256_ps(m)));
+		vmax = _mm256_set1_ps(hmax(vmax));
+		for (size_t j = 0; j < full; j += 8)
+		{
+			e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vmax));
+			_mm256_storeu_ps(row + j, e);
+			vsum = _mm256_add_ps(vsum, e);
+		}
+		if (rest)
+		{
+			e = _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_maskload_ps(row + full, m), vmax)), _mm256_castsi256_ps(m));
+			_mm256_maskstore_ps(row + full, m, e);
+			vsum = _mm256_add_ps(vsum, e);
+		}
+		inv = 1.0f / hsum(vsum);
+		for (size_t j = 0; j < full; j += 8)
+			_mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), _mm256_set1_ps(inv)));
+		if (rest)
+			_mm256_maskstore_ps(row + full, m, _mm256_mul_ps(_mm256_maskload_ps(row + full, m), _mm256_set1_ps(inv)));
+	}
+}
+
+AVX2 void
+bt_avx2_add(float *x, const float *add, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(add + i)));
+	for (; i < n; i++)
+		x[i] += add[i];
+}
+
+/* v (8) = in (8) [+ add (8)]: one chunk of a LayerNorm input row */
+AVX2 static inline __m256
+ln_input(const float *in, const float *add, size_t j, __m256i m, bool masked)
+{
+	__m256		v = masked ? _mm256_maskload_ps(in + j, m) : _mm256_loadu_ps(in + j);
+
+	if (add)
+		v = _mm256_add_ps(v, masked ? _mm256_maskload_ps(add + j, m) : _mm256_loadu_ps(add + j));
+	return v;
+}
+
+AVX2 void
+bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const float *add,
+				  const float *w, const float *b, int T, int H, float eps)
+{
+	size_t		full = (size_t) H & ~(size_t) 7,
+				rest = (size_t) H - full;
+	__m256i		m = tail_mask(rest);
+
+	for (int t = 0; t < T; t++)
+	{
+		const float *x = in + (size_t) t * H;
+		const float *a = add ? add + (size_t) t * H : NULL;
+		float	   *y = out + (size_t) t * H;
+		__m256d		acc = _mm256_setzero_pd();
+		__m256		v,
+					vmu,
+					vr;
+		double		mu,
+					var;
+		float		r;
+
+		/* x + add goes to y first (y may be x), so the later passes read one row */
+		for (size_t j = 0; j < full; j += 8)
+		{
+			v = ln_input(x, a, j, m, false);
+			_mm256_storeu_ps(y + j, v);
+			acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+												   _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+		}
+		if (rest)
+		{
+			v = ln_input(x, a, full, m, true);	/* masked-off lanes are 0 */
+			_mm256_maskstore_ps(y + full, m, v);
+			acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+												   _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+		}
+		mu = hsum_pd(acc) / H;
+
+		/* biased variance around the mean, in double like the plain loop */
+		acc = _mm256_setzero_pd();
+		for (size_t j = 0; j < full + (rest ? 8 : 0); j += 8)
+		{
+			__m256d		dlo,
+						dhi,
+						vmu_d = _mm256_set1_pd(mu);
+
+			v = j < full ? _mm256_loadu_ps(y + j) : _mm256_maskload_ps(y + j, m);
+			dlo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), vmu_d);
+			dhi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), vmu_d);
+			if (j >= full)		/* the masked-off lanes hold 0, not the mean: drop them */
+			{
+				__m256i		mlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m)),
+							mhi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1));
+
+				dlo = _mm256_and_pd(dlo, _mm256_castsi256_pd(mlo));
+				dhi = _mm256_and_pd(dhi, _mm256_castsi256_pd(mhi));
+			}
+			acc = _mm256_fmadd_pd(dlo, dlo, acc);
+			acc = _mm256_fmadd_pd(dhi, dhi, acc);
+		}
+		var = hsum_pd(acc) / H;
+		r = (float) (1.0 / sqrt(var + eps));
+
+		vmu = _mm256_set1_ps((float) mu);
+		vr = _mm256_set1_ps(r);
+		for (size_t j = 0; j < full; j += 8)
+		{
+			v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(y + j), vmu), vr);
+			_mm256_storeu_ps(y + j, _mm256_fmadd_ps(v, _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
+		}
+		if (rest)
+		{
+			v = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(y + full, m), vmu), vr);
+			_mm256_maskstore_ps(y + full, m, _mm256_fmadd_ps(v, _mm256_maskload_ps(w + full, m),
+															 _mm256_maskload_ps(b + full, m)));
+		}
+		if (mean)
+			mean[t] = (float) mu;
+		if (rstd)
+			rstd[t] = r;
+	}
+}
+
+#else							/* not x86-64: the plain loops of ops.c run instead */
+
+bool
+bt_simd_avx2(void)
+{
+	return false;
+}
+
+void
+bt_avx2_erf(float *out, const float *in, size_t n)
+{
+}
+
+void
+bt_avx2_exp(float *out, const float *in, size_t n)
+{
+}
+
+void
+bt_avx2_gelu(float *out, const float *in, size_t n)
+{
+}
+
+void
+bt_avx2_softmax_rows(float *x, int rows, int cols)
+{
+}
+
+void
+bt_avx2_add(float *x, const float *add, size_t n)
+{
+}
+
+void
+bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const float *add,
+				  const float *w, const float *b, int T, int H, float eps)
+{
+}
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * simd.h - AVX2+FMA versions of the elementwise loops of ops.c, chosen at run
+ * time: the engine is built for baseline x86-64 (and other CPUs), so these
+ * are compiled with a per-function target attribute and used only when the
+ * CPU says it has AVX2 and FMA. ops.c keeps the plain C loops as the fallback
+ * and as the reference the tests compare these with. PostgreSQL-free.
+ */
+#ifndef PGBERT_SIMD_H
+#define PGBERT_SIMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Can the functions below run here (x86-64 with AVX2 and FMA)? Cached after the first call. */
+extern bool bt_simd_avx2(void);
+
+/*
+ * out (n) = erff(in) and expf(in), vectorized; out may be in. erf follows
+ * Norbert Juffa's faithfully rounded erff (a polynomial below |x| 0.921875,
+ * 1 - exp(-polynomial) above); exp is Cephes' expf (range reduction by ln 2,
+ * degree-6 polynomial), its argument clamped to [-87.3, 88], so it never
+ * returns 0 or infinity. Both within a few ulp of glibc (test_model checks).
+ */
+extern void bt_avx2_erf(float *out, const float *in, size_t n);
+extern void bt_avx2_exp(float *out, const float *in, size_t n);
+
+/* out (n) = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU; out may be in */
+extern void bt_avx2_gelu(float *out, const float *in, size_t n);
+
+/* x (rows, cols) = softmax of each row in place, with max subtraction */
+extern void bt_avx2_softmax_rows(float *x, int rows, int cols);
+
+/* x (n) += add (n) */
+extern void bt_avx2_add(float *x, const float *add, size_t n);
+
+/*
+ * out (T, H) = LayerNorm(in + add) * w + b per row (add may be NULL; out may
+ * be in), with the row statistics summed in double as the plain loop does;
+ * mean and rstd (T) get them when not NULL.
+ */
+extern void bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const float *add,
+							  const float *w, const float *b, int T, int H, float eps);
+
+#endif
