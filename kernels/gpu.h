@@ -158,11 +158,15 @@ int			pgbert_gpu_forward(PgbertGpuModel *model, int n_seq, const int *offsets,
 /* Turns CUDA graph capture of repeated shapes on (default) or off, for tests and benchmarks. */
 void		pgbert_gpu_model_use_graphs(PgbertGpuModel *model, int on);
 
+/* declared in the training section at the end */
+struct PgbertGpuTrainer;
+struct PgbertGpuTrainOptions;
+
 /*
  * Every function above, for a process that opens pgbert_gpu.so with dlopen
  * and looks up one symbol, pgbert_gpu_api, instead of each function.
  */
-#define PGBERT_GPU_API_VERSION 1
+#define PGBERT_GPU_API_VERSION 2
 typedef struct PgbertGpuApi
 {
 	int			version;
@@ -180,10 +184,112 @@ typedef struct PgbertGpuApi
 							const int *type_ids, PgbertGpuWant want, float *out,
 							char *errbuf, size_t errlen);
 	void		(*model_use_graphs) (PgbertGpuModel *model, int on);
+	/* version 2: fine-tuning (the training section below) */
+	struct PgbertGpuTrainer *(*trainer_create) (PgbertGpuModel *model, const struct PgbertGpuTrainOptions *opts,
+												char *errbuf, size_t errlen);
+	void		(*trainer_free) (struct PgbertGpuTrainer *trainer);
+	int			(*trainer_accumulate) (struct PgbertGpuTrainer *trainer, int n_seq, const int *offsets,
+									   const int *ids, const int *type_ids, const int *labels, float scale,
+									   float *loss, char *errbuf, size_t errlen);
+	int			(*trainer_step) (struct PgbertGpuTrainer *trainer, float *lr, float *grad_norm,
+								 char *errbuf, size_t errlen);
+	int			(*trainer_steps) (const struct PgbertGpuTrainer *trainer);
+	int			(*trainer_download_params) (struct PgbertGpuTrainer *trainer, float *params,
+											char *errbuf, size_t errlen);
+	int			(*trainer_download_grads) (struct PgbertGpuTrainer *trainer, float *grads,
+										   char *errbuf, size_t errlen);
+	int			(*trainer_snapshot) (struct PgbertGpuTrainer *trainer, char *errbuf, size_t errlen);
+	int			(*trainer_restore) (struct PgbertGpuTrainer *trainer, char *errbuf, size_t errlen);
 } PgbertGpuApi;
 
 /* The table above, filled; one static instance. */
 const PgbertGpuApi *pgbert_gpu_api(void);
+
+
+/* ---- fine-tuning on the device (gpu_train.cu, gpu_backward.cu) ---- */
+
+/*
+ * BertForSequenceClassification fine-tuning over an uploaded model, with the
+ * numerics of the engine's CPU trainer (src/engine/train.c): the same
+ * counter-based dropout masks (so a CPU and a GPU trainer with the same seed
+ * draw the same masks), weighted cross-entropy, backward of every layer,
+ * global-norm clipping, torch's AdamW with Hugging Face Trainer's decay rule
+ * (none on biases and LayerNorm weights), a linear warm-up/decay schedule.
+ * The model's precision decides the products' arithmetic: PGBERT_GPU_FP32
+ * is the parity mode (test/gpu/test_gpu_train.c holds its gradients to the
+ * CPU trainer's within 1e-4 of the largest); PGBERT_GPU_BF16
+ * feeds the products bf16 copies (fp32 accumulation) and keeps fp32 master
+ * weights, gradients and moments. Every step updates the model's weights in
+ * place (and its bf16 copy), so pgbert_gpu_forward on the same model sees
+ * them. Memory: gradients and two moments of the trained parameters, plus
+ * activations sized by the largest batch seen, all under the context's bound.
+ */
+typedef struct PgbertGpuTrainOptions
+{
+	float		learning_rate;	/* peak */
+	float		weight_decay;	/* decoupled; not on biases or LayerNorm weights */
+	float		beta1;
+	float		beta2;
+	float		adam_eps;
+	float		max_grad_norm;	/* <= 0: no clipping */
+	int			warmup_steps;
+	int			total_steps;	/* <= 0: no decay after warm-up */
+	float		hidden_dropout; /* also the classifier's dropout */
+	float		attention_dropout;
+	unsigned long long seed;	/* dropout masks (as BtTrainOptions.seed) */
+	int			freeze_encoder; /* train classifier.* only */
+	int			pad_token_id;	/* tokens with this id give the word embeddings no gradient */
+	const float *class_weights; /* num_classes weights >= 0, or NULL; copied */
+} PgbertGpuTrainOptions;
+
+typedef struct PgbertGpuTrainer PgbertGpuTrainer;
+
+/*
+ * A trainer over model (which must have a pooler and a classifier of at least
+ * 2 outputs, and must outlive the trainer). Invalid options are errors.
+ * NULL + message on failure (out of gpu memory included).
+ */
+PgbertGpuTrainer *pgbert_gpu_trainer_create(PgbertGpuModel *model, const PgbertGpuTrainOptions *opts,
+											char *errbuf, size_t errlen);
+
+/* Frees the trainer's device memory; the model stays. NULL is ignored. */
+void		pgbert_gpu_trainer_free(PgbertGpuTrainer *trainer);
+
+/*
+ * Training forward (dropout on) and backward over a packed batch (as for
+ * pgbert_gpu_forward) with one label per sequence: adds scale * d(loss)/d(params)
+ * into the gradients; *loss (may be NULL) gets the batch's mean weighted
+ * cross-entropy. Each call draws new dropout masks. Bad batches, labels
+ * outside 0..num_classes-1, class weights of the batch summing to 0 and a
+ * non-finite scale are errors that change nothing; so is running out of gpu
+ * memory (the message starts "out of gpu memory"). 0, or -1 + message.
+ */
+int			pgbert_gpu_trainer_accumulate(PgbertGpuTrainer *trainer, int n_seq, const int *offsets,
+										  const int *ids, const int *type_ids, const int *labels,
+										  float scale, float *loss, char *errbuf, size_t errlen);
+
+/*
+ * One optimizer step: clip the global norm of the trained gradients, AdamW at
+ * the scheduled rate, zero the gradients. *lr and *grad_norm (either may be
+ * NULL) get the rate used and the norm before clipping. 0, or -1 + message.
+ */
+int			pgbert_gpu_trainer_step(PgbertGpuTrainer *trainer, float *lr, float *grad_norm,
+									char *errbuf, size_t errlen);
+
+/* Optimizer steps taken. */
+int			pgbert_gpu_trainer_steps(const PgbertGpuTrainer *trainer);
+
+/* Copies the model's float32 parameters (num_params floats, the description's layout) to host memory. */
+int			pgbert_gpu_trainer_download_params(PgbertGpuTrainer *trainer, float *params,
+											   char *errbuf, size_t errlen);
+
+/* Copies the gradients (num_params floats laid out like the parameters; 0 outside the trained part). */
+int			pgbert_gpu_trainer_download_grads(PgbertGpuTrainer *trainer, float *grads,
+											  char *errbuf, size_t errlen);
+
+/* Keeps a device copy of the parameters (early stopping's best epoch); restore puts it back. */
+int			pgbert_gpu_trainer_snapshot(PgbertGpuTrainer *trainer, char *errbuf, size_t errlen);
+int			pgbert_gpu_trainer_restore(PgbertGpuTrainer *trainer, char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }

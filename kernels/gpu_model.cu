@@ -902,6 +902,15 @@ static const PgbertGpuApi api = {
 	pgbert_gpu_model_free,
 	pgbert_gpu_forward,
 	pgbert_gpu_model_use_graphs,
+	pgbert_gpu_trainer_create,
+	pgbert_gpu_trainer_free,
+	pgbert_gpu_trainer_accumulate,
+	pgbert_gpu_trainer_step,
+	pgbert_gpu_trainer_steps,
+	pgbert_gpu_trainer_download_params,
+	pgbert_gpu_trainer_download_grads,
+	pgbert_gpu_trainer_snapshot,
+	pgbert_gpu_trainer_restore,
 };
 
 extern "C" const PgbertGpuApi *
