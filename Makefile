@@ -21,7 +21,7 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 TOKENIZER_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
 MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/ops.c src/engine/simd.c \
 	src/engine/model.c \
-	src/engine/serve.c src/engine/gpu_backend.c \
+	src/engine/serve.c src/engine/gpu_backend.c src/engine/gpu_train_backend.c \
 	src/engine/train.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
@@ -136,6 +136,11 @@ install-gpu-module: $(GPU_MODULE) installdirs
 $(BUILD)/test_gpu_gemm: test/gpu/test_gpu_gemm.c $(CUDA_OBJS) kernels/gpu.h
 	@mkdir -p $(dir $@)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Ikernels -o $@ $< $(CUDA_OBJS) $(CUDA_LIBS) -lm
+
+# Fine-tuning on the device against the CPU trainer (and the MiniLM spam fine-tune, --finetune).
+$(BUILD)/test_gpu_train: test/gpu/test_gpu_train.c test/engine/testing.h test/engine/copy_text.h $(ENGINE_LIB) $(GPU_MODULE)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+kernels/gpu_train.o kernels/gpu_backward.o: kernels/gpu_train_internal.h kernels/gpu_model_internal.h
 endif
 
 installcheck: | $(BUILD)/regress

@@ -15,6 +15,7 @@
 #include "blas.h"
 #include "config.h"
 #include "gpu_backend.h"
+#include "gpu_train_backend.h"
 #include "model.h"
 #include "safetensors.h"
 #include "train.h"
@@ -35,13 +36,18 @@ static int	n_served = 0;
 /* The GPU this engine serves on, or NULL for the CPU. */
 static BtGpu *gpu = NULL;
 
-/* A training run: the model it updates, its optimizer, early stopping's copy. */
+/*
+ * A training run: the model it updates, its optimizer, early stopping's copy.
+ * On the GPU, gpu trains a device copy of model (the host model receives the
+ * weights only to be saved) and trainer and best stay NULL.
+ */
 typedef struct ServedTrainer
 {
 	uint64_t	key;
 	BtBertModel *model;
 	BtTrainer  *trainer;
 	float	   *best;
+	BtGpuTrainer *gpu;
 } ServedTrainer;
 
 static ServedTrainer trainers[MAX_TRAINERS];
@@ -378,6 +384,7 @@ end_trainer(uint64_t key)
 	if (i < 0)
 		return;
 	bt_trainer_free(trainers[i].trainer);
+	bt_gpu_trainer_free(trainers[i].gpu);
 	bt_model_free(trainers[i].model);
 	free(trainers[i].best);
 	trainers[i] = trainers[--n_trainers];
@@ -394,7 +401,8 @@ handle_train_begin(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	BtBertConfig cfg;
 	BtBertModel *m;
 	BtTrainOptions opts;
-	BtTrainer  *t;
+	BtTrainer  *t = NULL;
+	BtGpuTrainer *gt = NULL;
 	BtTrainStarted started;
 	uint64_t	fixed;
 
@@ -432,8 +440,17 @@ handle_train_begin(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_NO_MEMORY, key, "could not create a model: %s", err);
 	}
 	opts = bt_train_begin_options(&b, b.n_class_weights ? weights : NULL);
-	t = bt_trainer_create(m, &opts, err, sizeof(err));
-	if (t == NULL)
+	if (gpu != NULL)
+	{
+		gt = bt_gpu_trainer_create(gpu, m, &opts, err, sizeof(err));
+		if (gt == NULL)
+		{
+			bt_model_free(m);
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, bt_gpu_out_of_memory(err) ? BT_ERR_NO_MEMORY : BT_ERR_MODEL,
+							   key, "could not start training: %s", err);
+		}
+	}
+	else if ((t = bt_trainer_create(m, &opts, err, sizeof(err))) == NULL)
 	{
 		bt_model_free(m);
 		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_MODEL, key, "could not start training: %s", err);
@@ -442,6 +459,7 @@ handle_train_begin(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	trainers[n_trainers].model = m;
 	trainers[n_trainers].trainer = t;
 	trainers[n_trainers].best = NULL;
+	trainers[n_trainers].gpu = gt;
 	n_trainers++;
 	started.num_params = m->num_params;
 	return bt_msg_send(fd, BT_MSG_TRAIN_BEGIN, BT_SERVE_OK, key, &started, sizeof(started), NULL, 0, NULL, 0);
@@ -473,6 +491,15 @@ train_batch(const uint8_t *payload, uint64_t len, bool with_labels, BtTrainBatch
 	return offsets;
 }
 
+/* The reply status of a failed GPU training call (gpu_train_backend.h's codes). */
+static BtServeStatus
+gpu_train_status(int rc, const char *err)
+{
+	if (rc == BT_GPU_TRAIN_BAD_INPUT)
+		return BT_ERR_BAD_REQUEST;
+	return bt_gpu_out_of_memory(err) ? BT_ERR_NO_MEMORY : BT_ERR_DEVICE;
+}
+
 /* The training messages other than BEGIN. */
 static int
 handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64_t len)
@@ -500,7 +527,15 @@ handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64
 
 				if (train_batch(payload, len, true, &head, &batch, &labels) == NULL)
 					return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "malformed training batch");
-				if (bt_trainer_accumulate(st->trainer, &batch, labels, head.scale, &loss, err, sizeof(err)) != 0)
+				if (st->gpu != NULL)
+				{
+					int			rc = bt_gpu_trainer_accumulate(st->gpu, &batch, labels, head.scale, &loss, err,
+															   sizeof(err));
+
+					if (rc != 0)
+						return reply_error(fd, kind, gpu_train_status(rc, err), key, "%s", err);
+				}
+				else if (bt_trainer_accumulate(st->trainer, &batch, labels, head.scale, &loss, err, sizeof(err)) != 0)
 					return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "%s", err);
 				return bt_msg_send(fd, kind, BT_SERVE_OK, key, &loss, sizeof(loss), NULL, 0, NULL, 0);
 			}
@@ -509,8 +544,19 @@ handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64
 				BtTrainStepped r;
 
 				memset(&r, 0, sizeof(r));
-				bt_trainer_step(st->trainer, &r.lr, &r.grad_norm);
-				r.steps = bt_trainer_steps(st->trainer);
+				if (st->gpu != NULL)
+				{
+					int			rc = bt_gpu_trainer_step(st->gpu, &r.lr, &r.grad_norm, err, sizeof(err));
+
+					if (rc != 0)
+						return reply_error(fd, kind, gpu_train_status(rc, err), key, "%s", err);
+					r.steps = bt_gpu_trainer_steps(st->gpu);
+				}
+				else
+				{
+					bt_trainer_step(st->trainer, &r.lr, &r.grad_norm);
+					r.steps = bt_trainer_steps(st->trainer);
+				}
 				return bt_msg_send(fd, kind, BT_SERVE_OK, key, &r, sizeof(r), NULL, 0, NULL, 0);
 			}
 		case BT_MSG_TRAIN_FORWARD:
@@ -526,7 +572,17 @@ handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64
 					return reply_error(fd, kind, BT_ERR_NO_MEMORY, key, "out of memory");
 				memset(&out, 0, sizeof(out));
 				out.logits = logits;
-				if (bt_model_forward(st->model, &batch, &out, err, sizeof(err)) != 0)
+				if (st->gpu != NULL)
+				{
+					int			grc = bt_gpu_trainer_forward(st->gpu, &batch, logits, err, sizeof(err));
+
+					if (grc != 0)
+					{
+						free(logits);
+						return reply_error(fd, kind, gpu_train_status(grc, err), key, "%s", err);
+					}
+				}
+				else if (bt_model_forward(st->model, &batch, &out, err, sizeof(err)) != 0)
 				{
 					free(logits);
 					return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "%s", err);
@@ -537,6 +593,14 @@ handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64
 				return rc;
 			}
 		case BT_MSG_TRAIN_SNAPSHOT:
+			if (st->gpu != NULL)
+			{
+				int			rc = bt_gpu_trainer_snapshot(st->gpu, err, sizeof(err));
+
+				if (rc != 0)
+					return reply_error(fd, kind, gpu_train_status(rc, err), key, "%s", err);
+				return bt_msg_send(fd, kind, BT_SERVE_OK, key, NULL, 0, NULL, 0, NULL, 0);
+			}
 			if (st->best == NULL)
 				st->best = malloc(sizeof(float) * st->model->num_params);
 			if (st->best == NULL)
@@ -544,6 +608,14 @@ handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64
 			memcpy(st->best, st->model->params, sizeof(float) * st->model->num_params);
 			return bt_msg_send(fd, kind, BT_SERVE_OK, key, NULL, 0, NULL, 0, NULL, 0);
 		case BT_MSG_TRAIN_RESTORE:
+			if (st->gpu != NULL)
+			{
+				int			rc = bt_gpu_trainer_restore(st->gpu, err, sizeof(err));
+
+				if (rc != 0)
+					return reply_error(fd, kind, gpu_train_status(rc, err), key, "%s", err);
+				return bt_msg_send(fd, kind, BT_SERVE_OK, key, NULL, 0, NULL, 0, NULL, 0);
+			}
 			if (st->best == NULL)
 				return reply_error(fd, kind, BT_ERR_BAD_REQUEST, key, "no copy of the weights to restore");
 			memcpy(st->model->params, st->best, sizeof(float) * st->model->num_params);
@@ -554,6 +626,13 @@ handle_train(int fd, uint16_t kind, uint64_t key, const uint8_t *payload, uint64
 				size_t		blob_len;
 				int			rc;
 
+				if (st->gpu != NULL)
+				{
+					/* the device holds the trained weights: bring them into the host model first */
+					rc = bt_gpu_trainer_download(st->gpu, err, sizeof(err));
+					if (rc != 0)
+						return reply_error(fd, kind, gpu_train_status(rc, err), key, "%s", err);
+				}
 				if (bt_model_save_safetensors(st->model, &blob, &blob_len, err, sizeof(err)) != 0)
 					return reply_error(fd, kind, BT_ERR_NO_MEMORY, key, "%s", err);
 				rc = bt_msg_send(fd, kind, BT_SERVE_OK, key, blob, blob_len, NULL, 0, NULL, 0);

@@ -1,0 +1,263 @@
+/*
+ * gpu_train_backend.c - fine-tuning through pgbert_gpu.so (see gpu_train_backend.h).
+ *
+ * The training functions are reached through the library's function table,
+ * the one bt_gpu_open already loaded: gpu_backend.c keeps that table to
+ * itself, so the table is looked up again here among the objects loaded in
+ * the process (never loading one), and must be the same version.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE				/* dl_iterate_phdr */
+#endif
+
+#include "gpu_train_backend.h"
+#include "ops.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct BtGpuTrainer
+{
+	BtGpu	   *g;
+	void	   *library;		/* a reference to the loaded pgbert_gpu.so, held while the trainer lives */
+	const PgbertGpuApi *api;
+	const BtBertModel *m;		/* the host model (checks; download target) */
+	PgbertGpuModel *gm;			/* its device copy */
+	PgbertGpuTrainer *t;
+	float	   *class_weights;	/* (C) copy, or NULL */
+	bool		has_snapshot;
+};
+
+/* dl_iterate_phdr's callback: the first loaded object that exports pgbert_gpu_api. */
+static int
+find_backend(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	void	  **found = arg;
+	void	   *h;
+
+	(void) size;
+	if (info->dlpi_name == NULL || info->dlpi_name[0] == '\0')
+		return 0;
+	h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
+	if (h == NULL)
+		return 0;
+	if (dlsym(h, "pgbert_gpu_api") != NULL)
+	{
+		*found = h;
+		return 1;
+	}
+	dlclose(h);
+	return 0;
+}
+
+/* The function table of the pgbert_gpu.so this process loaded (a reference in *library); NULL + err. */
+static const PgbertGpuApi *
+loaded_api(void **library, char *err, size_t errlen)
+{
+	void	   *h = NULL;
+	const PgbertGpuApi *(*get_api) (void);
+	const PgbertGpuApi *api;
+
+	dl_iterate_phdr(find_backend, &h);
+	if (h == NULL)
+	{
+		snprintf(err, errlen, "the cuda backend is not loaded (open the gpu first)");
+		return NULL;
+	}
+	*(void **) (&get_api) = dlsym(h, "pgbert_gpu_api");
+	if (get_api == NULL || (api = get_api()) == NULL || api->version != PGBERT_GPU_API_VERSION)
+	{
+		dlclose(h);
+		snprintf(err, errlen, "the loaded cuda backend is not of this version");
+		return NULL;
+	}
+	*library = h;
+	return api;
+}
+
+BtGpuTrainer *
+bt_gpu_trainer_create(BtGpu *g, const BtBertModel *m, const BtTrainOptions *opts, char *err, size_t errlen)
+{
+	BtGpuTrainer *t;
+	PgbertGpuTrainOptions o;
+
+	if (!m->has_pooler || !m->has_classifier)
+	{
+		snprintf(err, errlen, "the model has no %s; give it one with bt_model_reset_head",
+				 m->has_classifier ? "pooler" : "classification head");
+		return NULL;
+	}
+	t = calloc(1, sizeof(BtGpuTrainer));
+	if (t == NULL)
+	{
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->g = g;
+	t->m = m;
+	if ((t->api = loaded_api(&t->library, err, errlen)) == NULL)
+		goto fail;
+	if (opts->class_weights)
+	{
+		t->class_weights = malloc(sizeof(float) * m->num_classes);
+		if (t->class_weights == NULL)
+		{
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		memcpy(t->class_weights, opts->class_weights, sizeof(float) * m->num_classes);
+	}
+	if ((t->gm = bt_gpu_upload(g, m, err, errlen)) == NULL)
+		goto fail;
+	memset(&o, 0, sizeof(o));
+	o.learning_rate = opts->learning_rate;
+	o.weight_decay = opts->weight_decay;
+	o.beta1 = opts->beta1;
+	o.beta2 = opts->beta2;
+	o.adam_eps = opts->adam_eps;
+	o.max_grad_norm = opts->max_grad_norm;
+	o.warmup_steps = opts->warmup_steps;
+	o.total_steps = opts->total_steps;
+	o.hidden_dropout = opts->hidden_dropout;
+	o.attention_dropout = opts->attention_dropout;
+	o.seed = opts->seed;
+	o.freeze_encoder = opts->freeze_encoder ? 1 : 0;
+	o.pad_token_id = m->cfg.pad_token_id;
+	o.class_weights = opts->class_weights;
+	if ((t->t = t->api->trainer_create(t->gm, &o, err, errlen)) == NULL)
+		goto fail;
+	return t;
+
+fail:
+	bt_gpu_trainer_free(t);
+	return NULL;
+}
+
+void
+bt_gpu_trainer_free(BtGpuTrainer *t)
+{
+	if (t == NULL)
+		return;
+	if (t->t)
+		t->api->trainer_free(t->t);
+	if (t->gm)
+		bt_gpu_free_model(t->g, t->gm);
+	if (t->library)
+		dlclose(t->library);
+	free(t->class_weights);
+	free(t);
+}
+
+/* The CPU trainer's checks of a training batch (bt_trainer_accumulate's). */
+static int
+check_batch_labels(const BtGpuTrainer *t, const BtBatch *batch, const int32_t *labels, float scale, char *err,
+				   size_t errlen)
+{
+	const BtBertModel *m = t->m;
+
+	if (bt_check_batch(m, batch, err, errlen) != 0)
+		return -1;
+	for (int s = 0; s < batch->n_seq; s++)
+		if (labels[s] < 0 || labels[s] >= m->num_classes)
+		{
+			snprintf(err, errlen, "label %d of sequence %d is outside 0 to %d", labels[s], s, m->num_classes - 1);
+			return -1;
+		}
+	if (!isfinite(scale))
+	{
+		snprintf(err, errlen, "gradient scale must be finite");
+		return -1;
+	}
+	if (t->class_weights)
+	{
+		double		wsum = 0.0;
+
+		for (int s = 0; s < batch->n_seq; s++)
+			wsum += t->class_weights[labels[s]];
+		if (!(wsum > 0.0))
+		{
+			snprintf(err, errlen, "the class weights of the batch's labels sum to 0");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+bt_gpu_trainer_accumulate(BtGpuTrainer *t, const BtBatch *batch, const int32_t *labels, float scale,
+						  float *loss_out, char *err, size_t errlen)
+{
+	if (check_batch_labels(t, batch, labels, scale, err, errlen) != 0)
+		return BT_GPU_TRAIN_BAD_INPUT;
+	if (t->api->trainer_accumulate(t->t, batch->n_seq, batch->offsets, batch->ids, batch->type_ids, labels, scale,
+								   loss_out, err, errlen) != 0)
+		return BT_GPU_TRAIN_DEVICE;
+	return 0;
+}
+
+int
+bt_gpu_trainer_step(BtGpuTrainer *t, float *lr_out, float *grad_norm_out, char *err, size_t errlen)
+{
+	return t->api->trainer_step(t->t, lr_out, grad_norm_out, err, errlen) == 0 ? 0 : BT_GPU_TRAIN_DEVICE;
+}
+
+int
+bt_gpu_trainer_steps(const BtGpuTrainer *t)
+{
+	return t->api->trainer_steps(t->t);
+}
+
+int
+bt_gpu_trainer_forward(BtGpuTrainer *t, const BtBatch *batch, float *logits, char *err, size_t errlen)
+{
+	if (bt_check_batch(t->m, batch, err, errlen) != 0)
+		return BT_GPU_TRAIN_BAD_INPUT;
+	if (bt_gpu_forward(t->g, t->gm, batch, PGBERT_GPU_WANT_LOGITS, logits, err, errlen) != 0)
+		return BT_GPU_TRAIN_DEVICE;
+	return 0;
+}
+
+int
+bt_gpu_trainer_download(BtGpuTrainer *t, char *err, size_t errlen)
+{
+	/* the host model is the trainer's to write while it trains (train.h's contract for the CPU trainer too) */
+	float	   *params = t->m->params;
+
+	return t->api->trainer_download_params(t->t, params, err, errlen) == 0 ? 0 : BT_GPU_TRAIN_DEVICE;
+}
+
+int
+bt_gpu_trainer_grads(BtGpuTrainer *t, float *grads, char *err, size_t errlen)
+{
+	return t->api->trainer_download_grads(t->t, grads, err, errlen) == 0 ? 0 : BT_GPU_TRAIN_DEVICE;
+}
+
+int
+bt_gpu_trainer_snapshot(BtGpuTrainer *t, char *err, size_t errlen)
+{
+	if (t->api->trainer_snapshot(t->t, err, errlen) != 0)
+		return BT_GPU_TRAIN_DEVICE;
+	t->has_snapshot = true;
+	return 0;
+}
+
+int
+bt_gpu_trainer_restore(BtGpuTrainer *t, char *err, size_t errlen)
+{
+	if (!t->has_snapshot)
+	{
+		snprintf(err, errlen, "no copy of the weights to restore");
+		return BT_GPU_TRAIN_BAD_INPUT;
+	}
+	return t->api->trainer_restore(t->t, err, errlen) == 0 ? 0 : BT_GPU_TRAIN_DEVICE;
+}
+
+PgbertGpuModel *
+bt_gpu_trainer_model(BtGpuTrainer *t)
+{
+	return t->gm;
+}
