@@ -20,7 +20,9 @@
 # stays plain C with no CUDA types.
 #
 # The library is linked with $(CC); the .cu objects use no C++ runtime
-# (no exceptions, no RTTI), so -lstdc++ is not needed.
+# (no exceptions, no RTTI, no guarded statics: nvcc registers template kernels
+# through function-local statics), so -lstdc++ is not needed; test_gpu_model
+# fails when the library does not load.
 
 NVCC      ?= /usr/local/cuda/bin/nvcc
 CUDA_HOME ?= /usr/local/cuda
@@ -35,7 +37,7 @@ CUDA_GENCODE := -gencode arch=compute_80,code=sm_80 \
 
 NVCC_FLAGS  = -O3 -std=c++17 \
               -Xcompiler -fPIC \
-              -Xcompiler -fno-exceptions -Xcompiler -fno-rtti \
+              -Xcompiler -fno-exceptions -Xcompiler -fno-rtti -Xcompiler -fno-threadsafe-statics \
               -Xcompiler -Wall -Xcompiler -Wextra \
               $(CUDA_GENCODE)
 

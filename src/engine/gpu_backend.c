@@ -124,6 +124,12 @@ bt_gpu_describe(const BtGpu *g)
 	return g->description;
 }
 
+void
+bt_gpu_set_memory_limit(BtGpu *g, size_t bytes)
+{
+	g->api->set_memory_limit(g->ctx, bytes);
+}
+
 size_t
 bt_gpu_memory_used(const BtGpu *g)
 {

@@ -32,6 +32,9 @@ extern void bt_gpu_close(BtGpu *g);
 /* "NVIDIA H200 (sm_90, 139.8 GiB), bf16" and the like. */
 extern const char *bt_gpu_describe(const BtGpu *g);
 
+/* Bound the device memory (bytes; 0: the card's); a request past it fails alone. */
+extern void bt_gpu_set_memory_limit(BtGpu *g, size_t bytes);
+
 /* Device bytes in use (weights, activations, workspace). */
 extern size_t bt_gpu_memory_used(const BtGpu *g);
 
