@@ -19,14 +19,13 @@
  * No PostgreSQL header may be included here.
  */
 #include "gpu_internal.h"
+#include "gpu_model_internal.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_GRAPHS 64			/* captured shapes kept, least recently used dropped */
-#define MAX_SEEN 256			/* shapes seen once (captured on their second run) */
 #define GRAPH_MAX_TOKENS 4096	/* larger batches are not launch-bound */
 #define ATTENTION_BUDGET ((size_t) 256 << 20)	/* bytes of padded attention scratch per bucket */
 
@@ -37,45 +36,6 @@ typedef struct Bucket
 	size_t		slots;			/* offset of its B * P slot tokens in the integer staging */
 	size_t		lens;			/* offset of its B lengths */
 } Bucket;
-
-typedef struct Graph
-{
-	uint64_t	hash;
-	int			want;
-	int			n_seq;
-	int		   *offsets;		/* n_seq + 1, the exact shape */
-	unsigned	generation;
-	uint64_t	last_used;
-	cudaGraphExec_t exec;
-} Graph;
-
-struct PgbertGpuModel
-{
-	PgbertGpuContext *ctx;
-	PgbertGpuModelDesc d;
-	PgbertGpuPrecision precision;
-	float	   *params;			/* float32 copy, the engine's layout */
-	size_t		params_bytes;
-	__nv_bfloat16 *params_bf16; /* bf16 copy of the same, for BF16 */
-	size_t		params_bf16_bytes;
-
-	/* activations: one block, grown to the largest batch seen */
-	char	   *ws;
-	size_t		ws_bytes;
-	/* pinned staging both ways */
-	int		   *h_ints;
-	size_t		h_ints_cap;		/* ints */
-	float	   *h_out;
-	size_t		h_out_cap;		/* floats */
-	unsigned	generation;		/* bumped when ws, h_ints or h_out move */
-
-	int			use_graphs;
-	Graph		graphs[MAX_GRAPHS];
-	int			n_graphs;
-	uint64_t	seen[MAX_SEEN];
-	int			n_seen;
-	uint64_t	tick;
-};
 
 /* Where one forward pass's pieces sit in the workspace and the staging. */
 typedef struct Plan
