@@ -142,6 +142,10 @@ $(BUILD)/test_gpu_train: test/gpu/test_gpu_train.c test/engine/testing.h test/en
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 kernels/gpu_train.o kernels/gpu_backward.o: kernels/gpu_train_internal.h
 kernels/gpu_model.o kernels/gpu_train.o: kernels/gpu_model_internal.h
+
+# Programs that reach the GPU the way the engine does: pgbert_gpu.so by dlopen.
+$(BUILD)/test_gpu_model $(BUILD)/bench_gpu: $(BUILD)/%: test/gpu/%.c test/gpu/gpu_testing.h $(ENGINE_LIB) $(GPU_MODULE)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 endif
 
 installcheck: | $(BUILD)/regress
