@@ -3,8 +3,10 @@
  * src/engine/gpu_train_backend.c) against the engine's CPU trainer.
  *
  *   test_gpu_train MODELS_DIR [LIBRARY]
- *   test_gpu_train --finetune MINILM_DIR MAILS.tsv [--cpu] [--limit N] [--precision bf16|fp32] [--library LIBRARY]
+ *   test_gpu_train --finetune MINILM_DIR [VOCAB] MAILS.tsv [--cpu] [--limit N] [--precision bf16|fp32]
+ *                  [--library LIBRARY]
  *
+ * (VOCAB: a vocab.txt other than MINILM_DIR/vocab.txt.)
  * (MAILS.tsv "-" reads standard input: gzip -dc mails.tsv.gz | test_gpu_train --finetune DIR -)
  *
  * LIBRARY is pgbert_gpu.so (default: $PGBERT_GPU_LIBRARY, then the one beside
@@ -761,7 +763,7 @@ pack(Example *ex, const int *idx, int n, int32_t *offsets, int32_t *ids, int32_t
 }
 
 static int
-finetune(const char *model_dir, const char *mails, int on_cpu, int limit, const char *precision)
+finetune(const char *model_dir, const char *vocab, const char *mails, int on_cpu, int limit, const char *precision)
 {
 	const int	batch = 32,
 				max_len = 128;
@@ -798,7 +800,10 @@ finetune(const char *model_dir, const char *mails, int on_cpu, int limit, const 
 		fprintf(stderr, "test_gpu_train: new head: %s\n", err);
 		return 2;
 	}
-	snprintf(path, sizeof path, "%s/vocab.txt", model_dir);
+	if (vocab)
+		snprintf(path, sizeof path, "%s", vocab);
+	else
+		snprintf(path, sizeof path, "%s/vocab.txt", model_dir);
 	if ((v = bt_vocab_load(path, err, sizeof err)) == NULL || (tk = bt_tokenizer_create(v, &to, err, sizeof err)) == NULL)
 	{
 		fprintf(stderr, "test_gpu_train: %s: %s\n", path, err);
@@ -936,10 +941,20 @@ main(int argc, char **argv)
 	if (argc >= 4 && strcmp(argv[1], "--finetune") == 0)
 	{
 		int			on_cpu = 0,
-					limit = 0;
-		const char *precision = "bf16";
+					limit = 0,
+					first_option = 4;
+		const char *precision = "bf16",
+				   *vocab = NULL,
+				   *mails = argv[3];
 
-		for (int i = 4; i < argc; i++)
+		/* MINILM_DIR [VOCAB] MAILS: a vocabulary other than MINILM_DIR/vocab.txt */
+		if (argc >= 5 && strncmp(argv[4], "--", 2) != 0)
+		{
+			vocab = argv[3];
+			mails = argv[4];
+			first_option = 5;
+		}
+		for (int i = first_option; i < argc; i++)
 		{
 			if (strcmp(argv[i], "--cpu") == 0)
 				on_cpu = 1;
@@ -955,12 +970,12 @@ main(int argc, char **argv)
 				return 2;
 			}
 		}
-		return finetune(argv[2], argv[3], on_cpu, limit, precision);
+		return finetune(argv[2], vocab, mails, on_cpu, limit, precision);
 	}
 	if (argc < 2 || argc > 3)
 	{
 		fprintf(stderr, "usage: test_gpu_train MODELS_DIR [LIBRARY]\n"
-				"       test_gpu_train --finetune MINILM_DIR MAILS.tsv [--cpu] [--limit N] [--precision bf16|fp32]"
+				"       test_gpu_train --finetune MINILM_DIR [VOCAB] MAILS.tsv [--cpu] [--limit N] [--precision bf16|fp32]"
 				" [--library LIBRARY]\n");
 		return 2;
 	}
