@@ -118,6 +118,12 @@ bt_gpu_close(BtGpu *g)
 	free(g);
 }
 
+const PgbertGpuApi *
+bt_gpu_api(const BtGpu *g)
+{
+	return g->api;
+}
+
 const char *
 bt_gpu_describe(const BtGpu *g)
 {

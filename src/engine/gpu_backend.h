@@ -29,6 +29,9 @@ extern BtGpu *bt_gpu_open(const char *library, const char *precision, size_t mem
 
 extern void bt_gpu_close(BtGpu *g);
 
+/* The loaded library's function table (the training half is reached through it). */
+extern const PgbertGpuApi *bt_gpu_api(const BtGpu *g);
+
 /* "NVIDIA H200 (sm_90, 139.8 GiB), bf16" and the like. */
 extern const char *bt_gpu_describe(const BtGpu *g);
 

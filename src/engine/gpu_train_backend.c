@@ -1,20 +1,13 @@
 /*
  * gpu_train_backend.c - fine-tuning through pgbert_gpu.so (see gpu_train_backend.h).
  *
- * The training functions are reached through the library's function table,
- * the one bt_gpu_open already loaded: gpu_backend.c keeps that table to
- * itself, so the table is looked up again here among the objects loaded in
- * the process (never loading one), and must be the same version.
+ * The training functions are reached through the function table of the
+ * library bt_gpu_open loaded (bt_gpu_api); the trainer lives no longer than
+ * its BtGpu.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE				/* dl_iterate_phdr */
-#endif
-
 #include "gpu_train_backend.h"
 #include "ops.h"
 
-#include <dlfcn.h>
-#include <link.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +16,6 @@
 struct BtGpuTrainer
 {
 	BtGpu	   *g;
-	void	   *library;		/* a reference to the loaded pgbert_gpu.so, held while the trainer lives */
 	const PgbertGpuApi *api;
 	const BtBertModel *m;		/* the host model (checks; download target) */
 	PgbertGpuModel *gm;			/* its device copy */
@@ -31,53 +23,6 @@ struct BtGpuTrainer
 	float	   *class_weights;	/* (C) copy, or NULL */
 	bool		has_snapshot;
 };
-
-/* dl_iterate_phdr's callback: the first loaded object that exports pgbert_gpu_api. */
-static int
-find_backend(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	void	  **found = arg;
-	void	   *h;
-
-	(void) size;
-	if (info->dlpi_name == NULL || info->dlpi_name[0] == '\0')
-		return 0;
-	h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
-	if (h == NULL)
-		return 0;
-	if (dlsym(h, "pgbert_gpu_api") != NULL)
-	{
-		*found = h;
-		return 1;
-	}
-	dlclose(h);
-	return 0;
-}
-
-/* The function table of the pgbert_gpu.so this process loaded (a reference in *library); NULL + err. */
-static const PgbertGpuApi *
-loaded_api(void **library, char *err, size_t errlen)
-{
-	void	   *h = NULL;
-	const PgbertGpuApi *(*get_api) (void);
-	const PgbertGpuApi *api;
-
-	dl_iterate_phdr(find_backend, &h);
-	if (h == NULL)
-	{
-		snprintf(err, errlen, "the cuda backend is not loaded (open the gpu first)");
-		return NULL;
-	}
-	*(void **) (&get_api) = dlsym(h, "pgbert_gpu_api");
-	if (get_api == NULL || (api = get_api()) == NULL || api->version != PGBERT_GPU_API_VERSION)
-	{
-		dlclose(h);
-		snprintf(err, errlen, "the loaded cuda backend is not of this version");
-		return NULL;
-	}
-	*library = h;
-	return api;
-}
 
 BtGpuTrainer *
 bt_gpu_trainer_create(BtGpu *g, const BtBertModel *m, const BtTrainOptions *opts, char *err, size_t errlen)
@@ -99,8 +44,7 @@ bt_gpu_trainer_create(BtGpu *g, const BtBertModel *m, const BtTrainOptions *opts
 	}
 	t->g = g;
 	t->m = m;
-	if ((t->api = loaded_api(&t->library, err, errlen)) == NULL)
-		goto fail;
+	t->api = bt_gpu_api(g);
 	if (opts->class_weights)
 	{
 		t->class_weights = malloc(sizeof(float) * m->num_classes);
@@ -146,8 +90,6 @@ bt_gpu_trainer_free(BtGpuTrainer *t)
 		t->api->trainer_free(t->t);
 	if (t->gm)
 		bt_gpu_free_model(t->g, t->gm);
-	if (t->library)
-		dlclose(t->library);
 	free(t->class_weights);
 	free(t);
 }
