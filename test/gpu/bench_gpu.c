@@ -11,7 +11,10 @@
  *   - batch 1, 8, 32, 128, 512 at 128 tokens, logits (the classify path);
  *   - "mixed512": 512 rows of lengths 1 + round(127 u^1.5), u = (i + 0.5) /
  *     512 (mean 51.8, max 128), packed (bench_hf.py pads them to 128);
- *   - batch 1 at 128 tokens with CUDA graphs off (the launch cost they save).
+ *   - batch 1 at 128 tokens with CUDA graphs off (the launch cost they save);
+ *   - "train_b32_s128": fine-tuning steps (accumulate + AdamW step) of 32
+ *     sequences of 128 tokens, dropout from the config, in the precision
+ *     (TFLOP/s counts 3x the forward pass).
  * Each shape: 3 warm-up runs (the second captures its graph), then runs for
  * SECONDS_PER_SHAPE (default 2, at least 10 runs); the median run gives
  * sequences/s, ms per batch and TFLOP/s of useful work (dense layers and
@@ -22,6 +25,7 @@
 
 #include "gpu_backend.h"
 #include "gpu_testing.h"
+#include "gpu_train_backend.h"
 #include "train.h"
 
 static const char *const bert_base_config =
@@ -97,6 +101,61 @@ run_shape(BtGpu *g, PgbertGpuModel *gm, const BtBertModel *m, const char *model,
 		   n_seq / med, flops(&m->cfg, offsets, n_seq) / med / 1e12);
 	fflush(stdout);
 	free(out);
+	free(times);
+}
+
+/* Times fine-tuning steps of 32 x 128 tokens; prints a JSON line. */
+static void
+run_training(BtGpu *g, const BtBertModel *m, const char *model, const char *precision, const int32_t *ids,
+			 double seconds)
+{
+	BtTrainOptions o = bt_train_default_options(&m->cfg);
+	char		err[512];
+	BtGpuTrainer *t = bt_gpu_trainer_create(g, m, &o, err, sizeof err);
+	int32_t		offsets[33],
+				labels[32];
+	BtBatch		b = {32, offsets, ids, NULL};
+	double	   *times = malloc(sizeof(double) * 100000),
+				start,
+				med;
+	int			runs = 0;
+	float		loss;
+
+	for (int s = 0; s <= 32; s++)
+		offsets[s] = s * 128;
+	for (int s = 0; s < 32; s++)
+		labels[s] = s % 2;
+	for (int i = 0; t != NULL && i < 3; i++)
+		if (bt_gpu_trainer_accumulate(t, &b, labels, 1.0f, &loss, err, sizeof err) != 0 ||
+			bt_gpu_trainer_step(t, NULL, NULL, err, sizeof err) != 0)
+		{
+			bt_gpu_trainer_free(t);
+			t = NULL;
+		}
+	if (t == NULL)
+	{
+		printf("{\"impl\": \"pgbert\", \"model\": \"%s\", \"shape\": \"train_b32_s128\", \"error\": \"%s\"}\n",
+			   model, err);
+		free(times);
+		return;
+	}
+	start = now_seconds();
+	while (runs < 100000 && (runs < 10 || now_seconds() - start < seconds))
+	{
+		double		t0 = now_seconds();
+
+		bt_gpu_trainer_accumulate(t, &b, labels, 1.0f, &loss, err, sizeof err);
+		bt_gpu_trainer_step(t, NULL, NULL, err, sizeof err);
+		times[runs++] = now_seconds() - t0;
+	}
+	qsort(times, runs, sizeof(double), cmp_double);
+	med = times[runs / 2];
+	printf("{\"impl\": \"pgbert\", \"model\": \"%s\", \"precision\": \"%s\", \"shape\": \"train_b32_s128\", "
+		   "\"batch\": 32, \"tokens\": 4096, \"runs\": %d, \"ms\": %.4f, \"seq_per_s\": %.1f, "
+		   "\"tflop_per_s\": %.1f, \"loss\": %.4f}\n",
+		   model, precision, runs, med * 1e3, 32 / med, 3 * flops(&m->cfg, offsets, 32) / med / 1e12, loss);
+	fflush(stdout);
+	bt_gpu_trainer_free(t);
 	free(times);
 }
 
@@ -176,6 +235,7 @@ main(int argc, char **argv)
 	run_shape(g, gm, m, model, precision, "b1_s128_nographs", 1, offsets, ids, seconds);
 
 	bt_gpu_free_model(g, gm);
+	run_training(g, m, model, precision, ids, seconds);
 	bt_model_free(m);
 	bt_gpu_close(g);
 	free(offsets);

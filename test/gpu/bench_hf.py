@@ -71,22 +71,22 @@ def gemm_rate():
     emit(impl="torch", measure="bf16 gemm 8192^3", tflop_per_s=round(2 * 8192 ** 3 / med / 1e12, 1))
 
 
-def inference(name, seconds, compile_too):
+def inference(name, seconds, compile_too, batches=(1, 8, 32, 128, 512), rows=512):
     cfg = BertConfig(**SHAPES[name], num_labels=2, attn_implementation="sdpa")
     torch.manual_seed(0)
     model = BertForSequenceClassification(cfg).to(DEV).to(torch.bfloat16).eval()
     g = torch.Generator(device="cpu").manual_seed(42)
     cases = []
-    for b in (1, 8, 32, 128, 512):
+    for b in batches:
         ids = torch.randint(1000, cfg.vocab_size, (b, 128), generator=g).to(DEV)
         cases.append(("b%d_s128" % b, ids, torch.ones_like(ids), [128] * b))
-    lengths = [1 + round(127 * ((i + 0.5) / 512) ** 1.5) for i in range(512)]
-    ids = torch.randint(1000, cfg.vocab_size, (512, 128), generator=g)
+    lengths = [1 + round(127 * ((i + 0.5) / rows) ** 1.5) for i in range(rows)]
+    ids = torch.randint(1000, cfg.vocab_size, (rows, 128), generator=g)
     mask = torch.zeros_like(ids)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
     ids = ids * mask
-    cases.append(("mixed512", ids.to(DEV), mask.to(DEV), lengths))
+    cases.append(("mixed%d" % rows, ids.to(DEV), mask.to(DEV), lengths))
     variants = [("eager", model)]
     if compile_too:
         variants.append(("compiled", torch.compile(model, mode="reduce-overhead")))
@@ -106,12 +106,12 @@ def inference(name, seconds, compile_too):
     empty_cache()
 
 
-def training(name, seconds, compile_too):
+def training(name, seconds, compile_too, batch=32):
     cfg = BertConfig(**SHAPES[name], num_labels=2, attn_implementation="sdpa")
     torch.manual_seed(0)
     g = torch.Generator(device="cpu").manual_seed(42)
-    ids = torch.randint(1000, cfg.vocab_size, (32, 128), generator=g).to(DEV)
-    labels = torch.randint(0, 2, (32,), generator=g).to(DEV)
+    ids = torch.randint(1000, cfg.vocab_size, (batch, 128), generator=g).to(DEV)
+    labels = torch.randint(0, 2, (batch,), generator=g).to(DEV)
     for kind in ("eager", "compiled") if compile_too else ("eager",):
         model = BertForSequenceClassification(cfg).to(DEV).train()
         opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
@@ -143,6 +143,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--device", default="cuda", help="cpu: a quick dry run of this script, no numbers")
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes, to check the script itself")
     a = ap.parse_args()
     global DEV
     DEV = a.device
@@ -152,9 +153,12 @@ def main():
     if DEV == "cuda":
         gemm_rate()
     for name in a.models.split(","):
-        inference(name, a.seconds, not a.no_compile)
+        if a.smoke:
+            inference(name, a.seconds, not a.no_compile, batches=(1, 2), rows=4)
+        else:
+            inference(name, a.seconds, not a.no_compile)
         if not a.no_train:
-            training(name, a.seconds, not a.no_compile)
+            training(name, a.seconds, not a.no_compile, batch=2 if a.smoke else 32)
 
 
 if __name__ == "__main__":
