@@ -17,6 +17,7 @@
 #include "gpu_backend.h"
 #include "gpu_train_backend.h"
 #include "model.h"
+#include "ops.h"
 #include "safetensors.h"
 #include "train.h"
 
@@ -35,6 +36,24 @@ static int	n_served = 0;
 
 /* The GPU this engine serves on, or NULL for the CPU. */
 static BtGpu *gpu = NULL;
+
+/* A device failure other than exhausted memory happened: end after its reply (see gpu_status). */
+static bool gpu_failed = false;
+
+/*
+ * The reply status of a failed GPU call. Exhausted device memory is the
+ * request's error; any other device failure (a faulted kernel, say) leaves
+ * the CUDA context unusable, so the engine ends after replying and the
+ * encoder worker starts a fresh one.
+ */
+static BtServeStatus
+gpu_status(const char *err)
+{
+	if (bt_gpu_out_of_memory(err))
+		return BT_ERR_NO_MEMORY;
+	gpu_failed = true;
+	return BT_ERR_DEVICE;
+}
 
 /*
  * A training run: the model it updates, its optimizer, early stopping's copy.
@@ -221,8 +240,7 @@ handle_load(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	if (gpu != NULL && (served[n_served].gpu = bt_gpu_upload(gpu, m, err, sizeof(err))) == NULL)
 	{
 		bt_model_free(m);
-		return reply_error(fd, BT_MSG_LOAD, bt_gpu_out_of_memory(err) ? BT_ERR_NO_MEMORY : BT_ERR_DEVICE, key,
-						   "%s", err);
+		return reply_error(fd, BT_MSG_LOAD, gpu_status(err), key, "%s", err);
 	}
 	served[n_served].key = key;
 	served[n_served].model = m;
@@ -298,12 +316,16 @@ handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 	batch.type_ids = NULL;
 	if (served[i].gpu != NULL)
 	{
-		/* the device computes every output itself, [CLS] rows included */
+		/* the device computes every output itself, [CLS] rows included; bad input is refused first */
+		if (bt_check_batch(m, &batch, err, sizeof(err)) != 0)
+		{
+			free(rows);
+			return reply_error(fd, BT_MSG_FORWARD, BT_ERR_BAD_REQUEST, key, "%s", err);
+		}
 		if (bt_gpu_forward(gpu, served[i].gpu, &batch, (int) head.want, rows, err, sizeof(err)) != 0)
 		{
 			free(rows);
-			return reply_error(fd, BT_MSG_FORWARD, bt_gpu_out_of_memory(err) ? BT_ERR_NO_MEMORY : BT_ERR_DEVICE,
-							   key, "%s", err);
+			return reply_error(fd, BT_MSG_FORWARD, gpu_status(err), key, "%s", err);
 		}
 	}
 	else if (bt_model_forward(m, &batch, &out, err, sizeof(err)) != 0)
@@ -497,7 +519,7 @@ gpu_train_status(int rc, const char *err)
 {
 	if (rc == BT_GPU_TRAIN_BAD_INPUT)
 		return BT_ERR_BAD_REQUEST;
-	return bt_gpu_out_of_memory(err) ? BT_ERR_NO_MEMORY : BT_ERR_DEVICE;
+	return gpu_status(err);
 }
 
 /* The training messages other than BEGIN. */
@@ -757,5 +779,7 @@ bt_serve(int fd, const char *device, int threads, const BtServeGpuOptions *gpu_o
 		free(payload);
 		if (rc != 0)
 			return 1;
+		if (gpu_failed)
+			return 3;			/* after the reply: the worker sees us gone and starts a fresh engine */
 	}
 }
