@@ -479,18 +479,44 @@ run_load(WorkerSlot *slot)
 		finish_slot(slot, BT_SERVE_OK, NULL);
 		return;
 	}
-	if (!make_room(slot, slot->load_bytes) ||
-		bt_msg_send(engine_fd, BT_MSG_LOAD, 0, slot->key, dsm_segment_address(seg), slot->load_bytes,
-					NULL, 0, NULL, 0) != 0 ||
-		read_reply(&h, &payload) != 0)
+	for (;;)
 	{
-		char		msg[256];
-		int			status;
+		int			oldest = -1;
 
-		dsm_detach(seg);
-		status = engine_lost("while loading the model", msg, sizeof(msg));
-		finish_slot(slot, status, msg);
-		return;
+		if (!make_room(slot, slot->load_bytes) ||
+			bt_msg_send(engine_fd, BT_MSG_LOAD, 0, slot->key, dsm_segment_address(seg), slot->load_bytes,
+						NULL, 0, NULL, 0) != 0 ||
+			read_reply(&h, &payload) != 0)
+		{
+			char		msg[256];
+			int			status;
+
+			dsm_detach(seg);
+			status = engine_lost("while loading the model", msg, sizeof(msg));
+			finish_slot(slot, status, msg);
+			return;
+		}
+		if (h.status != BT_ERR_NO_MEMORY)
+			break;
+		/* the device (pgbert.gpu_memory) is full: drop the least recently used version, try again */
+		for (int j = 0; j < PGBERT_WORKER_MODELS; j++)
+			if (ws->models[j].used &&
+				(oldest < 0 || ws->models[j].last_used < ws->models[oldest].last_used))
+				oldest = j;
+		if (oldest < 0)
+			break;
+		pfree(payload);
+		payload = NULL;
+		if (!evict_model(oldest))
+		{
+			char		msg[256];
+			int			status;
+
+			dsm_detach(seg);
+			status = engine_lost("while making room for the model", msg, sizeof(msg));
+			finish_slot(slot, status, msg);
+			return;
+		}
 	}
 	dsm_detach(seg);
 	if (h.status != BT_SERVE_OK || h.len < sizeof(BtLoaded))

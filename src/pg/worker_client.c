@@ -363,6 +363,20 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 					 errmsg("model \"%s\" version %d could not be loaded by the encoder worker: %s",
 							pm->name, pm->version, message)));
 			break;
+		case BT_ERR_NO_MEMORY:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("the encoder worker ran out of memory for model \"%s\" version %d", pm->name,
+							pm->version),
+					 errdetail("%s.", message),
+					 errhint("Raise pgbert.gpu_memory (or pgbert.worker_memory), or lower pgbert.worker_batch_tokens.")));
+			break;
+		case BT_ERR_DEVICE:
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("the encoder worker's device failed on model \"%s\" version %d", pm->name, pm->version),
+					 errdetail("%s.", message)));
+			break;
 		case -1:
 			ereport(ERROR,
 					(errcode(ERRCODE_SYSTEM_ERROR),
