@@ -41,5 +41,6 @@ NVCC_FLAGS  = -O3 -std=c++17 \
               -Xcompiler -Wall -Xcompiler -Wextra \
               $(CUDA_GENCODE)
 
-kernels/%.o: kernels/%.cu kernels/gpu.h kernels/gpu_errors.h kernels/gpu_internal.h
+kernels/%.o: kernels/%.cu kernels/gpu.h kernels/gpu_errors.h kernels/gpu_internal.h \
+             kernels/gpu_model_internal.h kernels/gpu_train_internal.h
 	$(NVCC) $(NVCC_FLAGS) -I kernels -c $< -o $@
