@@ -23,6 +23,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -814,9 +815,15 @@ pgbert_gpu_forward(PgbertGpuModel *m, int n_seq, const int *offsets, const int *
 
 		if (g == NULL && seen_before(m, hash))
 		{
-			g = capture(m, &pl, hash, offsets, errbuf, errlen);
+			char		why[256];
+
+			g = capture(m, &pl, hash, offsets, why, sizeof(why));
 			if (g == NULL)
-				m->use_graphs = 0;	/* run eagerly from now on; the eager run below reports real errors */
+			{
+				/* run eagerly from now on (the eager run below reports real errors); say so once */
+				m->use_graphs = 0;
+				fprintf(stderr, "pgbert gpu: cuda graph capture failed, running without graphs: %s\n", why);
+			}
 		}
 		if (g != NULL)
 		{

@@ -38,7 +38,8 @@ if [ "$mode" = gpu ]; then
     step "training parity" | tee -a "$log"
     $D/bin/test_gpu_train test/fixtures/models >> "$log" 2>&1 || status=1
     python3 test/gpu/mail_labels.py /tmp/mail_labels.tsv 2>>"$log" || true
-    step "fine-tune MiniLM on the same ${FINETUNE_LIMIT:=1024} mails: gpu bf16, then the cpu trainer" | tee -a "$log"
+    FINETUNE_LIMIT=${FINETUNE_LIMIT:-1024}
+    step "fine-tune MiniLM on the same $FINETUNE_LIMIT mails: gpu bf16, then the cpu trainer" | tee -a "$log"
     $D/bin/test_gpu_train --finetune $D/minilm-f16 /tmp/mail_labels.tsv --limit "$FINETUNE_LIMIT" \
       >> "$log" 2>&1 || status=1
     $D/bin/test_gpu_train --finetune $D/minilm-f16 /tmp/mail_labels.tsv --limit "$FINETUNE_LIMIT" --cpu \
