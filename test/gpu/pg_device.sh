@@ -11,7 +11,7 @@ say() { echo "$*" | tee -a $R; }
 q() { psql -X -v ON_ERROR_STOP=1 -qtA "$@"; }
 
 q -c "CREATE EXTENSION IF NOT EXISTS pgbert"
-q -c "ALTER SYSTEM SET pgbert.device = 'cuda'" -c "ALTER SYSTEM SET pgbert.worker_batch_tokens = 65536" \
+q -c "ALTER SYSTEM SET pgbert.device = '${DEVICE:-cuda}'" -c "ALTER SYSTEM SET pgbert.worker_batch_tokens = 65536" \
   -c "SELECT pg_reload_conf()" >/dev/null
 for i in $(seq 1 100); do
   state=$(q -c "SELECT state || ' ' || coalesce(device, '') || ' ' || coalesce(message, '') FROM pgbert.worker")
@@ -28,7 +28,7 @@ SQL
 # single-row round trip: pgbench, one client, per-transaction latencies
 q -c "SELECT classify('warm-up: load the model into the engine', 'minilm_rand')" >/dev/null
 echo "SELECT classify('Cheap meds, no prescription needed, click here to claim your prize today', 'minilm_rand');" > $W/one.sql
-(cd $W && pgbench -n -c 1 -T "${LATENCY_SECONDS:-10}" -f one.sql -l --log-prefix=lat postgres >/dev/null 2>&1)
+(cd $W && pgbench -n -c 1 -T "${LATENCY_SECONDS:-10}" -f one.sql -l --log-prefix=lat > pgbench.out)
 say "$(cat $W/lat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "single-row classify() round trip, MiniLM shape, gpu: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms over %d queries", a[int(NR*0.5)+1]/1000, a[int(NR*0.9)+1]/1000, a[int(NR*0.99)+1]/1000, NR}')"
 
 # a 201,500-row scan (COPIES=62 copies of the 3,250 mails; each mail's first 400 characters)
@@ -50,12 +50,14 @@ q -c "EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FILTER (WHERE c = 'spam') FRO
 # training in the engine process on the GPU (the random weights make the accuracy meaningless:
 # the fine-tune accuracy check runs in run_device.sh gpu with the real MiniLM)
 t0=$(date +%s.%N)
-q <<'SQL' > $W/train.txt 2>&1 || say "train_classifier failed: $(cat $W/train.txt)"
-CREATE VIEW learn AS SELECT coalesce(subject, '') || E'\n' || body AS text, label FROM mails;
+TRAIN_ROWS=${TRAIN_ROWS:-3250}
+q -v train_rows="$TRAIN_ROWS" <<'SQL' > $W/train.txt 2>&1 || say "train_classifier failed: $(cat $W/train.txt)"
+CREATE VIEW learn AS SELECT coalesce(subject, '') || E'\n' || body AS text, label FROM mails
+ORDER BY md5(id) LIMIT :train_rows;
 SELECT train_classifier('learn', 'text', 'label', model => 'spam_gpu', base_model => 'minilm_rand',
                         epochs => 1, max_length => 128, validation_fraction => 0);
 SQL
 t1=$(date +%s.%N)
-say "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "train_classifier on 3250 mails, 1 epoch, 128 tokens, engine on the gpu: %.1f s, %.0f rows/s", b - a, 3250 / (b - a)}')"
+say "$(awk -v a="$t0" -v b="$t1" -v n="$TRAIN_ROWS" 'BEGIN {printf "train_classifier on %d mails, 1 epoch, 128 tokens, engine on the gpu: %.1f s, %.0f rows/s", n, b - a, n / (b - a)}')"
 say "worker after: $(q -c "SELECT state || ' ' || coalesce(device, '') || ', engine restarts ' || engine_restarts || ', errors ' || errors FROM pgbert.worker")"
 cat $R
