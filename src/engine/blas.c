@@ -14,6 +14,7 @@
 BtSgemmFn	bt_sgemm = NULL;
 
 static void (*set_num_threads) (int) = NULL;
+static int	(*get_num_threads) (void) = NULL;
 static char loaded_path[512];
 
 /* Try one library name; 0 when it provides cblas_sgemm. */
@@ -40,6 +41,7 @@ try_open(const char *name, char *err, size_t errlen)
 	}
 	bt_sgemm = (BtSgemmFn) sym;
 	set_num_threads = (void (*) (int)) dlsym(h, "openblas_set_num_threads");
+	get_num_threads = (int (*) (void)) dlsym(h, "openblas_get_num_threads");
 	if (dladdr(sym, &info) && info.dli_fname)
 		snprintf(loaded_path, sizeof(loaded_path), "%s", info.dli_fname);
 	else
@@ -87,6 +89,14 @@ bt_blas_set_threads(int threads)
 {
 	if (set_num_threads != NULL && threads > 0)
 		set_num_threads(threads);
+}
+
+int
+bt_blas_threads(void)
+{
+	int			n = get_num_threads != NULL ? get_num_threads() : 1;
+
+	return n > 0 ? n : 1;
 }
 
 const char *

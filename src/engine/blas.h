@@ -39,6 +39,12 @@ extern int	bt_blas_load(const char *library, int threads, char *err, size_t errl
 /* Threads OpenBLAS uses from now on (when loaded and the library can say). */
 extern void bt_blas_set_threads(int threads);
 
+/*
+ * Threads OpenBLAS uses now (openblas_get_num_threads), 1 when not loaded or
+ * the library cannot say. The forward pass takes it as its thread budget.
+ */
+extern int	bt_blas_threads(void);
+
 /* What was loaded ("" before): the path dladdr reports for cblas_sgemm. */
 extern const char *bt_blas_library(void);
 

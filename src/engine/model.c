@@ -1,13 +1,16 @@
 /*
  * model.c - BERT parameters in one allocation, checkpoint loading, and the
- * CPU forward pass (OpenBLAS sgemm for the dense layers, plain loops for the
- * rest) over packed variable-length batches.
+ * CPU forward pass (OpenBLAS sgemm for the dense layers, the loops of ops.c
+ * for the rest) over packed variable-length batches, split over threads by
+ * sequence.
  */
 #include "model.h"
 #include "blas.h"
 #include "ops.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,51 +324,49 @@ bt_model_free(BtBertModel *m)
 
 /* ---- inference ---- */
 
-int
-bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char *err, size_t errlen)
+/*
+ * Sequences of a batch are independent until the pooler, so with a thread
+ * budget of two or more (OpenBLAS's thread count) a batch of several sequences
+ * is cut into contiguous chunks of similar cost, and that many engine threads
+ * each run whole chunks through the layer stack with single-threaded sgemm
+ * calls. Everything then runs in parallel, not only the GEMMs, and no BLAS
+ * thread spins waiting while the softmax, GELU or LayerNorm run alone.
+ * OpenBLAS's pthreads build runs a call with one thread on the calling
+ * thread, so concurrent calls only share its locked buffer allocator.
+ * Workers run engine code only (never PostgreSQL's), with every signal blocked,
+ * and are joined before the forward pass returns.
+ */
+
+#define MAX_THREADS 64
+
+/* Rough cost of one sequence of S tokens, per layer: 2 S H (4 H + 2 I + 2 S) flops. */
+static double
+seq_cost(const BtBertConfig *c, int S)
+{
+	return (double) S * (4.0 * c->hidden_size + 2.0 * c->intermediate_size + 2.0 * S);
+}
+
+/* Run the embeddings and every layer over a checked batch: x (T, H). 0, or -1 out of memory. */
+static int
+encode(const BtBertModel *m, const BtBatch *b, float *x)
 {
 	const BtBertConfig *c = &m->cfg;
 	const BtBertParams *p = &m->p;
 	int			H = c->hidden_size,
 				I = c->intermediate_size,
-				T,
-				max_len;
-	float	   *x,
+				T = b->offsets[b->n_seq],
+				max_len = bt_batch_max_len(b);
+	size_t		need = (size_t) T * (3 * H + H + H + I) + (size_t) max_len * max_len;
+	float	   *arena = malloc(need * sizeof(float)),
 			   *qkv,
 			   *ctx,
 			   *tmp,
 			   *ffn,
-			   *scores,
-			   *arena;
-	size_t		need;
+			   *scores;
 
-	if (bt_check_batch(m, b, err, errlen) != 0)
-		return -1;
-	if (bt_sgemm == NULL && bt_blas_load(NULL, 0, err, errlen) != 0)
-		return -1;
-	if ((out->pooled || out->logits) && !m->has_pooler)
-	{
-		snprintf(err, errlen, "the model has no pooler");
-		return -1;
-	}
-	if (out->logits && !m->has_classifier)
-	{
-		snprintf(err, errlen, "the model has no classification head");
-		return -1;
-	}
-	T = b->offsets[b->n_seq];
-	max_len = bt_batch_max_len(b);
-
-	/* one arena for the activations of this call */
-	need = (size_t) T * (H + 3 * H + H + H + I) + (size_t) max_len * max_len;
-	arena = malloc(need * sizeof(float));
 	if (arena == NULL)
-	{
-		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
 		return -1;
-	}
-	x = arena;
-	qkv = x + (size_t) T * H;
+	qkv = arena;
 	ctx = qkv + (size_t) T * 3 * H;
 	tmp = ctx + (size_t) T * H;
 	ffn = tmp + (size_t) T * H;
@@ -385,6 +386,206 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		bt_dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
 		bt_residual_layernorm_forward(x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H,
 									  T, H, c->layer_norm_eps);
+	}
+	free(arena);
+	return 0;
+}
+
+/* The chunks of one parallel forward pass, and which one is handed out next. */
+typedef struct Chunks
+{
+	const BtBertModel *m;
+	const BtBatch *b;
+	float	   *x;				/* (T, H) of the whole batch */
+	int			n;				/* chunks */
+	const int  *first;			/* n + 1 entries: chunk i holds sequences first[i] .. first[i+1]-1 */
+	int32_t    *offsets;		/* scratch: n_seq + n entries of rebased offsets */
+	int			next;			/* next chunk to take (atomic) */
+	int			failed;			/* a chunk ran out of memory (atomic) */
+} Chunks;
+
+/* Encode chunk i: its sequences as a batch of their own, rows of the shared x. */
+static int
+encode_chunk(Chunks *ch, int i)
+{
+	const BtBatch *b = ch->b;
+	int			s0 = ch->first[i],
+				s1 = ch->first[i + 1],
+				t0 = b->offsets[s0];
+	int32_t    *offsets = ch->offsets + s0 + i;	/* s1 - s0 + 1 entries of its own */
+	BtBatch		sub;
+
+	for (int s = s0; s <= s1; s++)
+		offsets[s - s0] = b->offsets[s] - t0;
+	sub.n_seq = s1 - s0;
+	sub.offsets = offsets;
+	sub.ids = b->ids + t0;
+	sub.type_ids = b->type_ids ? b->type_ids + t0 : NULL;
+	return encode(ch->m, &sub, ch->x + (size_t) t0 * ch->m->cfg.hidden_size);
+}
+
+/* Thread body: take chunks until none is left. */
+static void *
+chunk_worker(void *arg)
+{
+	Chunks	   *ch = arg;
+	int			i;
+
+	while ((i = __atomic_fetch_add(&ch->next, 1, __ATOMIC_RELAXED)) < ch->n)
+		if (encode_chunk(ch, i) != 0)
+			__atomic_store_n(&ch->failed, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+/*
+ * Cut sequences into n contiguous chunks of about equal cost: chunk i ends
+ * at the sequence whose running cost is nearest to (i + 1) / n of the total,
+ * keeping at least one sequence per chunk. first gets n + 1 entries.
+ */
+static void
+cut_chunks(const BtBertConfig *c, const BtBatch *b, int n, int *first)
+{
+	double		total = 0.0,
+				run = 0.0;
+	int			s = 0;
+
+	for (int k = 0; k < b->n_seq; k++)
+		total += seq_cost(c, b->offsets[k + 1] - b->offsets[k]);
+	first[0] = 0;
+	for (int i = 0; i < n - 1; i++)
+	{
+		double		target = total * (i + 1) / n;
+
+		/* take at least one; stop early enough to leave one for each later chunk */
+		do
+		{
+			double		cost = seq_cost(c, b->offsets[s + 1] - b->offsets[s]);
+
+			/* stop before s when that lands nearer the target than after it */
+			if (s > first[i] && run + cost - target > target - run)
+				break;
+			run += cost;
+			s++;
+		} while (s < b->n_seq - (n - 1 - i) && run < target);
+		first[i + 1] = s;
+	}
+	first[n] = b->n_seq;
+}
+
+/*
+ * Would chunks of whole sequences keep `threads` threads busy? Not when one
+ * sequence is most of the work (a long one among short ones): then
+ * OpenBLAS's threads sharing every GEMM do better.
+ */
+static bool
+chunks_balance(const BtBertConfig *c, const BtBatch *b, int threads)
+{
+	double		total = 0.0,
+				longest = 0.0;
+
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		double		cost = seq_cost(c, b->offsets[s + 1] - b->offsets[s]);
+
+		total += cost;
+		longest = cost > longest ? cost : longest;
+	}
+	/* the pass takes at least the longest sequence's time: ask for 3/4 of the ideal speedup */
+	return longest <= total / (0.75 * threads);
+}
+
+/*
+ * encode() over the batch on `threads` threads (this one included), one
+ * chunk per thread; OpenBLAS is set to one thread meanwhile and restored.
+ * 0, or -1 when out of memory.
+ */
+static int
+encode_parallel(const BtBertModel *m, const BtBatch *b, float *x, int threads)
+{
+	pthread_t	tid[MAX_THREADS];
+	bool		started[MAX_THREADS] = {false};
+	int			n = threads < b->n_seq ? threads : b->n_seq;
+	int		   *first = malloc((n + 1) * sizeof(int));
+	int32_t    *offsets = malloc(((size_t) b->n_seq + n) * sizeof(int32_t));
+	Chunks		ch = {m, b, x, n, first, offsets, 0, 0};
+	sigset_t	all,
+				old;
+	int			blas_threads = bt_blas_threads();
+
+	if (first == NULL || offsets == NULL)
+	{
+		free(first);
+		free(offsets);
+		return -1;
+	}
+	cut_chunks(&m->cfg, b, n, first);
+	if (threads > n)
+		threads = n;
+
+	bt_blas_set_threads(1);
+	/* workers inherit the blocked mask: the host's signal handlers stay on this thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (int t = 1; t < threads; t++)
+		started[t] = pthread_create(&tid[t], NULL, chunk_worker, &ch) == 0;	/* if not: fewer threads */
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	chunk_worker(&ch);
+	for (int t = 1; t < threads; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
+	bt_blas_set_threads(blas_threads);
+
+	free(first);
+	free(offsets);
+	return ch.failed ? -1 : 0;
+}
+
+int
+bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char *err, size_t errlen)
+{
+	const BtBertConfig *c = &m->cfg;
+	const BtBertParams *p = &m->p;
+	int			H = c->hidden_size,
+				T,
+				threads,
+				rc;
+	float	   *x;
+
+	if (bt_check_batch(m, b, err, errlen) != 0)
+		return -1;
+	if (bt_sgemm == NULL && bt_blas_load(NULL, 0, err, errlen) != 0)
+		return -1;
+	if ((out->pooled || out->logits) && !m->has_pooler)
+	{
+		snprintf(err, errlen, "the model has no pooler");
+		return -1;
+	}
+	if (out->logits && !m->has_classifier)
+	{
+		snprintf(err, errlen, "the model has no classification head");
+		return -1;
+	}
+	T = b->offsets[b->n_seq];
+
+	/* the last hidden state, then room for the pooler's input and output: (n_seq, H) each */
+	x = malloc(((size_t) T + 2 * (size_t) b->n_seq) * H * sizeof(float));
+	if (x == NULL)
+	{
+		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
+		return -1;
+	}
+	threads = bt_blas_threads();
+	if (threads > MAX_THREADS)
+		threads = MAX_THREADS;
+	if (threads >= 2 && b->n_seq >= 2 && chunks_balance(c, b, threads))
+		rc = encode_parallel(m, b, x, threads);
+	else
+		rc = encode(m, b, x);	/* one sequence, or one that dominates: OpenBLAS's threads share the GEMMs */
+	if (rc != 0)
+	{
+		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
+		free(x);
+		return -1;
 	}
 
 	if (out->hidden)
@@ -407,8 +608,8 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	if (out->pooled || out->logits)
 	{
 		/* pooled (n_seq, H) = tanh(dense(hidden state of each [CLS])) */
-		float	   *cls = tmp;		/* reuse: (n_seq, H) */
-		float	   *pooled = out->pooled ? out->pooled : ctx;
+		float	   *cls = x + (size_t) T * H;
+		float	   *pooled = out->pooled ? out->pooled : cls + (size_t) b->n_seq * H;
 
 		for (int s = 0; s < b->n_seq; s++)
 			memcpy(cls + (size_t) s * H, x + (size_t) b->offsets[s] * H, H * sizeof(float));
@@ -417,6 +618,6 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		if (out->logits)
 			bt_dense_forward(out->logits, pooled, p->cls_w, p->cls_b, b->n_seq, m->num_classes, H);
 	}
-	free(arena);
+	free(x);
 	return 0;
 }

@@ -92,7 +92,15 @@ extern void bt_model_free(BtBertModel *m);
  */
 extern int	bt_model_alloc_params(BtBertModel *m);
 
-/* Run the encoder over a packed batch; 0, or -1 with err (bad ids, lengths, memory). */
+/*
+ * Run the encoder over a packed batch; 0, or -1 with err (bad ids, lengths,
+ * memory). OpenBLAS's thread count (bt_blas_threads) is the thread budget: a
+ * batch of several sequences is split by sequence over that many threads of
+ * the engine's own, each with single-threaded sgemm, joined before this
+ * returns; one sequence runs on OpenBLAS's threads. The thread count is
+ * process-wide and set to 1 meanwhile, so passes run from several threads at
+ * once stay correct but may share the cores poorly.
+ */
 extern int	bt_model_forward(const BtBertModel *m, const BtBatch *batch, BtForwardOut *out,
 							 char *err, size_t errlen);
 

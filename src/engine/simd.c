@@ -17,13 +17,15 @@ bool
 bt_simd_avx2(void)
 {
 	static int	have = -1;		/* unknown until the first call; racing first calls agree */
+	int			h = __atomic_load_n(&have, __ATOMIC_RELAXED);
 
-	if (have < 0)
+	if (h < 0)
 	{
 		__builtin_cpu_init();
-		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		__atomic_store_n(&have, h, __ATOMIC_RELAXED);
 	}
-	return have;
+	return h;
 }
 
 /* Lanes 0 .. n-1 set (n from 0 to 8), for maskload/maskstore of a row's tail. */

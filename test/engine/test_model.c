@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "config.h"
 #include "model.h"
 #include "safetensors.h"
@@ -616,6 +617,34 @@ test_minilm(const char *dir, const char *ref_path)
 	}
 	check(worst_cos >= 0.99999, "all-MiniLM-L6-v2: %d sentence embeddings (%zu tokens, up to 512 per sentence), min cosine %.7f (sentence %d)",
 		  nseq, n, worst_cos, worst_at);
+
+	/*
+	 * With a thread budget of 2 or more, a batch's sequences are cut into
+	 * chunks that run on threads of their own: the same numbers as one
+	 * thread, with 3 threads so that the chunks are uneven.
+	 */
+	{
+		int			ns = nseq < 48 ? nseq : 48,
+					budget = bt_blas_threads();
+		size_t		nt = (size_t) offsets[ns] * H;
+		float	   *one = malloc(nt * sizeof(float)),
+				   *three = malloc(nt * sizeof(float));
+		int32_t		offs_big[49];
+		double		worst = 0.0;
+		int			rc;
+
+		bt_blas_set_threads(1);
+		rc = forward_range(m, ids, offsets, 0, ns, one, NULL, offs_big, err, sizeof err);
+		bt_blas_set_threads(3);
+		rc |= forward_range(m, ids, offsets, 0, ns, three, NULL, offs_big, err, sizeof err);
+		bt_blas_set_threads(budget);
+		for (size_t i = 0; rc == 0 && i < nt; i++)
+			worst = fabs((double) one[i] - three[i]) > worst ? fabs((double) one[i] - three[i]) : worst;
+		check(rc == 0 && worst <= 1e-5, "all-MiniLM-L6-v2: %d sentences on 3 threads (sequence chunks) vs 1, max |diff| %.2e%s",
+			  ns, worst, rc ? err : "");
+		free(one);
+		free(three);
+	}
 	free(want);
 	free(mean);
 	bt_safetensors_free(ref);
