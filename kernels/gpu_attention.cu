@@ -46,9 +46,9 @@ as_input<__nv_bfloat16>(float x)
  * q/k/v[b, h, p, :] = qkv[token of slot (b, p)] + bias, split by head; zeros
  * in the padding slots (so that the products read no garbage). One block per slot.
  */
-template <typename Tin>
+template <typename Tin, typename Ty>
 __global__ void
-scatter_qkv_kernel(Tin *q, Tin *k, Tin *v, const float *qkv, const float *bias,
+scatter_qkv_kernel(Tin *q, Tin *k, Tin *v, const Ty *qkv, const float *bias,
 				   const int *slot_token, int P, int H, int NH)
 {
 	int			slot = blockIdx.x;
@@ -63,7 +63,7 @@ scatter_qkv_kernel(Tin *q, Tin *k, Tin *v, const float *qkv, const float *bias,
 					c = e % H,
 					h = c / d,
 					dd = c % d;
-		float		val = tok >= 0 ? qkv[(size_t) tok * 3 * H + e] + bias[e] : 0.0f;
+		float		val = tok >= 0 ? as_float(qkv[(size_t) tok * 3 * H + e]) + bias[e] : 0.0f;
 		Tin		   *dst = which == 0 ? q : which == 1 ? k : v;
 
 		dst[(((size_t) b * NH + h) * P + p) * d + dd] = as_input<Tin>(val);
@@ -139,12 +139,12 @@ gather_ctx_kernel(Tin *ctx_packed, const Tin *ctx, const int *slot_token, int P,
 	}
 }
 
-template <typename Tin>
+template <typename Tin, typename Ty>
 void
-launch_scatter_qkv(cudaStream_t s, Tin *q, Tin *k, Tin *v, const float *qkv, const float *bias,
+launch_scatter_qkv(cudaStream_t s, Tin *q, Tin *k, Tin *v, const Ty *qkv, const float *bias,
 				   const int *slot_token, int B, int P, int H, int NH)
 {
-	scatter_qkv_kernel<Tin><<<B * P, 256, 0, s>>>(q, k, v, qkv, bias, slot_token, P, H, NH);
+	scatter_qkv_kernel<Tin, Ty><<<B * P, 256, 0, s>>>(q, k, v, qkv, bias, slot_token, P, H, NH);
 }
 
 template <typename Tin>
@@ -165,9 +165,13 @@ launch_gather_ctx(cudaStream_t s, Tin *ctx_packed, const Tin *ctx, const int *sl
 }
 
 #define INSTANTIATE(Tin) \
-	template void launch_scatter_qkv<Tin>(cudaStream_t, Tin *, Tin *, Tin *, const float *, const float *, \
-										  const int *, int, int, int, int); \
+	template void launch_scatter_qkv<Tin, float>(cudaStream_t, Tin *, Tin *, Tin *, const float *, const float *, \
+												 const int *, int, int, int, int); \
 	template void launch_masked_softmax<Tin>(cudaStream_t, Tin *, const float *, const int *, int, int, int); \
 	template void launch_gather_ctx<Tin>(cudaStream_t, Tin *, const Tin *, const int *, int, int, int, int);
 INSTANTIATE(float)
 INSTANTIATE(__nv_bfloat16)
+/* the bf16 forward pass keeps the QKV product in bf16 */
+template void launch_scatter_qkv<__nv_bfloat16, __nv_bfloat16>(cudaStream_t, __nv_bfloat16 *, __nv_bfloat16 *,
+															   __nv_bfloat16 *, const __nv_bfloat16 *,
+															   const float *, const int *, int, int, int, int);

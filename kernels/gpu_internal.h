@@ -47,19 +47,20 @@ grid_for(size_t n, unsigned int threads)
 
 /*
  * Kernel launchers (gpu_layers.cu). T is the packed token count; "in" buffers
- * of type Tin are the matrix products' inputs (float or __nv_bfloat16); x is
- * the float32 residual stream. All run on stream s and check nothing: the
+ * of type Tin are the matrix products' inputs (float or __nv_bfloat16), y
+ * buffers of type Ty their outputs (float, or bf16 in the bf16 forward pass);
+ * x is the float32 residual stream. All run on stream s and check nothing: the
  * caller checks cudaGetLastError after a layer.
  */
 template <typename Tin>
 void		launch_embed_ln(cudaStream_t s, float *x, Tin *xin, const int *ids, const int *types,
 							const int *pos, const float *word, const float *posemb, const float *typeemb,
 							const float *w, const float *b, int T, int H, float eps);
-template <typename Tin>
-void		launch_bias_residual_ln(cudaStream_t s, float *x, Tin *xin, const float *y, const float *bias,
+template <typename Tin, typename Ty>
+void		launch_bias_residual_ln(cudaStream_t s, float *x, Tin *xin, const Ty *y, const float *bias,
 									const float *w, const float *b, int T, int H, float eps);
-template <typename Tin>
-void		launch_bias_gelu(cudaStream_t s, Tin *out, const float *y, const float *bias, int T, int I,
+template <typename Tin, typename Ty>
+void		launch_bias_gelu(cudaStream_t s, Tin *out, const Ty *y, const float *bias, int T, int I,
 							 int gelu_tanh);
 template <typename Tout>
 void		launch_convert(cudaStream_t s, Tout *dst, const float *src, size_t n);
@@ -73,8 +74,8 @@ void		launch_bias_act(cudaStream_t s, float *y, const float *bias, int rows, int
  * ctx (B, NH, P, d) of Tin. slot_token[b * P + p] is the packed token of slot
  * p of bucket sequence b, or -1 past its end; lens[b] its length.
  */
-template <typename Tin>
-void		launch_scatter_qkv(cudaStream_t s, Tin *q, Tin *k, Tin *v, const float *qkv, const float *bias,
+template <typename Tin, typename Ty = float>
+void		launch_scatter_qkv(cudaStream_t s, Tin *q, Tin *k, Tin *v, const Ty *qkv, const float *bias,
 							   const int *slot_token, int B, int P, int H, int NH);
 template <typename Tin>
 void		launch_masked_softmax(cudaStream_t s, Tin *probs, const float *scores, const int *lens,

@@ -119,9 +119,9 @@ embed_ln_kernel(float *x, Tin *xin, const int *ids, const int *types, const int 
 }
 
 /* x = LayerNorm(y + bias + x): the sublayer's output projection joins the residual stream. */
-template <typename Tin>
+template <typename Tin, typename Ty>
 __global__ void
-bias_residual_ln_kernel(float *x, Tin *xin, const float *y, const float *bias,
+bias_residual_ln_kernel(float *x, Tin *xin, const Ty *y, const float *bias,
 						const float *w, const float *b, int T, int H, float eps)
 {
 	int			t = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
@@ -131,22 +131,22 @@ bias_residual_ln_kernel(float *x, Tin *xin, const float *y, const float *bias,
 		return;
 	{
 		float	   *xr = x + (size_t) t * H;
-		const float *yr = y + (size_t) t * H;
+		const Ty   *yr = y + (size_t) t * H;
 
 		/* each lane reads and writes only its own elements, so in place is safe */
 		layernorm_row(xr, xin + (size_t) t * H, w, b, H, eps, lane,
-					  [&](int i) { return yr[i] + bias[i] + xr[i]; });
+					  [&](int i) { return to_float(yr[i]) + bias[i] + xr[i]; });
 	}
 }
 
 /* out = GELU(y + bias) as the next product's input type. */
-template <typename Tin>
+template <typename Tin, typename Ty>
 __global__ void
-bias_gelu_kernel(Tin *out, const float *y, const float *bias, size_t n, int I, int gelu_tanh)
+bias_gelu_kernel(Tin *out, const Ty *y, const float *bias, size_t n, int I, int gelu_tanh)
 {
 	for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x)
 	{
-		float		v = y[i] + bias[i % I],
+		float		v = to_float(y[i]) + bias[i % I],
 					g;
 
 		if (gelu_tanh)
@@ -219,22 +219,22 @@ launch_embed_ln(cudaStream_t s, float *x, Tin *xin, const int *ids, const int *t
 		(x, xin, ids, types, pos, word, posemb, typeemb, w, b, T, H, eps);
 }
 
-template <typename Tin>
+template <typename Tin, typename Ty>
 void
-launch_bias_residual_ln(cudaStream_t s, float *x, Tin *xin, const float *y, const float *bias,
+launch_bias_residual_ln(cudaStream_t s, float *x, Tin *xin, const Ty *y, const float *bias,
 						const float *w, const float *b, int T, int H, float eps)
 {
-	bias_residual_ln_kernel<Tin><<<(T + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, 32 * ROWS_PER_BLOCK, 0, s>>>
+	bias_residual_ln_kernel<Tin, Ty><<<(T + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, 32 * ROWS_PER_BLOCK, 0, s>>>
 		(x, xin, y, bias, w, b, T, H, eps);
 }
 
-template <typename Tin>
+template <typename Tin, typename Ty>
 void
-launch_bias_gelu(cudaStream_t s, Tin *out, const float *y, const float *bias, int T, int I, int gelu_tanh)
+launch_bias_gelu(cudaStream_t s, Tin *out, const Ty *y, const float *bias, int T, int I, int gelu_tanh)
 {
 	size_t		n = (size_t) T * I;
 
-	bias_gelu_kernel<Tin><<<grid_for(n, 256), 256, 0, s>>>(out, y, bias, n, I, gelu_tanh);
+	bias_gelu_kernel<Tin, Ty><<<grid_for(n, 256), 256, 0, s>>>(out, y, bias, n, I, gelu_tanh);
 }
 
 template <typename Tout>
@@ -267,9 +267,9 @@ launch_bias_act(cudaStream_t s, float *y, const float *bias, int rows, int cols,
 	template void launch_embed_ln<Tin>(cudaStream_t, float *, Tin *, const int *, const int *, const int *, \
 									   const float *, const float *, const float *, const float *, \
 									   const float *, int, int, float); \
-	template void launch_bias_residual_ln<Tin>(cudaStream_t, float *, Tin *, const float *, const float *, \
-											   const float *, const float *, int, int, float); \
-	template void launch_bias_gelu<Tin>(cudaStream_t, Tin *, const float *, const float *, int, int, int); \
+	template void launch_bias_residual_ln<Tin, Tin>(cudaStream_t, float *, Tin *, const Tin *, const float *, \
+													const float *, const float *, int, int, float); \
+	template void launch_bias_gelu<Tin, Tin>(cudaStream_t, Tin *, const Tin *, const float *, int, int, int); \
 	template void launch_convert<Tin>(cudaStream_t, Tin *, const float *, size_t);
 INSTANTIATE(float)
 INSTANTIATE(__nv_bfloat16)

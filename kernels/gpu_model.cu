@@ -8,6 +8,9 @@
  * QKV product; per length bucket scatter, scores product, masked softmax,
  * context product, gather; output product; bias + residual + LayerNorm;
  * FFN-in product; bias + GELU; FFN-out product; bias + residual + LayerNorm.
+ * In the bf16 pass the products read and write bf16 (fp32 accumulation, one
+ * rounding of each output), which halves the bytes the row kernels move; the
+ * residual stream, LayerNorm and softmax statistics stay float32.
  * The heads run in float32 whatever the precision (they are tiny), and one
  * device-to-host copy returns the result into pinned memory. Everything is
  * issued on the context's stream, so that the whole sequence can be captured
@@ -364,10 +367,10 @@ make_plan(const PgbertGpuModel *m, int n_seq, const int *offsets, int want, Plan
 #define TAKE(field, bytes) do { pl->field = o; o += align256(bytes); } while (0)
 	TAKE(x, pl->T * H * sizeof(float));
 	TAKE(xin, pl->T * H * sz);
-	TAKE(qkv, pl->T * 3 * H * sizeof(float));
+	TAKE(qkv, pl->T * 3 * H * sz);	/* the products' outputs: bf16 in the bf16 pass */
 	TAKE(ctxin, pl->T * H * sz);
-	TAKE(y, pl->T * H * sizeof(float));
-	TAKE(ffn, pl->T * I * sizeof(float));
+	TAKE(y, pl->T * H * sz);
+	TAKE(ffn, pl->T * I * sz);
 	TAKE(ffnin, pl->T * I * sz);
 	TAKE(q, max_qkv);
 	TAKE(k, max_qkv);
@@ -490,15 +493,16 @@ reserve(PgbertGpuModel *m, const Plan *pl, char *errbuf, size_t errlen)
 
 /* ---- the pass ---- */
 
-/* y (rows, O) float = x (rows, K) @ w (O, K)^T, both of the precision's input type (or float when f32). */
+/* y (rows, O) = x (rows, K) @ w (O, K)^T, all three of type t (the precision's input type, or float). */
 static cublasStatus_t
-dense(cublasHandle_t h, cudaDataType_t t, float *y, const void *x, const void *w, int rows, int O, int K)
+dense(cublasHandle_t h, cudaDataType_t t, void *y, const void *x, const void *w, int rows, int O, int K)
 {
 	const float one = 1.0f,
 				zero = 0.0f;
 
+	/* fp32 accumulation; the output is rounded once to the input type (bf16 or float) */
 	return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, O, rows, K, &one, w, t, K, x, t, K, &zero,
-						y, CUDA_R_32F, O, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+						y, t, O, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
 /* Issues the whole forward pass of a plan on the stream (eagerly, or into a capture). */
@@ -518,10 +522,10 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 				NH = d->heads,
 				dh = H / NH;
 	float	   *x = (float *) (ws + pl->x),
-			   *qkv = (float *) (ws + pl->qkv),
-			   *y = (float *) (ws + pl->y),
-			   *ffn = (float *) (ws + pl->ffn),
 			   *scores = (float *) (ws + pl->scores);
+	Tin		   *qkv = (Tin *) (ws + pl->qkv),
+			   *y = (Tin *) (ws + pl->y),
+			   *ffn = (Tin *) (ws + pl->ffn);
 	Tin		   *xin = (Tin *) (ws + pl->xin),
 			   *ctxin = (Tin *) (ws + pl->ctxin),
 			   *ffnin = (Tin *) (ws + pl->ffnin),
@@ -561,7 +565,7 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 			int			P = bk->P,
 						nb = bk->B * NH;
 
-			launch_scatter_qkv<Tin>(s, q, k, v, qkv, fp + d->qkv_b + (size_t) l * 3 * H, ints + bk->slots,
+			launch_scatter_qkv<Tin, Tin>(s, q, k, v, qkv, fp + d->qkv_b + (size_t) l * 3 * H, ints + bk->slots,
 									bk->B, P, H, NH);
 			/* scores^T (col-major P x P) = K (P x d) . Q^T, per (sequence, head) */
 			BLAS(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, P, P, dh, &scale,
@@ -577,13 +581,13 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 			launch_gather_ctx<Tin>(s, ctxin, ctxp, ints + bk->slots, bk->B, P, H, NH);
 		}
 		BLAS(dense(h, tin, y, ctxin, wp + d->attn_out_w + (size_t) l * HH, T, H, H));
-		launch_bias_residual_ln<Tin>(s, x, xin, y, fp + d->attn_out_b + (size_t) l * H,
+		launch_bias_residual_ln<Tin, Tin>(s, x, xin, y, fp + d->attn_out_b + (size_t) l * H,
 									 fp + d->attn_ln_w + (size_t) l * H, fp + d->attn_ln_b + (size_t) l * H,
 									 T, H, d->layer_norm_eps);
 		BLAS(dense(h, tin, ffn, xin, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H));
-		launch_bias_gelu<Tin>(s, ffnin, ffn, fp + d->ffn_in_b + (size_t) l * I, T, I, d->gelu_tanh);
+		launch_bias_gelu<Tin, Tin>(s, ffnin, ffn, fp + d->ffn_in_b + (size_t) l * I, T, I, d->gelu_tanh);
 		BLAS(dense(h, tin, y, ffnin, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I));
-		launch_bias_residual_ln<Tin>(s, x, xin, y, fp + d->ffn_out_b + (size_t) l * H,
+		launch_bias_residual_ln<Tin, Tin>(s, x, xin, y, fp + d->ffn_out_b + (size_t) l * H,
 									 fp + d->ffn_ln_w + (size_t) l * H, fp + d->ffn_ln_b + (size_t) l * H,
 									 T, H, d->layer_norm_eps);
 	}
