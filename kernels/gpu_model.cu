@@ -21,6 +21,7 @@
  *
  * No PostgreSQL header may be included here.
  */
+#include "gpu_flash.h"
 #include "gpu_internal.h"
 #include "gpu_model_internal.h"
 
@@ -76,6 +77,7 @@ typedef struct Plan
 				head_out,
 				ints,
 				total;
+	int			max_len;		/* the longest sequence */
 } Plan;
 
 static size_t
@@ -151,6 +153,55 @@ check_desc(const PgbertGpuModelDesc *d, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/*
+ * Whether the bf16 pass uses the fused attention kernel for this shape. On by
+ * default where gpu_flash.cu supports the shape, but only once the kernel has
+ * passed its self-test on this device in this process (against a plain fp32
+ * reference, through a captured graph too): a kernel that disagrees is logged
+ * and the cuBLAS buckets are used. PGBERT_GPU_ATTENTION=buckets or =fused
+ * forces the choice (tests and benchmarks compare both); fused still needs
+ * the shape supported.
+ */
+static int
+fused_attention_wanted(int H, int NH, int max_position)
+{
+	static struct
+	{
+		int			H,
+					NH,
+					passed;
+	}			tested[16];		/* per process and shape */
+	static int	n_tested = 0;
+	static const int lengths[] = {1, 7, 64, 65, 128, 129, 300, 512};
+	const char *force = getenv("PGBERT_GPU_ATTENTION");
+	int			n = 0,
+				rc;
+	double		err = INFINITY;
+	char		why[256] = "";
+
+	if (!flash_attention_supported(H, NH, max_position) || (force && strcmp(force, "buckets") == 0))
+		return 0;
+	if (force && strcmp(force, "fused") == 0)
+		return flash_attention_prepare() == cudaSuccess;
+	for (int i = 0; i < n_tested; i++)
+		if (tested[i].H == H && tested[i].NH == NH)
+			return tested[i].passed;
+	while (n < (int) (sizeof(lengths) / sizeof(lengths[0])) && lengths[n] <= max_position)
+		n++;
+	rc = flash_attention_prepare() == cudaSuccess ?
+		pgbert_gpu_flash_selftest(n, lengths, H, NH, 42, &err, why, sizeof(why)) : -1;
+	(void) cudaGetLastError();
+	if (n_tested == 16)
+		n_tested = 0;
+	tested[n_tested].H = H;
+	tested[n_tested].NH = NH;
+	tested[n_tested].passed = rc == 0 && err <= 2e-2;
+	if (!tested[n_tested].passed)
+		fprintf(stderr, "pgbert gpu: the fused attention kernel failed its self-test for hidden %d, %d heads "
+				"(%s%serror %.3g): using cuBLAS on length buckets\n", H, NH, why, why[0] ? ", " : "", err);
+	return tested[n_tested++].passed;
+}
+
 extern "C" PgbertGpuModel *
 pgbert_gpu_model_upload(PgbertGpuContext *ctx, const PgbertGpuModelDesc *desc, const float *params,
 						PgbertGpuPrecision precision, char *errbuf, size_t errlen)
@@ -216,6 +267,8 @@ pgbert_gpu_model_upload(PgbertGpuContext *ctx, const PgbertGpuModelDesc *desc, c
 		set_cuda_error(errbuf, errlen, "uploading the weights", err);
 		goto fail;
 	}
+	m->fused_attention = precision == PGBERT_GPU_BF16 && fused_attention_wanted(desc->hidden, desc->heads,
+																			   desc->max_position);
 	return m;
 
 fail:
@@ -297,6 +350,8 @@ attention_bytes_per_seq(const PgbertGpuModel *m, int P)
 static int
 make_plan(const PgbertGpuModel *m, int n_seq, const int *offsets, int want, Plan *pl, int *order)
 {
+	/* the fused kernel reads the packed rows directly: no buckets, no padded scratch */
+	int			bucketed = !m->fused_attention;
 	const PgbertGpuModelDesc *d = &m->d;
 	size_t		H = d->hidden,
 				I = d->intermediate,
@@ -318,6 +373,7 @@ make_plan(const PgbertGpuModel *m, int n_seq, const int *offsets, int want, Plan
 	for (int s = 0; s < n_seq; s++)
 		order[s] = s;
 	qsort_r(order, n_seq, sizeof(int), compare_len_desc, (void *) offsets);
+	pl->max_len = offsets[order[0] + 1] - offsets[order[0]];
 
 	o = 0;
 	pl->i_ids = o;
@@ -330,7 +386,7 @@ make_plan(const PgbertGpuModel *m, int n_seq, const int *offsets, int want, Plan
 	o += n_seq;
 	pl->i_offsets = o;
 	o += n_seq + 1;
-	for (int s = 0; s < n_seq;)
+	for (int s = 0; s < n_seq && bucketed;)
 	{
 		int			len = offsets[order[s] + 1] - offsets[order[s]];
 		int			P = (len + 7) & ~7;
@@ -559,6 +615,19 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 		size_t		HH = (size_t) H * H;
 
 		BLAS(dense(h, tin, qkv, xin, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H));
+		if constexpr (sizeof(Tin) == sizeof(__nv_bfloat16))
+		{
+			if (m->fused_attention)
+			{
+				err = launch_flash_attention(s, ctxin, qkv, fp + d->qkv_b + (size_t) l * 3 * H, ints + pl->i_offsets,
+											 pl->n_seq, pl->max_len, H, NH, scale);
+				if (err != cudaSuccess)
+				{
+					set_cuda_error(errbuf, errlen, "launching the fused attention", err);
+					return -1;
+				}
+			}
+		}
 		for (int bi = 0; bi < pl->n_buckets; bi++)
 		{
 			const Bucket *bk = &pl->buckets[bi];

@@ -46,6 +46,7 @@ struct PgbertGpuModel
 	size_t		h_out_cap;		/* floats */
 	unsigned	generation;		/* bumped when ws, h_ints or h_out move */
 
+	int			fused_attention;	/* bf16 pass: gpu_flash.cu's kernel instead of the buckets */
 	int			use_graphs;
 	Graph		graphs[MAX_GRAPHS];
 	int			n_graphs;

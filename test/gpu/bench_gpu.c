@@ -12,6 +12,9 @@
  *   - "mixed512": 512 rows of lengths 1 + round(127 u^1.5), u = (i + 0.5) /
  *     512 (mean 51.8, max 128), packed (bench_hf.py pads them to 128);
  *   - batch 1 at 128 tokens with CUDA graphs off (the launch cost they save);
+ *   - in bf16, batch 1, 32, 512 and mixed512 again with the attention forced
+ *     onto cuBLAS length buckets ("impl": "pgbert buckets"; the default is the
+ *     fused kernel where its self-test passed);
  *   - "train_b32_s128": fine-tuning steps (accumulate + AdamW step) of 32
  *     sequences of 128 tokens, dropout from the config, in the precision
  *     (TFLOP/s counts 3x the forward pass).
@@ -36,6 +39,9 @@ static const char *const minilm_config =
 	"{\"hidden_size\": 384, \"num_hidden_layers\": 6, \"num_attention_heads\": 12, "
 	"\"intermediate_size\": 1536, \"vocab_size\": 30522, \"max_position_embeddings\": 512, "
 	"\"type_vocab_size\": 2, \"hidden_act\": \"gelu\", \"layer_norm_eps\": 1e-12, \"pad_token_id\": 0}";
+
+/* The "impl" of the JSON lines: "pgbert", or "pgbert buckets" with the attention forced to cuBLAS buckets. */
+static const char *impl = "pgbert";
 
 static double
 flops(const BtBertConfig *c, const int32_t *offsets, int n_seq)
@@ -78,7 +84,7 @@ run_shape(BtGpu *g, PgbertGpuModel *gm, const BtBertModel *m, const char *model,
 	for (int i = 0; i < 3; i++)
 		if (bt_gpu_forward(g, gm, &b, PGBERT_GPU_WANT_LOGITS, out, err, sizeof err) != 0)
 		{
-			printf("{\"impl\": \"pgbert\", \"model\": \"%s\", \"shape\": \"%s\", \"error\": \"%s\"}\n", model,
+			printf("{\"impl\": \"%s\", \"model\": \"%s\", \"shape\": \"%s\", \"error\": \"%s\"}\n", impl, model,
 				   label, err);
 			free(out);
 			free(times);
@@ -94,10 +100,10 @@ run_shape(BtGpu *g, PgbertGpuModel *gm, const BtBertModel *m, const char *model,
 	}
 	qsort(times, runs, sizeof(double), cmp_double);
 	med = times[runs / 2];
-	printf("{\"impl\": \"pgbert\", \"model\": \"%s\", \"precision\": \"%s\", \"shape\": \"%s\", \"batch\": %d, "
+	printf("{\"impl\": \"%s\", \"model\": \"%s\", \"precision\": \"%s\", \"shape\": \"%s\", \"batch\": %d, "
 		   "\"tokens\": %d, \"runs\": %d, \"ms\": %.4f, \"p90_ms\": %.4f, \"seq_per_s\": %.1f, "
 		   "\"tflop_per_s\": %.1f}\n",
-		   model, precision, label, n_seq, offsets[n_seq], runs, med * 1e3, times[runs * 9 / 10] * 1e3,
+		   impl, model, precision, label, n_seq, offsets[n_seq], runs, med * 1e3, times[runs * 9 / 10] * 1e3,
 		   n_seq / med, flops(&m->cfg, offsets, n_seq) / med / 1e12);
 	fflush(stdout);
 	free(out);
@@ -233,8 +239,33 @@ main(int argc, char **argv)
 	offsets[0] = 0;
 	offsets[1] = 128;
 	run_shape(g, gm, m, model, precision, "b1_s128_nographs", 1, offsets, ids, seconds);
-
 	bt_gpu_free_model(g, gm);
+
+	/* the same pass with attention on cuBLAS length buckets (the bf16 default is the fused kernel) */
+	if (strcmp(precision, "bf16") == 0)
+	{
+		setenv("PGBERT_GPU_ATTENTION", "buckets", 1);
+		gm = bt_gpu_upload(g, m, err, sizeof err);
+		unsetenv("PGBERT_GPU_ATTENTION");
+		impl = "pgbert buckets";
+		for (int bi = 0; gm != NULL && bi < 3; bi++)
+		{
+			int			B = bi == 0 ? 1 : bi == 1 ? 32 : 512;
+
+			for (int s = 0; s <= B; s++)
+				offsets[s] = s * 128;
+			snprintf(label, sizeof label, "b%d_s128", B);
+			run_shape(g, gm, m, model, precision, label, B, offsets, ids, seconds);
+		}
+		offsets[0] = 0;
+		for (int i = 0; gm != NULL && i < 512; i++)
+			offsets[i + 1] = offsets[i] + 1 + (int) lround(127.0 * pow((i + 0.5) / 512.0, 1.5));
+		if (gm != NULL)
+			run_shape(g, gm, m, model, precision, "mixed512", 512, offsets, ids, seconds);
+		bt_gpu_free_model(g, gm);
+		impl = "pgbert";
+	}
+
 	run_training(g, m, model, precision, ids, seconds);
 	bt_model_free(m);
 	bt_gpu_close(g);

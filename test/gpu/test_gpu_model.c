@@ -12,12 +12,16 @@
  *     run's result, and so does running with graphs off;
  *   - bad ids are refused, a batch past pgbert.gpu_memory's bound fails
  *     alone ("out of gpu memory") and the next batch runs;
+ *   - the fused attention kernel's self-test (gpu_flash.cu) against a plain
+ *     fp32 reference, through a graph replay too, on both head sizes;
  *   - with MiniLM: fp32 mean embeddings within 1e-4 of the CPU engine at 128
  *     and 512 tokens, and bf16 logits (MiniLM plus a seeded 2-class head)
- *     within 2e-2 of fp32 with >= 99.9% argmax agreement on every mail.
+ *     within 2e-2 of fp32 with >= 99.9% argmax agreement on every mail, with
+ *     the default attention and each one forced (PGBERT_GPU_ATTENTION).
  * Without a device it prints why and "no device, skipped", and exits 0.
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <math.h>
 
 #include "gpu_backend.h"
@@ -248,6 +252,40 @@ check_memory_limit(const char *library, const char *dir)
 	bt_gpu_close(g);
 }
 
+/* gpu_flash.cu's own device self-test (exported for this program): the fused kernel against a plain reference. */
+static void
+check_flash(const char *library)
+{
+	int			(*selftest) (int, const int *, int, int, unsigned, double *, char *, size_t);
+	void	   *h = library ? dlopen(library, RTLD_NOW | RTLD_LOCAL) : NULL;
+	static const int fixed[] = {1, 7, 64, 65, 128, 129, 300, 512};
+	static const int mixed[] = {0, 3, 1, 0, 130, 64, 63, 2, 200, 17, 512, 1};
+	int			many[256];
+	static const int shapes[][2] = {{384, 12}, {768, 12}};
+
+	if (h == NULL || (*(void **) (&selftest) = dlsym(h, "pgbert_gpu_flash_selftest")) == NULL)
+	{
+		check(0, "fused attention self-test: cannot find it in %s", library ? library : "(no library)");
+		return;
+	}
+	for (int i = 0; i < 256; i++)
+		many[i] = 1 + rand_below(128);
+	for (int sh = 0; sh < 2; sh++)
+		for (int c = 0; c < 3; c++)
+		{
+			const int  *lens = c == 0 ? fixed : c == 1 ? mixed : many;
+			int			n = c == 0 ? 8 : c == 1 ? 12 : 256;
+			double		e = INFINITY;
+			char		err[512] = "";
+			int			rc = selftest(n, lens, shapes[sh][0], shapes[sh][1], 7 + c, &e, err, sizeof err);
+
+			check(rc == 0 && e <= 2e-2, "fused attention, hidden %d, %d heads, %s: max error %.3g vs fp32 (<= 2e-2)%s%s",
+				  shapes[sh][0], shapes[sh][1], c == 0 ? "lengths 1..512" : c == 1 ? "mixed lengths with empty ones" :
+				  "256 sequences of 1..128", e, err[0] ? ": " : "", err);
+		}
+	dlclose(h);
+}
+
 /* MiniLM: fp32 against the CPU engine; bf16 against fp32 on every mail. */
 static void
 check_minilm(const char *library, const char *dir, const char *vocab, const char *mails)
@@ -262,9 +300,7 @@ check_minilm(const char *library, const char *dir, const char *vocab, const char
 	Packed		p128 = tokenize_lines(mails, vocab, 128, -1),
 				p512 = tokenize_lines(mails, vocab, 512, 16);
 	int32_t    *offs = malloc(sizeof(int32_t) * (p128.n_seq + 1));
-	int			agree = 0,
-				C;
-	double		worst = 0.0;
+	int			C;
 
 	/* a seeded 2-class head on the real encoder: the classifier the bf16 check compares */
 	if (g32 == NULL || g16 == NULL || bt_model_reset_head(&m, 2, 42, err, sizeof err) != 0)
@@ -303,33 +339,57 @@ check_minilm(const char *library, const char *dir, const char *vocab, const char
 		free(got);
 	}
 
-	/* bf16 against fp32 logits on every mail, in batches of 256 */
-	for (int first = 0; first < p128.n_seq; first += 256)
+	/* bf16 against fp32 logits on every mail, in batches of 256: default, then each attention forced */
+	for (int variant = 0; variant < 3; variant++)
 	{
-		int			n = p128.n_seq - first < 256 ? p128.n_seq - first : 256;
-		BtBatch		b = packed_slice(&p128, first, n, offs);
-		float		ref[256 * 2],
-					got[256 * 2];
+		static const char *const names[] = {"default attention", "cuBLAS buckets", "fused kernel"};
+		PgbertGpuModel *mv = m16;
+		int			agree = 0;
+		double		worst = 0.0;
 
-		if (bt_gpu_forward(g32, m32, &b, PGBERT_GPU_WANT_LOGITS, ref, err, sizeof err) != 0 ||
-			bt_gpu_forward(g16, m16, &b, PGBERT_GPU_WANT_LOGITS, got, err, sizeof err) != 0)
+		if (variant > 0)
 		{
-			check(0, "minilm bf16 batch at mail %d: %s", first, err);
-			return;
+			setenv("PGBERT_GPU_ATTENTION", variant == 1 ? "buckets" : "fused", 1);
+			mv = bt_gpu_upload(g16, m, err, sizeof err);
+			unsetenv("PGBERT_GPU_ATTENTION");
+			if (mv == NULL)
+			{
+				check(0, "minilm bf16 upload with %s: %s", names[variant], err);
+				continue;
+			}
 		}
-		for (int s = 0; s < n; s++)
+		for (int first = 0; first < p128.n_seq; first += 256)
 		{
-			int			a32 = ref[s * C + 1] > ref[s * C],
-						a16 = got[s * C + 1] > got[s * C];
+			int			n = p128.n_seq - first < 256 ? p128.n_seq - first : 256;
+			BtBatch		b = packed_slice(&p128, first, n, offs);
+			float		ref[256 * 2],
+						got[256 * 2];
 
-			agree += a32 == a16;
+			if (bt_gpu_forward(g32, m32, &b, PGBERT_GPU_WANT_LOGITS, ref, err, sizeof err) != 0 ||
+				bt_gpu_forward(g16, mv, &b, PGBERT_GPU_WANT_LOGITS, got, err, sizeof err) != 0)
+			{
+				check(0, "minilm bf16 (%s) batch at mail %d: %s", names[variant], first, err);
+				worst = INFINITY;
+				break;
+			}
+			for (int s = 0; s < n; s++)
+			{
+				int			a32 = ref[s * C + 1] > ref[s * C],
+							a16 = got[s * C + 1] > got[s * C];
+
+				agree += a32 == a16;
+			}
+			if (max_abs_diff(ref, got, (size_t) n * C) > worst)
+				worst = max_abs_diff(ref, got, (size_t) n * C);
 		}
-		if (max_abs_diff(ref, got, (size_t) n * C) > worst)
-			worst = max_abs_diff(ref, got, (size_t) n * C);
+		check(worst <= 2e-2, "minilm bf16 (%s) logits within 2e-2 of fp32 on %d mails: %.3g", names[variant],
+			  p128.n_seq, worst);
+		check(agree * 1000 >= p128.n_seq * 999,
+			  "minilm bf16 (%s) argmax agrees with fp32 on %d of %d mails (>= 99.9%%)", names[variant], agree,
+			  p128.n_seq);
+		if (variant > 0)
+			bt_gpu_free_model(g16, mv);
 	}
-	check(worst <= 2e-2, "minilm bf16 logits within 2e-2 of fp32 on %d mails: %.3g", p128.n_seq, worst);
-	check(agree * 1000 >= p128.n_seq * 999, "minilm bf16 argmax agrees with fp32 on %d of %d mails (>= 99.9%%)",
-		  agree, p128.n_seq);
 	free(offs);
 	packed_free(&p128);
 	packed_free(&p512);
@@ -397,6 +457,7 @@ main(int argc, char **argv)
 		check_memory_limit(library, sample);
 	}
 	bt_gpu_close(g);
+	check_flash(library);
 	if (argc == 5)
 		check_minilm(library, argv[2], argv[3], argv[4]);
 	printf("%d passed, %d failed\n", passed, failed);
