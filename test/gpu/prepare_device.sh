@@ -35,13 +35,6 @@ cp $progs pgbert_gpu.so .device/gpu/bin/
 "$PY" test/gpu/to_fp16.py .models/all-minilm-l6-v2 .device/gpu/minilm-f16
 
 make -s USE_CUDA=1 install DESTDIR="$PWD/.device/pg/stage" >/dev/null
-# Debian reaches OpenBLAS through an alternatives symlink that dpkg -x does not make: put the
-# library where pg-on-device.sh's LD_LIBRARY_PATH looks (the engine dlopens libopenblas.so.0)
-tmp=$(mktemp -d)
-dpkg -x .device/pg/debs/libopenblas0-pthread_*.deb "$tmp"
-mkdir -p .device/pg/stage/usr/lib/x86_64-linux-gnu
-cp "$tmp"/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0 .device/pg/stage/usr/lib/x86_64-linux-gnu/
-rm -rf "$tmp"
 cp ../shared/device/pg-on-device.sh .device/pg/
 
 du -sh .device/gpu .device/pg

@@ -70,6 +70,11 @@ shutil.copy("data/pgbert_vocab_uncased.txt", "/tmp/pgwork/minilm-rand/vocab.txt"
 PY
   cp test/gpu/pg_device.sh $W/
   chmod -R a+rwX $W
+  # unpack the packages as pg-on-device.sh would, plus OpenBLAS where its library path looks
+  # (Debian reaches it through an alternatives symlink that dpkg -x does not make)
+  mkdir -p /tmp/pg
+  for f in .device/pg/debs/*.deb; do dpkg -x "$f" /tmp/pg; done
+  cp /tmp/pg/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0 /tmp/pg/usr/lib/x86_64-linux-gnu/
   bash .device/pg/pg-on-device.sh $W/pg_device.sh || status=1
   cp $W/*.txt "$OUT/" 2>/dev/null
 else
