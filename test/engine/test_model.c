@@ -23,6 +23,7 @@
 #include "blas.h"
 #include "config.h"
 #include "model.h"
+#include "ops.h"
 #include "safetensors.h"
 #include "simd.h"
 #include "testing.h"
@@ -463,6 +464,78 @@ test_simd_math(void)
 	free(want);
 }
 
+/*
+ * bt_attention_forward (sgemm products, the AVX2 softmax where the CPU has
+ * it) against attention in double, for head sizes 8, 16 and 64 and sequence
+ * lengths that are not multiples of the vector width.
+ */
+static void
+test_attention(void)
+{
+	static const int32_t offsets[] = {0, 1, 8, 41, 171};
+	static const int	heads[][2] = {{32, 4}, {48, 3}, {128, 2}};	/* H, NH */
+	BtBatch		b = {4, offsets, NULL, NULL};
+	int			T = offsets[4];
+	char		err[256];
+
+	if (bt_sgemm == NULL && bt_blas_load(NULL, 0, err, sizeof err) != 0)
+	{
+		check(0, "attention: %s", err);
+		return;
+	}
+	for (size_t hi = 0; hi < sizeof heads / sizeof heads[0]; hi++)
+	{
+		int			H = heads[hi][0],
+					NH = heads[hi][1],
+					d = H / NH;
+		float	   *qkv = malloc((size_t) T * 3 * H * sizeof(float)),
+				   *ctx = malloc((size_t) T * H * sizeof(float)),
+				   *probs = malloc(130 * 130 * sizeof(float));
+		double		worst = 0.0,
+				   *w = malloc(130 * sizeof(double));
+		uint64_t	r = 12345;
+
+		for (size_t i = 0; i < (size_t) T * 3 * H; i++)
+		{
+			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+			qkv[i] = (float) ((double) (r >> 40) / (1 << 24) * 4.0 - 2.0);
+		}
+		bt_attention_forward(ctx, probs, false, NULL, NULL, qkv, &b, H, NH);
+		for (int s = 0; s < 4; s++)
+			for (int h = 0; h < NH; h++)
+				for (int i = offsets[s]; i < offsets[s + 1]; i++)
+				{
+					double		max = -INFINITY,
+								sum = 0.0;
+
+					for (int j = offsets[s]; j < offsets[s + 1]; j++)
+					{
+						double		dot = 0.0;
+
+						for (int c = 0; c < d; c++)
+							dot += (double) qkv[(size_t) i * 3 * H + h * d + c] * qkv[(size_t) j * 3 * H + H + h * d + c];
+						w[j - offsets[s]] = dot / sqrt((double) d);
+						max = w[j - offsets[s]] > max ? w[j - offsets[s]] : max;
+					}
+					for (int j = 0; j < offsets[s + 1] - offsets[s]; j++)
+						sum += (w[j] = exp(w[j] - max));
+					for (int c = 0; c < d; c++)
+					{
+						double		want = 0.0;
+
+						for (int j = offsets[s]; j < offsets[s + 1]; j++)
+							want += w[j - offsets[s]] / sum * qkv[(size_t) j * 3 * H + 2 * H + h * d + c];
+						worst = fmax(worst, fabs(want - ctx[(size_t) i * H + h * d + c]));
+					}
+				}
+		check(worst <= 1e-5, "attention, head size %d, lengths 1, 7, 33, 130: max |diff| %.2e against double", d, worst);
+		free(qkv);
+		free(ctx);
+		free(probs);
+		free(w);
+	}
+}
+
 static void
 test_minilm(const char *dir, const char *ref_path)
 {
@@ -665,6 +738,7 @@ main(int argc, char **argv)
 	if (argc == 4)
 		test_minilm(argv[2], argv[3]);
 	test_simd_math();
+	test_attention();
 	test_config();
 	test_parity(argv[1], "tiny_cls");
 	test_parity(argv[1], "tiny_tanh_f16");
