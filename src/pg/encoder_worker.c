@@ -390,6 +390,23 @@ engine_lost(const char *during, char *msg, size_t len)
 	return ShutdownRequestPending ? -2 : -1;
 }
 
+/*
+ * The engine ends itself after a BT_ERR_DEVICE reply (its CUDA context is
+ * unusable; see serve.c's gpu_status): reap it now, so that the next request
+ * starts a fresh engine rather than failing on the closed socket.
+ */
+static void
+reap_after_device_failure(int status)
+{
+	char		why[200];
+
+	if (status != BT_ERR_DEVICE || engine_fd < 0)
+		return;
+	engine_gone(why, sizeof(why));
+	ereport(LOG, (errmsg("pgbert encoder: the engine process %s after a device failure; starting a fresh one",
+						 why)));
+}
+
 /* ---- models in the engine ---- */
 
 static int
@@ -523,6 +540,7 @@ run_load(WorkerSlot *slot)
 	{
 		finish_slot(slot, h.status, payload);
 		pfree(payload);
+		reap_after_device_failure(h.status);
 		return;
 	}
 	SpinLockAcquire(&ws->mutex);
@@ -650,6 +668,7 @@ run_pass(WorkerSlot *slot)
 	SpinLockRelease(&pgbert_worker_shared->mutex);
 	finish_slot(slot, h.status, h.status == BT_SERVE_OK ? NULL : payload);
 	pfree(payload);
+	reap_after_device_failure(h.status);
 }
 
 /* Bucket of a latency in microseconds: floor(log2), capped. */
@@ -798,6 +817,7 @@ run_forward(WorkerSlot **batch, int n)
 	pfree(offsets);
 	pfree(ids);
 	pfree(segs);
+	reap_after_device_failure(h.status);
 }
 
 /*
