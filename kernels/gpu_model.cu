@@ -169,8 +169,9 @@ fused_attention_wanted(int H, int NH, int max_position)
 	{
 		int			H,
 					NH,
+					n,
 					passed;
-	}			tested[16];		/* per process and shape */
+	}			tested[16];		/* per process, shape and lengths tested */
 	static int	n_tested = 0;
 	static const int lengths[] = {1, 7, 64, 65, 128, 129, 300, 512};
 	const char *force = getenv("PGBERT_GPU_ATTENTION");
@@ -183,11 +184,12 @@ fused_attention_wanted(int H, int NH, int max_position)
 		return 0;
 	if (force && strcmp(force, "fused") == 0)
 		return flash_attention_prepare() == cudaSuccess;
-	for (int i = 0; i < n_tested; i++)
-		if (tested[i].H == H && tested[i].NH == NH)
-			return tested[i].passed;
 	while (n < (int) (sizeof(lengths) / sizeof(lengths[0])) && lengths[n] <= max_position)
 		n++;
+	/* a pass at a shorter max_position tested fewer lengths: it does not vouch for longer ones */
+	for (int i = 0; i < n_tested; i++)
+		if (tested[i].H == H && tested[i].NH == NH && tested[i].n == n)
+			return tested[i].passed;
 	rc = flash_attention_prepare() == cudaSuccess ?
 		pgbert_gpu_flash_selftest(n, lengths, H, NH, 42, &err, why, sizeof(why)) : -1;
 	(void) cudaGetLastError();
@@ -195,6 +197,7 @@ fused_attention_wanted(int H, int NH, int max_position)
 		n_tested = 0;
 	tested[n_tested].H = H;
 	tested[n_tested].NH = NH;
+	tested[n_tested].n = n;
 	tested[n_tested].passed = rc == 0 && err <= 2e-2;
 	if (!tested[n_tested].passed)
 		fprintf(stderr, "pgbert gpu: the fused attention kernel failed its self-test for hidden %d, %d heads "
@@ -269,6 +272,18 @@ pgbert_gpu_model_upload(PgbertGpuContext *ctx, const PgbertGpuModelDesc *desc, c
 	}
 	m->fused_attention = precision == PGBERT_GPU_BF16 && fused_attention_wanted(desc->hidden, desc->heads,
 																			   desc->max_position);
+	/*
+	 * A self-test that faulted leaves the context unusable (a sticky error,
+	 * which cudaGetLastError does not clear): fail here, as a device error,
+	 * rather than later as a misleading "out of gpu memory" from cudaMalloc.
+	 */
+	err = cudaStreamSynchronize(ctx->stream);
+	if (err != cudaSuccess)
+	{
+		set_cuda_error(errbuf, errlen, "the device after the fused attention self-test "
+					   "(PGBERT_GPU_ATTENTION=buckets skips it)", err);
+		goto fail;
+	}
 	return m;
 
 fail:
