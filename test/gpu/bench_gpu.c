@@ -248,6 +248,8 @@ main(int argc, char **argv)
 		gm = bt_gpu_upload(g, m, err, sizeof err);
 		unsetenv("PGBERT_GPU_ATTENTION");
 		impl = "pgbert buckets";
+		if (gm == NULL)
+			printf("{\"impl\": \"%s\", \"model\": \"%s\", \"error\": \"%s\"}\n", impl, model, err);
 		for (int bi = 0; gm != NULL && bi < 3; bi++)
 		{
 			int			B = bi == 0 ? 1 : bi == 1 ? 32 : 512;
