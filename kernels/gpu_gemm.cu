@@ -47,7 +47,9 @@ gpu_alloc(PgbertGpuContext *ctx, void **ptr, size_t bytes, const char *what,
 	if (err != cudaSuccess)
 	{
 		*ptr = NULL;
-		set_error(errbuf, errlen, "out of gpu memory: cudaMalloc of %.1f MiB for %s failed: %s",
+		/* only exhausted memory is the request's error; anything else is a device failure */
+		set_error(errbuf, errlen, "%s: cudaMalloc of %.1f MiB for %s failed: %s",
+				  err == cudaErrorMemoryAllocation ? "out of gpu memory" : "cuda error",
 				  bytes / 1048576.0, what, cudaGetErrorString(err));
 		(void) cudaGetLastError();
 		return -1;
