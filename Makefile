@@ -148,6 +148,15 @@ $(BUILD)/test_gpu_model $(BUILD)/bench_gpu: $(BUILD)/%: test/gpu/%.c test/gpu/gp
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 endif
 
+# The row kernels of gpu_layers.cu, gpu_attention.cu and gpu_backward.cu under host emulation
+# against references in double (test/gpu/emu/run.sh): no GPU, only g++ and the CUDA headers;
+# skipped without the headers.
+EMU_CUDA_HOME = $(or $(CUDA_HOME),/usr/local/cuda)
+.PHONY: gpu-emulation
+gpu-emulation:
+	@if [ -e $(EMU_CUDA_HOME)/include/cuda_bf16.h ]; then CUDA_HOME=$(EMU_CUDA_HOME) test/gpu/emu/run.sh; \
+	else echo "no $(EMU_CUDA_HOME)/include/cuda_bf16.h: skipped"; fi
+
 installcheck: | $(BUILD)/regress
 $(BUILD)/regress:
 	mkdir -p $@

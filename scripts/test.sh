@@ -2,7 +2,8 @@
 # Every test pgbert has, on a fresh Debian bookworm machine (run as root):
 #   engine unit + parity tests (tokenizer, safetensors, BERT forward vs transformers;
 #   plain and under ASan/UBSan), fuzz smoke runs, the GPU test programs
-#   (skips without a device), fixture reproducibility against the pinned oracles,
+#   (skips without a device), the row kernels under host emulation (no device needed),
+#   fixture reproducibility against the pinned oracles,
 #   the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv), and the
 #   client import/export checks with the real MiniLM checkpoint in another, and the
 #   encoder worker's checks in a third that preloads pgbert.
@@ -85,6 +86,7 @@ stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
 stage "fuzz smoke (tokenizer, safetensors)" make -s fuzz-smoke
 stage "gpu programs (skip without a device; the library loads)" gpu_programs
+stage "gpu kernels under host emulation" make -s gpu-emulation
 stage "oracle fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_tokenizer_fixtures.py --check
 stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_safetensors_fixtures.py --check
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check

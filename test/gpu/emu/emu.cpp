@@ -1,0 +1,265 @@
+/*
+ * test/gpu/emu/emu.cpp
+ *     The emulator's launch, barriers, shuffles and shared memory (emu.h).
+ */
+#include "emu.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <barrier>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace emu
+{
+
+thread_local uint3 threadIdx,
+			blockIdx;
+dim3		blockDim,
+			gridDim;
+unsigned int grid_cap = 0;
+std::atomic<long> launches{0},
+			blocks_run{0};
+
+static std::mutex err_mutex;
+static std::map<std::string, long> *kernel_launches;	/* registered kernel -> launches */
+
+Kernels::Kernels(const char *file, std::initializer_list<const char *> names)
+{
+	if (!kernel_launches)
+		kernel_launches = new std::map<std::string, long>;
+	for (const char *n : names)
+		(*kernel_launches)[n] += 0;
+}
+
+std::vector<std::string>
+never_launched()
+{
+	std::vector<std::string> r;
+
+	if (kernel_launches)
+		for (auto &[name, n] : *kernel_launches)
+			if (n == 0)
+				r.push_back(name);
+	return r;
+}
+static std::string first_error;
+
+void
+error(const char *fmt, ...)
+{
+	char		buf[512];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	std::lock_guard<std::mutex> g(err_mutex);
+	if (first_error.empty())
+		first_error = buf;
+}
+
+std::string
+take_error()
+{
+	std::lock_guard<std::mutex> g(err_mutex);
+	std::string e = first_error;
+
+	first_error.clear();
+	return e;
+}
+
+struct Aligned
+{
+	void	   *p;
+	explicit Aligned(size_t bytes, size_t align)
+	{
+		bytes = (bytes + align - 1) / align * align;
+		p = aligned_alloc(align < 16 ? 16 : align, bytes ? bytes : align);
+		memset(p, 0xff, bytes);	/* NaN as float and double: reads of unwritten shared memory show */
+	}
+	~Aligned() { free(p); }
+};
+
+/* One block's state: barriers, shuffle slots, shared memory. */
+struct Block
+{
+	int			nthreads;
+	std::unique_ptr<std::barrier<>> bar;
+	std::vector<std::unique_ptr<std::barrier<>>> warp_bar;
+	std::vector<uint64_t> slots;				/* 32 per warp */
+	std::unique_ptr<std::atomic<uint32_t>[]> exited;	/* lanes of each warp that returned */
+	std::unique_ptr<Aligned> dyn;
+	std::mutex	shared_mutex;
+	std::map<const void *, std::unique_ptr<Aligned>> statics;
+	size_t		static_bytes = 0;
+	size_t		dyn_bytes = 0;
+
+	void
+	reset(int n, size_t smem)
+	{
+		int			nwarps = (n + 31) / 32;
+
+		nthreads = n;
+		bar = std::make_unique<std::barrier<>>(n);
+		warp_bar.clear();
+		for (int w = 0; w < nwarps; w++)
+			warp_bar.push_back(std::make_unique<std::barrier<>>(std::min(32, n - 32 * w)));
+		slots.assign((size_t) nwarps * 32, 0);
+		exited.reset(new std::atomic<uint32_t>[nwarps]);
+		for (int w = 0; w < nwarps; w++)
+			exited[w] = 0;
+		dyn = std::make_unique<Aligned>(smem, 16);
+		dyn_bytes = smem;
+		statics.clear();
+		static_bytes = 0;
+	}
+};
+
+static thread_local Block *cur;
+static thread_local int linear_tid;
+
+int
+lane_id()
+{
+	return linear_tid % 32;
+}
+
+void
+__syncthreads()
+{
+	cur->bar->arrive_and_wait();
+}
+
+void
+__syncwarp(unsigned mask)
+{
+	warp_exchange(mask, 0, -1);
+}
+
+uint64_t
+warp_exchange(unsigned mask, uint64_t v, int src)
+{
+	int			w = linear_tid / 32,
+				lane = linear_tid % 32;
+	int			nlanes = std::min(32, cur->nthreads - 32 * w);
+	uint32_t	all = nlanes == 32 ? 0xffffffffu : (1u << nlanes) - 1;
+	uint64_t   *s = &cur->slots[(size_t) w * 32];
+	uint64_t	r;
+
+	s[lane] = v;
+	cur->warp_bar[w]->arrive_and_wait();
+	{
+		uint32_t	gone = cur->exited[w].load();
+
+		if ((all & ~gone) & ~mask)
+			error("warp shuffle with mask %08x while lanes %08x of the warp are running (partial masks are not emulated)",
+				  mask, all & ~gone);
+		if (mask & gone)
+			error("warp shuffle with mask %08x names lanes %08x that have returned", mask, mask & gone);
+		if (src >= nlanes || (src >= 0 && ((gone >> src) & 1)))
+			error("warp shuffle reads lane %d, which is not running", src);
+	}
+	r = src < 0 ? v : s[src];
+	cur->warp_bar[w]->arrive_and_wait();
+	return r;
+}
+
+void *
+dyn_shared()
+{
+	return cur->dyn->p;
+}
+
+void *
+static_shared(const void *site, size_t bytes, size_t align)
+{
+	std::lock_guard<std::mutex> g(cur->shared_mutex);
+	auto		it = cur->statics.find(site);
+
+	if (it == cur->statics.end())
+	{
+		cur->static_bytes += bytes;
+		if (cur->static_bytes + cur->dyn_bytes > 48 * 1024)
+			error("block uses %zu bytes of shared memory, over 48 KiB", cur->static_bytes + cur->dyn_bytes);
+		it = cur->statics.emplace(site, std::make_unique<Aligned>(bytes, align)).first;
+	}
+	return it->second->p;
+}
+
+void
+launch_grid(const char *kernel, const std::function<void()> &body, dim3 grid, dim3 block, size_t smem)
+{
+	int			nthreads = (int) (block.x * block.y * block.z);
+	std::vector<uint3> ids;
+	Block		st;
+	size_t		k = 0;
+
+	launches++;
+	if (kernel_launches && kernel_launches->count(kernel))
+		(*kernel_launches)[kernel]++;
+	else
+		error("launch of %s, which extract.py did not register as a kernel", kernel);
+	if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64
+		|| nthreads > 1024)
+	{
+		error("bad block (%u, %u, %u)", block.x, block.y, block.z);
+		return;
+	}
+	if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu)
+	{
+		error("bad grid (%u, %u, %u)", grid.x, grid.y, grid.z);
+		return;
+	}
+	if (smem > 48 * 1024)
+	{
+		error("dynamic shared memory of %zu bytes, over 48 KiB (needs cudaFuncSetAttribute)", smem);
+		return;
+	}
+	if (grid_cap && grid.x > grid_cap)
+		grid.x = grid_cap;
+	gridDim = grid;
+	blockDim = block;
+	for (unsigned z = 0; z < grid.z; z++)
+		for (unsigned y = 0; y < grid.y; y++)
+			for (unsigned x = 0; x < grid.x; x++)
+				ids.push_back(make_uint3(x, y, z));
+
+	auto		next_block = [&]() noexcept
+	{
+		if (k < ids.size())
+			st.reset(nthreads, smem);
+		k++;
+	};
+	std::barrier start(nthreads, next_block);
+	std::vector<std::thread> threads;
+
+	for (int t = 0; t < nthreads; t++)
+		threads.emplace_back([&, t] {
+			linear_tid = t;
+			threadIdx = make_uint3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
+			cur = &st;
+			for (size_t b = 0; b < ids.size(); b++)
+			{
+				int			w = t / 32;
+
+				start.arrive_and_wait();	/* the last to arrive set up block b */
+				blockIdx = ids[b];
+				body();
+				/* returned: leave the block's barriers, as an exited thread does */
+				st.exited[w] |= 1u << (t % 32);
+				st.warp_bar[w]->arrive_and_drop();
+				st.bar->arrive_and_drop();
+			}
+		});
+	for (auto &th : threads)
+		th.join();
+	blocks_run += ids.size();
+}
+
+}								/* namespace emu */
