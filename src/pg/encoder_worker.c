@@ -774,10 +774,7 @@ run_forward(WorkerSlot **batch, int n)
 		WorkerSlot *s = batch[i];
 
 		if (segs[i] == NULL)
-		{
-			finish_slot(s, -1, "the request's shared memory is gone");
 			continue;
-		}
 		if (h.status == BT_SERVE_OK)
 		{
 			char	   *base = dsm_segment_address(segs[i]);
@@ -788,9 +785,9 @@ run_forward(WorkerSlot **batch, int n)
 		}
 		n_seq += s->n_seq;
 		dsm_detach(segs[i]);
-		finish_slot(s, h.status, h.status == BT_SERVE_OK ? NULL : payload);
 	}
 
+	/* the counters first: a session that wakes up reads them with its batch included */
 	SpinLockAcquire(&ws->mutex);
 	ws->batches++;
 	if (h.status == BT_SERVE_OK)
@@ -813,6 +810,11 @@ run_forward(WorkerSlot **batch, int n)
 			pg_atomic_fetch_add_u64(&ws->models[m].rows, n_seq);
 	}
 	SpinLockRelease(&ws->mutex);
+	for (int i = 0; i < n; i++)
+		if (segs[i] == NULL)
+			finish_slot(batch[i], -1, "the request's shared memory is gone");
+		else
+			finish_slot(batch[i], h.status, h.status == BT_SERVE_OK ? NULL : payload);
 	pfree(payload);
 	pfree(offsets);
 	pfree(ids);
