@@ -71,9 +71,14 @@ cpu_only_build() {
 # backend that loads it; the engine opens it with dlopen when a model first runs);
 # with CUDA, pgbert_gpu.so links cudart and cuBLAS
 check_linkage() {
-  if ldd pgbert.so | grep -E 'libcudart|libcublas|libopenblas'; then echo "pgbert.so links CUDA or OpenBLAS"; return 1; fi
+  # ldd's output is read whole first: with pipefail, grep -q closing the pipe early can
+  # make ldd die of SIGPIPE and the check fail at random
+  local deps gpu_deps
+  deps=$(ldd pgbert.so) || return 1
+  if grep -E 'libcudart|libcublas|libopenblas' <<<"$deps"; then echo "pgbert.so links CUDA or OpenBLAS"; return 1; fi
   if [ "$(make -s print-use-cuda)" = 1 ]; then
-    ldd pgbert_gpu.so | grep -q libcublas && ldd pgbert_gpu.so | grep -q libcudart \
+    gpu_deps=$(ldd pgbert_gpu.so) || return 1
+    grep -q libcublas <<<"$gpu_deps" && grep -q libcudart <<<"$gpu_deps" \
       || { echo "pgbert_gpu.so does not link cudart and cuBLAS"; return 1; }
     echo "pgbert.so: no CUDA; pgbert_gpu.so: cudart + cuBLAS"
   fi
