@@ -23,6 +23,8 @@ thread_local uint3 threadIdx,
 dim3		blockDim,
 			gridDim;
 unsigned int grid_cap = 0;
+bool		use_fibers = false;
+void		(*launch_hook)(const char *, std::function<void()>, dim3, dim3, size_t, cudaStream_t) = nullptr;
 std::atomic<long> launches{0},
 			blocks_run{0};
 
@@ -130,10 +132,15 @@ lane_id()
 	return linear_tid % 32;
 }
 
+static void fiber_wait(int state);
+
 void
 __syncthreads()
 {
-	cur->bar->arrive_and_wait();
+	if (use_fibers)
+		fiber_wait(1);
+	else
+		cur->bar->arrive_and_wait();
 }
 
 void
@@ -153,7 +160,10 @@ warp_exchange(unsigned mask, uint64_t v, int src)
 	uint64_t	r;
 
 	s[lane] = v;
-	cur->warp_bar[w]->arrive_and_wait();
+	if (use_fibers)
+		fiber_wait(2);
+	else
+		cur->warp_bar[w]->arrive_and_wait();
 	{
 		uint32_t	gone = cur->exited[w].load();
 
@@ -166,7 +176,10 @@ warp_exchange(unsigned mask, uint64_t v, int src)
 			error("warp shuffle reads lane %d, which is not running", src);
 	}
 	r = src < 0 ? v : s[src];
-	cur->warp_bar[w]->arrive_and_wait();
+	if (use_fibers)
+		fiber_wait(2);
+	else
+		cur->warp_bar[w]->arrive_and_wait();
 	return r;
 }
 
@@ -190,6 +203,132 @@ static_shared(const void *site, size_t bytes, size_t align)
 		it = cur->statics.emplace(site, std::make_unique<Aligned>(bytes, align)).first;
 	}
 	return it->second->p;
+}
+
+/*
+ * Fiber mode (use_fibers): the threads of a block are fibers (emu_fiber_switch) on the
+ * launching thread, run in turn until each has returned or waits at a barrier;
+ * a warp's barrier opens when every running lane of the warp waits at it, the
+ * block's when every running thread does. Much faster than an OS thread per
+ * CUDA thread; a barrier that can never open is an error.
+ */
+struct Fiber
+{
+	void	   *sp;				/* saved stack pointer while switched out */
+	char	   *stack = nullptr;
+	int			state;			/* 0 runnable, 1 at the block's barrier, 2 at its warp's, 3 returned */
+};
+static const size_t fiber_stack = 256 * 1024;
+static std::vector<Fiber> fibers;
+static void *scheduler_sp;
+static int	cur_fiber;
+static const std::function<void()> *fiber_body;
+
+/* saves the callee-saved registers on this stack and *save = its pointer, then resumes the stack at to */
+extern "C" void emu_fiber_switch(void **save, void *to);
+asm(".text\n"
+	".globl emu_fiber_switch\n"
+	".hidden emu_fiber_switch\n"
+	".type emu_fiber_switch,@function\n"
+	"emu_fiber_switch:\n"
+	"  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+	"  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+	"  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+	"  ret\n"
+	".size emu_fiber_switch, .-emu_fiber_switch\n");
+
+static void
+fiber_wait(int state)
+{
+	fibers[cur_fiber].state = state;
+	emu_fiber_switch(&fibers[cur_fiber].sp, scheduler_sp);
+}
+
+static void
+fiber_main()
+{
+	int			t = cur_fiber;
+
+	(*fiber_body)();
+	cur->exited[t / 32] |= 1u << (t % 32);
+	fibers[t].state = 3;
+	emu_fiber_switch(&fibers[t].sp, scheduler_sp);
+	abort();					/* never resumed */
+}
+
+static void
+run_block_fibers(Block &st, int nthreads, const dim3 &block)
+{
+	if ((int) fibers.size() < nthreads)
+		fibers.resize(nthreads);
+	for (int t = 0; t < nthreads; t++)
+	{
+		Fiber	   &f = fibers[t];
+
+		if (!f.stack)
+			f.stack = (char *) malloc(fiber_stack);
+		{
+			void	  **top = (void **) (((uintptr_t) f.stack + fiber_stack) & ~(uintptr_t) 15);
+
+			/* popped by emu_fiber_switch: six registers, then the return into fiber_main */
+			top[-1] = nullptr;
+			top[-2] = (void *) fiber_main;
+			for (int r = 3; r <= 8; r++)
+				top[-r] = nullptr;
+			f.sp = top - 8;
+		}
+		f.state = 0;
+	}
+	for (;;)
+	{
+		int			done = 0,
+					at_block = 0;
+		bool		released = false;
+
+		for (int t = 0; t < nthreads; t++)
+			if (fibers[t].state == 0)
+			{
+				cur_fiber = t;
+				linear_tid = t;
+				threadIdx = make_uint3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
+				emu_fiber_switch(&scheduler_sp, fibers[t].sp);
+			}
+		for (int w = 0; w * 32 < nthreads; w++)
+		{
+			int			lanes = std::min(32, nthreads - 32 * w),
+						waiting = 0,
+						running = 0;
+
+			for (int l = 0; l < lanes; l++)
+			{
+				int			s = fibers[w * 32 + l].state;
+
+				running += s != 3;
+				waiting += s == 2;
+				done += s == 3;
+				at_block += s == 1;
+			}
+			if (running > 0 && waiting == running)
+			{
+				for (int l = 0; l < lanes; l++)
+					fibers[w * 32 + l].state = 0;
+				released = true;
+			}
+		}
+		if (released)
+			continue;
+		if (done == nthreads)
+			return;
+		if (at_block == nthreads - done)
+		{
+			for (int t = 0; t < nthreads; t++)
+				if (fibers[t].state == 1)
+					fibers[t].state = 0;
+			continue;
+		}
+		error("barrier that can never open (threads split between __syncthreads and a warp barrier)");
+		return;
+	}
 }
 
 void
@@ -229,6 +368,20 @@ launch_grid(const char *kernel, const std::function<void()> &body, dim3 grid, di
 		for (unsigned y = 0; y < grid.y; y++)
 			for (unsigned x = 0; x < grid.x; x++)
 				ids.push_back(make_uint3(x, y, z));
+
+	if (use_fibers)
+	{
+		fiber_body = &body;
+		cur = &st;
+		for (auto &id : ids)
+		{
+			st.reset(nthreads, smem);
+			blockIdx = id;
+			run_block_fibers(st, nthreads, block);
+		}
+		blocks_run += ids.size();
+		return;
+	}
 
 	auto		next_block = [&]() noexcept
 	{

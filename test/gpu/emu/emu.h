@@ -39,13 +39,27 @@ constexpr int warpSize = 32;
 /* Test knob: when nonzero, launches use at most this many blocks in x (for grid-stride kernels only). */
 extern unsigned int grid_cap;
 
+/* Run a block's threads as fibers on the launching thread instead of OS threads (emu.cpp). */
+extern bool use_fibers;
+
 void		launch_grid(const char *kernel, const std::function<void()> &body, dim3 grid, dim3 block, size_t smem);
 
+/*
+ * Set by an emulated CUDA runtime (fake_cuda.cpp, for build/pgbert_gpu_emu.so): receives
+ * every launch with its stream, and runs it or records it in a graph being captured.
+ */
+extern void (*launch_hook)(const char *kernel, std::function<void()> body, dim3 grid, dim3 block, size_t smem,
+						   cudaStream_t stream);
+
+/* body owns copies of the launch's arguments (extract.py captures by value): it may run later, from a graph. */
 template <typename F>
 void
-launch(const char *kernel, F body, dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = 0)
+launch(const char *kernel, F body, dim3 grid, dim3 block, size_t smem = 0, cudaStream_t stream = 0)
 {
-	launch_grid(kernel, std::function<void()>(body), grid, block, smem);
+	if (launch_hook)
+		launch_hook(kernel, std::function<void()>(body), grid, block, smem, stream);
+	else
+		launch_grid(kernel, std::function<void()>(body), grid, block, smem);
 }
 
 /* The __global__ functions of a rewritten file (extract.py registers them), and those never launched so far. */

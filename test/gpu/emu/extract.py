@@ -9,7 +9,8 @@ calls the real launchers with their real grids. The rewrite:
   - threadIdx, blockIdx, blockDim, gridDim and the intrinsics in INTRINSICS -> emu::...;
   - `extern __shared__ T a[];` -> a pointer to the block's dynamic shared memory,
     `__shared__ T a[N];` -> a reference to this block's copy of that array;
-  - `kernel<<<grid, block[, smem[, stream]]>>>(args)` -> emu::launch("kernel", [&] { kernel(args); }, grid, block, ...);
+  - `kernel<<<grid, block[, smem[, stream]]>>>(args)` -> emu::launch("kernel", [=] { kernel(args); }, grid, block, ...)
+    (by value: an emulated runtime may record the launch in a graph and run it later);
   - the file's __global__ functions are registered, so that the test can fail on one it never launched.
 Anything device-only that the emulator does not provide (inline asm, other
 intrinsics) stops the build with its name, instead of being silently wrong.
@@ -81,7 +82,7 @@ def rewrite_launches(s):
         out.append(s[pos:m.start()])
         lost = s[m.start():end].count('\n') - args.count('\n') - m.group(2).count('\n')
         name = re.match(r'\w+', m.group(1)).group(0)
-        out.append('emu::launch("%s", [&] { %s(%s); }, %s)' % (name, m.group(1), args, m.group(2)) + '\n' * lost)
+        out.append('emu::launch("%s", [=] { %s(%s); }, %s)' % (name, m.group(1), args, m.group(2)) + '\n' * lost)
         pos = end
         n += 1
     out.append(s[pos:])
