@@ -279,6 +279,14 @@ check_flash(const char *library)
 			char		err[512] = "";
 			int			rc = selftest(n, lens, shapes[sh][0], shapes[sh][1], 7 + c, &e, err, sizeof err);
 
+			/* 1: no device for it; only the host-emulated library says so with a device present */
+			if (rc == 1)
+			{
+				printf("skip fused attention self-test: %s\n", err);
+				dlclose(h);
+				return;
+			}
+
 			check(rc == 0 && e <= 2e-2, "fused attention, hidden %d, %d heads, %s: max error %.3g vs fp32 (<= 2e-2)%s%s",
 				  shapes[sh][0], shapes[sh][1], c == 0 ? "lengths 1..512" : c == 1 ? "mixed lengths with empty ones" :
 				  "256 sequences of 1..128", e, err[0] ? ": " : "", err);

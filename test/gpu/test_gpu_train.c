@@ -439,9 +439,44 @@ test_model(const char *models_dir, const char *name, BtGpu *g32, BtGpu *g16)
 		check(0, "%s: download: %s", what, err);
 		goto done;
 	}
-	worst = max_diff(mc->params, mg->params, mc->num_params, &where, NULL);
-	check(worst <= WEIGHT_ABS, "%s: weights after 3 steps, max diff %.3g (at %s)", what, worst,
-		  param_name(mc, where));
+	/*
+	 * The key bias's gradient is zero in exact arithmetic (q . b_k shifts every
+	 * score of a row alike, and softmax ignores that), so both trainers only
+	 * accumulate rounding noise there, and AdamW turns noise of either sign
+	 * into steps of about the learning rate: compared apart, bounded by the
+	 * steps' size rather than by rounding.
+	 */
+	{
+		int			H = mc->cfg.hidden_size;
+		size_t		kb_at = 0;
+		double		kb_worst = 0.0;
+		float	   *cpu_w = malloc(sizeof(float) * mc->num_params),
+				   *gpu_w = malloc(sizeof(float) * mc->num_params);
+
+		memcpy(cpu_w, mc->params, sizeof(float) * mc->num_params);
+		memcpy(gpu_w, mg->params, sizeof(float) * mc->num_params);
+		for (int l = 0; l < mc->cfg.num_layers; l++)
+			for (int i = 0; i < H; i++)
+			{
+				size_t		at = (size_t) (mc->p.qkv_b - mc->params) + (size_t) l * 3 * H + H + i;
+				double		d = fabs((double) cpu_w[at] - gpu_w[at]);
+
+				if (d > kb_worst)
+				{
+					kb_worst = d;
+					kb_at = at;
+				}
+				cpu_w[at] = gpu_w[at] = 0.0f;
+			}
+		worst = max_diff(cpu_w, gpu_w, mc->num_params, &where, NULL);
+		check(worst <= WEIGHT_ABS, "%s: weights after 3 steps, max diff %.3g (at %s; key bias apart)", what, worst,
+			  param_name(mc, where));
+		check(kb_worst <= 2 * 3 * 3 * o.learning_rate,
+			  "%s: key bias after 3 steps (zero gradient, rounding noise on both sides) within 18 lr: %.3g (at %s)",
+			  what, kb_worst, param_name(mc, kb_at));
+		free(cpu_w);
+		free(gpu_w);
+	}
 	{
 		float	   *lcpu = malloc(sizeof(float) * b4.b.n_seq * mc->num_classes),
 				   *lgpu = malloc(sizeof(float) * b4.b.n_seq * mc->num_classes);
