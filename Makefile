@@ -157,6 +157,21 @@ gpu-emulation:
 	@if [ -e $(EMU_CUDA_HOME)/include/cuda_bf16.h ]; then CUDA_HOME=$(EMU_CUDA_HOME) test/gpu/emu/run.sh; \
 	else echo "no $(EMU_CUDA_HOME)/include/cuda_bf16.h: skipped"; fi
 
+# pgbert_gpu.so as a whole under the same emulation, over a host CUDA runtime and cuBLAS
+# (test/gpu/emu/library.sh: build/pgbert_gpu_emu.so), with test_gpu_model and test_gpu_train
+# run against it: the host orchestration, the cuBLAS calls' conventions, graphs and the
+# trainer checked against the CPU engine without a GPU (gpu_flash.cu is not emulated).
+.PHONY: gpu-emulated-library
+ifeq ($(USE_CUDA),1)
+gpu-emulated-library: $(BUILD)/test_gpu_model $(BUILD)/test_gpu_train
+	@if [ -e $(EMU_CUDA_HOME)/include/cuda_bf16.h ] && [ "$$(uname -m)" = x86_64 ]; then \
+		CUDA_HOME=$(EMU_CUDA_HOME) test/gpu/emu/library.sh; \
+	else echo "needs the CUDA headers on x86-64: skipped"; fi
+else
+gpu-emulated-library:
+	@echo "built without CUDA: skipped"
+endif
+
 installcheck: | $(BUILD)/regress
 $(BUILD)/regress:
 	mkdir -p $@

@@ -92,6 +92,7 @@ stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
 stage "fuzz smoke (tokenizer, safetensors)" make -s fuzz-smoke
 stage "gpu programs (skip without a device; the library loads)" gpu_programs
 stage "gpu kernels under host emulation" make -s gpu-emulation
+stage "gpu library under host emulation (test_gpu_model, test_gpu_train vs the CPU engine)" make -s gpu-emulated-library
 stage "oracle fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_tokenizer_fixtures.py --check
 stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_safetensors_fixtures.py --check
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
