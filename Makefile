@@ -160,7 +160,8 @@ gpu-emulation:
 # pgbert_gpu.so as a whole under the same emulation, over a host CUDA runtime and cuBLAS
 # (test/gpu/emu/library.sh: build/pgbert_gpu_emu.so), with test_gpu_model and test_gpu_train
 # run against it: the host orchestration, the cuBLAS calls' conventions, graphs and the
-# trainer checked against the CPU engine without a GPU (gpu_flash.cu is not emulated).
+# trainer checked against the CPU engine without a GPU (gpu_flash.cu's mma.sync/ldmatrix run as
+# emulated warp collectives).
 .PHONY: gpu-emulated-library
 ifeq ($(USE_CUDA),1)
 gpu-emulated-library: $(BUILD)/test_gpu_model $(BUILD)/test_gpu_train

@@ -91,10 +91,12 @@ struct Aligned
 /* One block's state: barriers, shuffle slots, shared memory. */
 struct Block
 {
+	static constexpr size_t wide_lane = 32;
 	int			nthreads;
 	std::unique_ptr<std::barrier<>> bar;
 	std::vector<std::unique_ptr<std::barrier<>>> warp_bar;
 	std::vector<uint64_t> slots;				/* 32 per warp */
+	std::vector<unsigned char> wide;			/* warp_gather: 32 x wide_lane bytes per warp */
 	std::unique_ptr<std::atomic<uint32_t>[]> exited;	/* lanes of each warp that returned */
 	std::unique_ptr<Aligned> dyn;
 	std::mutex	shared_mutex;
@@ -113,6 +115,7 @@ struct Block
 		for (int w = 0; w < nwarps; w++)
 			warp_bar.push_back(std::make_unique<std::barrier<>>(std::min(32, n - 32 * w)));
 		slots.assign((size_t) nwarps * 32, 0);
+		wide.assign((size_t) nwarps * 32 * wide_lane, 0);
 		exited.reset(new std::atomic<uint32_t>[nwarps]);
 		for (int w = 0; w < nwarps; w++)
 			exited[w] = 0;
@@ -147,6 +150,157 @@ void
 __syncwarp(unsigned mask)
 {
 	warp_exchange(mask, 0, -1);
+}
+
+/*
+ * Every lane publishes bytes (at most wide_lane) of mine; once all 32 have, the warp's
+ * slots (lane l's at l * wide_lane) are returned, valid until warp_release().
+ * Full warps only, like the mma.sync and ldmatrix built on it (.aligned).
+ */
+static const unsigned char *
+warp_publish(const void *mine, size_t bytes)
+{
+	int			w = linear_tid / 32,
+				lane = linear_tid % 32;
+	int			nlanes = std::min(32, cur->nthreads - 32 * w);
+	unsigned char *s = &cur->wide[(size_t) w * 32 * Block::wide_lane];
+
+	memcpy(s + (size_t) lane * Block::wide_lane, mine, bytes);
+	if (use_fibers)
+		fiber_wait(2);
+	else
+		cur->warp_bar[w]->arrive_and_wait();
+	if (nlanes != 32 || cur->exited[w].load() != 0)
+	{
+		error("warp-wide mma/ldmatrix while lanes of the warp are missing or have returned");
+		return nullptr;
+	}
+	return s;
+}
+
+static void
+warp_release()
+{
+	if (use_fibers)
+		fiber_wait(2);
+	else
+		cur->warp_bar[linear_tid / 32]->arrive_and_wait();
+}
+
+void
+warp_gather(const void *mine, size_t bytes, void *all)
+{
+	const unsigned char *s;
+
+	if (bytes > Block::wide_lane)
+	{
+		error("warp_gather of %zu bytes a lane (at most %zu)", bytes, Block::wide_lane);
+		bytes = Block::wide_lane;
+	}
+	if ((s = warp_publish(mine, bytes)) != nullptr)
+		for (int l = 0; l < 32; l++)
+			memcpy((unsigned char *) all + (size_t) l * bytes, s + (size_t) l * Block::wide_lane, bytes);
+	warp_release();
+}
+
+static float
+bf16_lo(uint32_t u)
+{
+	uint32_t	x = u << 16;
+	float		f;
+
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+static float
+bf16_hi(uint32_t u)
+{
+	uint32_t	x = u & 0xffff0000u;
+	float		f;
+
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+/*
+ * mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, fragments as the PTX ISA lays
+ * them out (g = lane / 4, t = lane % 4; low half of a register = lower column / k):
+ *   A (16 x 16): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
+ *   B (16 x 8):  b0 (k 2t..2t+1, n g), b1 (k 2t+8..2t+9, n g)
+ *   C (16 x 8):  c0 c1 (g, 2t and 2t+1), c2 c3 (g+8, 2t and 2t+1)
+ * The products of bf16 values are exact in float; the sum is in float, k in order.
+ */
+void
+mma_m16n8k16_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+	uint32_t	mine[6] = {a[0], a[1], a[2], a[3], b0, b1};
+	const unsigned char *s = warp_publish(mine, sizeof mine);
+	int			lane = lane_id(),
+				g = lane / 4,
+				t = lane % 4;
+
+	if (s != nullptr)
+	{
+		auto		reg = [s](int l, int i) {
+			uint32_t	u;
+
+			memcpy(&u, s + (size_t) l * Block::wide_lane + 4 * i, 4);
+			return u;
+		};
+
+		/* c[r]: row g + 8 (r / 2) of A (lanes 4g'..4g'+3), column n = 2t + r % 2 of B (lanes 4n..4n+3) */
+		for (int r = 0; r < 4; r++)
+		{
+			int			half = r / 2,
+						n = 2 * t + r % 2;
+			float		acc = c[r];
+
+			for (int k = 0; k < 16; k++)
+			{
+				int			kt = (k % 8) / 2,	/* the lane's t holding column k of A / row k of B */
+							hi = k % 2,
+							upper = k / 8;
+				uint32_t	ar = reg(4 * g + kt, half + 2 * upper),
+							br = reg(4 * n + kt, 4 + upper);
+				float		av = hi ? bf16_hi(ar) : bf16_lo(ar),
+							bv = hi ? bf16_hi(br) : bf16_lo(br);
+
+				acc += av * bv;
+			}
+			c[r] = acc;
+		}
+	}
+	warp_release();
+}
+
+/*
+ * ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: lanes 8i .. 8i+7 give the addresses of
+ * the 8 rows (8 b16 each, 16-byte aligned) of matrix i; register i of lane l holds,
+ * transposed, elements (rows 2t and 2t+1, column g) of matrix i (g = l / 4, t = l % 4).
+ */
+void
+ldmatrix_x4_trans(uint32_t (&r)[4], const void *p)
+{
+	const unsigned char *s;
+	int			lane = lane_id(),
+				g = lane / 4,
+				t = lane % 4;
+
+	if (((uintptr_t) p & 15) != 0)
+		error("ldmatrix row address %p is not 16-byte aligned", p);
+	r[0] = r[1] = r[2] = r[3] = 0;
+	if ((s = warp_publish(&p, sizeof p)) != nullptr)
+		for (int i = 0; i < 4; i++)
+		{
+			const uint16_t *r0,
+					   *r1;
+
+			memcpy(&r0, s + (size_t) (8 * i + 2 * t) * Block::wide_lane, sizeof r0);
+			memcpy(&r1, s + (size_t) (8 * i + 2 * t + 1) * Block::wide_lane, sizeof r1);
+			r[i] = (uint32_t) r0[g] | ((uint32_t) r1[g] << 16);
+		}
+	warp_release();
 }
 
 uint64_t

@@ -84,6 +84,15 @@ void		__syncwarp(unsigned mask = 0xffffffffu);
 uint64_t	warp_exchange(unsigned mask, uint64_t v, int src);
 int			lane_id();
 
+/*
+ * Warp-wide (all 32 lanes) collectives behind inline PTX that extract.py substitutes
+ * (emu.cpp): every lane publishes bytes of mine and reads all 32 lanes' (32 x bytes);
+ * mma.sync m16n8k16 row.col f32.bf16.bf16.f32 (c += a . b) and ldmatrix m8n8.x4.trans b16.
+ */
+void		warp_gather(const void *mine, size_t bytes, void *all);
+void		mma_m16n8k16_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+void		ldmatrix_x4_trans(uint32_t (&r)[4], const void *p);
+
 template <typename T>
 T
 shfl_from(unsigned mask, T v, int src)

@@ -12,7 +12,9 @@ calls the real launchers with their real grids. The rewrite:
   - `kernel<<<grid, block[, smem[, stream]]>>>(args)` -> emu::launch("kernel", [=] { kernel(args); }, grid, block, ...)
     (by value: an emulated runtime may record the launch in a graph and run it later);
   - the file's __global__ functions are registered, so that the test can fail on one it never launched.
-Anything device-only that the emulator does not provide (inline asm, other
+  - the inline-PTX helpers named in ASM_HELPERS (mma.sync, ldmatrix in gpu_flash.cu) get bodies that
+    call emu.h's warp collectives; the helper must be found with the expected parameters.
+Anything device-only that the emulator does not provide (other inline asm, other
 intrinsics) stops the build with its name, instead of being silently wrong.
 """
 import re
@@ -27,6 +29,16 @@ UNSUPPORTED = r'\basm\b|\b__(?:ballot|any|all|match|activemask|reduce_\w+)_sync\
               r'\batomic(?!Add\b)\w+|\b__(?:popc|clz|ffs|brev|byte_perm|funnelshift\w*)\b|\bcooperative_groups\b|' \
               r'\b__[a-z0-9]+_r[zud]\b|\b__(?:expf|logf|sinf|cosf|powf|fdividef|saturatef)\b|' \
               r'\b__constant__\b|\b__managed__\b|\btex\w*D\b|\bsurf\w*D\b|\bclock(?:64)?\s*\('
+
+# Inline-PTX helpers whose bodies are replaced with the emulator's warp collectives: name ->
+# (their exact parameter list, the body's replacement). A file with inline asm must define each
+# helper it calls by name with that parameter list; any asm left after the substitution fails.
+ASM_HELPERS = {
+    'mma_bf16': ('float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1',
+                 'emu::mma_m16n8k16_bf16(c, a, b0, b1);'),
+    'ldsm_x4_trans': ('uint32_t (&r)[4], const __nv_bfloat16 *p',
+                      'emu::ldmatrix_x4_trans(r, p);'),
+}
 
 
 def fail(msg):
@@ -108,9 +120,46 @@ def rewrite_shared(s):
     return s
 
 
+def replace_asm_helpers(s, src):
+    """the bodies of ASM_HELPERS' functions -> calls to the emulated collectives"""
+    if not re.search(r'\basm\b', s):
+        return s, 0
+    n = 0
+    for name, (params, body) in ASM_HELPERS.items():
+        if not re.search(r'\b%s\s*\(' % name, s):
+            continue
+        m = re.search(r'__device__\s+__forceinline__\s+void\s+%s\s*\(' % name, s)
+        if not m:
+            fail('%s calls %s, but its definition (__device__ __forceinline__ void %s(...)) is not found'
+                 % (src, name, name))
+        end = close_paren(s, m.end() - 1)
+        got = ' '.join(s[m.end():end - 1].split())
+        if got != params:
+            fail('%s: %s(%s) no longer has the parameters (%s) its emulation expects' % (src, name, got, params))
+        b = re.match(r'\s*\{', s[end:])
+        if not b:
+            fail('%s: no body after %s(...)' % (src, name))
+        start = end + b.end() - 1
+        depth = 0
+        for j in range(start, len(s)):
+            depth += {'{': 1, '}': -1}.get(s[j], 0)
+            if depth == 0:
+                break
+        else:
+            fail('%s: unbalanced braces in %s' % (src, name))
+        old = s[start:j + 1]
+        s = s[:start] + '{ ' + body + ' }' + '\n' * old.count('\n') + s[j + 1:]
+        n += 1
+    if n == 0:
+        fail('%s uses inline asm, but defines none of the helpers extract.py emulates (%s)'
+             % (src, ', '.join(ASM_HELPERS)))
+    return s, n
+
+
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     s = strip_comments(open(src).read())
+    s, helpers = replace_asm_helpers(s, src)
     bad = sorted(set(m.group(0) for m in re.finditer(UNSUPPORTED, s)))
     if bad:
         fail('%s uses %s, which the emulator does not provide (add it to test/gpu/emu/emu.h)' % (src, ', '.join(bad)))
@@ -118,6 +167,9 @@ def main():
     if '<<<' in s:
         fail('a kernel launch this script does not understand in ' + src)
     s = rewrite_shared(s)
+    # a kernel template's specialization as cudaFuncGetAttributes' const void * (the host overload)
+    s = re.sub(r'\bcudaFuncGetAttributes\(([^,()]+),\s*(\w+\s*<[^<>()]*>)\s*\)',
+               r'cudaFuncGetAttributes(\1, reinterpret_cast<const void *>(&\2))', s)
     s = re.sub(r'__launch_bounds__\s*\([^)]*\)', '', s)
     s = re.sub(r'\b__global__\b', '', s)
     s = re.sub(r'\b__device__\b', '', s)
