@@ -346,9 +346,58 @@ seq_cost(const BtBertConfig *c, int S)
 	return (double) S * (4.0 * c->hidden_size + 2.0 * c->intermediate_size + 2.0 * S);
 }
 
-/* Run the embeddings and every layer over a checked batch: x (T, H). 0, or -1 out of memory. */
+/*
+ * The last layer l for the first token ([CLS]) of each sequence only, when
+ * nothing but the pooler reads its output: keys and values still come from
+ * every token, but the queries, the attention output, both LayerNorms and the
+ * feed-forward run on n_seq rows instead of T. The [CLS] rows of x get the
+ * result; the other rows keep the layer's input. work: 3 n_seq H floats.
+ */
+static void
+last_layer_first_only(const BtBertModel *m, int l, const BtBatch *b, float *x, float *kv, float *scores,
+					  float *ffn, float *work)
+{
+	const BtBertConfig *c = &m->cfg;
+	const BtBertParams *p = &m->p;
+	int			H = c->hidden_size,
+				I = c->intermediate_size,
+				n = b->n_seq,
+				T = b->offsets[n];
+	const float *qkv_w = p->qkv_w + (size_t) l * 3 * H * H,
+			   *qkv_b = p->qkv_b + (size_t) l * 3 * H;
+	float	   *first = work,
+			   *q = first + (size_t) n * H,
+			   *ctx = q + (size_t) n * H,
+			   *tmp = q;		/* q is spent once ctx is computed */
+
+	/* keys and values (T, 2H) into columns H.. of kv (T, 3H), bias first as in bt_dense_forward */
+	for (int t = 0; t < T; t++)
+		memcpy(kv + (size_t) t * 3 * H + H, qkv_b + H, 2 * (size_t) H * sizeof(float));
+	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, 2 * H, H, 1.0f, x, H, qkv_w + (size_t) H * H, H,
+			 1.0f, kv + H, 3 * H);
+	for (int s = 0; s < n; s++)
+		memcpy(first + (size_t) s * H, x + (size_t) b->offsets[s] * H, H * sizeof(float));
+	bt_dense_forward(q, first, qkv_w, qkv_b, n, H, H);
+	bt_attention_first_forward(ctx, scores, q, kv, b, H, c->num_heads);
+	bt_dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, n, H, H);
+	bt_residual_layernorm_forward(first, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H,
+								  n, H, c->layer_norm_eps);
+	bt_dense_forward(ffn, first, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, n, I, H);
+	bt_gelu_forward(ffn, ffn, (size_t) n * I, c->activation);
+	bt_dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, n, H, I);
+	bt_residual_layernorm_forward(first, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H,
+								  n, H, c->layer_norm_eps);
+	for (int s = 0; s < n; s++)
+		memcpy(x + (size_t) b->offsets[s] * H, first + (size_t) s * H, H * sizeof(float));
+}
+
+/*
+ * Run the embeddings and every layer over a checked batch: x (T, H). With
+ * first_only, only each sequence's first row is right after the last layer
+ * (see last_layer_first_only). 0, or -1 out of memory.
+ */
 static int
-encode(const BtBertModel *m, const BtBatch *b, float *x)
+encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only)
 {
 	const BtBertConfig *c = &m->cfg;
 	const BtBertParams *p = &m->p;
@@ -356,7 +405,8 @@ encode(const BtBertModel *m, const BtBatch *b, float *x)
 				I = c->intermediate_size,
 				T = b->offsets[b->n_seq],
 				max_len = bt_batch_max_len(b);
-	size_t		need = (size_t) T * (3 * H + H + H + I) + (size_t) max_len * max_len;
+	size_t		need = (size_t) T * (3 * H + H + H + I) + (size_t) max_len * max_len +
+		(first_only ? 3 * (size_t) b->n_seq * H : 0);
 	float	   *arena = malloc(need * sizeof(float)),
 			   *qkv,
 			   *ctx,
@@ -376,6 +426,11 @@ encode(const BtBertModel *m, const BtBatch *b, float *x)
 	bt_layernorm_forward(x, NULL, NULL, x, p->emb_ln_w, p->emb_ln_b, T, H, c->layer_norm_eps);
 	for (int l = 0; l < c->num_layers; l++)
 	{
+		if (first_only && l == c->num_layers - 1)
+		{
+			last_layer_first_only(m, l, b, x, qkv, scores, ffn, scores + (size_t) max_len * max_len);
+			break;
+		}
 		bt_dense_forward(qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
 		bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads);
 		bt_dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
@@ -402,6 +457,7 @@ typedef struct Chunks
 	int32_t    *offsets;		/* scratch: n_seq + n entries of rebased offsets */
 	int			next;			/* next chunk to take (atomic) */
 	int			failed;			/* a chunk ran out of memory (atomic) */
+	bool		first_only;		/* encode()'s first_only */
 } Chunks;
 
 /* Encode chunk i: its sequences as a batch of their own, rows of the shared x. */
@@ -421,7 +477,7 @@ encode_chunk(Chunks *ch, int i)
 	sub.offsets = offsets;
 	sub.ids = b->ids + t0;
 	sub.type_ids = b->type_ids ? b->type_ids + t0 : NULL;
-	return encode(ch->m, &sub, ch->x + (size_t) t0 * ch->m->cfg.hidden_size);
+	return encode(ch->m, &sub, ch->x + (size_t) t0 * ch->m->cfg.hidden_size, ch->first_only);
 }
 
 /* Thread body: take chunks until none is left. */
@@ -500,14 +556,14 @@ chunks_balance(const BtBertConfig *c, const BtBatch *b, int threads)
  * 0, or -1 when out of memory.
  */
 static int
-encode_parallel(const BtBertModel *m, const BtBatch *b, float *x, int threads)
+encode_parallel(const BtBertModel *m, const BtBatch *b, float *x, int threads, bool first_only)
 {
 	pthread_t	tid[MAX_THREADS];
 	bool		started[MAX_THREADS] = {false};
 	int			n = threads < b->n_seq ? threads : b->n_seq;
 	int		   *first = malloc((n + 1) * sizeof(int));
 	int32_t    *offsets = malloc(((size_t) b->n_seq + n) * sizeof(int32_t));
-	Chunks		ch = {m, b, x, n, first, offsets, 0, 0};
+	Chunks		ch = {m, b, x, n, first, offsets, 0, 0, first_only};
 	sigset_t	all,
 				old;
 	int			blas_threads = bt_blas_threads();
@@ -549,6 +605,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 				T,
 				threads,
 				rc;
+	bool		first_only;
 	float	   *x;
 
 	if (bt_check_batch(m, b, err, errlen) != 0)
@@ -577,10 +634,12 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	threads = bt_blas_threads();
 	if (threads > MAX_THREADS)
 		threads = MAX_THREADS;
+	/* only the pooler reads the last layer: run it for [CLS] rows alone */
+	first_only = out->hidden == NULL && out->mean == NULL;
 	if (threads >= 2 && b->n_seq >= 2 && chunks_balance(c, b, threads))
-		rc = encode_parallel(m, b, x, threads);
+		rc = encode_parallel(m, b, x, threads, first_only);
 	else
-		rc = encode(m, b, x);	/* one sequence, or one that dominates: OpenBLAS's threads share the GEMMs */
+		rc = encode(m, b, x, first_only);	/* one sequence, or one that dominates: OpenBLAS's threads share the GEMMs */
 	if (rc != 0)
 	{
 		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);

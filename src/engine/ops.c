@@ -358,6 +358,48 @@ bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDro
 }
 
 void
+bt_attention_first_forward(float *ctx, float *scores, const float *q, const float *kv,
+						   const BtBatch *b, int H, int NH)
+{
+	int			d = H / NH;
+	float		scale = 1.0f / sqrtf((float) d);
+
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		int			start = b->offsets[s],
+					S = b->offsets[s + 1] - start;
+
+		for (int h = 0; h < NH; h++)
+		{
+			const float *qh = q + (size_t) s * H + h * d;
+			float	   *out = ctx + (size_t) s * H + h * d;
+
+			/* scores (S) = softmax(k (S, d) @ q (d) * scale) */
+			for (int j = 0; j < S; j++)
+			{
+				const float *k = kv + (size_t) (start + j) * 3 * H + H + h * d;
+				float		dot = 0.0f;
+
+				for (int i = 0; i < d; i++)
+					dot += qh[i] * k[i];
+				scores[j] = dot * scale;
+			}
+			softmax_rows(scores, 1, S);
+			/* out (d) = scores (S) @ v (S, d) */
+			memset(out, 0, d * sizeof(float));
+			for (int j = 0; j < S; j++)
+			{
+				const float *v = kv + (size_t) (start + j) * 3 * H + 2 * H + h * d;
+				float		p = scores[j];
+
+				for (int i = 0; i < d; i++)
+					out[i] += p * v[i];
+			}
+		}
+	}
+}
+
+void
 bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, const float *qkv,
 					  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH)
 {

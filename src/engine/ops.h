@@ -122,6 +122,15 @@ extern void bt_attention_forward(float *ctx, float *probs, bool save, float *pd,
 								 const float *qkv, const BtBatch *b, int H, int NH);
 
 /*
+ * Attention for one query per sequence (its first token, [CLS]): ctx (n_seq, H)
+ * from q (n_seq, H) and the keys and values of every token in kv (T, 3H),
+ * columns H.. and 2H.. as bt_attention_forward reads them. scores: max S
+ * floats of scratch. What the last layer needs when only [CLS] is kept.
+ */
+extern void bt_attention_first_forward(float *ctx, float *scores, const float *q, const float *kv,
+									   const BtBatch *b, int H, int NH);
+
+/*
  * Backward of bt_attention_forward from the saved probabilities: dqkv (T, 3H)
  * from dctx (T, H). dp and pd are (max S, max S) scratches.
  */

@@ -181,6 +181,29 @@ test_parity(const char *models_dir, const char *name)
 		check(d >= 0 && d <= TOLERANCE, "%s: logits (%d classes), max |diff| %.2e", name,
 			  m->num_classes, d);
 	}
+	if (out.pooled)
+	{
+		/* the pooler alone: the last layer runs for [CLS] rows only, and must agree */
+		float	   *hidden = out.hidden,
+				   *mean = out.mean;
+
+		out.hidden = out.mean = NULL;
+		memset(out.pooled, 0, batch.n_seq * H * sizeof(float));
+		if (out.logits)
+			memset(out.logits, 0, batch.n_seq * m->num_classes * sizeof(float));
+		check(bt_model_forward(m, &batch, &out, err, sizeof err) == 0, "%s: forward for the pooler only", name);
+		d = max_diff(ref, "pooled", out.pooled, batch.n_seq * H);
+		check(d >= 0 && d <= TOLERANCE, "%s: pooler with the last layer on [CLS] rows only, max |diff| %.2e",
+			  name, d);
+		if (out.logits)
+		{
+			d = max_diff(ref, "logits", out.logits, batch.n_seq * m->num_classes);
+			check(d >= 0 && d <= TOLERANCE, "%s: logits with the last layer on [CLS] rows only, max |diff| %.2e",
+				  name, d);
+		}
+		out.hidden = hidden;
+		out.mean = mean;
+	}
 	free(out.hidden);
 	free(out.mean);
 	free(out.pooled);
