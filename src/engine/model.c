@@ -552,7 +552,7 @@ chunks_balance(const BtBertConfig *c, const BtBatch *b, int threads)
 
 /*
  * encode() over the batch on `threads` threads (this one included), one
- * chunk per thread; OpenBLAS is set to one thread meanwhile and restored.
+ * chunk per thread; the caller sets OpenBLAS to one thread meanwhile.
  * 0, or -1 when out of memory.
  */
 static int
@@ -566,7 +566,6 @@ encode_parallel(const BtBertModel *m, const BtBatch *b, float *x, int threads, b
 	Chunks		ch = {m, b, x, n, first, offsets, 0, 0, first_only};
 	sigset_t	all,
 				old;
-	int			blas_threads = bt_blas_threads();
 
 	if (first == NULL || offsets == NULL)
 	{
@@ -578,7 +577,6 @@ encode_parallel(const BtBertModel *m, const BtBatch *b, float *x, int threads, b
 	if (threads > n)
 		threads = n;
 
-	bt_blas_set_threads(1);
 	/* workers inherit the blocked mask: the host's signal handlers stay on this thread */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -589,7 +587,6 @@ encode_parallel(const BtBertModel *m, const BtBatch *b, float *x, int threads, b
 	for (int t = 1; t < threads; t++)
 		if (started[t])
 			pthread_join(tid[t], NULL);
-	bt_blas_set_threads(blas_threads);
 
 	free(first);
 	free(offsets);
@@ -604,8 +601,10 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	int			H = c->hidden_size,
 				T,
 				threads,
+				blas_threads,
 				rc;
-	bool		first_only;
+	bool		first_only,
+				parallel;
 	float	   *x;
 
 	if (bt_check_batch(m, b, err, errlen) != 0)
@@ -631,17 +630,28 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
 		return -1;
 	}
-	threads = bt_blas_threads();
+	blas_threads = threads = bt_blas_threads();
 	if (threads > MAX_THREADS)
 		threads = MAX_THREADS;
 	/* only the pooler reads the last layer: run it for [CLS] rows alone */
 	first_only = out->hidden == NULL && out->mean == NULL;
-	if (threads >= 2 && b->n_seq >= 2 && chunks_balance(c, b, threads))
+	parallel = threads >= 2 && b->n_seq >= 2 && chunks_balance(c, b, threads);
+	if (parallel)
+	{
+		/*
+		 * One OpenBLAS thread until the head is done too: its GEMMs are small,
+		 * and OpenBLAS's workers, once woken, spin for a while and would take
+		 * cores from the chunk threads of the next forward pass.
+		 */
+		bt_blas_set_threads(1);
 		rc = encode_parallel(m, b, x, threads, first_only);
+	}
 	else
 		rc = encode(m, b, x, first_only);	/* one sequence, or one that dominates: OpenBLAS's threads share the GEMMs */
 	if (rc != 0)
 	{
+		if (parallel)
+			bt_blas_set_threads(blas_threads);
 		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
 		free(x);
 		return -1;
@@ -677,6 +687,8 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		if (out->logits)
 			bt_dense_forward(out->logits, pooled, p->cls_w, p->cls_b, b->n_seq, m->num_classes, H);
 	}
+	if (parallel)
+		bt_blas_set_threads(blas_threads);
 	free(x);
 	return 0;
 }
