@@ -1,12 +1,16 @@
 /*
  * model.c - BERT parameters in one allocation, checkpoint loading, and the
- * CPU forward pass (OpenBLAS sgemm for the dense layers, the loops of ops.c
- * for the rest) over packed variable-length batches, split over threads by
- * sequence.
+ * CPU forward pass (OpenBLAS sgemm for the dense layers, or gemm.c's kernel
+ * once the weights are packed for it; the loops of ops.c for the rest) over
+ * packed variable-length batches, split over threads by sequence, or one
+ * sequence's work shared by a team (team.h).
  */
 #include "model.h"
 #include "blas.h"
+#include "gemm.h"
 #include "ops.h"
+#include "simd.h"
+#include "team.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -346,16 +350,135 @@ seq_cost(const BtBertConfig *c, int S)
 	return (double) S * (4.0 * c->hidden_size + 2.0 * c->intermediate_size + 2.0 * S);
 }
 
+/* ---- the layers' work, on one thread or shared by a team ---- */
+
+/* Arguments of one team job; each job reads the members it needs. */
+typedef struct Job
+{
+	float	   *out;
+	const float *in,
+			   *w,
+			   *b;
+	int			T,
+				O,
+				K;
+	float		eps;
+	BtActivation act;
+	float	   *scratch;		/* attention: (max S, max S) per member */
+	size_t		scratch_each;
+	const BtBatch *batch;
+	int			NH;
+} Job;
+
+/* Member's share of n items, [*from, *to). */
+static void
+share(int n, int member, int members, int *from, int *to)
+{
+	*from = (int) ((int64_t) n * member / members);
+	*to = (int) ((int64_t) n * (member + 1) / members);
+}
+
+/* A packed dense layer: this member's panels. */
+static void
+dense_job(void *arg, int member, int members)
+{
+	Job		   *j = arg;
+	int			p0,
+				p1;
+
+	share(bt_gemm_panels(j->O), member, members, &p0, &p1);
+	bt_gemm_packed(j->out, j->O, j->in, j->T, j->w, j->b, j->O, j->K, p0, p1);
+}
+
+/* GELU over this member's share of the T O values of out. */
+static void
+gelu_job(void *arg, int member, int members)
+{
+	Job		   *j = arg;
+	int			r0,
+				r1;
+
+	share(j->T, member, members, &r0, &r1);
+	bt_gelu_forward(j->out + (size_t) r0 * j->O, j->out + (size_t) r0 * j->O, (size_t) (r1 - r0) * j->O, j->act);
+}
+
+/* Residual and LayerNorm over this member's rows: out (T, O) = LN(out + in). */
+static void
+residual_layernorm_job(void *arg, int member, int members)
+{
+	Job		   *j = arg;
+	int			r0,
+				r1;
+
+	share(j->T, member, members, &r0, &r1);
+	if (r1 > r0)
+		bt_residual_layernorm_forward(j->out + (size_t) r0 * j->O, j->in + (size_t) r0 * j->O, j->w, j->b,
+									  r1 - r0, j->O, j->eps);
+}
+
+/* This member's (sequence, head) pairs of attention: out = ctx, in = qkv. */
+static void
+attention_job(void *arg, int member, int members)
+{
+	Job		   *j = arg;
+
+	bt_attention_forward_part(j->out, j->scratch + member * j->scratch_each, j->in, j->batch, j->O, j->NH,
+							  member, members);
+}
+
+/* out (T, O) = in (T, K) @ w^T + b of an encoder layer: packed weights through gemm.c, else OpenBLAS. */
+static void
+layer_dense(const BtBertModel *m, BtTeam *team, float *out, const float *in, const float *w, const float *b,
+			int T, int O, int K)
+{
+	Job			j = {.out = out, .in = in, .w = w, .b = b, .T = T, .O = O, .K = K};
+
+	if (!m->packed)
+		bt_dense_forward(out, in, w, b, T, O, K);
+	else if (team)
+		bt_team_run(team, dense_job, &j);
+	else
+		dense_job(&j, 0, 1);
+}
+
+/* x (T, I) = GELU(x), shared by the team when there is one. */
+static void
+layer_gelu(const BtBertModel *m, BtTeam *team, float *x, int T, int I)
+{
+	Job			j = {.out = x, .T = T, .O = I, .act = m->cfg.activation};
+
+	if (team)
+		bt_team_run(team, gelu_job, &j);
+	else
+		gelu_job(&j, 0, 1);
+}
+
+/* x (T, H) = LayerNorm(x + add) * w + b, shared by the team when there is one. */
+static void
+layer_residual_norm(const BtBertModel *m, BtTeam *team, float *x, const float *add, const float *w,
+					const float *b, int T)
+{
+	Job			j = {.out = x, .in = add, .w = w, .b = b, .T = T, .O = m->cfg.hidden_size,
+	.eps = m->cfg.layer_norm_eps};
+
+	if (team)
+		bt_team_run(team, residual_layernorm_job, &j);
+	else
+		residual_layernorm_job(&j, 0, 1);
+}
+
 /*
  * The last layer l for the first token ([CLS]) of each sequence only, when
  * nothing but the pooler reads its output: keys and values still come from
- * every token, but the queries, the attention output, both LayerNorms and the
- * feed-forward run on n_seq rows instead of T. The [CLS] rows of x get the
- * result; the other rows keep the layer's input. work: 3 n_seq H floats.
+ * every token, but the attention output, both LayerNorms and the
+ * feed-forward run on n_seq rows instead of T (and so do the queries, unless
+ * the weights are packed: then the whole QKV GEMM runs, its panels not being
+ * split at H). The [CLS] rows of x get the result; the other rows keep the
+ * layer's input. work: 3 n_seq H floats.
  */
 static void
-last_layer_first_only(const BtBertModel *m, int l, const BtBatch *b, float *x, float *kv, float *scores,
-					  float *ffn, float *work)
+last_layer_first_only(const BtBertModel *m, BtTeam *team, int l, const BtBatch *b, float *x, float *kv,
+					  float *scores, float *ffn, float *work)
 {
 	const BtBertConfig *c = &m->cfg;
 	const BtBertParams *p = &m->p;
@@ -370,23 +493,30 @@ last_layer_first_only(const BtBertModel *m, int l, const BtBatch *b, float *x, f
 			   *ctx = q + (size_t) n * H,
 			   *tmp = q;		/* q is spent once ctx is computed */
 
-	/* keys and values (T, 2H) into columns H.. of kv (T, 3H), bias first as in bt_dense_forward */
-	for (int t = 0; t < T; t++)
-		memcpy(kv + (size_t) t * 3 * H + H, qkv_b + H, 2 * (size_t) H * sizeof(float));
-	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, 2 * H, H, 1.0f, x, H, qkv_w + (size_t) H * H, H,
-			 1.0f, kv + H, 3 * H);
 	for (int s = 0; s < n; s++)
 		memcpy(first + (size_t) s * H, x + (size_t) b->offsets[s] * H, H * sizeof(float));
-	bt_dense_forward(q, first, qkv_w, qkv_b, n, H, H);
+	if (m->packed)
+	{
+		layer_dense(m, team, kv, x, qkv_w, qkv_b, T, 3 * H, H);
+		for (int s = 0; s < n; s++)
+			memcpy(q + (size_t) s * H, kv + (size_t) b->offsets[s] * 3 * H, H * sizeof(float));
+	}
+	else
+	{
+		/* keys and values (T, 2H) into columns H.. of kv (T, 3H), bias first as in bt_dense_forward */
+		for (int t = 0; t < T; t++)
+			memcpy(kv + (size_t) t * 3 * H + H, qkv_b + H, 2 * (size_t) H * sizeof(float));
+		bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, 2 * H, H, 1.0f, x, H, qkv_w + (size_t) H * H, H,
+				 1.0f, kv + H, 3 * H);
+		bt_dense_forward(q, first, qkv_w, qkv_b, n, H, H);
+	}
 	bt_attention_first_forward(ctx, scores, q, kv, b, H, c->num_heads);
-	bt_dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, n, H, H);
-	bt_residual_layernorm_forward(first, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H,
-								  n, H, c->layer_norm_eps);
-	bt_dense_forward(ffn, first, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, n, I, H);
-	bt_gelu_forward(ffn, ffn, (size_t) n * I, c->activation);
-	bt_dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, n, H, I);
-	bt_residual_layernorm_forward(first, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H,
-								  n, H, c->layer_norm_eps);
+	layer_dense(m, team, tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, n, H, H);
+	layer_residual_norm(m, team, first, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, n);
+	layer_dense(m, team, ffn, first, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, n, I, H);
+	layer_gelu(m, team, ffn, n, I);
+	layer_dense(m, team, tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, n, H, I);
+	layer_residual_norm(m, team, first, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, n);
 	for (int s = 0; s < n; s++)
 		memcpy(x + (size_t) b->offsets[s] * H, first + (size_t) s * H, H * sizeof(float));
 }
@@ -394,18 +524,22 @@ last_layer_first_only(const BtBertModel *m, int l, const BtBatch *b, float *x, f
 /*
  * Run the embeddings and every layer over a checked batch: x (T, H). With
  * first_only, only each sequence's first row is right after the last layer
- * (see last_layer_first_only). 0, or -1 out of memory.
+ * (see last_layer_first_only). team: threads sharing each step, or NULL for
+ * this thread alone (OpenBLAS's threads share the GEMMs of an unpacked model
+ * then). 0, or -1 out of memory.
  */
 static int
-encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only)
+encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam *team)
 {
 	const BtBertConfig *c = &m->cfg;
 	const BtBertParams *p = &m->p;
 	int			H = c->hidden_size,
 				I = c->intermediate_size,
 				T = b->offsets[b->n_seq],
-				max_len = bt_batch_max_len(b);
-	size_t		need = (size_t) T * (3 * H + H + H + I) + (size_t) max_len * max_len +
+				max_len = bt_batch_max_len(b),
+				members = bt_team_size(team);
+	size_t		square = (size_t) max_len * max_len,
+				need = (size_t) T * (3 * H + H + H + I) + members * square +
 		(first_only ? 3 * (size_t) b->n_seq * H : 0);
 	float	   *arena = malloc(need * sizeof(float)),
 			   *qkv,
@@ -428,19 +562,25 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only)
 	{
 		if (first_only && l == c->num_layers - 1)
 		{
-			last_layer_first_only(m, l, b, x, qkv, scores, ffn, scores + (size_t) max_len * max_len);
+			last_layer_first_only(m, team, l, b, x, qkv, scores, ffn, scores + members * square);
 			break;
 		}
-		bt_dense_forward(qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
-		bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads);
-		bt_dense_forward(tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
-		bt_residual_layernorm_forward(x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H,
-									  T, H, c->layer_norm_eps);
-		bt_dense_forward(ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T, I, H);
-		bt_gelu_forward(ffn, ffn, (size_t) T * I, c->activation);
-		bt_dense_forward(tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
-		bt_residual_layernorm_forward(x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H,
-									  T, H, c->layer_norm_eps);
+		layer_dense(m, team, qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
+		if (team)
+		{
+			Job			j = {.out = ctx, .in = qkv, .O = H, .NH = c->num_heads, .batch = b,
+			.scratch = scores, .scratch_each = square};
+
+			bt_team_run(team, attention_job, &j);
+		}
+		else
+			bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads);
+		layer_dense(m, team, tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
+		layer_residual_norm(m, team, x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, T);
+		layer_dense(m, team, ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T, I, H);
+		layer_gelu(m, team, ffn, T, I);
+		layer_dense(m, team, tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
+		layer_residual_norm(m, team, x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, T);
 	}
 	free(arena);
 	return 0;
@@ -477,7 +617,7 @@ encode_chunk(Chunks *ch, int i)
 	sub.offsets = offsets;
 	sub.ids = b->ids + t0;
 	sub.type_ids = b->type_ids ? b->type_ids + t0 : NULL;
-	return encode(ch->m, &sub, ch->x + (size_t) t0 * ch->m->cfg.hidden_size, ch->first_only);
+	return encode(ch->m, &sub, ch->x + (size_t) t0 * ch->m->cfg.hidden_size, ch->first_only, NULL);
 }
 
 /* Thread body: take chunks until none is left. */
@@ -605,6 +745,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 				rc;
 	bool		first_only,
 				parallel;
+	BtTeam	   *team;
 	float	   *x;
 
 	if (bt_check_batch(m, b, err, errlen) != 0)
@@ -646,8 +787,16 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		bt_blas_set_threads(1);
 		rc = encode_parallel(m, b, x, threads, first_only);
 	}
+	else if (threads >= 2 && m->packed && (team = bt_team_start(threads)) != NULL)
+	{
+		/* one sequence, or one that dominates: the team shares every step of it */
+		parallel = true;
+		bt_blas_set_threads(1);
+		rc = encode(m, b, x, first_only, team);
+		bt_team_stop(team);
+	}
 	else
-		rc = encode(m, b, x, first_only);	/* one sequence, or one that dominates: OpenBLAS's threads share the GEMMs */
+		rc = encode(m, b, x, first_only, NULL);	/* OpenBLAS's threads share the GEMMs (or one thread) */
 	if (rc != 0)
 	{
 		if (parallel)
@@ -690,5 +839,35 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	if (parallel)
 		bt_blas_set_threads(blas_threads);
 	free(x);
+	return 0;
+}
+
+int
+bt_model_pack(BtBertModel *m, char *err, size_t errlen)
+{
+	const BtBertConfig *c = &m->cfg;
+	BtBertParams *p = &m->p;
+	int			H = c->hidden_size,
+				I = c->intermediate_size;
+	float	   *scratch;
+
+	if (m->packed || !bt_simd_avx2())
+		return 0;
+	/* room for the largest one weight matrix: QKV (3H, H) or the feed-forward's (I, H) */
+	scratch = malloc((size_t) H * (3 * H > I ? 3 * H : I) * sizeof(float));
+	if (scratch == NULL)
+	{
+		snprintf(err, errlen, "out of memory packing the weights");
+		return -1;
+	}
+	for (int l = 0; l < c->num_layers; l++)
+	{
+		bt_gemm_pack(p->qkv_w + (size_t) l * 3 * H * H, 3 * H, H, scratch);
+		bt_gemm_pack(p->attn_out_w + (size_t) l * H * H, H, H, scratch);
+		bt_gemm_pack(p->ffn_in_w + (size_t) l * I * H, I, H, scratch);
+		bt_gemm_pack(p->ffn_out_w + (size_t) l * H * I, H, I, scratch);
+	}
+	free(scratch);
+	m->packed = true;
 	return 0;
 }

@@ -52,6 +52,7 @@ typedef struct BtBertModel
 	size_t		num_params;
 	float	   *params;			/* one allocation holding every parameter */
 	BtBertParams p;
+	bool		packed;			/* dense layer weights in gemm.h's layout: inference only */
 } BtBertModel;
 
 /* A packed batch: sequence s holds tokens offsets[s] .. offsets[s+1]-1. */
@@ -96,12 +97,24 @@ extern int	bt_model_alloc_params(BtBertModel *m);
  * Run the encoder over a packed batch; 0, or -1 with err (bad ids, lengths,
  * memory). OpenBLAS's thread count (bt_blas_threads) is the thread budget: a
  * batch of several sequences is split by sequence over that many threads of
- * the engine's own, each with single-threaded sgemm, joined before this
- * returns; one sequence runs on OpenBLAS's threads. The thread count is
+ * the engine's own, each with single-threaded GEMMs, joined before this
+ * returns; one sequence runs on OpenBLAS's threads, or, when the model is
+ * packed (bt_model_pack), on a team of the engine's own threads sharing every
+ * GEMM, the attention heads, GELU and LayerNorm. The thread count is
  * process-wide and set to 1 meanwhile, so passes run from several threads at
  * once stay correct but may share the cores poorly.
  */
 extern int	bt_model_forward(const BtBertModel *m, const BtBatch *batch, BtForwardOut *out,
 							 char *err, size_t errlen);
+
+/*
+ * Make m a model for forward passes on this CPU: when it has AVX2+FMA, pack
+ * the encoder's dense weights in place for gemm.h's kernel (no second copy).
+ * Its forward passes then run the dense layers there, one sequence on a team
+ * of the engine's own threads instead of OpenBLAS's; it can no longer be
+ * trained nor uploaded to a GPU (both refuse a packed model). Without AVX2
+ * nothing changes. 0, or -1 out of memory (the model is unchanged then).
+ */
+extern int	bt_model_pack(BtBertModel *m, char *err, size_t errlen);
 
 #endif

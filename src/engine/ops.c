@@ -318,12 +318,31 @@ softmax_rows(float *x, int rows, int cols)
 	}
 }
 
+/* p (S, S) = softmax(q @ k^T / sqrt d) for head h of the S tokens at base (S, 3H) */
+static void
+head_probs(float *p, const float *base, int S, int H, int NH, int h)
+{
+	int			d = H / NH;
+
+	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, S, S, d, 1.0f / sqrtf((float) d),
+			 base + h * d, 3 * H, base + H + h * d, 3 * H, 0.0f, p, S);
+	softmax_rows(p, S, S);
+}
+
+/* ctx (S, d) of head h, row stride H = p (S, S) @ v (S, d) of the tokens at base (S, 3H) */
+static void
+head_context(float *ctx, const float *p, const float *base, int S, int H, int NH, int h)
+{
+	int			d = H / NH;
+
+	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, S, d, S, 1.0f,
+			 p, S, base + 2 * H + h * d, 3 * H, 0.0f, ctx + h * d, H);
+}
+
 void
 bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDropout *drop,
 					 const float *qkv, const BtBatch *b, int H, int NH)
 {
-	int			d = H / NH;
-	float		scale = 1.0f / sqrtf((float) d);
 	size_t		off = 0;		/* of the current (S, S) block in the probabilities */
 
 	for (int s = 0; s < b->n_seq; s++)
@@ -334,26 +353,39 @@ bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDro
 
 		for (int h = 0; h < NH; h++, off += (size_t) S * S)
 		{
-			const float *q = base + h * d;
-			const float *k = base + H + h * d;
-			const float *v = base + 2 * H + h * d;
 			float	   *p = save ? probs + off : probs;
 			const float *pv = p;
 
-			/* p (S, S) = softmax(q (S, d) @ k (S, d)^T * scale) */
-			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, S, S, d, scale,
-					 q, 3 * H, k, 3 * H, 0.0f, p, S);
-			softmax_rows(p, S, S);
+			head_probs(p, base, S, H, NH, h);
 			if (bt_dropout_active(drop))
 			{
 				memcpy(pd, p, (size_t) S * S * sizeof(float));
 				bt_dropout_apply(pd, (size_t) S * S, drop, off);
 				pv = pd;
 			}
-			/* ctx (S, d) = p (S, S) @ v (S, d) */
-			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, S, d, S, 1.0f,
-					 pv, S, v, 3 * H, 0.0f, ctx + (size_t) start * H + h * d, H);
+			head_context(ctx + (size_t) start * H, pv, base, S, H, NH, h);
 		}
+	}
+}
+
+void
+bt_attention_forward_part(float *ctx, float *scratch, const float *qkv, const BtBatch *b, int H, int NH,
+						  int part, int parts)
+{
+	int			i = 0;
+
+	for (int s = 0; s < b->n_seq; s++)
+	{
+		int			start = b->offsets[s],
+					S = b->offsets[s + 1] - start;
+		const float *base = qkv + (size_t) start * 3 * H;
+
+		for (int h = 0; h < NH; h++, i++)
+			if (i % parts == part)
+			{
+				head_probs(scratch, base, S, H, NH, h);
+				head_context(ctx + (size_t) start * H, scratch, base, S, H, NH, h);
+			}
 	}
 }
 

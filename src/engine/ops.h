@@ -122,6 +122,15 @@ extern void bt_attention_forward(float *ctx, float *probs, bool save, float *pd,
 								 const float *qkv, const BtBatch *b, int H, int NH);
 
 /*
+ * Inference-only attention (no saved probabilities, no dropout) for the
+ * (sequence, head) pairs numbered part, part + parts, ... in order: parts
+ * threads with part 0 .. parts - 1 do all of bt_attention_forward's work
+ * together. scratch: (max S, max S) floats of this part's own.
+ */
+extern void bt_attention_forward_part(float *ctx, float *scratch, const float *qkv, const BtBatch *b,
+									  int H, int NH, int part, int parts);
+
+/*
  * Attention for one query per sequence (its first token, [CLS]): ctx (n_seq, H)
  * from q (n_seq, H) and the keys and values of every token in kv (T, 3H),
  * columns H.. and 2H.. as bt_attention_forward reads them. scores: max S

@@ -22,6 +22,7 @@
 
 #include "blas.h"
 #include "config.h"
+#include "gemm.h"
 #include "model.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -60,33 +61,45 @@ ref_i32(const BtSafetensors *st, const char *name, size_t *n)
 	return (const int32_t *) (st->data + t->offset);
 }
 
-/* Max |a - b| against a float reference tensor, or -1 when the reference lacks it. */
+/*
+ * Max |a - b| of got (n) against elements start .. start + n - 1 of a float
+ * reference tensor, or -1 when the reference lacks it.
+ */
 static double
-max_diff(const BtSafetensors *st, const char *name, const float *got, size_t n)
+max_diff_at(const BtSafetensors *st, const char *name, size_t start, const float *got, size_t n)
 {
 	const BtTensor *t = bt_safetensors_find(st, name);
+	size_t		all;
 	float	   *want;
 	double		worst = 0.0;
 	char		err[256];
 
 	if (!t)
 		return -1.0;
-	want = malloc(n * sizeof(float));
-	if (bt_safetensors_read_f32(st, t, want, n, err, sizeof err) != 0)
+	all = t->nbytes / bt_dtype_size(t->dtype);
+	want = malloc(all * sizeof(float));
+	if (start + n > all || bt_safetensors_read_f32(st, t, want, all, err, sizeof err) != 0)
 	{
-		printf("     %s: %s\n", name, err);
+		printf("     %s: %s\n", name, start + n > all ? "past the reference" : err);
 		free(want);
 		return INFINITY;
 	}
 	for (size_t i = 0; i < n; i++)
 	{
-		double		d = fabs((double) got[i] - want[i]);
+		double		d = fabs((double) got[i] - want[start + i]);
 
 		if (!(d <= worst))
 			worst = d;
 	}
 	free(want);
 	return worst;
+}
+
+/* Max |a - b| against a whole float reference tensor, or -1 when the reference lacks it. */
+static double
+max_diff(const BtSafetensors *st, const char *name, const float *got, size_t n)
+{
+	return max_diff_at(st, name, 0, got, n);
 }
 
 /* Load config + checkpoint of a fixture directory; NULL with err on failure. */
@@ -115,7 +128,7 @@ load_dir(const char *dir, const char *config_override, uint8_t **weights, BtSafe
 }
 
 static void
-test_parity(const char *models_dir, const char *name)
+test_parity(const char *models_dir, const char *fixture, bool packed)
 {
 	char		dir[1024],
 				err[512],
@@ -133,11 +146,23 @@ test_parity(const char *models_dir, const char *name)
 	int			H;
 	double		d;
 
-	snprintf(dir, sizeof dir, "%s/%s", models_dir, name);
+	char		name[128];
+
+	snprintf(name, sizeof name, "%s%s", fixture, packed ? " packed" : "");
+	snprintf(dir, sizeof dir, "%s/%s", models_dir, fixture);
 	m = load_dir(dir, NULL, &weights, &st, notes, err, sizeof err);
 	check(m != NULL, "%s: loads (%s)", name, m ? (notes[0] ? notes : "all tensors used") : err);
 	if (!m)
 		return;
+	if (packed)
+	{
+		int			rc = bt_model_pack(m, err, sizeof err);
+
+		check(rc == 0 && m->packed == bt_simd_avx2(), "%s: weights packed for gemm.c's kernel (%s)", name,
+			  rc != 0 ? err : m->packed ? "AVX2" : "no AVX2: left as they are");
+		if (!m->packed)
+			return;
+	}
 	refbuf = slurp(dir, "reference.safetensors", &reflen);
 	ref = bt_safetensors_parse(refbuf, reflen, err, sizeof err);
 	if (!ref)
@@ -180,6 +205,31 @@ test_parity(const char *models_dir, const char *name)
 		d = max_diff(ref, "logits", out.logits, batch.n_seq * m->num_classes);
 		check(d >= 0 && d <= TOLERANCE, "%s: logits (%d classes), max |diff| %.2e", name,
 			  m->num_classes, d);
+	}
+	{
+		/* each sequence alone: one sequence runs on OpenBLAS's threads, or on a team when packed */
+		int32_t		offs[2];
+		double		worst = 0.0;
+
+		for (int s = 0; s < batch.n_seq; s++)
+		{
+			int			len = batch.offsets[s + 1] - batch.offsets[s];
+
+			BtBatch		one = {1, offs, batch.ids + batch.offsets[s],
+			batch.type_ids ? batch.type_ids + batch.offsets[s] : NULL};
+			BtForwardOut o = {out.hidden, NULL, NULL, NULL};
+
+			offs[0] = 0;
+			offs[1] = len;
+			if (bt_model_forward(m, &one, &o, err, sizeof err) != 0)
+			{
+				worst = INFINITY;
+				break;
+			}
+			d = max_diff_at(ref, "hidden", (size_t) batch.offsets[s] * H, out.hidden, (size_t) len * H);
+			worst = d >= 0 && d > worst ? d : worst;
+		}
+		check(worst <= TOLERANCE, "%s: last hidden state of each sequence alone, max |diff| %.2e", name, worst);
 	}
 	if (out.pooled)
 	{
@@ -376,6 +426,97 @@ test_batch_errors(const char *models_dir)
 	free(weights);
 }
 
+/*
+ * gemm.c against a plain double-precision product of the unpacked weights:
+ * shapes with a narrow last panel, row counts off the kernel's 6, K past its
+ * 384 block, and a panel range that must leave the other columns alone.
+ */
+static void
+test_gemm(void)
+{
+	static const int shapes[][3] = {{1, 16, 1}, {7, 37, 5}, {13, 48, 400}, {97, 70, 385}, {200, 1152, 384},
+	{6, 100, 1536}};
+
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+	{
+		int			T = shapes[si][0],
+					O = shapes[si][1],
+					K = shapes[si][2],
+					panels = bt_gemm_panels(O),
+					p0 = panels > 2 ? 1 : 0,
+					p1 = panels > 2 && si % 2 == 0 ? panels - 1 : panels;
+		float	   *w = malloc((size_t) O * K * sizeof(float)),
+				   *packed = malloc((size_t) O * K * sizeof(float)),
+				   *scratch = malloc((size_t) O * K * sizeof(float)),
+				   *in = malloc((size_t) T * K * sizeof(float)),
+				   *bias = malloc(O * sizeof(float)),
+				   *fast = malloc((size_t) T * (O + 3) * sizeof(float)),
+				   *plain = malloc((size_t) T * (O + 3) * sizeof(float));
+		uint64_t	r = 777 + si;
+		double		worst_fast = 0.0,
+					worst_plain = 0.0;
+		bool		untouched = true,
+					roundtrip;
+
+		for (size_t i = 0; i < (size_t) O * K + (size_t) T * K + O; i++)
+		{
+			float		v;
+
+			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+			v = (float) ((double) (r >> 40) / (1 << 24) * 2.0 - 1.0);
+			if (i < (size_t) O * K)
+				w[i] = v;
+			else if (i < (size_t) O * K + (size_t) T * K)
+				in[i - (size_t) O * K] = v;
+			else
+				bias[i - (size_t) O * K - (size_t) T * K] = v;
+		}
+		memcpy(packed, w, (size_t) O * K * sizeof(float));
+		bt_gemm_pack(packed, O, K, scratch);
+		/* row stride O + 3: the output need not be dense; NaN marks what must stay unwritten */
+		for (size_t i = 0; i < (size_t) T * (O + 3); i++)
+			fast[i] = plain[i] = NAN;
+		bt_gemm_packed(fast, O + 3, in, T, packed, bias, O, K, p0, p1);
+		bt_gemm_packed_plain(plain, O + 3, in, T, packed, si % 2 ? bias : NULL, O, K, p0, p1);
+		for (int t = 0; t < T; t++)
+			for (int o = 0; o < O + 3; o++)
+			{
+				bool		inside = o >= p0 * BT_GEMM_PANEL && o < p1 * BT_GEMM_PANEL && o < O;
+				double		want = 0.0,
+							scale = 0.0;
+
+				if (!inside)
+				{
+					untouched = untouched && isnan(fast[(size_t) t * (O + 3) + o]) &&
+						isnan(plain[(size_t) t * (O + 3) + o]);
+					continue;
+				}
+				for (int k = 0; k < K; k++)
+				{
+					want += (double) in[(size_t) t * K + k] * w[(size_t) o * K + k];
+					scale += fabs((double) in[(size_t) t * K + k] * w[(size_t) o * K + k]);
+				}
+				/* relative to the sum of |terms|: float rounding grows with K, not with the result */
+				worst_fast = fmax(worst_fast, fabs(fast[(size_t) t * (O + 3) + o] - (want + bias[o])) / (scale + 1.0));
+				worst_plain = fmax(worst_plain, fabs(plain[(size_t) t * (O + 3) + o] -
+													 (want + (si % 2 ? bias[o] : 0.0))) / (scale + 1.0));
+			}
+		bt_gemm_unpack(packed, O, K, scratch);
+		roundtrip = memcmp(packed, w, (size_t) O * K * sizeof(float)) == 0;
+		check(worst_fast < 1e-6 && worst_plain < 1e-6 && untouched && roundtrip,
+			  "gemm: packed %dx%d weight, %d rows, panels %d..%d of %d: error %.1e (%s), plain loops %.1e, "
+			  "other columns untouched, unpacks to the original", O, K, T, p0, p1 - 1, panels, worst_fast,
+			  bt_simd_avx2() ? "AVX2" : "plain", worst_plain);
+		free(w);
+		free(packed);
+		free(scratch);
+		free(in);
+		free(bias);
+		free(fast);
+		free(plain);
+	}
+}
+
 /* Forward one range of sequences [s0, s1) of a packed reference batch into hidden/mean. */
 static int
 forward_range(const BtBertModel *m, const int32_t *ids, const int32_t *offsets, int s0, int s1,
@@ -559,6 +700,36 @@ test_attention(void)
 	}
 }
 
+/* Smallest cosine between rows of a and b (n, H), and its row. */
+static double
+min_cosine(const float *a, const float *b, int n, int H, int *at)
+{
+	double		worst = 1.0;
+
+	*at = -1;
+	for (int s = 0; s < n; s++)
+	{
+		double		dot = 0,
+					na = 0,
+					nb = 0,
+					cos;
+
+		for (int i = 0; i < H; i++)
+		{
+			dot += (double) a[(size_t) s * H + i] * b[(size_t) s * H + i];
+			na += (double) a[(size_t) s * H + i] * a[(size_t) s * H + i];
+			nb += (double) b[(size_t) s * H + i] * b[(size_t) s * H + i];
+		}
+		cos = dot / sqrt(na * nb);
+		if (!(cos >= worst))
+		{
+			worst = cos;
+			*at = s;
+		}
+	}
+	return worst;
+}
+
 static void
 test_minilm(const char *dir, const char *ref_path)
 {
@@ -691,26 +862,7 @@ test_minilm(const char *dir, const char *ref_path)
 			break;
 		}
 	}
-	for (int s = 0; s < nseq; s++)
-	{
-		double		dot = 0,
-					na = 0,
-					nb = 0,
-					cos;
-
-		for (int i = 0; i < H; i++)
-		{
-			dot += (double) mean[(size_t) s * H + i] * want[(size_t) s * H + i];
-			na += (double) mean[(size_t) s * H + i] * mean[(size_t) s * H + i];
-			nb += (double) want[(size_t) s * H + i] * want[(size_t) s * H + i];
-		}
-		cos = dot / sqrt(na * nb);
-		if (!(cos >= worst_cos))
-		{
-			worst_cos = cos;
-			worst_at = s;
-		}
-	}
+	worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
 	check(worst_cos >= 0.99999, "all-MiniLM-L6-v2: %d sentence embeddings (%zu tokens, up to 512 per sentence), min cosine %.7f (sentence %d)",
 		  nseq, n, worst_cos, worst_at);
 
@@ -741,6 +893,51 @@ test_minilm(const char *dir, const char *ref_path)
 		free(one);
 		free(three);
 	}
+
+	/*
+	 * Packed for gemm.c's kernel, as the engine serves it: the same checks
+	 * against sentence-transformers, and the longest sentence alone on teams
+	 * of 2 and 3 threads against one thread.
+	 */
+	if (bt_model_pack(m, err, sizeof err) != 0 || !m->packed)
+		check(!bt_simd_avx2(), "all-MiniLM-L6-v2: packs (%s)", bt_simd_avx2() ? err : "no AVX2");
+	else
+	{
+		int			longest = 0,
+					budget = bt_blas_threads();
+		float	   *one,
+				   *team;
+		double		worst = 0.0;
+		int			rc = 0;
+
+		for (int s0 = 0; s0 < nseq && rc == 0; s0 += 16)
+			rc = forward_range(m, ids, offsets, s0, s0 + 16 < nseq ? s0 + 16 : nseq, NULL, mean + (size_t) s0 * H,
+							   offs, err, sizeof err);
+		worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
+		check(rc == 0 && worst_cos >= 0.99999,
+			  "all-MiniLM-L6-v2 packed: %d sentence embeddings, min cosine %.7f (sentence %d)%s", nseq, worst_cos,
+			  worst_at, rc ? err : "");
+		for (int s = 0; s < nseq; s++)
+			if (offsets[s + 1] - offsets[s] > offsets[longest + 1] - offsets[longest])
+				longest = s;
+		one = malloc((size_t) (offsets[longest + 1] - offsets[longest]) * H * sizeof(float));
+		team = malloc((size_t) (offsets[longest + 1] - offsets[longest]) * H * sizeof(float));
+		bt_blas_set_threads(1);
+		rc = forward_range(m, ids, offsets, longest, longest + 1, one, NULL, offs, err, sizeof err);
+		for (int members = 2; members <= 3; members++)
+		{
+			bt_blas_set_threads(members);
+			rc |= forward_range(m, ids, offsets, longest, longest + 1, team, NULL, offs, err, sizeof err);
+			for (size_t i = 0; rc == 0 && i < (size_t) (offsets[longest + 1] - offsets[longest]) * H; i++)
+				worst = fmax(worst, fabs((double) one[i] - team[i]));
+		}
+		bt_blas_set_threads(budget);
+		check(rc == 0 && worst <= 1e-5,
+			  "all-MiniLM-L6-v2 packed: a %d-token sentence on teams of 2 and 3 threads vs 1, max |diff| %.2e%s",
+			  offsets[longest + 1] - offsets[longest], worst, rc ? err : "");
+		free(one);
+		free(team);
+	}
 	free(want);
 	free(mean);
 	bt_safetensors_free(ref);
@@ -762,11 +959,15 @@ main(int argc, char **argv)
 		test_minilm(argv[2], argv[3]);
 	test_simd_math();
 	test_attention();
+	test_gemm();
 	test_config();
-	test_parity(argv[1], "tiny_cls");
-	test_parity(argv[1], "tiny_tanh_f16");
-	test_parity(argv[1], "tiny_nopool_bf16");
-	test_parity(argv[1], "tiny_odd_cls");
+	for (int packed = 0; packed <= 1; packed++)
+	{
+		test_parity(argv[1], "tiny_cls", packed);
+		test_parity(argv[1], "tiny_tanh_f16", packed);
+		test_parity(argv[1], "tiny_nopool_bf16", packed);
+		test_parity(argv[1], "tiny_odd_cls", packed);
+	}
 	test_load_errors(argv[1]);
 	test_batch_errors(argv[1]);
 	printf("%d passed, %d failed\n", passed, failed);

@@ -1,0 +1,251 @@
+/*
+ * gemm.c - dense layers over packed weights (see gemm.h).
+ *
+ * The AVX2 kernel computes a tile of 6 rows by one panel of 16 outputs in
+ * twelve ymm accumulators: per k, two loads of the panel and six broadcasts
+ * of the (repacked) input feed twelve FMAs. Blocking: KC = 384 of K at a time
+ * (a panel slice of 24 KiB stays in L1 while MC = 96 rows of input, repacked
+ * 6 rows at a time into 144 KiB, stay in L2). A last panel narrower than 16
+ * goes through the plain loops: real models have none.
+ */
+#include "gemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "simd.h"
+
+/* Where output o of a packed (O, K) weight keeps its k-th weight. */
+static inline size_t
+packed_index(int O, int K, int o, int k)
+{
+	int			p = o / BT_GEMM_PANEL,
+				c = o % BT_GEMM_PANEL,
+				w = O - p * BT_GEMM_PANEL < BT_GEMM_PANEL ? O - p * BT_GEMM_PANEL : BT_GEMM_PANEL;
+
+	return (size_t) p * BT_GEMM_PANEL * K + (size_t) k * w + c;
+}
+
+void
+bt_gemm_pack(float *w, int O, int K, float *scratch)
+{
+	memcpy(scratch, w, (size_t) O * K * sizeof(float));
+	for (int o = 0; o < O; o++)
+		for (int k = 0; k < K; k++)
+			w[packed_index(O, K, o, k)] = scratch[(size_t) o * K + k];
+}
+
+void
+bt_gemm_unpack(float *w, int O, int K, float *scratch)
+{
+	memcpy(scratch, w, (size_t) O * K * sizeof(float));
+	for (int o = 0; o < O; o++)
+		for (int k = 0; k < K; k++)
+			w[(size_t) o * K + k] = scratch[packed_index(O, K, o, k)];
+}
+
+void
+bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
+					 int O, int K, int p0, int p1)
+{
+	int			o1 = p1 * BT_GEMM_PANEL < O ? p1 * BT_GEMM_PANEL : O;
+
+	for (int t = 0; t < T; t++)
+		for (int o = p0 * BT_GEMM_PANEL; o < o1; o++)
+		{
+			float		sum = bias ? bias[o] : 0.0f;
+
+			for (int k = 0; k < K; k++)
+				sum += in[(size_t) t * K + k] * wp[packed_index(O, K, o, k)];
+			out[(size_t) t * ldo + o] = sum;
+		}
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define MR 6
+#define KC 384
+#define MC 264					/* a multiple of MR */
+
+/*
+ * dst = rows (<= MC) of in, columns k0 .. k0 + kc - 1, as tiles of MR rows:
+ * tile i holds k-major groups of MR floats (rows past `rows` are zero).
+ */
+static void
+pack_rows(float *dst, const float *in, int K, int rows, int k0, int kc)
+{
+	for (int r0 = 0; r0 < rows; r0 += MR, dst += MR * kc)
+		for (int r = 0; r < MR; r++)
+		{
+			const float *src = in + (size_t) (r0 + r) * K + k0;
+
+			if (r0 + r < rows)
+				for (int k = 0; k < kc; k++)
+					dst[k * MR + r] = src[k];
+			else
+				for (int k = 0; k < kc; k++)
+					dst[k * MR + r] = 0.0f;
+		}
+}
+
+/*
+ * c (MR rows, stride ldc, 16 columns) = (first ? bias or 0 : c) + a @ b over kc:
+ * a is one packed tile (kc groups of MR), b a panel slice (kc rows of 16).
+ */
+AVX2 static void
+tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float *bias, bool first)
+{
+	__m256		c00,
+				c01,
+				c10,
+				c11,
+				c20,
+				c21,
+				c30,
+				c31,
+				c40,
+				c41,
+				c50,
+				c51;
+
+	if (first)
+	{
+		__m256		b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps(),
+					b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+
+		c00 = c10 = c20 = c30 = c40 = c50 = b0;
+		c01 = c11 = c21 = c31 = c41 = c51 = b1;
+	}
+	else
+	{
+		c00 = _mm256_loadu_ps(c);
+		c01 = _mm256_loadu_ps(c + 8);
+		c10 = _mm256_loadu_ps(c + ldc);
+		c11 = _mm256_loadu_ps(c + ldc + 8);
+		c20 = _mm256_loadu_ps(c + 2 * ldc);
+		c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
+		c30 = _mm256_loadu_ps(c + 3 * ldc);
+		c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
+		c40 = _mm256_loadu_ps(c + 4 * ldc);
+		c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
+		c50 = _mm256_loadu_ps(c + 5 * ldc);
+		c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
+	}
+	for (int k = 0; k < kc; k++, a += MR, b += 16)
+	{
+		__m256		b0 = _mm256_loadu_ps(b),
+					b1 = _mm256_loadu_ps(b + 8),
+					x;
+
+		_mm_prefetch((const char *) (b + 256), _MM_HINT_T0);
+		x = _mm256_broadcast_ss(a);
+		c00 = _mm256_fmadd_ps(x, b0, c00);
+		c01 = _mm256_fmadd_ps(x, b1, c01);
+		x = _mm256_broadcast_ss(a + 1);
+		c10 = _mm256_fmadd_ps(x, b0, c10);
+		c11 = _mm256_fmadd_ps(x, b1, c11);
+		x = _mm256_broadcast_ss(a + 2);
+		c20 = _mm256_fmadd_ps(x, b0, c20);
+		c21 = _mm256_fmadd_ps(x, b1, c21);
+		x = _mm256_broadcast_ss(a + 3);
+		c30 = _mm256_fmadd_ps(x, b0, c30);
+		c31 = _mm256_fmadd_ps(x, b1, c31);
+		x = _mm256_broadcast_ss(a + 4);
+		c40 = _mm256_fmadd_ps(x, b0, c40);
+		c41 = _mm256_fmadd_ps(x, b1, c41);
+		x = _mm256_broadcast_ss(a + 5);
+		c50 = _mm256_fmadd_ps(x, b0, c50);
+		c51 = _mm256_fmadd_ps(x, b1, c51);
+	}
+	_mm256_storeu_ps(c, c00);
+	_mm256_storeu_ps(c + 8, c01);
+	_mm256_storeu_ps(c + ldc, c10);
+	_mm256_storeu_ps(c + ldc + 8, c11);
+	_mm256_storeu_ps(c + 2 * ldc, c20);
+	_mm256_storeu_ps(c + 2 * ldc + 8, c21);
+	_mm256_storeu_ps(c + 3 * ldc, c30);
+	_mm256_storeu_ps(c + 3 * ldc + 8, c31);
+	_mm256_storeu_ps(c + 4 * ldc, c40);
+	_mm256_storeu_ps(c + 4 * ldc + 8, c41);
+	_mm256_storeu_ps(c + 5 * ldc, c50);
+	_mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+/* Full panels p0 .. p1 - 1 of out over rows m0 .. m0 + mc - 1 and k0 .. k0 + kc - 1. */
+static void
+block(float *out, int ldo, const float *tiles, const float *wp, const float *bias, int K,
+	  int m0, int mc, int k0, int kc, int p0, int p1)
+{
+	float		edge[MR * 16];	/* a tile of fewer than MR rows is computed here */
+
+	for (int p = p0; p < p1; p++)
+	{
+		const float *panel = wp + (size_t) p * 16 * K + (size_t) k0 * 16;
+		const float *pb = bias ? bias + p * 16 : NULL;
+
+		for (int r0 = 0; r0 < mc; r0 += MR)
+		{
+			const float *a = tiles + (size_t) r0 * kc;
+			float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
+			int			rows = mc - r0 < MR ? mc - r0 : MR;
+
+			if (rows == MR)
+				tile_6x16(c, ldo, a, panel, kc, pb, k0 == 0);
+			else
+			{
+				if (k0 > 0)
+					for (int r = 0; r < rows; r++)
+						memcpy(edge + r * 16, c + (size_t) r * ldo, 16 * sizeof(float));
+				tile_6x16(edge, 16, a, panel, kc, pb, k0 == 0);
+				for (int r = 0; r < rows; r++)
+					memcpy(c + (size_t) r * ldo, edge + r * 16, 16 * sizeof(float));
+			}
+		}
+	}
+}
+
+void
+bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
+			   int O, int K, int p0, int p1)
+{
+	int			full = O / 16,	/* panels of 16 */
+				q1 = p1 < full ? p1 : full;
+	float	   *tiles;
+
+	if (!bt_simd_avx2() || T <= 0 ||
+		(tiles = aligned_alloc(64, (size_t) MC * KC * sizeof(float))) == NULL)
+	{
+		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1);
+		return;
+	}
+	if (p0 < q1)
+		for (int k0 = 0; k0 < K; k0 += KC)
+		{
+			int			kc = K - k0 < KC ? K - k0 : KC;
+
+			for (int m0 = 0; m0 < T; m0 += MC)
+			{
+				int			mc = T - m0 < MC ? T - m0 : MC;
+
+				pack_rows(tiles, in + (size_t) m0 * K, K, mc, k0, kc);
+				block(out, ldo, tiles, wp, bias, K, m0, mc, k0, kc, p0, q1);
+			}
+		}
+	free(tiles);
+	if (p1 > full)				/* a last panel narrower than 16 */
+		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, full > p0 ? full : p0, p1);
+}
+
+#else							/* not x86-64: plain loops */
+
+void
+bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
+			   int O, int K, int p0, int p1)
+{
+	bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1);
+}
+
+#endif
