@@ -149,6 +149,11 @@ bt_gpu_upload(BtGpu *g, const BtBertModel *m, char *err, size_t errlen)
 	const BtBertParams *p = &m->p;
 	PgbertGpuModelDesc d;
 
+	if (m->packed)
+	{
+		snprintf(err, errlen, "the model's weights are packed for the CPU (bt_model_pack): upload it before packing");
+		return NULL;
+	}
 	memset(&d, 0, sizeof(d));
 	d.hidden = c->hidden_size;
 	d.layers = c->num_layers;

@@ -242,6 +242,11 @@ handle_load(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 		bt_model_free(m);
 		return reply_error(fd, BT_MSG_LOAD, gpu_status(err), key, "%s", err);
 	}
+	if (gpu == NULL && bt_model_pack(m, err, sizeof(err)) != 0)
+	{
+		bt_model_free(m);
+		return reply_error(fd, BT_MSG_LOAD, BT_ERR_NO_MEMORY, key, "%s", err);
+	}
 	served[n_served].key = key;
 	served[n_served].model = m;
 	n_served++;

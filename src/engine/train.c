@@ -250,6 +250,11 @@ bt_trainer_create(BtBertModel *m, const BtTrainOptions *opts, char *err, size_t 
 	Segment		all[MAX_SEGMENTS];
 	int			n_all;
 
+	if (m->packed)
+	{
+		snprintf(err, errlen, "the model's weights are packed for inference (bt_model_pack): it cannot be trained");
+		return NULL;
+	}
 	if (!m->has_pooler || !m->has_classifier)
 	{
 		snprintf(err, errlen, "the model has no %s; give it one with bt_model_reset_head",

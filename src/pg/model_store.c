@@ -438,6 +438,18 @@ load_weights(PgbertModel *pm)
 				 errmsg("label set mismatch: the classifier has %d outputs but the catalog lists %d labels",
 						n, pm->num_labels)));
 	}
+	{
+		char		err[256];
+
+		/* classify() only runs forward passes on it: pack its weights for the CPU kernel */
+		if (bt_model_pack(built.model, err, sizeof(err)) != 0)
+		{
+			bt_model_free(built.model);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("%s", err)));
+		}
+	}
 	pm->model = built.model;
 	pm->bytes += built.model->num_params * sizeof(float);
 	error_context_stack = errcb.previous;

@@ -123,10 +123,11 @@ main(int argc, char **argv)
 	check(st_code == BT_ERR_MODEL, "a truncated checkpoint is refused: %s", payload);
 	free(payload);
 
-	/* the same forward passes here */
+	/* the same forward passes here, on a model packed for inference as the engine serves it */
 	if (bt_config_parse((const char *) config, clen, &cfg, err, sizeof(err)) != 0 ||
 		(st = bt_safetensors_parse(weights, wlen, err, sizeof(err))) == NULL ||
-		(m = bt_model_load(&cfg, st, NULL, 0, err, sizeof(err))) == NULL)
+		(m = bt_model_load(&cfg, st, NULL, 0, err, sizeof(err))) == NULL ||
+		bt_model_pack(m, err, sizeof(err)) != 0)
 	{
 		fprintf(stderr, "local model: %s\n", err);
 		return 2;
@@ -163,6 +164,23 @@ main(int argc, char **argv)
 		free(local);
 		free(hidden);
 	}
+	/* training needs the Hugging Face layout: a packed model is refused, a fresh copy from here on */
+	{
+		BtTrainOptions o = bt_train_default_options(&m->cfg);
+		BtTrainer  *refused = m->packed ? bt_trainer_create(m, &o, err, sizeof(err)) : NULL;
+
+		check(!m->packed || (refused == NULL && strstr(err, "packed") != NULL),
+			  "a model packed for inference cannot be trained: %s", m->packed ? err : "(no AVX2: not packed)");
+	}
+	bt_model_free(m);
+	if (bt_config_parse((const char *) config, clen, &cfg, err, sizeof(err)) != 0 ||
+		(st = bt_safetensors_parse(weights, wlen, err, sizeof(err))) == NULL ||
+		(m = bt_model_load(&cfg, st, NULL, 0, err, sizeof(err))) == NULL)
+	{
+		fprintf(stderr, "local model: %s\n", err);
+		return 2;
+	}
+	bt_safetensors_free(st);
 
 	/* bad requests get error replies; the server keeps serving */
 	{
