@@ -11,7 +11,12 @@
  * GFLOP/s (2 x multiply-adds of the dense layers and attention). Threads: OpenBLAS's
  * (OPENBLAS_NUM_THREADS). The first line reports memory: peak RSS while loading (the
  * checkpoint blob and the float32 parameters are both resident then) and RSS once the
- * blob is freed. MAX_LEN in the environment skips longer fixed shapes.
+ * blob is freed. MAX_LEN in the environment skips longer fixed shapes; SHAPES
+ * (labels, comma-separated) runs only those. OUTPUT=logits asks for the
+ * classifier's logits alone, as classify() does (the model needs a head), instead
+ * of the mean-pooled embeddings; GFLOP/s still counts the whole encoder's work.
+ * The model is packed for inference (bt_model_pack) as the engine serves it,
+ * unless PACKED=0.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,14 +120,36 @@ cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Whether SHAPES (a comma-separated list of labels, unset for all) names this shape. */
+static int
+shape_wanted(const char *label)
+{
+	const char *want = getenv("SHAPES");
+	size_t		n = strlen(label);
+
+	for (const char *p = want; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p))
+		if (strncmp(p, label, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	return want == NULL || *want == '\0';
+}
+
 /* Time forward passes over one batch; prints a JSON line. */
 static void
 run_shape(const BtBertModel *m, const char *label, int n_seq, const int32_t *offsets,
 		  const int32_t *ids, double seconds)
 {
 	BtBatch		b = {n_seq, offsets, ids, NULL};
-	float	   *mean = malloc((size_t) n_seq * m->cfg.hidden_size * sizeof(float));
+	int			width = m->cfg.hidden_size > m->num_classes ? m->cfg.hidden_size : m->num_classes;
+	float	   *mean = malloc((size_t) n_seq * width * sizeof(float));
 	BtForwardOut out = {NULL, NULL, mean, NULL};
+	const char *output = getenv("OUTPUT");
+
+	if (output && strcmp(output, "logits") == 0)
+	{
+		/* what classify() asks for: the classifier's logits and nothing else */
+		out.mean = NULL;
+		out.logits = mean;
+	}
 	double		times[1000],
 				start;
 	int			runs = 0;
@@ -186,6 +213,11 @@ main(int argc, char **argv)
 	}
 	bt_safetensors_free(st);
 	free(weights);				/* the model holds its own float32 copy */
+	if ((getenv("PACKED") == NULL || strcmp(getenv("PACKED"), "0") != 0) && bt_model_pack(m, err, sizeof err) != 0)
+	{
+		fprintf(stderr, "bench_encoder: %s\n", err);
+		return 1;
+	}
 	{
 		struct rusage ru;
 
@@ -212,7 +244,8 @@ main(int argc, char **argv)
 			for (int s = 0; s <= B; s++)
 				offsets[s] = s * S;
 			snprintf(label, sizeof label, "b%d_s%d", B, S);
-			run_shape(m, label, B, offsets, ids, seconds);
+			if (shape_wanted(label))
+				run_shape(m, label, B, offsets, ids, seconds);
 			free(ids);
 			free(offsets);
 		}
@@ -254,7 +287,8 @@ main(int argc, char **argv)
 			n++;
 			p = nl ? nl + 1 : p + strlen(p);
 		}
-		run_shape(m, "mails32_max256", n, offsets, ids, seconds);
+		if (shape_wanted("mails32_max256"))
+			run_shape(m, "mails32_max256", n, offsets, ids, seconds);
 		bt_tokenizer_free(tk);
 		free(ids);
 		free(mails);

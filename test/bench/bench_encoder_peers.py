@@ -8,7 +8,10 @@ padded batches with an attention mask (what users run); the mail batch is the fi
 mails tokenized by the model's tokenizer, truncated to 256 tokens and padded to the
 longest. ONNX Runtime runs the model exported by torch.onnx and then fused by
 onnxruntime.transformers.optimizer (Attention, SkipLayerNorm, BiasGelu), with
-intra_op_num_threads = THREADS.
+intra_op_num_threads = THREADS. With OUTPUT=logits in the environment both run
+AutoModelForSequenceClassification and return its logits (the model needs a head), as
+bench_encoder does then; otherwise AutoModel and the last hidden state. SHAPES (labels,
+comma-separated) runs only those shapes.
 """
 import json
 import os
@@ -19,7 +22,7 @@ import time
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
 from copytext import read_lines  # noqa: E402
@@ -62,12 +65,14 @@ def main():
     model_dir, mails_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
     torch.set_num_threads(threads)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    logits = os.environ.get("OUTPUT") == "logits"
+    model = (AutoModelForSequenceClassification if logits else AutoModel).from_pretrained(model_dir).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
     cfg = model.config
     mails = read_lines(mails_path)
 
-    all_shapes = list(shapes(cfg, tok, mails))
+    wanted = [w for w in os.environ.get("SHAPES", "").split(",") if w]
+    all_shapes = [s for s in shapes(cfg, tok, mails) if not wanted or s[0] in wanted]
 
     def report(impl, label, B, mask, sec, runs):
         print(json.dumps({"impl": impl, "shape": label, "batch": B, "tokens": int(mask.sum()),
@@ -101,13 +106,14 @@ def main():
             self.m = m
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.logits if logits else out.last_hidden_state
 
     torch.onnx.export(Encoder(model), dummy, raw, input_names=["input_ids", "attention_mask", "token_type_ids"],
-                      output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                      dynamic_axes={n: {0: "batch", 1: "seq"} for n in
-                                    ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")})
+                      output_names=["output"], opset_version=17, dynamo=False,
+                      dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in
+                                       ("input_ids", "attention_mask", "token_type_ids")},
+                                    "output": {0: "batch"} if logits else {0: "batch", 1: "seq"}})
     opt = optimizer.optimize_model(raw, model_type="bert", num_heads=cfg.num_attention_heads,
                                    hidden_size=cfg.hidden_size)
     opt.save_model_to_file(fused)

@@ -6,6 +6,9 @@
 #
 # Needs a Python with test/oracle/requirements-model.txt (PYTHON, default .venv-model/bin/python).
 # MAX_LEN=128 skips the longer fixed shapes (for bert-base on small machines).
+# SHAPES=b32_s16,mails32_max256 runs only the named shapes (all when unset).
+# OUTPUT=logits times what classify() computes, the logits of a model with a classification
+# head (test/bench/make_bench_classifier.py makes one from MiniLM), on every side.
 # Prints JSON lines and a markdown table of sequences/s with pgbert's ratio to each peer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
