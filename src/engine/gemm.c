@@ -74,21 +74,66 @@ bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *w
  * dst = rows (<= MC) of in, columns k0 .. k0 + kc - 1, as tiles of MR rows:
  * tile i holds k-major groups of MR floats (rows past `rows` are zero).
  */
-static void
+AVX2 static void
 pack_rows(float *dst, const float *in, int K, int rows, int k0, int kc)
 {
 	for (int r0 = 0; r0 < rows; r0 += MR, dst += MR * kc)
-		for (int r = 0; r < MR; r++)
-		{
-			const float *src = in + (size_t) (r0 + r) * K + k0;
+	{
+		const float *src[8];
+		int			k = 0;
 
-			if (r0 + r < rows)
-				for (int k = 0; k < kc; k++)
-					dst[k * MR + r] = src[k];
-			else
-				for (int k = 0; k < kc; k++)
-					dst[k * MR + r] = 0.0f;
+		/* rows past the end read row r0 (any valid row) and are zeroed below */
+		for (int r = 0; r < 8; r++)
+			src[r] = in + (size_t) (r0 + (r < MR && r0 + r < rows ? r : 0)) * K + k0;
+		/*
+		 * Eight k at a time: an 8x8 transpose of rows r0 .. r0+7 (the last two
+		 * unused) gives one vector per k, stored 8 wide at dst + MR k; its two
+		 * extra lanes land in the next k's slot, which the next store rewrites,
+		 * and past the tile's end in the slack the buffer keeps for it.
+		 */
+		for (; k + 8 <= kc; k += 8)
+		{
+			__m256		a0 = _mm256_loadu_ps(src[0] + k),
+						a1 = _mm256_loadu_ps(src[1] + k),
+						a2 = _mm256_loadu_ps(src[2] + k),
+						a3 = _mm256_loadu_ps(src[3] + k),
+						a4 = _mm256_loadu_ps(src[4] + k),
+						a5 = _mm256_loadu_ps(src[5] + k),
+						a6 = _mm256_setzero_ps(),
+						a7 = _mm256_setzero_ps(),
+						t0 = _mm256_unpacklo_ps(a0, a1),
+						t1 = _mm256_unpackhi_ps(a0, a1),
+						t2 = _mm256_unpacklo_ps(a2, a3),
+						t3 = _mm256_unpackhi_ps(a2, a3),
+						t4 = _mm256_unpacklo_ps(a4, a5),
+						t5 = _mm256_unpackhi_ps(a4, a5),
+						t6 = _mm256_unpacklo_ps(a6, a7),
+						t7 = _mm256_unpackhi_ps(a6, a7),
+						u0 = _mm256_shuffle_ps(t0, t2, 0x44),
+						u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+						u2 = _mm256_shuffle_ps(t1, t3, 0x44),
+						u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+						u4 = _mm256_shuffle_ps(t4, t6, 0x44),
+						u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+						u6 = _mm256_shuffle_ps(t5, t7, 0x44),
+						u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+
+			_mm256_storeu_ps(dst + (k + 0) * MR, _mm256_permute2f128_ps(u0, u4, 0x20));
+			_mm256_storeu_ps(dst + (k + 1) * MR, _mm256_permute2f128_ps(u1, u5, 0x20));
+			_mm256_storeu_ps(dst + (k + 2) * MR, _mm256_permute2f128_ps(u2, u6, 0x20));
+			_mm256_storeu_ps(dst + (k + 3) * MR, _mm256_permute2f128_ps(u3, u7, 0x20));
+			_mm256_storeu_ps(dst + (k + 4) * MR, _mm256_permute2f128_ps(u0, u4, 0x31));
+			_mm256_storeu_ps(dst + (k + 5) * MR, _mm256_permute2f128_ps(u1, u5, 0x31));
+			_mm256_storeu_ps(dst + (k + 6) * MR, _mm256_permute2f128_ps(u2, u6, 0x31));
+			_mm256_storeu_ps(dst + (k + 7) * MR, _mm256_permute2f128_ps(u3, u7, 0x31));
 		}
+		for (; k < kc; k++)
+			for (int r = 0; r < MR; r++)
+				dst[k * MR + r] = src[r][k];
+		for (int r = rows - r0; r < MR; r++)
+			for (k = 0; k < kc; k++)
+				dst[k * MR + r] = 0.0f;
+	}
 }
 
 /*
@@ -216,7 +261,7 @@ bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, con
 	float	   *tiles;
 
 	if (!bt_simd_avx2() || T <= 0 ||
-		(tiles = aligned_alloc(64, (size_t) MC * KC * sizeof(float))) == NULL)
+		(tiles = aligned_alloc(64, ((size_t) MC * KC + 64) * sizeof(float))) == NULL)	/* + pack_rows' slack */
 	{
 		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1);
 		return;
