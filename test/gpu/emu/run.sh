@@ -16,7 +16,7 @@ sanitize=${EMU_SANITIZE-"-fsanitize=address,undefined -fno-sanitize-recover=unde
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -ffp-contract=off -pthread -Wall -Wextra -Wno-unused-parameter -Wno-attributes
        $sanitize
-       -isystem "$CUDA_HOME/include" -Ikernels -Itest/gpu/emu)
+       -isystem "$CUDA_HOME/include" -Ikernels -Isrc/engine -Itest/gpu/emu)
 
 pids=()
 for k in gpu_layers gpu_attention gpu_backward; do

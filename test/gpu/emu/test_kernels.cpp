@@ -11,6 +11,7 @@
  */
 #include "emu.h"
 #include "gpu_train_internal.h"
+#include "ops.h"					/* the engine's bt_mix64: the dropout masks must be its own */
 
 #include <signal.h>
 #include <stdarg.h>
@@ -282,18 +283,6 @@ gelu_grad_ref(double x, int tanh_form)
 	return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
 }
 
-/* ops.h's bt_mix64 */
-static uint64_t
-mix64_ref(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 /* A dropout site as the engine draws it (BtDropout p, key) and as gpu_train.cu's drop_at hands it to the kernels. */
 struct Drop
 {
@@ -337,7 +326,7 @@ struct Drop
 		if (p >= 1.0f)
 			return 0.0;
 		threshold = (uint64_t) ((double) p * 4294967296.0);
-		h = mix64_ref(key + ((idx >> 1) + 1) * 0x9e3779b97f4a7c15ULL);
+		h = bt_mix64(key + ((idx >> 1) + 1) * 0x9e3779b97f4a7c15ULL);
 		r = (uint32_t) ((idx & 1) ? h >> 32 : h);
 		return r < threshold ? 0.0 : v * (double) (1.0f / (1.0f - p));
 	}
