@@ -4,8 +4,8 @@
  * The AVX2 kernel computes a tile of 6 rows by one panel of 16 outputs in
  * twelve ymm accumulators: per k, two loads of the panel and six broadcasts
  * of the (repacked) input feed twelve FMAs. Blocking: KC = 384 of K at a time
- * (a panel slice of 24 KiB stays in L1 while MC = 96 rows of input, repacked
- * 6 rows at a time into 144 KiB, stay in L2). A last panel narrower than 16
+ * (a panel slice of 24 KiB stays in L1 while MC = 264 rows of input, repacked
+ * 6 rows at a time into 396 KiB, stay in L2). A last panel narrower than 16
  * goes through the plain loops: real models have none.
  */
 #include "gemm.h"
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
 #include "simd.h"
 
 /* Where output o of a packed (O, K) weight keeps its k-th weight. */
@@ -46,12 +47,14 @@ bt_gemm_unpack(float *w, int O, int K, float *scratch)
 
 void
 bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
-					 int O, int K, int p0, int p1)
+					 int O, int K, int p0, int p1, const BtActivation *gelu)
 {
-	int			o1 = p1 * BT_GEMM_PANEL < O ? p1 * BT_GEMM_PANEL : O;
+	int			o0 = p0 * BT_GEMM_PANEL,
+				o1 = p1 * BT_GEMM_PANEL < O ? p1 * BT_GEMM_PANEL : O;
 
 	for (int t = 0; t < T; t++)
-		for (int o = p0 * BT_GEMM_PANEL; o < o1; o++)
+	{
+		for (int o = o0; o < o1; o++)
 		{
 			float		sum = bias ? bias[o] : 0.0f;
 
@@ -59,6 +62,9 @@ bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *w
 				sum += in[(size_t) t * K + k] * wp[packed_index(O, K, o, k)];
 			out[(size_t) t * ldo + o] = sum;
 		}
+		if (gelu && o1 > o0)
+			bt_gelu_forward(out + (size_t) t * ldo + o0, out + (size_t) t * ldo + o0, o1 - o0, *gelu);
+	}
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -66,6 +72,9 @@ bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *w
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
+
+#include "simd_math.h"
+
 #define MR 6
 #define KC 384
 #define MC 264					/* a multiple of MR */
@@ -137,11 +146,13 @@ pack_rows(float *dst, const float *in, int K, int rows, int k0, int kc)
 }
 
 /*
- * c (MR rows, stride ldc, 16 columns) = (first ? bias or 0 : c) + a @ b over kc:
- * a is one packed tile (kc groups of MR), b a panel slice (kc rows of 16).
+ * c (MR rows, stride ldc, 16 columns) = (first ? bias or 0 : c) + a @ b over kc,
+ * then the exact GELU when gelu: a is one packed tile (kc groups of MR), b a
+ * panel slice (kc rows of 16). The GELU runs on the twelve accumulators at
+ * once, whose independent chains hide its latency.
  */
 AVX2 static void
-tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float *bias, bool first)
+tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float *bias, bool first, bool gelu)
 {
 	__m256		c00,
 				c01,
@@ -205,6 +216,21 @@ tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float
 		c50 = _mm256_fmadd_ps(x, b0, c50);
 		c51 = _mm256_fmadd_ps(x, b1, c51);
 	}
+	if (gelu)
+	{
+		c00 = gelu256(c00);
+		c01 = gelu256(c01);
+		c10 = gelu256(c10);
+		c11 = gelu256(c11);
+		c20 = gelu256(c20);
+		c21 = gelu256(c21);
+		c30 = gelu256(c30);
+		c31 = gelu256(c31);
+		c40 = gelu256(c40);
+		c41 = gelu256(c41);
+		c50 = gelu256(c50);
+		c51 = gelu256(c51);
+	}
 	_mm256_storeu_ps(c, c00);
 	_mm256_storeu_ps(c + 8, c01);
 	_mm256_storeu_ps(c + ldc, c10);
@@ -219,11 +245,19 @@ tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float
 	_mm256_storeu_ps(c + 5 * ldc + 8, c51);
 }
 
-/* Full panels p0 .. p1 - 1 of out over rows m0 .. m0 + mc - 1 and k0 .. k0 + kc - 1. */
+/*
+ * Full panels p0 .. p1 - 1 of out over rows m0 .. m0 + mc - 1 and k0 .. k0 + kc - 1;
+ * gelu (NULL or the activation) goes over each tile once its last k is in:
+ * the exact one in the kernel's registers, the tanh form after the store.
+ */
 static void
 block(float *out, int ldo, const float *tiles, const float *wp, const float *bias, int K,
-	  int m0, int mc, int k0, int kc, int p0, int p1)
+	  int m0, int mc, int k0, int kc, int p0, int p1, const BtActivation *gelu)
 {
+	bool		last = k0 + kc == K,
+				in_tile = last && gelu && *gelu == BT_ACT_GELU,
+				after = last && gelu && !in_tile;
+
 	float		edge[MR * 16];	/* a tile of fewer than MR rows is computed here */
 
 	for (int p = p0; p < p1; p++)
@@ -238,23 +272,26 @@ block(float *out, int ldo, const float *tiles, const float *wp, const float *bia
 			int			rows = mc - r0 < MR ? mc - r0 : MR;
 
 			if (rows == MR)
-				tile_6x16(c, ldo, a, panel, kc, pb, k0 == 0);
+				tile_6x16(c, ldo, a, panel, kc, pb, k0 == 0, in_tile);
 			else
 			{
 				if (k0 > 0)
 					for (int r = 0; r < rows; r++)
 						memcpy(edge + r * 16, c + (size_t) r * ldo, 16 * sizeof(float));
-				tile_6x16(edge, 16, a, panel, kc, pb, k0 == 0);
+				tile_6x16(edge, 16, a, panel, kc, pb, k0 == 0, in_tile);
 				for (int r = 0; r < rows; r++)
 					memcpy(c + (size_t) r * ldo, edge + r * 16, 16 * sizeof(float));
 			}
+			if (after)
+				for (int r = 0; r < rows; r++)
+					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16, *gelu);
 		}
 	}
 }
 
 void
 bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
-			   int O, int K, int p0, int p1)
+			   int O, int K, int p0, int p1, const BtActivation *gelu)
 {
 	int			full = O / 16,	/* panels of 16 */
 				q1 = p1 < full ? p1 : full;
@@ -263,7 +300,7 @@ bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, con
 	if (!bt_simd_avx2() || T <= 0 ||
 		(tiles = aligned_alloc(64, ((size_t) MC * KC + 64) * sizeof(float))) == NULL)	/* + pack_rows' slack */
 	{
-		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1);
+		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1, gelu);
 		return;
 	}
 	if (p0 < q1)
@@ -276,19 +313,19 @@ bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, con
 				int			mc = T - m0 < MC ? T - m0 : MC;
 
 				pack_rows(tiles, in + (size_t) m0 * K, K, mc, k0, kc);
-				block(out, ldo, tiles, wp, bias, K, m0, mc, k0, kc, p0, q1);
+				block(out, ldo, tiles, wp, bias, K, m0, mc, k0, kc, p0, q1, gelu);
 			}
 		}
 	free(tiles);
 	if (p1 > full)				/* a last panel narrower than 16 */
-		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, full > p0 ? full : p0, p1);
+		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, full > p0 ? full : p0, p1, gelu);
 }
 
 #else							/* not x86-64: plain loops */
 
 void
 bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
-			   int O, int K, int p0, int p1)
+			   int O, int K, int p0, int p1, const BtActivation *gelu)
 {
 	bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1);
 }

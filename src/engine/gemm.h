@@ -19,6 +19,8 @@
 
 #include <stdbool.h>
 
+#include "config.h"
+
 /* Outputs per panel. */
 #define BT_GEMM_PANEL 16
 
@@ -36,14 +38,17 @@ extern void bt_gemm_unpack(float *w, int O, int K, float *scratch);
 /*
  * Columns 16 p0 .. of out (T rows, row stride ldo) = in (T, K) @ W^T + bias,
  * for panels p0 .. p1 - 1 of the packed wp (O, K); bias (O) may be NULL.
+ * gelu: NULL, or the GELU applied to each finished output (as
+ * bt_gelu_forward would, bit for bit), while its tile is still in L1 rather
+ * than in a pass of its own over the feed-forward activations.
  * AVX2+FMA when the CPU has it, else plain loops (also the tests' reference).
  * One thread; callers split panels among threads.
  */
 extern void bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
-						   int O, int K, int p0, int p1);
+						   int O, int K, int p0, int p1, const BtActivation *gelu);
 
 /* The same with plain loops only, for tests. */
 extern void bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
-								 int O, int K, int p0, int p1);
+								 int O, int K, int p0, int p1, const BtActivation *gelu);
 
 #endif

@@ -361,9 +361,13 @@ typedef struct Job
 			   *b;
 	int			T,
 				O,
-				K;
+				K,
+				ldo,			/* dense: out's row stride */
+				p0,				/* dense: its panels p0 .. p1 - 1 */
+				p1;
 	float		eps;
 	BtActivation act;
+	const BtActivation *gelu;	/* dense: NULL, or the GELU to apply to its outputs */
 	float	   *scratch;		/* attention: (max S, max S) per member */
 	size_t		scratch_each;
 	const BtBatch *batch;
@@ -386,8 +390,8 @@ dense_job(void *arg, int member, int members)
 	int			p0,
 				p1;
 
-	share(bt_gemm_panels(j->O), member, members, &p0, &p1);
-	bt_gemm_packed(j->out, j->O, j->in, j->T, j->w, j->b, j->O, j->K, p0, p1);
+	share(j->p1 - j->p0, member, members, &p0, &p1);
+	bt_gemm_packed(j->out, j->ldo, j->in, j->T, j->w, j->b, j->O, j->K, j->p0 + p0, j->p0 + p1, j->gelu);
 }
 
 /* GELU over this member's share of the T O values of out. */
@@ -426,19 +430,33 @@ attention_job(void *arg, int member, int members)
 							  member, members);
 }
 
+/*
+ * Panels p0 .. p1 - 1 of out (T rows, stride ldo) = in (T, K) @ w^T + b, w a
+ * packed (O, K) weight, then gelu (NULL or the activation); shared by the team
+ * when there is one.
+ */
+static void
+layer_dense_panels(BtTeam *team, float *out, int ldo, const float *in, const float *w, const float *b,
+				   int T, int O, int K, int p0, int p1, const BtActivation *gelu)
+{
+	Job			j = {.out = out, .ldo = ldo, .in = in, .w = w, .b = b, .T = T, .O = O, .K = K,
+	.p0 = p0, .p1 = p1, .gelu = gelu};
+
+	if (team)
+		bt_team_run(team, dense_job, &j);
+	else
+		dense_job(&j, 0, 1);
+}
+
 /* out (T, O) = in (T, K) @ w^T + b of an encoder layer: packed weights through gemm.c, else OpenBLAS. */
 static void
 layer_dense(const BtBertModel *m, BtTeam *team, float *out, const float *in, const float *w, const float *b,
 			int T, int O, int K)
 {
-	Job			j = {.out = out, .in = in, .w = w, .b = b, .T = T, .O = O, .K = K};
-
-	if (!m->packed)
-		bt_dense_forward(out, in, w, b, T, O, K);
-	else if (team)
-		bt_team_run(team, dense_job, &j);
+	if (m->packed)
+		layer_dense_panels(team, out, O, in, w, b, T, O, K, 0, bt_gemm_panels(O), NULL);
 	else
-		dense_job(&j, 0, 1);
+		bt_dense_forward(out, in, w, b, T, O, K);
 }
 
 /* x (T, I) = GELU(x), shared by the team when there is one. */
@@ -451,6 +469,22 @@ layer_gelu(const BtBertModel *m, BtTeam *team, float *x, int T, int I)
 		bt_team_run(team, gelu_job, &j);
 	else
 		gelu_job(&j, 0, 1);
+}
+
+/* ffn (T, I) = GELU(x (T, H) @ w^T + b), the GELU inside the GEMM when the weights are packed. */
+static void
+layer_ffn_in(const BtBertModel *m, BtTeam *team, float *ffn, const float *x, const float *w, const float *b, int T)
+{
+	int			H = m->cfg.hidden_size,
+				I = m->cfg.intermediate_size;
+
+	if (m->packed)
+		layer_dense_panels(team, ffn, I, x, w, b, T, I, H, 0, bt_gemm_panels(I), &m->cfg.activation);
+	else
+	{
+		bt_dense_forward(ffn, x, w, b, T, I, H);
+		layer_gelu(m, team, ffn, T, I);
+	}
 }
 
 /* x (T, H) = LayerNorm(x + add) * w + b, shared by the team when there is one. */
@@ -472,9 +506,9 @@ layer_residual_norm(const BtBertModel *m, BtTeam *team, float *x, const float *a
  * nothing but the pooler reads its output: keys and values still come from
  * every token, but the attention output, both LayerNorms and the
  * feed-forward run on n_seq rows instead of T (and so do the queries, unless
- * the weights are packed: then the whole QKV GEMM runs, its panels not being
- * split at H). The [CLS] rows of x get the result; the other rows keep the
- * layer's input. work: 3 n_seq H floats.
+ * the weights are packed and H is not a whole number of panels: then the
+ * whole QKV GEMM runs). The [CLS] rows of x get the result; the other rows
+ * keep the layer's input. work: 3 n_seq H floats.
  */
 static void
 last_layer_first_only(const BtBertModel *m, BtTeam *team, int l, const BtBatch *b, float *x, float *kv,
@@ -495,7 +529,14 @@ last_layer_first_only(const BtBertModel *m, BtTeam *team, int l, const BtBatch *
 
 	for (int s = 0; s < n; s++)
 		memcpy(first + (size_t) s * H, x + (size_t) b->offsets[s] * H, H * sizeof(float));
-	if (m->packed)
+	if (m->packed && H % BT_GEMM_PANEL == 0)
+	{
+		/* the panels of keys and values over every row, those of the queries over the first rows */
+		layer_dense_panels(team, kv, 3 * H, x, qkv_w, qkv_b, T, 3 * H, H, H / BT_GEMM_PANEL,
+						   bt_gemm_panels(3 * H), NULL);
+		layer_dense_panels(team, q, H, first, qkv_w, qkv_b, n, 3 * H, H, 0, H / BT_GEMM_PANEL, NULL);
+	}
+	else if (m->packed)
 	{
 		layer_dense(m, team, kv, x, qkv_w, qkv_b, T, 3 * H, H);
 		for (int s = 0; s < n; s++)
@@ -513,8 +554,7 @@ last_layer_first_only(const BtBertModel *m, BtTeam *team, int l, const BtBatch *
 	bt_attention_first_forward(ctx, scores, q, kv, b, H, c->num_heads);
 	layer_dense(m, team, tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, n, H, H);
 	layer_residual_norm(m, team, first, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, n);
-	layer_dense(m, team, ffn, first, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, n, I, H);
-	layer_gelu(m, team, ffn, n, I);
+	layer_ffn_in(m, team, ffn, first, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, n);
 	layer_dense(m, team, tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, n, H, I);
 	layer_residual_norm(m, team, first, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, n);
 	for (int s = 0; s < n; s++)
@@ -577,8 +617,7 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 			bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads);
 		layer_dense(m, team, tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
 		layer_residual_norm(m, team, x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, T);
-		layer_dense(m, team, ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T, I, H);
-		layer_gelu(m, team, ffn, T, I);
+		layer_ffn_in(m, team, ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T);
 		layer_dense(m, team, tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
 		layer_residual_norm(m, team, x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, T);
 	}

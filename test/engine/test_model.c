@@ -456,7 +456,8 @@ test_gemm(void)
 		double		worst_fast = 0.0,
 					worst_plain = 0.0;
 		bool		untouched = true,
-					roundtrip;
+					roundtrip,
+					gelu_same;
 
 		for (size_t i = 0; i < (size_t) O * K + (size_t) T * K + O; i++)
 		{
@@ -476,8 +477,8 @@ test_gemm(void)
 		/* row stride O + 3: the output need not be dense; NaN marks what must stay unwritten */
 		for (size_t i = 0; i < (size_t) T * (O + 3); i++)
 			fast[i] = plain[i] = NAN;
-		bt_gemm_packed(fast, O + 3, in, T, packed, bias, O, K, p0, p1);
-		bt_gemm_packed_plain(plain, O + 3, in, T, packed, si % 2 ? bias : NULL, O, K, p0, p1);
+		bt_gemm_packed(fast, O + 3, in, T, packed, bias, O, K, p0, p1, NULL);
+		bt_gemm_packed_plain(plain, O + 3, in, T, packed, si % 2 ? bias : NULL, O, K, p0, p1, NULL);
 		for (int t = 0; t < T; t++)
 			for (int o = 0; o < O + 3; o++)
 			{
@@ -501,12 +502,29 @@ test_gemm(void)
 				worst_plain = fmax(worst_plain, fabs(plain[(size_t) t * (O + 3) + o] -
 													 (want + (si % 2 ? bias[o] : 0.0))) / (scale + 1.0));
 			}
+		/* with the GELU epilogue: bit for bit the outputs above through bt_gelu_forward */
+		{
+			BtActivation act = si % 2 ? BT_ACT_GELU : BT_ACT_GELU_TANH;
+			float	   *fast_act = malloc((size_t) T * (O + 3) * sizeof(float)),
+					   *plain_act = malloc((size_t) T * (O + 3) * sizeof(float));
+
+			for (size_t i = 0; i < (size_t) T * (O + 3); i++)
+				fast_act[i] = plain_act[i] = NAN;
+			bt_gemm_packed(fast_act, O + 3, in, T, packed, bias, O, K, p0, p1, &act);
+			bt_gemm_packed_plain(plain_act, O + 3, in, T, packed, si % 2 ? bias : NULL, O, K, p0, p1, &act);
+			bt_gelu_forward(fast, fast, (size_t) T * (O + 3), act);
+			bt_gelu_forward(plain, plain, (size_t) T * (O + 3), act);
+			gelu_same = memcmp(fast, fast_act, (size_t) T * (O + 3) * sizeof(float)) == 0 &&
+				memcmp(plain, plain_act, (size_t) T * (O + 3) * sizeof(float)) == 0;
+			free(fast_act);
+			free(plain_act);
+		}
 		bt_gemm_unpack(packed, O, K, scratch);
 		roundtrip = memcmp(packed, w, (size_t) O * K * sizeof(float)) == 0;
-		check(worst_fast < 1e-6 && worst_plain < 1e-6 && untouched && roundtrip,
+		check(worst_fast < 1e-6 && worst_plain < 1e-6 && untouched && roundtrip && gelu_same,
 			  "gemm: packed %dx%d weight, %d rows, panels %d..%d of %d: error %.1e (%s), plain loops %.1e, "
-			  "other columns untouched, unpacks to the original", O, K, T, p0, p1 - 1, panels, worst_fast,
-			  bt_simd_avx2() ? "AVX2" : "plain", worst_plain);
+			  "other columns untouched, unpacks to the original, GELU epilogue equals a GELU pass",
+			  O, K, T, p0, p1 - 1, panels, worst_fast, bt_simd_avx2() ? "AVX2" : "plain", worst_plain);
 		free(w);
 		free(packed);
 		free(scratch);
