@@ -339,6 +339,25 @@ head_context(float *ctx, const float *p, const float *base, int S, int H, int NH
 			 p, S, base + 2 * H + h * d, 3 * H, 0.0f, ctx + h * d, H);
 }
 
+/* Can head h of these S tokens skip the BLAS calls (bt_avx2_attention_head)? */
+static bool
+small_head(int S, int H, int NH)
+{
+	int			d = H / NH;
+
+	return S <= BT_SMALL_ATTN_S && d % 16 == 0 && d <= BT_SMALL_ATTN_D && bt_simd_avx2();
+}
+
+/* ctx (S, d) of head h, row stride H, for the S tokens at base (S, 3H), through bt_avx2_attention_head */
+static void
+head_attention_small(float *ctx, const float *base, int S, int H, int NH, int h)
+{
+	int			d = H / NH;
+
+	bt_avx2_attention_head(ctx + h * d, H, base + h * d, base + H + h * d, base + 2 * H + h * d, 3 * H, S, d,
+						   1.0f / sqrtf((float) d));
+}
+
 void
 bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDropout *drop,
 					 const float *qkv, const BtBatch *b, int H, int NH)
@@ -356,6 +375,11 @@ bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDro
 			float	   *p = save ? probs + off : probs;
 			const float *pv = p;
 
+			if (!save && !bt_dropout_active(drop) && small_head(S, H, NH))
+			{
+				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h);
+				continue;
+			}
 			head_probs(p, base, S, H, NH, h);
 			if (bt_dropout_active(drop))
 			{
@@ -381,7 +405,9 @@ bt_attention_forward_part(float *ctx, float *scratch, const float *qkv, const Bt
 		const float *base = qkv + (size_t) start * 3 * H;
 
 		for (int h = 0; h < NH; h++, i++)
-			if (i % parts == part)
+			if (i % parts == part && small_head(S, H, NH))
+				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h);
+			else if (i % parts == part)
 			{
 				head_probs(scratch, base, S, H, NH, h);
 				head_context(ctx + (size_t) start * H, scratch, base, S, H, NH, h);

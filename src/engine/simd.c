@@ -260,6 +260,92 @@ bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const f
 	}
 }
 
+/*
+ * c (rows <= 4, stride ldc, 16 columns) = scale * a (rows, stride lda) @ b
+ * (n rows, stride ldb, 16 columns): eight accumulators, two loads of b and
+ * four broadcasts of a per step. Rows past `rows` read row 0 and are not
+ * stored.
+ */
+AVX2 static void
+small_4x16(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int n, float scale, int rows)
+{
+	const float *a0 = a,
+			   *a1 = rows > 1 ? a + lda : a,
+			   *a2 = rows > 2 ? a + 2 * (size_t) lda : a,
+			   *a3 = rows > 3 ? a + 3 * (size_t) lda : a;
+	__m256		c00 = _mm256_setzero_ps(),
+				c01 = _mm256_setzero_ps(),
+				c10 = _mm256_setzero_ps(),
+				c11 = _mm256_setzero_ps(),
+				c20 = _mm256_setzero_ps(),
+				c21 = _mm256_setzero_ps(),
+				c30 = _mm256_setzero_ps(),
+				c31 = _mm256_setzero_ps(),
+				vs = _mm256_set1_ps(scale);
+
+	for (int t = 0; t < n; t++, b += ldb)
+	{
+		__m256		b0 = _mm256_loadu_ps(b),
+					b1 = _mm256_loadu_ps(b + 8),
+					x;
+
+		x = _mm256_broadcast_ss(a0 + t);
+		c00 = _mm256_fmadd_ps(x, b0, c00);
+		c01 = _mm256_fmadd_ps(x, b1, c01);
+		x = _mm256_broadcast_ss(a1 + t);
+		c10 = _mm256_fmadd_ps(x, b0, c10);
+		c11 = _mm256_fmadd_ps(x, b1, c11);
+		x = _mm256_broadcast_ss(a2 + t);
+		c20 = _mm256_fmadd_ps(x, b0, c20);
+		c21 = _mm256_fmadd_ps(x, b1, c21);
+		x = _mm256_broadcast_ss(a3 + t);
+		c30 = _mm256_fmadd_ps(x, b0, c30);
+		c31 = _mm256_fmadd_ps(x, b1, c31);
+	}
+	_mm256_storeu_ps(c, _mm256_mul_ps(c00, vs));
+	_mm256_storeu_ps(c + 8, _mm256_mul_ps(c01, vs));
+	if (rows > 1)
+	{
+		_mm256_storeu_ps(c + ldc, _mm256_mul_ps(c10, vs));
+		_mm256_storeu_ps(c + ldc + 8, _mm256_mul_ps(c11, vs));
+	}
+	if (rows > 2)
+	{
+		_mm256_storeu_ps(c + 2 * (size_t) ldc, _mm256_mul_ps(c20, vs));
+		_mm256_storeu_ps(c + 2 * (size_t) ldc + 8, _mm256_mul_ps(c21, vs));
+	}
+	if (rows > 3)
+	{
+		_mm256_storeu_ps(c + 3 * (size_t) ldc, _mm256_mul_ps(c30, vs));
+		_mm256_storeu_ps(c + 3 * (size_t) ldc + 8, _mm256_mul_ps(c31, vs));
+	}
+}
+
+AVX2 void
+bt_avx2_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld, int S, int d,
+					   float scale)
+{
+	int			sp = (S + 15) & ~15;	/* key columns padded to whole 16s */
+	float		kt[BT_SMALL_ATTN_D * BT_SMALL_ATTN_S],	/* k^T (d, sp), zero past S */
+				p[BT_SMALL_ATTN_S * BT_SMALL_ATTN_S];	/* scores, then probabilities (S, sp) */
+
+	for (int i = 0; i < d; i++)
+	{
+		for (int j = 0; j < S; j++)
+			kt[i * sp + j] = k[(size_t) j * ld + i];
+		for (int j = S; j < sp; j++)
+			kt[i * sp + j] = 0.0f;
+	}
+	for (int r = 0; r < S; r += 4)
+		for (int j = 0; j < sp; j += 16)
+			small_4x16(p + r * sp + j, sp, q + (size_t) r * ld, ld, kt + j, sp, d, scale, S - r < 4 ? S - r : 4);
+	for (int r = 0; r < S; r++)
+		bt_avx2_softmax_rows(p + r * sp, 1, S);
+	for (int r = 0; r < S; r += 4)
+		for (int c = 0; c < d; c += 16)
+			small_4x16(ctx + (size_t) r * ldc + c, ldc, p + r * sp, sp, v + c, ld, S, 1.0f, S - r < 4 ? S - r : 4);
+}
+
 #else							/* not x86-64: the plain loops of ops.c run instead */
 
 bool
@@ -296,6 +382,12 @@ bt_avx2_add(float *x, const float *add, size_t n)
 void
 bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const float *add,
 				  const float *w, const float *b, int T, int H, float eps)
+{
+}
+
+void
+bt_avx2_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld, int S, int d,
+					   float scale)
 {
 }
 

@@ -41,4 +41,17 @@ extern void bt_avx2_add(float *x, const float *add, size_t n);
 extern void bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const float *add,
 							  const float *w, const float *b, int T, int H, float eps);
 
+/* The longest sequence and the widest head bt_avx2_attention_head takes (d a multiple of 16). */
+#define BT_SMALL_ATTN_S 64
+#define BT_SMALL_ATTN_D 128
+
+/*
+ * One head of self-attention over S tokens without a BLAS call, for short
+ * sequences where the call costs more than the arithmetic: ctx (S, d; row
+ * stride ldc) = softmax(q k^T * scale) v, q, k and v (S, d) with row stride
+ * ld (the QKV rows). S <= BT_SMALL_ATTN_S, d <= BT_SMALL_ATTN_D and d % 16 == 0.
+ */
+extern void bt_avx2_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld,
+								   int S, int d, float scale);
+
 #endif
