@@ -12,10 +12,18 @@ intra_op_num_threads = THREADS. With OUTPUT=logits in the environment both run
 AutoModelForSequenceClassification and return its logits (the model needs a head), as
 bench_encoder does then; otherwise AutoModel and the last hidden state. SHAPES (labels,
 comma-separated) runs only those shapes.
+
+ROUNDS=N repeats the measurements N times, and PGBERT_CMD (a command printing
+bench_encoder's JSON lines) runs pgbert's side inside each round too, so that every
+implementation is measured again in every round: on a shared machine whose speed drifts
+by tens of percent over minutes, the best round of each compares like with like. Each
+line then carries its round number. Model export and session setup happen once.
 """
 import json
 import os
+import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,22 +82,41 @@ def main():
     wanted = [w for w in os.environ.get("SHAPES", "").split(",") if w]
     all_shapes = [s for s in shapes(cfg, tok, mails) if not wanted or s[0] in wanted]
 
+    rounds = int(os.environ.get("ROUNDS", "1"))
+    pgbert_cmd = os.environ.get("PGBERT_CMD")
+    current = {"round": None}
+
     def report(impl, label, B, mask, sec, runs):
-        print(json.dumps({"impl": impl, "shape": label, "batch": B, "tokens": int(mask.sum()),
-                          "runs": runs, "seconds": round(sec, 6), "seq_per_s": round(B / sec, 2),
-                          "gflop_per_s": round(flops(cfg, mask) / sec / 1e9, 2)}), flush=True)
+        row = {"impl": impl, "shape": label, "batch": B, "tokens": int(mask.sum()),
+               "runs": runs, "seconds": round(sec, 6), "seq_per_s": round(B / sec, 2),
+               "gflop_per_s": round(flops(cfg, mask) / sec / 1e9, 2)}
+        if current["round"] is not None:
+            row["round"] = current["round"]
+        print(json.dumps(row), flush=True)
 
-    # PyTorch first: ONNX Runtime's spinning thread pool must not run beside it
-    for label, ids, mask in all_shapes:
-        t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
-        t_types = torch.zeros_like(t_ids)
+    def run_pgbert():
+        out = subprocess.run(shlex.split(pgbert_cmd), check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.strip():
+                row = json.loads(line)
+                row["round"] = current["round"]
+                print(json.dumps(row), flush=True)
 
-        def run_torch():
-            with torch.inference_mode():
-                model(input_ids=t_ids, attention_mask=t_mask, token_type_ids=t_types)
+    def run_torch_shapes():
+        for label, ids, mask in all_shapes:
+            t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+            t_types = torch.zeros_like(t_ids)
 
-        sec, runs = timeit(run_torch, seconds)
-        report("pytorch %s" % torch.__version__.split("+")[0], label, ids.shape[0], mask, sec, runs)
+            def run_torch():
+                with torch.inference_mode():
+                    model(input_ids=t_ids, attention_mask=t_mask, token_type_ids=t_types)
+
+            sec, runs = timeit(run_torch, seconds)
+            report("pytorch %s" % torch.__version__.split("+")[0], label, ids.shape[0], mask, sec, runs)
+
+    if rounds == 1 and not pgbert_cmd:
+        # PyTorch first: ONNX Runtime's spinning thread pool must not run beside it
+        run_torch_shapes()
 
     import onnxruntime as ort
     from onnxruntime.transformers import optimizer
@@ -121,14 +148,26 @@ def main():
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(fused, so, providers=["CPUExecutionProvider"])
-    for label, ids, mask in all_shapes:
-        types = np.zeros_like(ids)
 
-        def run_ort():
-            sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+    def run_ort_shapes():
+        for label, ids, mask in all_shapes:
+            types = np.zeros_like(ids)
 
-        sec, runs = timeit(run_ort, seconds)
-        report("onnxruntime %s" % ort.__version__, label, ids.shape[0], mask, sec, runs)
+            def run_ort():
+                sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+
+            sec, runs = timeit(run_ort, seconds)
+            report("onnxruntime %s" % ort.__version__, label, ids.shape[0], mask, sec, runs)
+
+    if rounds == 1 and not pgbert_cmd:
+        run_ort_shapes()
+        return
+    for r in range(rounds):
+        current["round"] = r
+        # one implementation at a time: the pause lets the last one's spinning threads sleep
+        for run in ([run_pgbert] if pgbert_cmd else []) + [run_torch_shapes, run_ort_shapes]:
+            time.sleep(0.5)
+            run()
 
 
 if __name__ == "__main__":
