@@ -11,7 +11,8 @@
 # head (test/bench/make_bench_classifier.py makes one from MiniLM), on every side.
 # ROUNDS=N measures every implementation again in each of N rounds, one after the other
 # (bench_encoder_peers.py runs bench_encoder inside each round), and the table takes each
-# one's best round: this shared machine's speed drifts by tens of percent over minutes.
+# one's best round: this shared machine's speed drifts by tens of percent over minutes. The
+# ratio cells then add, in brackets, the lowest and highest ratio measured within one round.
 # Prints JSON lines and a markdown table of sequences/s with pgbert's ratio to each peer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -60,9 +61,22 @@ head = "| shape | tokens | " + " | ".join("%s seq/s" % i for i in impls) + " | "
        " | ".join("pgbert ÷ %s" % i.split()[0] for i in impls[1:]) + " | pgbert GFLOP/s |"
 print(head)
 print("|" + "---|" * (len(impls) * 2 + 2))
+by_round = {(r["impl"], r["shape"], r.get("round")): r["seq_per_s"] for r in rows}
+
+
+def ratio(i, s):
+    """Best over best; with rounds, also the range of the ratio within each round."""
+    if (i, s) not in get:
+        return "-"
+    cell = "%.2f×" % (get[(ours, s)]["seq_per_s"] / get[(i, s)]["seq_per_s"])
+    per = sorted(by_round[(ours, s, k)] / by_round[(i, s, k)] for (impl, sh, k) in by_round
+                 if impl == i and sh == s and k is not None and (ours, s, k) in by_round)
+    return cell + (" (%.2f–%.2f)" % (per[0], per[-1]) if len(per) > 1 else "")
+
+
 for s in shapes:
     o = get[(ours, s)]
     cells = ["%.2f" % get[(i, s)]["seq_per_s"] if (i, s) in get else "-" for i in impls]
-    ratios = ["%.2f×" % (o["seq_per_s"] / get[(i, s)]["seq_per_s"]) if (i, s) in get else "-" for i in impls[1:]]
+    ratios = [ratio(i, s) for i in impls[1:]]
     print("| %s | %d | %s | %s | %.1f |" % (s, o["tokens"], " | ".join(cells), " | ".join(ratios), o["gflop_per_s"]))
 PY
