@@ -327,7 +327,7 @@ void
 bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
 			   int O, int K, int p0, int p1, const BtActivation *gelu)
 {
-	bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1);
+	bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1, gelu);
 }
 
 #endif
