@@ -76,7 +76,7 @@ $(BUILD)/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGI
 $(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
-.PHONY: engine engine-check engine-check-sanitized fuzz-smoke bench print-use-cuda
+.PHONY: engine engine-check engine-check-sanitized engine-check-portable fuzz-smoke bench print-use-cuda
 ENGINE_TESTS = test_tokenizer test_safetensors test_model test_train test_serve
 engine: $(ENGINE_LIB) $(addprefix $(BUILD)/,$(ENGINE_TESTS)) $(BUILD)/unidump
 
@@ -105,6 +105,15 @@ $(BUILD)/san/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(
 
 engine-check-sanitized: $(addprefix $(BUILD)/san/,$(ENGINE_TESTS))
 	$(call run_engine_tests,$(BUILD)/san)
+
+# The same tests with the AVX2 code compiled out (BT_PORTABLE), as on a CPU
+# without it or another architecture: the plain loops and OpenBLAS only.
+$(BUILD)/portable/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -DBT_PORTABLE -Isrc/engine -Ikernels -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
+
+engine-check-portable: $(addprefix $(BUILD)/portable/,$(ENGINE_TESTS))
+	$(call run_engine_tests,$(BUILD)/portable)
 
 # libFuzzer smoke runs: tokenizer + vocabulary parser, safetensors parser.
 FUZZ_SECONDS ?= 45

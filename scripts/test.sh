@@ -89,6 +89,7 @@ stage "build and install" bash -c 'make -s && make -s install'
 stage "library linkage" check_linkage
 stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
+stage "engine tests without AVX2 (BT_PORTABLE: plain loops)" make -s engine-check-portable
 stage "fuzz smoke (tokenizer, safetensors)" make -s fuzz-smoke
 stage "gpu programs (skip without a device; the library loads)" gpu_programs
 stage "gpu kernels under host emulation" make -s gpu-emulation

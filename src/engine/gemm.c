@@ -67,7 +67,7 @@ bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *w
 	}
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(BT_PORTABLE)
 
 #include <immintrin.h>
 
