@@ -294,11 +294,13 @@ bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, con
 			   int O, int K, int p0, int p1, const BtActivation *gelu)
 {
 	int			full = O / 16,	/* panels of 16 */
-				q1 = p1 < full ? p1 : full;
+				q1 = p1 < full ? p1 : full,
+				rows = T < MC ? (T + MR - 1) / MR * MR : MC;	/* what one block of input needs */
+	/* + pack_rows' slack, rounded up to the 64-byte multiple aligned_alloc asks for */
+	size_t		floats = ((size_t) rows * (K < KC ? K : KC) + 64 + 15) / 16 * 16;
 	float	   *tiles;
 
-	if (!bt_simd_avx2() || T <= 0 ||
-		(tiles = aligned_alloc(64, ((size_t) MC * KC + 64) * sizeof(float))) == NULL)	/* + pack_rows' slack */
+	if (!bt_simd_avx2() || T <= 0 || (tiles = aligned_alloc(64, floats * sizeof(float))) == NULL)
 	{
 		bt_gemm_packed_plain(out, ldo, in, T, wp, bias, O, K, p0, p1, gelu);
 		return;

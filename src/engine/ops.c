@@ -405,13 +405,17 @@ bt_attention_forward_part(float *ctx, float *scratch, const float *qkv, const Bt
 		const float *base = qkv + (size_t) start * 3 * H;
 
 		for (int h = 0; h < NH; h++, i++)
-			if (i % parts == part && small_head(S, H, NH))
+		{
+			if (i % parts != part)
+				continue;
+			if (small_head(S, H, NH))
 				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h);
-			else if (i % parts == part)
+			else
 			{
 				head_probs(scratch, base, S, H, NH, h);
 				head_context(ctx + (size_t) start * H, scratch, base, S, H, NH, h);
 			}
+		}
 	}
 }
 
