@@ -366,7 +366,6 @@ typedef struct Job
 				p0,				/* dense: its panels p0 .. p1 - 1 */
 				p1;
 	float		eps;
-	BtActivation act;
 	const BtActivation *gelu;	/* dense: NULL, or the GELU to apply to its outputs */
 	float	   *scratch;		/* attention: (max S, max S) per member */
 	size_t		scratch_each;
@@ -392,18 +391,6 @@ dense_job(void *arg, int member, int members)
 
 	share(j->p1 - j->p0, member, members, &p0, &p1);
 	bt_gemm_packed(j->out, j->ldo, j->in, j->T, j->w, j->b, j->O, j->K, j->p0 + p0, j->p0 + p1, j->gelu);
-}
-
-/* GELU over this member's share of the T O values of out. */
-static void
-gelu_job(void *arg, int member, int members)
-{
-	Job		   *j = arg;
-	int			r0,
-				r1;
-
-	share(j->T, member, members, &r0, &r1);
-	bt_gelu_forward(j->out + (size_t) r0 * j->O, j->out + (size_t) r0 * j->O, (size_t) (r1 - r0) * j->O, j->act);
 }
 
 /* Residual and LayerNorm over this member's rows: out (T, O) = LN(out + in). */
@@ -459,18 +446,6 @@ layer_dense(const BtBertModel *m, BtTeam *team, float *out, const float *in, con
 		bt_dense_forward(out, in, w, b, T, O, K);
 }
 
-/* x (T, I) = GELU(x), shared by the team when there is one. */
-static void
-layer_gelu(const BtBertModel *m, BtTeam *team, float *x, int T, int I)
-{
-	Job			j = {.out = x, .T = T, .O = I, .act = m->cfg.activation};
-
-	if (team)
-		bt_team_run(team, gelu_job, &j);
-	else
-		gelu_job(&j, 0, 1);
-}
-
 /* ffn (T, I) = GELU(x (T, H) @ w^T + b), the GELU inside the GEMM when the weights are packed. */
 static void
 layer_ffn_in(const BtBertModel *m, BtTeam *team, float *ffn, const float *x, const float *w, const float *b, int T)
@@ -482,8 +457,9 @@ layer_ffn_in(const BtBertModel *m, BtTeam *team, float *ffn, const float *x, con
 		layer_dense_panels(team, ffn, I, x, w, b, T, I, H, 0, bt_gemm_panels(I), &m->cfg.activation);
 	else
 	{
+		/* no team: teams run packed models only */
 		bt_dense_forward(ffn, x, w, b, T, I, H);
-		layer_gelu(m, team, ffn, T, I);
+		bt_gelu_forward(ffn, ffn, (size_t) T * I, m->cfg.activation);
 	}
 }
 

@@ -100,7 +100,7 @@ extern int	bt_model_alloc_params(BtBertModel *m);
  * the engine's own, each with single-threaded GEMMs, joined before this
  * returns; one sequence runs on OpenBLAS's threads, or, when the model is
  * packed (bt_model_pack), on a team of the engine's own threads sharing every
- * GEMM, the attention heads, GELU and LayerNorm. The thread count is
+ * GEMM (with its GELU), the attention heads and LayerNorm. The thread count is
  * process-wide and set to 1 meanwhile, so passes run from several threads at
  * once stay correct but may share the cores poorly.
  */
