@@ -1,15 +1,21 @@
 /*
  * bench_gemm.c - the packed dense-layer kernel (src/engine/gemm.c) against
- * OpenBLAS sgemm on the encoder's GEMM shapes, one thread each.
+ * OpenBLAS sgemm on the encoder's GEMM shapes.
  *
- *   bench_gemm [SECONDS_PER_SHAPE]
+ *   bench_gemm [SECONDS_PER_SHAPE [THREADS]]
  *
  * For each shape (T rows of input, O outputs, K inputs: MiniLM-L6 and
  * bert-base layers at 256, 512 and 4096 tokens) prints the best GFLOP/s of
  * bt_gemm_packed and of cblas_sgemm computing the same out = in W^T + b (the
- * bias copied in first, as the unpacked engine does). Read against
- * build/fma_peak 1. Run with OPENBLAS_NUM_THREADS=1.
+ * bias copied in first, as the unpacked engine does). With THREADS > 1 every
+ * thread computes the shape on rows of its own over the same weights, started
+ * together, as the engine's chunk threads do at batch 32 (each chunk of 16
+ * sequences of 16 tokens is 256 rows); a round lasts until the slowest is
+ * done and counts THREADS times the work. Read against build/fma_peak THREADS.
+ * Run with OPENBLAS_NUM_THREADS=1.
  */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,44 +52,117 @@ blas_dense(float *out, const float *in, const float *w, const float *b, int T, i
 	bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, O, K, 1.0f, in, K, w, K, 1.0f, out, O);
 }
 
+/* One shape: the weights every thread shares, and each thread's rows. */
+typedef struct Shape
+{
+	int			T,
+				O,
+				K,
+				impl;			/* 0: packed kernel, 1: OpenBLAS */
+	const float *w,				/* (O, K) as Hugging Face stores it */
+			   *wp,				/* the same, packed */
+			   *b;
+	pthread_barrier_t start,
+				end;
+	volatile bool stop;
+} Shape;
+
+/* A thread's own input and output rows. */
+typedef struct Rows
+{
+	Shape	   *shape;
+	float	   *in,
+			   *out;
+} Rows;
+
+/* Compute the shape once on these rows with the current implementation. */
+static void
+run_once(const Rows *r)
+{
+	const Shape *s = r->shape;
+
+	if (s->impl == 0)
+		bt_gemm_packed(r->out, s->O, r->in, s->T, s->wp, s->b, s->O, s->K, 0, bt_gemm_panels(s->O), NULL);
+	else
+		blas_dense(r->out, r->in, s->w, s->b, s->T, s->O, s->K);
+}
+
+/* A helper thread: one computation per round until told to stop. */
+static void *
+helper(void *arg)
+{
+	Rows	   *r = arg;
+
+	for (;;)
+	{
+		pthread_barrier_wait(&r->shape->start);
+		if (r->shape->stop)
+			return NULL;
+		run_once(r);
+		pthread_barrier_wait(&r->shape->end);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	static const int shapes[][3] = {
-		{256, 1152, 384}, {256, 1536, 384}, {256, 384, 1536},
+		{256, 1152, 384}, {256, 384, 384}, {256, 1536, 384}, {256, 384, 1536},
 		{512, 1152, 384}, {512, 384, 384}, {512, 1536, 384}, {512, 384, 1536},
 		{4096, 1536, 384}, {4096, 384, 1536},
+		{256, 2304, 768}, {256, 768, 768}, {256, 3072, 768}, {256, 768, 3072},
 		{512, 2304, 768}, {512, 768, 768}, {512, 3072, 768}, {512, 768, 3072},
 	};
 	double		seconds = argc > 1 ? atof(argv[1]) : 1.0;
+	int			threads = argc > 2 ? atoi(argv[2]) : 1;
 	char		err[256];
 
+	if (threads < 1 || threads > 64)
+	{
+		fprintf(stderr, "bench_gemm: THREADS must be 1 to 64\n");
+		return 1;
+	}
 	if (bt_blas_load(NULL, 1, err, sizeof(err)) != 0)
 	{
 		fprintf(stderr, "bench_gemm: %s\n", err);
 		return 1;
 	}
+	printf("%d thread(s)\n\n", threads);
 	printf("| T | O | K | packed GFLOP/s | OpenBLAS GFLOP/s | packed ÷ OpenBLAS |\n|---|---|---|---:|---:|---:|\n");
-	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
 	{
-		int			T = shapes[s][0],
-					O = shapes[s][1],
-					K = shapes[s][2];
-		float	   *in = malloc((size_t) T * K * sizeof(float)),
-				   *w = aligned_alloc(64, (size_t) O * K * sizeof(float)),
+		Shape		s = {.T = shapes[i][0], .O = shapes[i][1], .K = shapes[i][2]};
+		int			T = s.T,
+					O = s.O,
+					K = s.K;
+		float	   *w = aligned_alloc(64, (size_t) O * K * sizeof(float)),
 				   *wp = aligned_alloc(64, (size_t) O * K * sizeof(float)),
 				   *scratch = malloc((size_t) O * K * sizeof(float)),
-				   *b = malloc(O * sizeof(float)),
-				   *out = malloc((size_t) T * O * sizeof(float));
+				   *b = malloc(O * sizeof(float));
+		Rows		rows[64];
+		pthread_t	tid[64];
 		double		best[2] = {0, 0},
-					flop = 2.0 * T * O * K;
+					flop = 2.0 * T * O * K * threads;
 
-		fill(in, (size_t) T * K, 1);
 		fill(w, (size_t) O * K, 2);
 		fill(b, O, 3);
 		memcpy(wp, w, (size_t) O * K * sizeof(float));
 		bt_gemm_pack(wp, O, K, scratch);
-		for (int impl = 0; impl < 2; impl++)
+		s.w = w;
+		s.wp = wp;
+		s.b = b;
+		pthread_barrier_init(&s.start, NULL, threads);
+		pthread_barrier_init(&s.end, NULL, threads);
+		for (int t = 0; t < threads; t++)
+		{
+			rows[t].shape = &s;
+			rows[t].in = malloc((size_t) T * K * sizeof(float));
+			rows[t].out = malloc((size_t) T * O * sizeof(float));
+			fill(rows[t].in, (size_t) T * K, 1 + t);
+			if (t > 0)
+				pthread_create(&tid[t], NULL, helper, &rows[t]);
+		}
+		for (s.impl = 0; s.impl < 2; s.impl++)
 		{
 			double		start = now();
 
@@ -92,22 +171,33 @@ main(int argc, char **argv)
 				double		t0 = now(),
 							t;
 
-				if (impl == 0)
-					bt_gemm_packed(out, O, in, T, wp, b, O, K, 0, bt_gemm_panels(O), NULL);
-				else
-					blas_dense(out, in, w, b, T, O, K);
+				if (threads > 1)
+					pthread_barrier_wait(&s.start);
+				run_once(&rows[0]);
+				if (threads > 1)
+					pthread_barrier_wait(&s.end);
 				t = now() - t0;
-				if (flop / t / 1e9 > best[impl])
-					best[impl] = flop / t / 1e9;
+				if (flop / t / 1e9 > best[s.impl])
+					best[s.impl] = flop / t / 1e9;
 			}
 		}
+		s.stop = true;
+		if (threads > 1)
+			pthread_barrier_wait(&s.start);
+		for (int t = 0; t < threads; t++)
+		{
+			if (t > 0)
+				pthread_join(tid[t], NULL);
+			free(rows[t].in);
+			free(rows[t].out);
+		}
+		pthread_barrier_destroy(&s.start);
+		pthread_barrier_destroy(&s.end);
 		printf("| %d | %d | %d | %.1f | %.1f | %.2f× |\n", T, O, K, best[0], best[1], best[0] / best[1]);
-		free(in);
 		free(w);
 		free(wp);
 		free(scratch);
 		free(b);
-		free(out);
 	}
 	return 0;
 }
