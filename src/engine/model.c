@@ -8,6 +8,7 @@
 #include "model.h"
 #include "blas.h"
 #include "gemm.h"
+#include "gemm_q8.h"
 #include "ops.h"
 #include "simd.h"
 #include "team.h"
@@ -323,6 +324,8 @@ bt_model_free(BtBertModel *m)
 		return;
 	bt_config_free(&m->cfg);
 	free(m->params);
+	free(m->q8);
+	free(m->q8_mem);
 	free(m);
 }
 
@@ -367,6 +370,7 @@ typedef struct Job
 				p1;
 	float		eps;
 	const BtActivation *gelu;	/* dense: NULL, or the GELU to apply to its outputs */
+	const BtQ8Weight *q8;		/* dense: w in 8 bits, or NULL for float32 */
 	float	   *scratch;		/* attention: (max S, max S) per member */
 	size_t		scratch_each;
 	const BtBatch *batch;
@@ -390,7 +394,10 @@ dense_job(void *arg, int member, int members)
 				p1;
 
 	share(j->p1 - j->p0, member, members, &p0, &p1);
-	bt_gemm_packed(j->out, j->ldo, j->in, j->T, j->w, j->b, j->O, j->K, j->p0 + p0, j->p0 + p1, j->gelu);
+	if (j->q8)
+		bt_gemm_q8(j->out, j->ldo, j->in, j->T, j->q8, j->b, j->p0 + p0, j->p0 + p1, j->gelu);
+	else
+		bt_gemm_packed(j->out, j->ldo, j->in, j->T, j->w, j->b, j->O, j->K, j->p0 + p0, j->p0 + p1, j->gelu);
 }
 
 /* Residual and LayerNorm over this member's rows: out (T, O) = LN(out + in). */
@@ -423,11 +430,15 @@ attention_job(void *arg, int member, int members)
  * when there is one.
  */
 static void
-layer_dense_panels(BtTeam *team, float *out, int ldo, const float *in, const float *w, const float *b,
-				   int T, int O, int K, int p0, int p1, const BtActivation *gelu)
+layer_dense_panels(const BtBertModel *m, BtTeam *team, float *out, int ldo, const float *in, const float *w,
+				   const float *b, int T, int O, int K, int p0, int p1, const BtActivation *gelu)
 {
 	Job			j = {.out = out, .ldo = ldo, .in = in, .w = w, .b = b, .T = T, .O = O, .K = K,
 	.p0 = p0, .p1 = p1, .gelu = gelu};
+
+	for (int i = 0; m->use_q8 && i < m->n_q8; i++)
+		if (m->q8[i].source == w)
+			j.q8 = &m->q8[i];
 
 	if (team)
 		bt_team_run(team, dense_job, &j);
@@ -441,7 +452,7 @@ layer_dense(const BtBertModel *m, BtTeam *team, float *out, const float *in, con
 			int T, int O, int K)
 {
 	if (m->packed)
-		layer_dense_panels(team, out, O, in, w, b, T, O, K, 0, bt_gemm_panels(O), NULL);
+		layer_dense_panels(m, team, out, O, in, w, b, T, O, K, 0, bt_gemm_panels(O), NULL);
 	else
 		bt_dense_forward(out, in, w, b, T, O, K);
 }
@@ -454,7 +465,7 @@ layer_ffn_in(const BtBertModel *m, BtTeam *team, float *ffn, const float *x, con
 				I = m->cfg.intermediate_size;
 
 	if (m->packed)
-		layer_dense_panels(team, ffn, I, x, w, b, T, I, H, 0, bt_gemm_panels(I), &m->cfg.activation);
+		layer_dense_panels(m, team, ffn, I, x, w, b, T, I, H, 0, bt_gemm_panels(I), &m->cfg.activation);
 	else
 	{
 		/* no team: teams run packed models only */
@@ -508,9 +519,9 @@ last_layer_first_only(const BtBertModel *m, BtTeam *team, int l, const BtBatch *
 	if (m->packed && H % BT_GEMM_PANEL == 0)
 	{
 		/* the panels of keys and values over every row, those of the queries over the first rows */
-		layer_dense_panels(team, kv, 3 * H, x, qkv_w, qkv_b, T, 3 * H, H, H / BT_GEMM_PANEL,
+		layer_dense_panels(m, team, kv, 3 * H, x, qkv_w, qkv_b, T, 3 * H, H, H / BT_GEMM_PANEL,
 						   bt_gemm_panels(3 * H), NULL);
-		layer_dense_panels(team, q, H, first, qkv_w, qkv_b, n, 3 * H, H, 0, H / BT_GEMM_PANEL, NULL);
+		layer_dense_panels(m, team, q, H, first, qkv_w, qkv_b, n, 3 * H, H, 0, H / BT_GEMM_PANEL, NULL);
 	}
 	else if (m->packed)
 	{
@@ -885,4 +896,92 @@ bt_model_pack(BtBertModel *m, char *err, size_t errlen)
 	free(scratch);
 	m->packed = true;
 	return 0;
+}
+
+int
+bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
+{
+	const BtBertConfig *c = &m->cfg;
+	BtBertParams *p = &m->p;
+	int			H = c->hidden_size,
+				I = c->intermediate_size,
+				n = 0;
+	size_t		bytes = 0;
+	char	   *mem;
+	/* each layer's four weights: source, outputs, inputs */
+	struct
+	{
+		const float *w;
+		int			O,
+					K;
+	}		   *todo;
+
+	if (m->q8 != NULL)
+	{
+		m->use_q8 = true;
+		return 0;
+	}
+	if (bt_model_pack(m, err, errlen) != 0)
+		return -1;
+	if (!m->packed)
+		return 0;				/* no AVX2: float32 stays */
+	todo = malloc((size_t) 4 * c->num_layers * sizeof(*todo));
+	if (todo == NULL)
+	{
+		snprintf(err, errlen, "out of memory quantizing the weights");
+		return -1;
+	}
+	for (int l = 0; l < c->num_layers; l++)
+	{
+		const float *w[4] = {p->qkv_w + (size_t) l * 3 * H * H, p->attn_out_w + (size_t) l * H * H,
+		p->ffn_in_w + (size_t) l * I * H, p->ffn_out_w + (size_t) l * H * I};
+		int			O[4] = {3 * H, H, I, H},
+					K[4] = {H, H, H, I};
+
+		for (int i = 0; i < 4; i++)
+			if (bt_q8_fits(O[i], K[i]))
+			{
+				todo[n].w = w[i];
+				todo[n].O = O[i];
+				todo[n].K = K[i];
+				bytes += bt_q8_bytes(O[i], K[i]);
+				n++;
+			}
+	}
+	if (n == 0)
+	{
+		free(todo);
+		return 0;
+	}
+	m->q8 = calloc(n, sizeof(BtQ8Weight));
+	mem = m->q8_mem = aligned_alloc(64, bytes);
+	if (m->q8 == NULL || mem == NULL)
+	{
+		free(m->q8);
+		free(m->q8_mem);
+		m->q8 = NULL;
+		m->q8_mem = NULL;
+		free(todo);
+		snprintf(err, errlen, "out of memory quantizing the weights");
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		bt_q8_quantize(&m->q8[i], mem, todo[i].w, todo[i].O, todo[i].K, 1);
+		mem += bt_q8_bytes(todo[i].O, todo[i].K);
+	}
+	m->n_q8 = n;
+	m->use_q8 = true;
+	free(todo);
+	return 0;
+}
+
+size_t
+bt_model_q8_bytes(const BtBertModel *m)
+{
+	size_t		bytes = 0;
+
+	for (int i = 0; i < m->n_q8; i++)
+		bytes += bt_q8_bytes(m->q8[i].O, m->q8[i].K) + sizeof(BtQ8Weight);
+	return bytes;
 }

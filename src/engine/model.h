@@ -53,6 +53,10 @@ typedef struct BtBertModel
 	float	   *params;			/* one allocation holding every parameter */
 	BtBertParams p;
 	bool		packed;			/* dense layer weights in gemm.h's layout: inference only */
+	bool		use_q8;			/* forward passes use them (set by bt_model_quantize) */
+	int			n_q8;			/* encoder weights also held in 8 bits (bt_model_quantize) */
+	struct BtQ8Weight *q8;		/* (n_q8), found by their float32 source */
+	void	   *q8_mem;			/* one allocation behind them */
 } BtBertModel;
 
 /* A packed batch: sequence s holds tokens offsets[s] .. offsets[s+1]-1. */
@@ -116,5 +120,20 @@ extern int	bt_model_forward(const BtBertModel *m, const BtBatch *batch, BtForwar
  * nothing changes. 0, or -1 out of memory (the model is unchanged then).
  */
 extern int	bt_model_pack(BtBertModel *m, char *err, size_t errlen);
+
+/*
+ * Opt in to 8-bit dense layers (gemm_q8.h) for m's forward passes: packs m
+ * (bt_model_pack), then quantizes each encoder weight whose shape allows it
+ * (outputs a multiple of 16, inputs of 4) into a second allocation of about a
+ * quarter of the weights' size; the float32 weights stay, for everything else
+ * and as the reference. Faster and less exact than float32: the accuracy
+ * against it is in docs/benchmarks.md. Sets use_q8, which its owner may clear
+ * and set again between passes to switch precision. Without AVX2 nothing
+ * changes. 0, or -1 out of memory (the model then stays float32).
+ */
+extern int	bt_model_quantize(BtBertModel *m, char *err, size_t errlen);
+
+/* Bytes bt_model_quantize added (0 when it has not run or quantized nothing). */
+extern size_t bt_model_q8_bytes(const BtBertModel *m);
 
 #endif

@@ -23,6 +23,7 @@
 #include "blas.h"
 #include "config.h"
 #include "gemm.h"
+#include "gemm_q8.h"
 #include "model.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -535,6 +536,157 @@ test_gemm(void)
 	}
 }
 
+/*
+ * gemm_q8.c: the AVX2 kernel bit for bit against its plain loops (row counts
+ * off 6, K past one 1536 block, a panel range, a row of zeros, with and
+ * without bias and GELU); the plain loops against the formula in gemm_q8.h
+ * evaluated in double; and the whole against float32, within what 8 bits
+ * allow. Weights quantized from the Hugging Face layout and from gemm.c's
+ * packed one must agree.
+ */
+static void
+test_gemm_q8(void)
+{
+	static const int shapes[][3] = {{1, 16, 4}, {7, 32, 20}, {13, 48, 400}, {97, 64, 1540}, {200, 1152, 384},
+	{6, 96, 3072}};
+
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+	{
+		int			T = shapes[si][0],
+					O = shapes[si][1],
+					K = shapes[si][2],
+					ldo = O + 3,
+					panels = O / 16,
+					p0 = panels > 2 ? 1 : 0,
+					p1 = panels > 2 && si % 2 == 0 ? panels - 1 : panels;
+		float	   *w = malloc((size_t) O * K * sizeof(float)),
+				   *packed = malloc((size_t) O * K * sizeof(float)),
+				   *scratch = malloc((size_t) O * K * sizeof(float)),
+				   *in = malloc((size_t) T * K * sizeof(float)),
+				   *bias = malloc(O * sizeof(float)),
+				   *fast = malloc((size_t) T * ldo * sizeof(float)),
+				   *plain = malloc((size_t) T * ldo * sizeof(float)),
+				   *fast_act = malloc((size_t) T * ldo * sizeof(float)),
+				   *plain_act = malloc((size_t) T * ldo * sizeof(float));
+		void	   *mem = aligned_alloc(64, bt_q8_bytes(O, K)),
+				   *mem_packed = aligned_alloc(64, bt_q8_bytes(O, K));
+		BtQ8Weight	qw,
+					qw_packed;
+		BtActivation act = si % 2 ? BT_ACT_GELU : BT_ACT_GELU_TANH;
+		const float *b = si % 2 ? bias : NULL;
+		uint64_t	r = 4242 + si;
+		double		worst_formula = 0.0,
+					err2 = 0.0,
+					ref2 = 0.0;
+		bool		untouched = true,
+					same_layout,
+					gelu_same;
+
+		for (size_t i = 0; i < (size_t) O * K + (size_t) T * K + O; i++)
+		{
+			float		v;
+
+			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+			v = (float) ((double) (r >> 40) / (1 << 24) * 2.0 - 1.0);
+			if (i < (size_t) O * K)
+				w[i] = v;
+			else if (i < (size_t) O * K + (size_t) T * K)
+				in[i - (size_t) O * K] = v;
+			else
+				bias[i - (size_t) O * K - (size_t) T * K] = v;
+		}
+		if (T > 2)
+			memset(in + (size_t) 2 * K, 0, K * sizeof(float));	/* a row of zeros: scale 0 */
+		memcpy(packed, w, (size_t) O * K * sizeof(float));
+		bt_gemm_pack(packed, O, K, scratch);
+		bt_q8_quantize(&qw, mem, w, O, K, 0);
+		bt_q8_quantize(&qw_packed, mem_packed, packed, O, K, 1);
+		same_layout = memcmp(mem, mem_packed, bt_q8_bytes(O, K)) == 0;
+		check(same_layout, "gemm_q8 %dx%dx%d: quantized from the packed layout as from Hugging Face's", T, O, K);
+
+		for (size_t i = 0; i < (size_t) T * ldo; i++)
+			fast[i] = plain[i] = fast_act[i] = plain_act[i] = NAN;
+		bt_gemm_q8(fast, ldo, in, T, &qw, b, p0, p1, NULL);
+		bt_gemm_q8_plain(plain, ldo, in, T, &qw, b, p0, p1, NULL);
+		bt_gemm_q8(fast_act, ldo, in, T, &qw, b, p0, p1, &act);
+		bt_gemm_q8_plain(plain_act, ldo, in, T, &qw, b, p0, p1, &act);
+		for (int t = 0; t < T; t++)
+		{
+			const float *x = in + (size_t) t * K;
+			float		lo = 0.0f,
+						hi = 0.0f,
+						inv,
+						zp;
+
+			/* the row's codes as gemm_q8.h defines them */
+			for (int k = 0; k < K; k++)
+			{
+				lo = fminf(lo, x[k]);
+				hi = fmaxf(hi, x[k]);
+			}
+			inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
+			zp = nearbyintf(-lo * inv);
+			for (int o = 0; o < ldo; o++)
+			{
+				bool		inside = o >= p0 * 16 && o < p1 * 16;
+				double		wmax = 0.0,
+							sum = 0.0,
+							size = 0.0,
+							exact,
+							want;
+
+				if (!inside)
+				{
+					untouched = untouched && isnan(fast[(size_t) t * ldo + o]) && isnan(plain[(size_t) t * ldo + o]);
+					continue;
+				}
+				exact = b ? b[o] : 0.0;
+				for (int k = 0; k < K; k++)
+					wmax = fmax(wmax, fabs(w[(size_t) o * K + k]));
+				for (int k = 0; k < K; k++)
+				{
+					double		qx = fmin(fmax(nearbyintf(x[k] * inv) + zp, 0.0), 255.0) - zp,
+								qwk = nearbyint(w[(size_t) o * K + k] * (float) (63.0f / (float) wmax));
+
+					sum += qx * qwk;
+					size += fabs(qx * qwk);
+					exact += (double) x[k] * w[(size_t) o * K + k];
+				}
+				want = sum * ((hi - lo) / 255.0) * (wmax / 63.0) + (b ? b[o] : 0.0);
+				/* relative to the size of the terms: float rounding grows with them, not with the result */
+				worst_formula = fmax(worst_formula, fabs(plain[(size_t) t * ldo + o] - want) /
+									 (size * ((hi - lo) / 255.0) * (wmax / 63.0) + fabs(b ? b[o] : 0.0) + 1e-6));
+				err2 += (fast[(size_t) t * ldo + o] - exact) * (fast[(size_t) t * ldo + o] - exact);
+				ref2 += exact * exact;
+			}
+		}
+		check(memcmp(fast, plain, (size_t) T * ldo * sizeof(float)) == 0 || !bt_simd_avx2(),
+			  "gemm_q8 %dx%dx%d: AVX2 kernel bit for bit as the plain loops", T, O, K);
+		check(untouched, "gemm_q8 %dx%dx%d: columns outside panels %d..%d untouched", T, O, K, p0, p1);
+		check(worst_formula < 1e-5, "gemm_q8 %dx%dx%d: plain loops follow gemm_q8.h's formula (worst relative %.2g)",
+			  T, O, K, worst_formula);
+		check(sqrt(err2 / ref2) < 0.03, "gemm_q8 %dx%dx%d: within 3%% of float32 (relative error %.4f)", T, O, K,
+			  sqrt(err2 / ref2));
+		bt_gelu_forward(fast, fast, (size_t) T * ldo, act);
+		bt_gelu_forward(plain, plain, (size_t) T * ldo, act);
+		gelu_same = memcmp(fast, fast_act, (size_t) T * ldo * sizeof(float)) == 0 &&
+			memcmp(plain, plain_act, (size_t) T * ldo * sizeof(float)) == 0;
+		check(gelu_same, "gemm_q8 %dx%dx%d: %s GELU epilogue bit for bit as a pass of its own", T, O, K,
+			  act == BT_ACT_GELU ? "erf" : "tanh");
+		free(w);
+		free(packed);
+		free(scratch);
+		free(in);
+		free(bias);
+		free(fast);
+		free(plain);
+		free(fast_act);
+		free(plain_act);
+		free(mem);
+		free(mem_packed);
+	}
+}
+
 /* Forward one range of sequences [s0, s1) of a packed reference batch into hidden/mean. */
 static int
 forward_range(const BtBertModel *m, const int32_t *ids, const int32_t *offsets, int s0, int s1,
@@ -748,6 +900,21 @@ min_cosine(const float *a, const float *b, int n, int H, int *at)
 	return worst;
 }
 
+/* Mean cosine between rows of a and b (n, H). */
+static double
+mean_cosine(const float *a, const float *b, int n, int H)
+{
+	double		sum = 0.0;
+
+	for (int s = 0; s < n; s++)
+	{
+		int			at;
+
+		sum += min_cosine(a + (size_t) s * H, b + (size_t) s * H, 1, H, &at);
+	}
+	return n > 0 ? sum / n : 1.0;
+}
+
 static void
 test_minilm(const char *dir, const char *ref_path)
 {
@@ -933,8 +1100,8 @@ test_minilm(const char *dir, const char *ref_path)
 							   offs, err, sizeof err);
 		worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
 		check(rc == 0 && worst_cos >= 0.99999,
-			  "all-MiniLM-L6-v2 packed: %d sentence embeddings, min cosine %.7f (sentence %d)%s", nseq, worst_cos,
-			  worst_at, rc ? err : "");
+			  "all-MiniLM-L6-v2 packed: %d sentence embeddings, min cosine %.7f (sentence %d), mean %.7f%s", nseq,
+			  worst_cos, worst_at, mean_cosine(mean, want, nseq, H), rc ? err : "");
 		for (int s = 0; s < nseq; s++)
 			if (offsets[s + 1] - offsets[s] > offsets[longest + 1] - offsets[longest])
 				longest = s;
@@ -955,6 +1122,43 @@ test_minilm(const char *dir, const char *ref_path)
 			  offsets[longest + 1] - offsets[longest], worst, rc ? err : "");
 		free(one);
 		free(team);
+	}
+
+	/*
+	 * In 8 bits (bt_model_quantize), an option: how close the embeddings stay
+	 * to sentence-transformers' is reported; the check is a floor that a
+	 * wrong scale or layout would fall far below (cosine near 0), not a
+	 * measured value. Chunks of sequences on 3 threads and a team must give
+	 * the same numbers as one thread: inputs are quantized row by row.
+	 */
+	if (bt_model_quantize(m, err, sizeof err) != 0 || m->n_q8 == 0)
+		check(!bt_simd_avx2(), "all-MiniLM-L6-v2: quantizes (%s)", bt_simd_avx2() ? err : "no AVX2");
+	else
+	{
+		int			budget = bt_blas_threads(),
+					rc = 0;
+		double		worst = 0.0;
+		float	   *three = malloc((size_t) nseq * H * sizeof(float));
+
+		check(m->n_q8 == 4 * m->cfg.num_layers, "all-MiniLM-L6-v2 int8: %d of %d encoder weights in 8 bits", m->n_q8,
+			  4 * m->cfg.num_layers);
+		bt_blas_set_threads(1);
+		for (int s0 = 0; s0 < nseq && rc == 0; s0 += 16)
+			rc = forward_range(m, ids, offsets, s0, s0 + 16 < nseq ? s0 + 16 : nseq, NULL, mean + (size_t) s0 * H,
+							   offs, err, sizeof err);
+		bt_blas_set_threads(3);
+		for (int s0 = 0; s0 < nseq && rc == 0; s0 += 16)
+			rc = forward_range(m, ids, offsets, s0, s0 + 16 < nseq ? s0 + 16 : nseq, NULL, three + (size_t) s0 * H,
+							   offs, err, sizeof err);
+		bt_blas_set_threads(budget);
+		worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
+		for (size_t i = 0; rc == 0 && i < (size_t) nseq * H; i++)
+			worst = fmax(worst, fabs((double) mean[i] - three[i]));
+		check(rc == 0 && worst_cos >= 0.98,
+			  "all-MiniLM-L6-v2 int8: %d sentence embeddings vs sentence-transformers, min cosine %.5f (sentence %d), "
+			  "mean %.5f%s", nseq, worst_cos, worst_at, mean_cosine(mean, want, nseq, H), rc ? err : "");
+		check(rc == 0 && worst == 0.0, "all-MiniLM-L6-v2 int8: 3 threads as 1, max |diff| %.2e", worst);
+		free(three);
 	}
 	free(want);
 	free(mean);
@@ -978,6 +1182,7 @@ main(int argc, char **argv)
 	test_simd_math();
 	test_attention();
 	test_gemm();
+	test_gemm_q8();
 	test_config();
 	for (int packed = 0; packed <= 1; packed++)
 	{
