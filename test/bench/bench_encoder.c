@@ -16,7 +16,8 @@
  * classifier's logits alone, as classify() does (the model needs a head), instead
  * of the mean-pooled embeddings; GFLOP/s still counts the whole encoder's work.
  * The model is packed for inference (bt_model_pack) as the engine serves it,
- * unless PACKED=0.
+ * unless PACKED=0; PRECISION=int8 also quantizes its encoder weights
+ * (bt_model_quantize), and the results then go under "pgbert engine int8".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,13 @@ now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The name the results go under: the engine, and its precision when not float32. */
+static const char *
+impl_name(const BtBertModel *m)
+{
+	return m->n_q8 > 0 ? "pgbert engine int8" : "pgbert engine";
 }
 
 static uint8_t *
@@ -190,9 +198,9 @@ run_shape(const BtBertModel *m, const char *label, int n_seq, const int32_t *off
 		times[runs++] = now() - t0;
 	}
 	qsort(times, runs, sizeof(double), cmp_double);
-	printf("{\"impl\": \"pgbert engine\", \"shape\": \"%s\", \"batch\": %d, \"tokens\": %d, "
+	printf("{\"impl\": \"%s\", \"shape\": \"%s\", \"batch\": %d, \"tokens\": %d, "
 		   "\"runs\": %d, \"seconds\": %.6f, \"seq_per_s\": %.2f, \"gflop_per_s\": %.2f}\n",
-		   label, n_seq, offsets[n_seq], runs, times[runs / 2], n_seq / times[runs / 2],
+		   impl_name(m), label, n_seq, offsets[n_seq], runs, times[runs / 2], n_seq / times[runs / 2],
 		   flops(&m->cfg, offsets, n_seq) / times[runs / 2] / 1e9);
 	fflush(stdout);
 	free(mean);
@@ -239,9 +247,22 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench_encoder: %s\n", err);
 		return 1;
 	}
-	printf("{\"impl\": \"pgbert engine\", \"memory\": true, \"checkpoint_mib\": %.1f, "
+	if (getenv("PRECISION") && strcmp(getenv("PRECISION"), "int8") == 0)
+	{
+		if (bt_model_quantize(m, err, sizeof err) != 0)
+		{
+			fprintf(stderr, "bench_encoder: %s\n", err);
+			return 1;
+		}
+		if (m->n_q8 == 0)
+		{
+			fprintf(stderr, "bench_encoder: PRECISION=int8 needs AVX2 and weights in whole panels\n");
+			return 1;
+		}
+	}
+	printf("{\"impl\": \"%s\", \"memory\": true, \"checkpoint_mib\": %.1f, "
 		   "\"params_mib\": %.1f, \"peak_rss_mib\": %.1f, \"rss_after_load_mib\": %.1f}\n",
-		   wlen / 1048576.0, m->num_params * 4 / 1048576.0, peak_rss_mib(), rss_mib());
+		   impl_name(m), wlen / 1048576.0, m->num_params * 4 / 1048576.0, peak_rss_mib(), rss_mib());
 
 	srand(42);
 	for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)

@@ -11,7 +11,9 @@ onnxruntime.transformers.optimizer (Attention, SkipLayerNorm, BiasGelu), with
 intra_op_num_threads = THREADS. With OUTPUT=logits in the environment both run
 AutoModelForSequenceClassification and return its logits (the model needs a head), as
 bench_encoder does then; otherwise AutoModel and the last hidden state. SHAPES (labels,
-comma-separated) runs only those shapes.
+comma-separated) runs only those shapes. PRECISION=int8 adds ONNX Runtime on the same model
+after onnxruntime.quantization.quantize_dynamic (8-bit weights per output channel, in 7 bits
+as it advises for CPUs without VNNI), the peer of bench_encoder's PRECISION=int8.
 
 ROUNDS=N repeats the measurements N times, and PGBERT_CMD (a command printing
 bench_encoder's JSON lines) runs pgbert's side inside each round too, so that every
@@ -150,17 +152,28 @@ def main():
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(fused, so, providers=["CPUExecutionProvider"])
+    sessions = [("onnxruntime %s" % ort.__version__, ort.InferenceSession(fused, so, providers=["CPUExecutionProvider"]))]
+    if os.environ.get("PRECISION") == "int8":
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        q8 = os.path.join(tmp, "model_int8.onnx")
+        # 7-bit weights per output channel (reduce_range), as ONNX Runtime advises without VNNI; the fused
+        # graph's custom ops defeat shape inference, hence the default tensor type
+        quantize_dynamic(fused, q8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        sessions.append(("onnxruntime %s int8" % ort.__version__,
+                         ort.InferenceSession(q8, so, providers=["CPUExecutionProvider"])))
 
     def run_ort_shapes():
-        for label, ids, mask in all_shapes:
-            types = np.zeros_like(ids)
+        for name, sess in sessions:
+            for label, ids, mask in all_shapes:
+                types = np.zeros_like(ids)
 
-            def run_ort():
-                sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+                def run_ort():
+                    sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
 
-            sec, runs = timeit(run_ort, seconds)
-            report("onnxruntime %s" % ort.__version__, label, ids.shape[0], mask, sec, runs)
+                sec, runs = timeit(run_ort, seconds)
+                report(name, label, ids.shape[0], mask, sec, runs)
 
     if rounds == 1 and not pgbert_cmd:
         run_ort_shapes()

@@ -9,6 +9,8 @@
 # SHAPES=b32_s16,mails32_max256 runs only the named shapes (all when unset).
 # OUTPUT=logits times what classify() computes, the logits of a model with a classification
 # head (test/bench/make_bench_classifier.py makes one from MiniLM), on every side.
+# PRECISION=int8 runs pgbert with its 8-bit dense layers (bt_model_quantize) and adds ONNX Runtime's
+# dynamically quantized model as a peer, besides the float32 ones.
 # ROUNDS=N measures every implementation again in each of N rounds, one after the other
 # (bench_encoder_peers.py runs bench_encoder inside each round), and the table takes each
 # one's best round: this shared machine's speed drifts by tens of percent over minutes. The
@@ -58,7 +60,8 @@ for r in rows:  # each implementation's best round per shape
         get[key] = r
 ours = impls[0]
 head = "| shape | tokens | " + " | ".join("%s seq/s" % i for i in impls) + " | " + \
-       " | ".join("pgbert ÷ %s" % i.split()[0] for i in impls[1:]) + " | pgbert GFLOP/s |"
+       " | ".join("pgbert ÷ %s" % " ".join(w for w in i.split() if not w[0].isdigit()) for i in impls[1:]) + \
+       " | pgbert GFLOP/s |"
 print(head)
 print("|" + "---|" * (len(impls) * 2 + 2))
 by_round = {(r["impl"], r["shape"], r.get("round")): r["seq_per_s"] for r in rows}
