@@ -32,6 +32,26 @@ SELECT count(*) AS compared,
                                   + (s ->> 'phish')::float8 - 1) > 1e-9) AS not_summing_to_1
 FROM (SELECT o.*, classify_scores(body, 'cls') AS s FROM oracle o) t;
 
+-- pgbert.cpu_precision = int8: 8-bit dense layers move the probabilities a little (they
+-- do move: the pass is not float32's), labels change only where transformers' top two are
+-- that close, and the same cached model goes back to float32 after RESET
+SET pgbert.cpu_precision = int8;
+SELECT count(*) AS compared,
+       max(greatest(abs((s ->> 'ham')::float8 - p_ham), abs((s ->> 'spam')::float8 - p_spam),
+                    abs((s ->> 'phish')::float8 - p_phish))) < 0.05 AS within_5e2,
+       max(greatest(abs((s ->> 'ham')::float8 - p_ham), abs((s ->> 'spam')::float8 - p_spam),
+                    abs((s ->> 'phish')::float8 - p_phish))) > 1e-4 AS not_float32,
+       count(*) FILTER (WHERE classify(body, 'cls') <> label
+                          AND abs(greatest(p_ham, p_spam, p_phish)
+                                  - (SELECT p FROM unnest(ARRAY[p_ham, p_spam, p_phish]) p
+                                     ORDER BY p DESC OFFSET 1 LIMIT 1)) > 0.04) AS label_changes
+FROM (SELECT o.*, classify_scores(body, 'cls') AS s FROM oracle o) t;
+RESET pgbert.cpu_precision;
+SELECT max(greatest(abs((s ->> 'ham')::float8 - p_ham), abs((s ->> 'spam')::float8 - p_spam),
+                    abs((s ->> 'phish')::float8 - p_phish))) < 1e-4 AS float32_again
+FROM (SELECT o.*, classify_scores(body, 'cls') AS s FROM oracle o) t;
+SET pgbert.cpu_precision = bf16;
+
 -- classify = transformers' argmax, except where the top two are closer than the tolerance
 SELECT count(*) AS disagreements
 FROM oracle

@@ -93,6 +93,7 @@ forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *of
 	}
 	path->served_by_worker = false;
 	pgbert_model_ensure_weights(pm);
+	pgbert_model_use_precision(pm);
 	if ((want == WANT_LOGITS || want == WANT_POOLER) && !pm->model->has_pooler)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),

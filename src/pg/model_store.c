@@ -464,6 +464,27 @@ pgbert_model_ensure_weights(PgbertModel *pm)
 	enforce_budget(pm);
 }
 
+void
+pgbert_model_use_precision(PgbertModel *pm)
+{
+	BtBertModel *m = pm->model;
+	bool		int8 = pgbert_cpu_precision == PGBERT_CPU_INT8;
+
+	/* packed means this CPU has AVX2; without it the setting changes nothing */
+	if (int8 && m->n_q8 == 0 && m->packed)
+	{
+		char		err[256];
+
+		if (bt_model_quantize(m, err, sizeof(err)) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("%s", err)));
+		pm->bytes += bt_model_q8_bytes(m);
+		enforce_budget(pm);
+	}
+	m->use_q8 = int8;
+}
+
 char *
 pgbert_read_checkpoint(PgbertModel *pm, Size *len)
 {

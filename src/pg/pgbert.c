@@ -38,6 +38,7 @@ int			pgbert_worker_max_wait_ms = 0;
 int			pgbert_worker_memory_mb = 2048;
 int			pgbert_gpu_memory_mb = 0;
 int			pgbert_gpu_precision = 0;
+int			pgbert_cpu_precision = PGBERT_CPU_FP32;
 
 static const struct config_enum_entry worker_options[] = {
 	{"auto", PGBERT_WORKER_AUTO, false},
@@ -58,6 +59,12 @@ static const struct config_enum_entry device_options[] = {
 static const struct config_enum_entry precision_options[] = {
 	{"bf16", 0, false},
 	{"fp32", 1, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry cpu_precision_options[] = {
+	{"fp32", PGBERT_CPU_FP32, false},
+	{"int8", PGBERT_CPU_INT8, false},
 	{NULL, 0, false}
 };
 
@@ -124,6 +131,12 @@ _PG_init(void)
 							 "Arithmetic of the GPU's matrix products.",
 							 "bf16: tensor cores with float32 accumulation; fp32: float32 throughout, for parity.",
 							 &pgbert_gpu_precision, 0, precision_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("pgbert.cpu_precision",
+							 "Arithmetic of the encoder's dense layers in forward passes run by this backend.",
+							 "fp32: float32, the reference. int8: 8-bit weights and inputs (CPUs with AVX2), faster "
+							 "and less exact. The encoder worker and training stay fp32.",
+							 &pgbert_cpu_precision, PGBERT_CPU_FP32, cpu_precision_options, PGC_USERSET, 0, NULL, NULL,
+							 NULL);
 	DefineCustomBoolVariable("pgbert.batching",
 							 "Batch per-row classify(), classify_scores() and embed() calls across rows.",
 							 "Applies to statements planned after it changes; EXPLAIN shows a PgbertBatch node.",

@@ -16,6 +16,10 @@
 extern char *pgbert_default_model;
 extern int	pgbert_model_cache_mb;
 extern int	pgbert_cpu_threads;
+extern int	pgbert_cpu_precision;	/* PGBERT_CPU_FP32 or PGBERT_CPU_INT8 */
+
+#define PGBERT_CPU_FP32 0
+#define PGBERT_CPU_INT8 1
 extern int	pgbert_batch_tokens;
 extern int	pgbert_progress_interval;
 
@@ -94,6 +98,9 @@ extern void pgbert_batch_scan_init(void);
 
 /* Load a cached version's weights in this backend if they are not yet (the in-process path). */
 extern void pgbert_model_ensure_weights(PgbertModel *pm);
+
+/* Set a loaded version's forward passes to pgbert.cpu_precision, quantizing it on first use of int8. */
+extern void pgbert_model_use_precision(PgbertModel *pm);
 
 /* The version's model.safetensors bytes, palloc'd, read as the current role. */
 extern char *pgbert_read_checkpoint(PgbertModel *pm, Size *len);
