@@ -427,6 +427,25 @@ test_batch_errors(const char *models_dir)
 	free(weights);
 }
 
+/* A dense layer's case from seed r: w (O, K), in (T, K), bias (O), uniform in [-1, 1). */
+static void
+fill_dense_case(uint64_t r, float *w, float *in, float *bias, int T, int O, int K)
+{
+	for (size_t i = 0; i < (size_t) O * K + (size_t) T * K + O; i++)
+	{
+		float		v;
+
+		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+		v = (float) ((double) (r >> 40) / (1 << 24) * 2.0 - 1.0);
+		if (i < (size_t) O * K)
+			w[i] = v;
+		else if (i < (size_t) O * K + (size_t) T * K)
+			in[i - (size_t) O * K] = v;
+		else
+			bias[i - (size_t) O * K - (size_t) T * K] = v;
+	}
+}
+
 /*
  * gemm.c against a plain double-precision product of the unpacked weights:
  * shapes with a narrow last panel, row counts off the kernel's 6, K past its
@@ -453,26 +472,14 @@ test_gemm(void)
 				   *bias = malloc(O * sizeof(float)),
 				   *fast = malloc((size_t) T * (O + 3) * sizeof(float)),
 				   *plain = malloc((size_t) T * (O + 3) * sizeof(float));
-		uint64_t	r = 777 + si;
+		uint64_t	r = 777 + si;	/* seed of the case */
 		double		worst_fast = 0.0,
 					worst_plain = 0.0;
 		bool		untouched = true,
 					roundtrip,
 					gelu_same;
 
-		for (size_t i = 0; i < (size_t) O * K + (size_t) T * K + O; i++)
-		{
-			float		v;
-
-			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-			v = (float) ((double) (r >> 40) / (1 << 24) * 2.0 - 1.0);
-			if (i < (size_t) O * K)
-				w[i] = v;
-			else if (i < (size_t) O * K + (size_t) T * K)
-				in[i - (size_t) O * K] = v;
-			else
-				bias[i - (size_t) O * K - (size_t) T * K] = v;
-		}
+		fill_dense_case(r, w, in, bias, T, O, K);
 		memcpy(packed, w, (size_t) O * K * sizeof(float));
 		bt_gemm_pack(packed, O, K, scratch);
 		/* row stride O + 3: the output need not be dense; NaN marks what must stay unwritten */
@@ -574,7 +581,7 @@ test_gemm_q8(void)
 					qw_packed;
 		BtActivation act = si % 2 ? BT_ACT_GELU : BT_ACT_GELU_TANH;
 		const float *b = si % 2 ? bias : NULL;
-		uint64_t	r = 4242 + si;
+		uint64_t	r = 4242 + si;	/* seed of the case */
 		double		worst_formula = 0.0,
 					err2 = 0.0,
 					ref2 = 0.0;
@@ -582,19 +589,7 @@ test_gemm_q8(void)
 					same_layout,
 					gelu_same;
 
-		for (size_t i = 0; i < (size_t) O * K + (size_t) T * K + O; i++)
-		{
-			float		v;
-
-			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-			v = (float) ((double) (r >> 40) / (1 << 24) * 2.0 - 1.0);
-			if (i < (size_t) O * K)
-				w[i] = v;
-			else if (i < (size_t) O * K + (size_t) T * K)
-				in[i - (size_t) O * K] = v;
-			else
-				bias[i - (size_t) O * K - (size_t) T * K] = v;
-		}
+		fill_dense_case(r, w, in, bias, T, O, K);
 		if (T > 2)
 			memset(in + (size_t) 2 * K, 0, K * sizeof(float));	/* a row of zeros: scale 0 */
 		memcpy(packed, w, (size_t) O * K * sizeof(float));
