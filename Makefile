@@ -127,12 +127,18 @@ fuzz-smoke: $(BUILD)/fuzz_tokenizer $(BUILD)/fuzz_safetensors
 	$(BUILD)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 		-dict=test/fuzz/safetensors.dict $(BUILD)/fuzz-corpus-safetensors test/fuzz/seeds_safetensors
 
-bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_gemm $(BUILD)/bench_rows $(BUILD)/bench_train $(BUILD)/fma_peak
+bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_gemm $(BUILD)/bench_rows $(BUILD)/bench_train $(BUILD)/fma_peak \
+	$(BUILD)/mac_peak
 
 # the CPU's FMA ceiling, to read the benchmarks' GFLOP/s against (x86-64 with AVX2 only)
 $(BUILD)/fma_peak: test/bench/fma_peak.c
 	@mkdir -p $(dir $@)
 	$(ENGINE_CC) -O3 -g -Wall -o $@ $< -lpthread
+
+# multiply-adds per second of the float32 and 8-bit GEMM inner loops (x86-64 with AVX2 only)
+$(BUILD)/mac_peak: test/bench/mac_peak.c
+	@mkdir -p $(dir $@)
+	$(ENGINE_CC) -O3 -g -Wall -o $@ $<
 
 print-use-cuda:
 	@echo $(USE_CUDA)
