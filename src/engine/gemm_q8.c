@@ -97,6 +97,15 @@ bt_q8_quantize(BtQ8Weight *qw, void *mem, const float *w, int O, int K, int pane
  * all above -0.17: a symmetric scale would leave half the codes unused.
  */
 static inline void
+range_codes(float lo, float hi, float *sx, float *inv, int32_t *zp)
+{
+	*sx = (hi - lo) / 255.0f;
+	*inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
+	*zp = (int32_t) nearbyintf(-lo * *inv);
+}
+
+/* The same from the row itself. */
+static inline void
 row_range(const float *x, int K, float *sx, float *inv, int32_t *zp)
 {
 	float		lo = 0.0f,
@@ -107,9 +116,7 @@ row_range(const float *x, int K, float *sx, float *inv, int32_t *zp)
 		lo = fminf(lo, x[k]);
 		hi = fmaxf(hi, x[k]);
 	}
-	*sx = (hi - lo) / 255.0f;
-	*inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
-	*zp = (int32_t) nearbyintf(-lo * *inv);
+	range_codes(lo, hi, sx, inv, zp);
 }
 
 /* x's code: nearest of x inv, moved to zp and held in 0 .. 255. */
@@ -195,9 +202,7 @@ row_range_avx2(const float *x, int K, float *sx, float *inv, int32_t *zp)
 		lo = fminf(lo, x[k]);
 		hi = fmaxf(hi, x[k]);
 	}
-	*sx = (hi - lo) / 255.0f;
-	*inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
-	*zp = (int32_t) nearbyintf(-lo * *inv);
+	range_codes(lo, hi, sx, inv, zp);
 }
 
 /*

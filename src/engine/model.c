@@ -898,23 +898,44 @@ bt_model_pack(BtBertModel *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* Encoder weight i (0 .. 4 L - 1: per layer QKV, attention output, feed-forward in and out) and its shape. */
+static const float *
+encoder_weight(const BtBertModel *m, int i, int *O, int *K)
+{
+	const BtBertParams *p = &m->p;
+	size_t		H = m->cfg.hidden_size,
+				I = m->cfg.intermediate_size,
+				l = i / 4;
+
+	switch (i % 4)
+	{
+		case 0:
+			*O = 3 * H;
+			*K = H;
+			return p->qkv_w + l * 3 * H * H;
+		case 1:
+			*O = H;
+			*K = H;
+			return p->attn_out_w + l * H * H;
+		case 2:
+			*O = I;
+			*K = H;
+			return p->ffn_in_w + l * I * H;
+		default:
+			*O = H;
+			*K = I;
+			return p->ffn_out_w + l * H * I;
+	}
+}
+
 int
 bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 {
-	const BtBertConfig *c = &m->cfg;
-	BtBertParams *p = &m->p;
-	int			H = c->hidden_size,
-				I = c->intermediate_size,
-				n = 0;
+	int			n = 0,
+				O,
+				K;
 	size_t		bytes = 0;
 	char	   *mem;
-	/* each layer's four weights: source, outputs, inputs */
-	struct
-	{
-		const float *w;
-		int			O,
-					K;
-	}		   *todo;
 
 	if (m->q8 != NULL)
 	{
@@ -925,34 +946,18 @@ bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 		return -1;
 	if (!m->packed)
 		return 0;				/* no AVX2: float32 stays */
-	todo = malloc((size_t) 4 * c->num_layers * sizeof(*todo));
-	if (todo == NULL)
+	/* one pass to size the allocation, one to fill it */
+	for (int i = 0; i < 4 * m->cfg.num_layers; i++)
 	{
-		snprintf(err, errlen, "out of memory quantizing the weights");
-		return -1;
-	}
-	for (int l = 0; l < c->num_layers; l++)
-	{
-		const float *w[4] = {p->qkv_w + (size_t) l * 3 * H * H, p->attn_out_w + (size_t) l * H * H,
-		p->ffn_in_w + (size_t) l * I * H, p->ffn_out_w + (size_t) l * H * I};
-		int			O[4] = {3 * H, H, I, H},
-					K[4] = {H, H, H, I};
-
-		for (int i = 0; i < 4; i++)
-			if (bt_q8_fits(O[i], K[i]))
-			{
-				todo[n].w = w[i];
-				todo[n].O = O[i];
-				todo[n].K = K[i];
-				bytes += bt_q8_bytes(O[i], K[i]);
-				n++;
-			}
+		encoder_weight(m, i, &O, &K);
+		if (bt_q8_fits(O, K))
+		{
+			bytes += bt_q8_bytes(O, K);
+			n++;
+		}
 	}
 	if (n == 0)
-	{
-		free(todo);
 		return 0;
-	}
 	m->q8 = calloc(n, sizeof(BtQ8Weight));
 	mem = m->q8_mem = aligned_alloc(64, bytes);
 	if (m->q8 == NULL || mem == NULL)
@@ -961,18 +966,19 @@ bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 		free(m->q8_mem);
 		m->q8 = NULL;
 		m->q8_mem = NULL;
-		free(todo);
 		snprintf(err, errlen, "out of memory quantizing the weights");
 		return -1;
 	}
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < 4 * m->cfg.num_layers; i++)
 	{
-		bt_q8_quantize(&m->q8[i], mem, todo[i].w, todo[i].O, todo[i].K, 1);
-		mem += bt_q8_bytes(todo[i].O, todo[i].K);
+		const float *w = encoder_weight(m, i, &O, &K);
+
+		if (!bt_q8_fits(O, K))
+			continue;
+		bt_q8_quantize(&m->q8[m->n_q8++], mem, w, O, K, 1);
+		mem += bt_q8_bytes(O, K);
 	}
-	m->n_q8 = n;
 	m->use_q8 = true;
-	free(todo);
 	return 0;
 }
 
