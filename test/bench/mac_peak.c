@@ -55,69 +55,50 @@ four_bytes(const uint8_t *p)
 		return s; \
 	} while (0)
 
-/* The 8-bit tile: 4 k per step, 6 x 16 x 4 multiply-adds. */
-AVX2 __attribute__((noinline)) static int32_t
-loop_u8s8(void)
-{
-	const __m256i ones = _mm256_set1_epi16(1);
-	__m256i		acc[12];
-
-	for (int i = 0; i < 12; i++)
-		acc[i] = _mm256_setzero_si256();
-	for (long n = 0; n < REPEATS; n++)
-	{
-		const uint8_t *a = a8;
-		const int8_t *b = b8;
-
-		for (int k = 0; k < KSTEPS; k++, a += 24, b += 64)
-		{
-			__m256i		b0 = _mm256_load_si256((const __m256i *) b),
-						b1 = _mm256_load_si256((const __m256i *) (b + 32));
-
-#pragma GCC unroll 6
-			for (int r = 0; r < 6; r++)
-			{
-				__m256i		x = _mm256_set1_epi32(four_bytes(a + 4 * r));
-
-				acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
-				acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1],
-												  _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
-			}
-		}
-	}
-	FOLD_I(acc);
+/*
+ * An integer tile: per step, a broadcast of 4 bytes of each of 6 rows and two
+ * 32-byte loads of the panel; PRODUCT(x, b) gives eight 32-bit sums to add.
+ */
+#define INT_TILE_LOOP(name, PRODUCT) \
+AVX2 __attribute__((noinline)) static int32_t \
+name(void) \
+{ \
+	const __m256i ones = _mm256_set1_epi16(1); \
+	__m256i		acc[12]; \
+\
+	(void) ones; \
+	for (int i = 0; i < 12; i++) \
+		acc[i] = _mm256_setzero_si256(); \
+	for (long n = 0; n < REPEATS; n++) \
+	{ \
+		const uint8_t *a = a8; \
+		const int8_t *b = b8; \
+\
+		for (int k = 0; k < KSTEPS; k++, a += 24, b += 64) \
+		{ \
+			__m256i		b0 = _mm256_load_si256((const __m256i *) b), \
+						b1 = _mm256_load_si256((const __m256i *) (b + 32)); \
+\
+			_Pragma("GCC unroll 6") \
+			for (int r = 0; r < 6; r++) \
+			{ \
+				__m256i		x = _mm256_set1_epi32(four_bytes(a + 4 * r)); \
+\
+				acc[2 * r] = _mm256_add_epi32(acc[2 * r], PRODUCT(x, b0)); \
+				acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], PRODUCT(x, b1)); \
+			} \
+		} \
+	} \
+	FOLD_I(acc); \
 }
+
+/* The 8-bit tile (gemm_q8.c): 4 k per step, 6 x 16 x 4 multiply-adds. */
+#define U8S8(x, b) _mm256_madd_epi16(_mm256_maddubs_epi16(x, b), ones)
+INT_TILE_LOOP(loop_u8s8, U8S8)
 
 /* The 16-bit tile: 2 k per step, 6 x 16 x 2 multiply-adds. */
-AVX2 __attribute__((noinline)) static int32_t
-loop_s16(void)
-{
-	__m256i		acc[12];
-
-	for (int i = 0; i < 12; i++)
-		acc[i] = _mm256_setzero_si256();
-	for (long n = 0; n < REPEATS; n++)
-	{
-		const uint8_t *a = a8;
-		const int8_t *b = b8;
-
-		for (int k = 0; k < KSTEPS; k++, a += 24, b += 64)
-		{
-			__m256i		b0 = _mm256_load_si256((const __m256i *) b),
-						b1 = _mm256_load_si256((const __m256i *) (b + 32));
-
-#pragma GCC unroll 6
-			for (int r = 0; r < 6; r++)
-			{
-				__m256i		x = _mm256_set1_epi32(four_bytes(a + 4 * r));
-
-				acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(x, b0));
-				acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(x, b1));
-			}
-		}
-	}
-	FOLD_I(acc);
-}
+#define S16(x, b) _mm256_madd_epi16(x, b)
+INT_TILE_LOOP(loop_s16, S16)
 
 /* The float32 tile: 1 k per step, 6 x 16 multiply-adds. */
 AVX2 __attribute__((noinline)) static float
