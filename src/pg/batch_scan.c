@@ -469,7 +469,12 @@ make_batch_node(Plan *child, List *child_exprs, List *calls, List *tlist, List *
 	cs->flags = 0;
 	cs->custom_scan_tlist = scan_tlist;
 	cs->custom_exprs = calls;
-	cs->custom_private = list_make1_int(pgbert_batch_rows);
+	/*
+	 * Private data are Nodes: other extensions' plan walkers (Citus reads the
+	 * first element of every CustomScan's custom_private as a Node) and
+	 * copyObject/nodeToString must be able to look at them.
+	 */
+	cs->custom_private = list_make1(makeInteger(pgbert_batch_rows));
 	cs->methods = &batch_scan_methods;
 	return cs;
 }
@@ -844,7 +849,7 @@ batch_create_state(CustomScan *cscan)
 	ListCell   *lc;
 
 	st->css.methods = &batch_exec_methods;
-	st->max_rows = Max(linitial_int(cscan->custom_private), 1);
+	st->max_rows = Max(intVal(linitial(cscan->custom_private)), 1);
 	st->n_calls = list_length(cscan->custom_exprs);
 	st->calls = palloc0(sizeof(BatchCall) * st->n_calls);
 	foreach(lc, cscan->custom_exprs)
