@@ -70,7 +70,7 @@ $(ENGINE_LIB): $(ENGINE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_LIB)
+$(BUILD)/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h test/engine/tolerance.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Isrc/engine -Ikernels -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 $(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
@@ -99,7 +99,7 @@ engine-check: engine
 # The same tests built with clang's AddressSanitizer and UndefinedBehaviorSanitizer.
 SAN_CC ?= clang
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
-$(BUILD)/san/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+$(BUILD)/san/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h test/engine/tolerance.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(SAN_FLAGS) -Isrc/engine -Ikernels -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 
@@ -108,7 +108,7 @@ engine-check-sanitized: $(addprefix $(BUILD)/san/,$(ENGINE_TESTS))
 
 # The same tests with the AVX2 code compiled out (BT_PORTABLE), as on a CPU
 # without it or another architecture: the plain loops and OpenBLAS only.
-$(BUILD)/portable/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+$(BUILD)/portable/%: test/engine/%.c test/engine/copy_text.h test/engine/testing.h test/engine/tolerance.h $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -DBT_PORTABLE -Isrc/engine -Ikernels -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 
@@ -159,13 +159,13 @@ $(BUILD)/test_gpu_gemm: test/gpu/test_gpu_gemm.c $(CUDA_OBJS) kernels/gpu.h
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Ikernels -o $@ $< $(CUDA_OBJS) $(CUDA_LIBS) -lm
 
 # Fine-tuning on the device against the CPU trainer (and the MiniLM spam fine-tune, --finetune).
-$(BUILD)/test_gpu_train: test/gpu/test_gpu_train.c test/engine/testing.h test/engine/copy_text.h $(ENGINE_LIB) $(GPU_MODULE)
+$(BUILD)/test_gpu_train: test/gpu/test_gpu_train.c test/engine/testing.h test/engine/tolerance.h test/engine/copy_text.h $(ENGINE_LIB) $(GPU_MODULE)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 kernels/gpu_train.o kernels/gpu_backward.o: kernels/gpu_train_internal.h
 kernels/gpu_model.o kernels/gpu_train.o: kernels/gpu_model_internal.h
 
 # Programs that reach the GPU the way the engine does: pgbert_gpu.so by dlopen.
-$(BUILD)/test_gpu_model $(BUILD)/bench_gpu: $(BUILD)/%: test/gpu/%.c test/gpu/gpu_testing.h $(ENGINE_LIB) $(GPU_MODULE)
+$(BUILD)/test_gpu_model $(BUILD)/bench_gpu: $(BUILD)/%: test/gpu/%.c test/gpu/gpu_testing.h test/engine/tolerance.h $(ENGINE_LIB) $(GPU_MODULE)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 endif
 
