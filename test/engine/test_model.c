@@ -29,9 +29,8 @@
 #include "safetensors.h"
 #include "simd.h"
 #include "testing.h"
+#include "tolerance.h"
 #include "tokenizer.h"
-
-#define TOLERANCE 1e-4
 
 /* Whole file dir/name, or exit: the fixtures must be there. */
 static uint8_t *
@@ -103,6 +102,47 @@ max_diff(const BtSafetensors *st, const char *name, const float *got, size_t n)
 	return max_diff_at(st, name, 0, got, n);
 }
 
+/* Largest magnitude in a reference tensor (0 when it is missing). */
+static double
+ref_max_abs(const BtSafetensors *st, const char *name)
+{
+	const BtTensor *t = bt_safetensors_find(st, name);
+	size_t		n;
+	float	   *v;
+	double		m = 0.0;
+	char		err[256];
+
+	if (!t)
+		return 0.0;
+	n = t->nbytes / bt_dtype_size(t->dtype);
+	v = malloc(n * sizeof(float));
+	if (bt_safetensors_read_f32(st, t, v, n, err, sizeof err) == 0)
+		for (size_t i = 0; i < n; i++)
+			m = fmax(m, fabs(v[i]));
+	free(v);
+	return m;
+}
+
+/* The longest dot product of a model's layers: hidden or intermediate terms. */
+static int
+longest_sum(const BtBertModel *m)
+{
+	return m->cfg.hidden_size > m->cfg.intermediate_size ? m->cfg.hidden_size : m->cfg.intermediate_size;
+}
+
+/*
+ * How far the engine may be from transformers (or from itself on another
+ * path) in a tensor of the reference: encoder_tolerance for the model's depth
+ * and sums, at the scale of the hidden state (whose errors the pooler, the
+ * head and mean pooling inherit) or of the tensor, whichever is larger.
+ */
+static double
+parity_tolerance(const BtBertModel *m, const BtSafetensors *ref, const char *name)
+{
+	return encoder_tolerance(m->cfg.num_layers, longest_sum(m),
+							 fmax(ref_max_abs(ref, "hidden"), ref_max_abs(ref, name)));
+}
+
 /* Load config + checkpoint of a fixture directory; NULL with err on failure. */
 static BtBertModel *
 load_dir(const char *dir, const char *config_override, uint8_t **weights, BtSafetensors **st,
@@ -145,7 +185,8 @@ test_parity(const char *models_dir, const char *fixture, bool packed)
 	BtBatch		batch;
 	BtForwardOut out;
 	int			H;
-	double		d;
+	double		d,
+				tol;
 
 	char		name[128];
 
@@ -189,22 +230,34 @@ test_parity(const char *models_dir, const char *fixture, bool packed)
 		check(0, "%s: forward (%s)", name, err);
 		return;
 	}
+	tol = parity_tolerance(m, ref, "hidden");
 	d = max_diff(ref, "hidden", out.hidden, ntok * H);
-	check(d >= 0 && d <= TOLERANCE, "%s: last hidden state, %zu tokens in %d sequences, max |diff| %.2e",
-		  name, ntok, batch.n_seq, d);
+	check(d >= 0 && d <= tol, "%s: last hidden state, %zu tokens in %d sequences, max |diff| %.2e (<= %.1e)",
+		  name, ntok, batch.n_seq, d, tol);
 	d = max_diff(ref, "mean", out.mean, batch.n_seq * H);
-	check(d >= 0 && d <= TOLERANCE, "%s: mean pooling, max |diff| %.2e", name, d);
+	check(d >= 0 && d <= parity_tolerance(m, ref, "mean"), "%s: mean pooling, max |diff| %.2e", name, d);
+	{
+		/* the mutant: the other GELU (erf for tanh, tanh for erf), a parity slip the tolerance must not hide */
+		BtActivation act_was = m->cfg.activation;
+		BtForwardOut mo = {malloc(ntok * H * sizeof(float)), NULL, NULL, NULL};
+
+		m->cfg.activation = act_was == BT_ACT_GELU ? BT_ACT_GELU_TANH : BT_ACT_GELU;
+		d = bt_model_forward(m, &batch, &mo, err, sizeof err) == 0 ? max_diff(ref, "hidden", mo.hidden, ntok * H) : -1;
+		m->cfg.activation = act_was;
+		check(d > tol, "%s: a forward pass with the other GELU is caught, max |diff| %.2e > %.1e", name, d, tol);
+		free(mo.hidden);
+	}
 	if (out.pooled)
 	{
 		d = max_diff(ref, "pooled", out.pooled, batch.n_seq * H);
-		check(d >= 0 && d <= TOLERANCE, "%s: pooler, max |diff| %.2e", name, d);
+		check(d >= 0 && d <= parity_tolerance(m, ref, "pooled"), "%s: pooler, max |diff| %.2e", name, d);
 	}
 	else
 		check(bt_safetensors_find(ref, "pooled") == NULL, "%s: no pooler on either side", name);
 	if (out.logits)
 	{
 		d = max_diff(ref, "logits", out.logits, batch.n_seq * m->num_classes);
-		check(d >= 0 && d <= TOLERANCE, "%s: logits (%d classes), max |diff| %.2e", name,
+		check(d >= 0 && d <= parity_tolerance(m, ref, "logits"), "%s: logits (%d classes), max |diff| %.2e", name,
 			  m->num_classes, d);
 	}
 	{
@@ -230,7 +283,7 @@ test_parity(const char *models_dir, const char *fixture, bool packed)
 			d = max_diff_at(ref, "hidden", (size_t) batch.offsets[s] * H, out.hidden, (size_t) len * H);
 			worst = d >= 0 && d > worst ? d : worst;
 		}
-		check(worst <= TOLERANCE, "%s: last hidden state of each sequence alone, max |diff| %.2e", name, worst);
+		check(worst <= tol, "%s: last hidden state of each sequence alone, max |diff| %.2e", name, worst);
 	}
 	if (out.pooled)
 	{
@@ -244,12 +297,12 @@ test_parity(const char *models_dir, const char *fixture, bool packed)
 			memset(out.logits, 0, batch.n_seq * m->num_classes * sizeof(float));
 		check(bt_model_forward(m, &batch, &out, err, sizeof err) == 0, "%s: forward for the pooler only", name);
 		d = max_diff(ref, "pooled", out.pooled, batch.n_seq * H);
-		check(d >= 0 && d <= TOLERANCE, "%s: pooler with the last layer on [CLS] rows only, max |diff| %.2e",
+		check(d >= 0 && d <= parity_tolerance(m, ref, "pooled"), "%s: pooler with the last layer on [CLS] rows only, max |diff| %.2e",
 			  name, d);
 		if (out.logits)
 		{
 			d = max_diff(ref, "logits", out.logits, batch.n_seq * m->num_classes);
-			check(d >= 0 && d <= TOLERANCE, "%s: logits with the last layer on [CLS] rows only, max |diff| %.2e",
+			check(d >= 0 && d <= parity_tolerance(m, ref, "logits"), "%s: logits with the last layer on [CLS] rows only, max |diff| %.2e",
 				  name, d);
 		}
 		out.hidden = hidden;
@@ -493,7 +546,7 @@ test_int8_mixed(const char *models_dir)
 			w2 += (double) want[i] * want[i];
 		}
 		d = max_diff(ref, "hidden", out.hidden, ntok * H);
-		check(d > TOLERANCE && sqrt(e2 / w2) < 0.1,
+		check(d > parity_tolerance(m, ref, "hidden") && sqrt(e2 / w2) < 0.1,
 			  "tiny_odd_cls int8: last hidden state off float32's but near, relative error %.4f (max |diff| %.2e)",
 			  sqrt(e2 / w2), d);
 		free(want);
@@ -509,11 +562,13 @@ test_int8_mixed(const char *models_dir)
 	}
 	for (size_t i = 0; i < ntok * H; i++)
 		worst = fmax(worst, fabs((double) alone[i] - out.hidden[i]));
-	check(worst <= 1e-5, "tiny_odd_cls int8: each sequence alone as in the batch, max |diff| %.2e", worst);
+	/* the same 8-bit codes per row; only the float32 sums' order may change */
+	check(worst <= encoder_tolerance(m->cfg.num_layers, longest_sum(m), ref_max_abs(ref, "hidden")),
+		  "tiny_odd_cls int8: each sequence alone as in the batch, max |diff| %.2e", worst);
 	m->use_q8 = false;
 	check(bt_model_forward(m, &batch, &out, err, sizeof err) == 0, "tiny_odd_cls: forward with use_q8 cleared");
 	d = max_diff(ref, "hidden", out.hidden, ntok * H);
-	check(d >= 0 && d <= TOLERANCE, "tiny_odd_cls: use_q8 cleared gives float32 again, max |diff| %.2e", d);
+	check(d >= 0 && d <= parity_tolerance(m, ref, "hidden"), "tiny_odd_cls: use_q8 cleared gives float32 again, max |diff| %.2e", d);
 
 	free(alone);
 	free(out.hidden);
@@ -626,7 +681,8 @@ test_gemm(void)
 		}
 		bt_gemm_unpack(packed, O, K, scratch);
 		roundtrip = memcmp(packed, w, (size_t) O * K * sizeof(float)) == 0;
-		check(worst_fast < 1e-6 && worst_plain < 1e-6 && untouched && roundtrip && gelu_same,
+		/* K products, the bias and the store: sum_bound32(K + 2) of the terms' size */
+		check(worst_fast <= sum_bound32(K + 2) && worst_plain <= sum_bound32(K + 2) && untouched && roundtrip && gelu_same,
 			  "gemm: packed %dx%d weight, %d rows, panels %d..%d of %d: error %.1e (%s), plain loops %.1e, "
 			  "other columns untouched, unpacks to the original, GELU epilogue equals a GELU pass",
 			  O, K, T, p0, p1 - 1, panels, worst_fast, bt_simd_avx2() ? "AVX2" : "plain", worst_plain);
@@ -755,8 +811,19 @@ test_gemm_q8(void)
 		check(memcmp(fast, plain, (size_t) T * ldo * sizeof(float)) == 0 || !bt_simd_avx2(),
 			  "gemm_q8 %dx%dx%d: AVX2 kernel bit for bit as the plain loops", T, O, K);
 		check(untouched, "gemm_q8 %dx%dx%d: columns outside panels %d..%d untouched", T, O, K, p0, p1);
-		check(worst_formula < 1e-5, "gemm_q8 %dx%dx%d: plain loops follow gemm_q8.h's formula (worst relative %.2g)",
+		/*
+		 * The integer sums are exact; what rounds is the float32 sum of the
+		 * per-block (1536 k) partial results, the two scales and the bias.
+		 */
+		check(worst_formula <= gamma32(ceil(K / 1536.0) + 4), "gemm_q8 %dx%dx%d: plain loops follow gemm_q8.h's formula (worst relative %.2g)",
 			  T, O, K, worst_formula);
+		/*
+		 * Quantization, not rounding: each weight is off by at most half a
+		 * step, 1/126 of its channel's largest, and each input by 1/510 of its
+		 * row's range; for uniform data (max/rms = sqrt 3) that is a relative
+		 * RMS error of sqrt((0.5/63)^2 + (0.5/255 * 2)^2) = 0.9%. 3% leaves room for
+		 * rows with outliers and still fails a wrong scale or zero point (errors near 100%).
+		 */
 		check(sqrt(err2 / ref2) < 0.03, "gemm_q8 %dx%dx%d: within 3%% of float32 (relative error %.4f)", T, O, K,
 			  sqrt(err2 / ref2));
 		bt_gelu_forward(fast, fast, (size_t) T * ldo, act);
@@ -918,6 +985,7 @@ test_attention(void)
 				   *ctx = malloc((size_t) T * H * sizeof(float)),
 				   *probs = malloc(130 * 130 * sizeof(float));
 		double		worst = 0.0,
+					worst_ratio = 0.0,
 				   *w = malloc(130 * sizeof(double));
 		uint64_t	r = 12345;
 
@@ -931,20 +999,40 @@ test_attention(void)
 			for (int h = 0; h < NH; h++)
 				for (int i = offsets[s]; i < offsets[s + 1]; i++)
 				{
+					int			n = offsets[s + 1] - offsets[s];
 					double		max = -INFINITY,
-								sum = 0.0;
+								sum = 0.0,
+								score_err = 0.0,
+								bound;
 
 					for (int j = offsets[s]; j < offsets[s + 1]; j++)
 					{
-						double		dot = 0.0;
+						double		dot = 0.0,
+									size = 0.0;
 
 						for (int c = 0; c < d; c++)
-							dot += (double) qkv[(size_t) i * 3 * H + h * d + c] * qkv[(size_t) j * 3 * H + H + h * d + c];
+						{
+							double		t = (double) qkv[(size_t) i * 3 * H + h * d + c] *
+								qkv[(size_t) j * 3 * H + H + h * d + c];
+
+							dot += t;
+							size += fabs(t);
+						}
 						w[j - offsets[s]] = dot / sqrt((double) d);
 						max = w[j - offsets[s]] > max ? w[j - offsets[s]] : max;
+						/* a score: d products and the scaling */
+						score_err = fmax(score_err, sum_bound32(d + 1) * size / sqrt((double) d));
 					}
-					for (int j = 0; j < offsets[s + 1] - offsets[s]; j++)
+					for (int j = 0; j < n; j++)
 						sum += (w[j] = exp(w[j] - max));
+
+					/*
+					 * Score errors of at most e move the softmax's probabilities by at
+					 * most 2e in sum, its own exp, sum and division by gamma(n + 3);
+					 * the products with values of magnitude <= 2 add the rounding of a
+					 * sum of n terms whose magnitudes sum to <= 2.
+					 */
+					bound = 2.0 * (2.0 * score_err + gamma32(n + 3)) + 2.0 * sum_bound32(n);
 					for (int c = 0; c < d; c++)
 					{
 						double		want = 0.0;
@@ -952,9 +1040,11 @@ test_attention(void)
 						for (int j = offsets[s]; j < offsets[s + 1]; j++)
 							want += w[j - offsets[s]] / sum * qkv[(size_t) j * 3 * H + 2 * H + h * d + c];
 						worst = fmax(worst, fabs(want - ctx[(size_t) i * H + h * d + c]));
+						worst_ratio = fmax(worst_ratio, fabs(want - ctx[(size_t) i * H + h * d + c]) / bound);
 					}
 				}
-		check(worst <= 1e-5, "attention, head size %d, lengths 1, 7, 33, 130: max |diff| %.2e against double", d, worst);
+		check(worst_ratio <= 1.0, "attention, head size %d, lengths 1, 7, 33, 130: max |diff| %.2e against double, "
+			  "%.3f of its rounding bound at worst", d, worst, worst_ratio);
 		free(qkv);
 		free(ctx);
 		free(probs);
@@ -1007,6 +1097,27 @@ mean_cosine(const float *a, const float *b, int n, int H)
 	return n > 0 ? sum / n : 1.0;
 }
 
+/*
+ * The least cosine two vectors may have when one is the other plus errors
+ * of at most tol per element: 1 - cos is at most |e|^2 / (2 |a|^2), and
+ * |e|^2 <= H tol^2; a is the smallest of the n vectors.
+ */
+static double
+cosine_floor(const float *a, int n, int H, double tol)
+{
+	double		least = INFINITY;
+
+	for (int s = 0; s < n; s++)
+	{
+		double		n2 = 0.0;
+
+		for (int c = 0; c < H; c++)
+			n2 += (double) a[(size_t) s * H + c] * a[(size_t) s * H + c];
+		least = fmin(least, n2);
+	}
+	return 1.0 - H * tol * tol / (2.0 * least);
+}
+
 static void
 test_minilm(const char *dir, const char *ref_path)
 {
@@ -1028,7 +1139,9 @@ test_minilm(const char *dir, const char *ref_path)
 	int32_t		offs[64];
 	int			H,
 				nseq;
-	double		worst_cos = 1.0;
+	double		worst_cos = 1.0,
+				hidden_tol = 0.0,
+				cos_floor;
 	int			worst_at = -1;
 	const char *slash = strrchr(ref_path, '/');
 	char		refdir[1024];
@@ -1116,8 +1229,15 @@ test_minilm(const char *dir, const char *ref_path)
 		if (forward_range(m, ids, offsets, 0, (int) nseq1 - 1, hidden, NULL, offs, err, sizeof err) != 0)
 			check(0, "minilm forward: %s", err);
 		d = max_diff(ref, "hidden", hidden, n * H);
-		check(d >= 0 && d <= TOLERANCE, "all-MiniLM-L6-v2: last hidden state of %zu sentences (%zu tokens), max |diff| %.2e",
-			  nseq1 - 1, n, d);
+		hidden_tol = parity_tolerance(m, ref, "hidden");
+		check(d >= 0 && d <= hidden_tol, "all-MiniLM-L6-v2: last hidden state of %zu sentences (%zu tokens), "
+			  "max |diff| %.2e (<= %.1e)", nseq1 - 1, n, d, hidden_tol);
+		/* the mutant: the tanh GELU, a parity slip the tolerance must not hide */
+		m->cfg.activation = BT_ACT_GELU_TANH;
+		d = forward_range(m, ids, offsets, 0, (int) nseq1 - 1, hidden, NULL, offs, err, sizeof err) == 0 ?
+			max_diff(ref, "hidden", hidden, n * H) : -1;
+		m->cfg.activation = BT_ACT_GELU;
+		check(d > hidden_tol, "all-MiniLM-L6-v2: a forward pass with the tanh GELU is caught, max |diff| %.2e", d);
 		free(hidden);
 	}
 
@@ -1140,8 +1260,9 @@ test_minilm(const char *dir, const char *ref_path)
 		}
 	}
 	worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
-	check(worst_cos >= 0.99999, "all-MiniLM-L6-v2: %d sentence embeddings (%zu tokens, up to 512 per sentence), min cosine %.7f (sentence %d)",
-		  nseq, n, worst_cos, worst_at);
+	cos_floor = cosine_floor(mean, nseq, H, hidden_tol);
+	check(worst_cos >= cos_floor, "all-MiniLM-L6-v2: %d sentence embeddings (%zu tokens, up to 512 per sentence), "
+		  "min cosine %.7f (sentence %d, >= %.7f)", nseq, n, worst_cos, worst_at, cos_floor);
 
 	/*
 	 * With a thread budget of 2 or more, a batch's sequences are cut into
@@ -1165,7 +1286,7 @@ test_minilm(const char *dir, const char *ref_path)
 		bt_blas_set_threads(budget);
 		for (size_t i = 0; rc == 0 && i < nt; i++)
 			worst = fabs((double) one[i] - three[i]) > worst ? fabs((double) one[i] - three[i]) : worst;
-		check(rc == 0 && worst <= 1e-5, "all-MiniLM-L6-v2: %d sentences on 3 threads (sequence chunks) vs 1, max |diff| %.2e%s",
+		check(rc == 0 && worst <= hidden_tol, "all-MiniLM-L6-v2: %d sentences on 3 threads (sequence chunks) vs 1, max |diff| %.2e%s",
 			  ns, worst, rc ? err : "");
 		free(one);
 		free(three);
@@ -1191,7 +1312,7 @@ test_minilm(const char *dir, const char *ref_path)
 			rc = forward_range(m, ids, offsets, s0, s0 + 16 < nseq ? s0 + 16 : nseq, NULL, mean + (size_t) s0 * H,
 							   offs, err, sizeof err);
 		worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
-		check(rc == 0 && worst_cos >= 0.99999,
+		check(rc == 0 && worst_cos >= cos_floor,
 			  "all-MiniLM-L6-v2 packed: %d sentence embeddings, min cosine %.7f (sentence %d), mean %.7f%s", nseq,
 			  worst_cos, worst_at, mean_cosine(mean, want, nseq, H), rc ? err : "");
 		for (int s = 0; s < nseq; s++)
@@ -1209,7 +1330,7 @@ test_minilm(const char *dir, const char *ref_path)
 				worst = fmax(worst, fabs((double) one[i] - team[i]));
 		}
 		bt_blas_set_threads(budget);
-		check(rc == 0 && worst <= 1e-5,
+		check(rc == 0 && worst <= hidden_tol,
 			  "all-MiniLM-L6-v2 packed: a %d-token sentence on teams of 2 and 3 threads vs 1, max |diff| %.2e%s",
 			  offsets[longest + 1] - offsets[longest], worst, rc ? err : "");
 		free(one);

@@ -40,6 +40,16 @@ sum_noise32(double n)
 	return LAMBDA * sqrt(n) * F32_U;
 }
 
+/* Both bounds hold; the worst case is the tighter one for short sums. */
+static inline double
+sum_bound32(double n)
+{
+	double		g = gamma32(n),
+				p = sum_noise32(n);
+
+	return g < p ? g : p;
+}
+
 /*
  * How far two float32 implementations of the same BERT encoder (the engine and
  * torch, or two engine paths) may differ in values of magnitude up to scale,
