@@ -31,9 +31,11 @@ client_checks() {
 }
 # the encoder worker in a cluster that preloads pgbert: same results as in-process, 16
 # concurrent sessions, cancel/timeout, the engine process killed mid-query, fallback;
-# then transparent batching there: through the worker, concurrent updates, many sessions
+# then transparent batching there: through the worker, concurrent updates, many sessions.
+# pg_stat_statements is preloaded first, so pgbert's planner hook calls its (the soak
+# preloads them the other way round)
 worker_checks() {
-  pg_virtualenv -t -v 15 -o "shared_preload_libraries=pgbert" \
+  pg_virtualenv -t -v 15 -o "shared_preload_libraries=pg_stat_statements,pgbert" \
     bash -c 'PATH="$(pg_config --bindir):$PATH"; .venv-oracle/bin/python test/client/check_worker.py &&
              .venv-oracle/bin/python test/client/check_batching.py'
 }

@@ -14,7 +14,8 @@ pgbench reports no failed or aborted transactions; every stored result equals th
 one (the same texts classified one at a time in one session, in-process: probabilities
 within 1e-5, the labels equal); every training job succeeded; the worker reports no errors
 or engine restarts; the resident memory of the engine process and of the pgbench backends
-is flat (the last third of each phase against its first third, after warm-up).
+is flat (the last third of each phase against its first third, after warm-up). The server
+preloads pg_stat_statements after pgbert, so its planner hook calls pgbert's.
 
     python test/client/soak.py [SECONDS]
 """
@@ -112,7 +113,7 @@ def main():
     server = Server(tmp, "soak", 56000 + os.getpid() % 1000)
     scripts_dir = tempfile.mkdtemp(prefix="pgbert_soak_scripts_")
     try:
-        server.initdb(["shared_preload_libraries = 'pgbert'", "max_connections = 60",
+        server.initdb(["shared_preload_libraries = 'pgbert,pg_stat_statements'", "max_connections = 60",
                        "max_worker_processes = 16", "pgbert.worker_threads = 2"])
         server.start()
         with server.connect() as conn:
