@@ -678,9 +678,14 @@ batch_aggregate_inputs(Agg *agg, Surgery *sg)
 	agg->plan.qual = (List *) aggregate_inputs_mutator((Node *) agg->plan.qual, &ic);
 }
 
-/* Where a plan node keeps its children: pointers to each child field or list cell. */
+/*
+ * Where a plan node keeps its children: pointers to each child field or list
+ * cell. The children of other extensions' custom scans only when asked
+ * (with_custom): such a node may expect its children as it planned them
+ * (Timescale's ChunkAppend reads its chunk scans), so they are not rewritten.
+ */
 static List *
-child_slots(Plan *plan)
+child_slots(Plan *plan, bool with_custom)
 {
 	List	   *slots = NIL;
 	List	   *kids = NIL;
@@ -698,7 +703,7 @@ child_slots(Plan *plan)
 		kids = ((BitmapAnd *) plan)->bitmapplans;
 	else if (IsA(plan, BitmapOr))
 		kids = ((BitmapOr *) plan)->bitmapplans;
-	else if (IsA(plan, CustomScan))
+	else if (IsA(plan, CustomScan) && with_custom)
 		kids = ((CustomScan *) plan)->custom_plans;
 	else if (IsA(plan, SubqueryScan))
 		slots = lappend(slots, &((SubqueryScan *) plan)->subplan);
@@ -723,7 +728,7 @@ rewrite_tree(Plan *plan, bool needs_mark, Surgery *sg)
 	if (IsA(plan, CustomScan) && ((CustomScan *) plan)->methods == &batch_scan_methods)
 		return plan;
 	below_mark = needs_mark && !IsA(plan, Sort) && !IsA(plan, Material);
-	foreach(lc, child_slots(plan))
+	foreach(lc, child_slots(plan, false))
 	{
 		Plan	  **slot = lfirst(lc);
 
@@ -741,7 +746,7 @@ max_plan_node_id(Plan *plan)
 	int			m = plan->plan_node_id;
 	ListCell   *lc;
 
-	foreach(lc, child_slots(plan))
+	foreach(lc, child_slots(plan, true))
 		m = Max(m, max_plan_node_id(*(Plan **) lfirst(lc)));
 	return m;
 }
