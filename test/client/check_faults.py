@@ -36,7 +36,11 @@ def import_model(server, name):
 
 
 def postmaster_start(conn):
-    return conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+    """When the server last started: the postmaster's start time, which a crash restart (a
+    backend killed by a signal, all backends reset) keeps, and the checkpointer's, which it
+    does not."""
+    return conn.execute("SELECT pg_postmaster_start_time(), (SELECT backend_start FROM pg_stat_activity "
+                        "WHERE backend_type = 'checkpointer')").fetchone()
 
 
 def orphans(conn):
