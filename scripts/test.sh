@@ -44,6 +44,13 @@ worker_checks() {
 standby_checks() {
   PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_standby.py
 }
+# Citus 13.2.2, built from ../shared/vendor by scripts/citus.sh (once per machine): a
+# coordinator and two workers preloading citus,pgbert; statements Citus splits into
+# subplans or repartitions classify as on local tables, and no backend crashes (issue 26)
+citus_checks() {
+  scripts/citus.sh || return 1
+  PATH="$(pg_config --bindir):$PATH" .venv-oracle/bin/python test/client/check_citus.py
+}
 # faults on a throw-away server that preloads pgbert: clients terminated mid-batch, models
 # dropped or redeployed mid-query, disk full while storing a model, a restart mid-training
 fault_checks() {
@@ -103,6 +110,7 @@ stage "pg_regress suites" regress
 stage "client import/export (MiniLM, round trip)" client_checks
 stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks
 stage "hot standby (primary + streaming replica, pgbert_sync)" standby_checks
+stage "citus (coordinator + 2 workers: subplans, repartition joins, no crash)" citus_checks
 stage "faults (terminate, drop/redeploy mid-query, disk full, restart mid-training)" fault_checks
 stage "soak (pgbench 16 and 32 clients, training alongside)" soak_check
 
