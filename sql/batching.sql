@@ -28,17 +28,26 @@ FROM docs;
 RESET pgbert.batching;
 
 -- how far a result may be from the reference; labels may differ only where the top two
--- probabilities of the reference are that close
+-- probabilities of the reference are that close. From float32 rounding-error analysis (see
+-- sql/classify.sql and test/engine/tolerance.h), so that they hold on every CPU: a batch's
+-- GEMMs have other shapes than a row's, which OpenBLAS may block and sum in another order,
+-- so two float32 passes of this model (2 layers, k = 64) differ in a value of magnitude up
+-- to scale by at most 2 (2 + 1) 8 sqrt(64) 2^-24 scale = 2.29e-5 scale. Probabilities:
+-- scale 3.86 (the classifier's terms on these texts), halved by softmax: 4.4e-5, so 5e-5.
+-- Embeddings (the last hidden states, their mean or [CLS] row): LayerNorm outputs, at most
+-- 4.01 on these texts (a float64 pass): 9.2e-5, so 1e-4. Labels: top two within 2 x 5e-5.
+-- Measured: 1.4e-7 (probabilities) and 0 (embeddings); a slip in a batch's positions (each
+-- token one further along) moves probabilities by up to 0.26 (in a float64 pass).
 CREATE FUNCTION scores_close(a jsonb, b jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT (a IS NULL AND b IS NULL) OR
-          (SELECT bool_and(abs((a ->> k)::float8 - (b ->> k)::float8) < 1e-5) FROM jsonb_object_keys(a) k) $$;
+          (SELECT bool_and(abs((a ->> k)::float8 - (b ->> k)::float8) < 5e-5) FROM jsonb_object_keys(a) k) $$;
 CREATE FUNCTION vectors_close(a real[], b real[]) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT (a IS NULL AND b IS NULL) OR
-          (cardinality(a) = cardinality(b) AND (SELECT max(abs(x - y)) < 1e-5 FROM unnest(a, b) u(x, y))) $$;
+          (cardinality(a) = cardinality(b) AND (SELECT max(abs(x - y)) < 1e-4 FROM unnest(a, b) u(x, y))) $$;
 CREATE FUNCTION label_ok(id int, label text) RETURNS boolean LANGUAGE sql STABLE AS
 $$ SELECT label IS NOT DISTINCT FROM r.c
           OR (SELECT (array_agg(v::float8 ORDER BY v::float8 DESC))[1] - (array_agg(v::float8 ORDER BY v::float8 DESC))[2]
-              FROM jsonb_each_text(r.s) e(k, v)) < 1e-5
+              FROM jsonb_each_text(r.s) e(k, v)) < 1e-4
    FROM ref r WHERE r.id = label_ok.id $$;
 
 -- a plain SELECT: one PgbertBatch above the scan, blocks of up to pgbert.batch_rows

@@ -47,9 +47,16 @@ def results(conn, model, batching="on"):
     return rows
 
 
-def same(a, b, tol=1e-6):
+def same(a, b, tol):
+    """Rows of results() equal within tol, a probability tolerance from float32 rounding
+    (testkit): the same engine on the same CPU, but the batches may be cut differently.
+    Labels equal too, except where a's top two probabilities are within 2 tol."""
+    def label_ok(x, y):
+        top = sorted(x[2].values(), reverse=True)
+        return x[1] == y[1] or top[0] - top[1] <= 2 * tol
     return len(a) == len(b) and all(
-        x[0] == y[0] and x[1] == y[1] and all(abs(x[2][k] - y[2][k]) <= tol for k in x[2]) for x, y in zip(a, b))
+        x[0] == y[0] and label_ok(x, y) and all(abs(x[2][k] - y[2][k]) <= tol for k in x[2])
+        for x, y in zip(a, b))
 
 
 def main():
@@ -81,7 +88,7 @@ def main():
 
                 on_primary = results(p, "cls")
                 on_standby = results(s, "cls")
-                check(same(on_primary, on_standby),
+                check(same(on_primary, on_standby, testkit.P_TOL),
                       "an imported model on the standby gives the primary's results (%d rows)" % len(on_standby))
                 served = s.execute("SELECT requests FROM pgbert.worker").fetchone()[0]
                 check(served > 0, "the standby's worker served them (%d requests)" % served)
@@ -94,8 +101,10 @@ def main():
                 trained_primary = results(p, "trained")
                 trained_standby = results(s, "trained")
                 trained_unbatched = results(s, "trained", batching="off")
-                check(same(trained_primary, trained_standby) and same(trained_standby, trained_unbatched, 1e-5),
-                      "the trained classifier on the standby gives the primary's results, batched and not")
+                tol = testkit.deployed_probability_tolerance("trained", primary.env())
+                check(same(trained_primary, trained_standby, tol) and same(trained_standby, trained_unbatched, tol),
+                      "the trained classifier on the standby gives the primary's results, batched and not "
+                      "(tolerance %.2g)" % tol)
 
                 # another database, as a Citus worker node or an independent server would be:
                 # pgbert_sync copies the deployed version once, then finds it up to date
@@ -113,7 +122,7 @@ def main():
                           "pgbert_sync copies the model: %s" % (first.stdout.strip() or first.stderr.strip()))
                     check(second.returncode == 0 and "up to date" in second.stdout and versions == 1,
                           "pgbert_sync again: %s (%d version)" % (second.stdout.strip(), versions))
-                    check(same(results(o, "trained"), trained_primary),
+                    check(same(results(o, "trained"), trained_primary, tol),
                           "the synced copy gives the primary's results")
 
                 for sql in ("SELECT train_classifier('docs', 'body', 'label', model => 'nope', base_model => 'cls', "
@@ -126,7 +135,7 @@ def main():
                         check(e.sqlstate == "25006",
                               "on the standby, %s fails as read-only (%s: %s)"
                               % (sql.split("(")[0], e.sqlstate, str(e).splitlines()[0]))
-                check(same(results(s, "cls"), on_standby), "the standby keeps serving after those errors")
+                check(same(results(s, "cls"), on_standby, testkit.P_TOL), "the standby keeps serving after those errors")
 
                 p.execute("SELECT drop_model('trained')")
                 replayed(p, s)

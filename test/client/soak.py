@@ -12,7 +12,8 @@ more for a real soak), mixing
 while start_training() jobs fine-tune a copy of the model one after the other. Checks:
 pgbench reports no failed or aborted transactions; every stored result equals the serial
 one (the same texts classified one at a time in one session, in-process: probabilities
-within 1e-5, the labels equal); every training job succeeded; the worker reports no errors
+within testkit.P_TOL, float32 rounding of other batch shapes; the labels equal, since the
+fixture's top two probabilities are at least 0.011 apart, far beyond 2 P_TOL); every training job succeeded; the worker reports no errors
 or engine restarts; the resident memory of the engine process and of the pgbench backends
 is flat (the last third of each phase against its first third, after warm-up). The server
 preloads pg_stat_statements after pgbert, so its planner hook calls pgbert's.
@@ -178,10 +179,10 @@ def main():
             bad = 0
             for doc, kind, scores in conn.execute("SELECT doc, kind, scores FROM soak_scores"):
                 ref = serial[doc][1]
-                bad += not (scores.keys() == ref.keys() and all(abs(scores[k] - ref[k]) < 1e-5 for k in ref))
+                bad += not (scores.keys() == ref.keys() and all(abs(scores[k] - ref[k]) < testkit.P_TOL for k in ref))
             n_scores = conn.execute("SELECT count(*) FROM soak_scores").fetchone()[0]
             check(n_scores > 0 and bad == 0, "%d stored probabilities (single-row and batched plain SQL) equal "
-                  "the serial run within 1e-5: %d differ" % (n_scores, bad))
+                  "the serial run within %g: %d differ" % (n_scores, testkit.P_TOL, bad))
             bad = sum(serial[d][0] != l for d, _, l in conn.execute("SELECT doc, kind, label FROM soak_labels"))
             n_labels = conn.execute("SELECT count(*) FROM soak_labels").fetchone()[0]
             check(n_labels > 0 and bad == 0, "%d classify_batch labels equal the serial run: %d differ"
@@ -189,7 +190,7 @@ def main():
             bad = 0
             for doc, label, scores in conn.execute("SELECT doc, label, scores FROM inbox"):
                 ref = serial[doc]
-                bad += label != ref[0] or not all(abs(scores[k] - ref[1][k]) < 1e-5 for k in ref[1])
+                bad += label != ref[0] or not all(abs(scores[k] - ref[1][k]) < testkit.P_TOL for k in ref[1])
             n_inbox = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
             check(n_inbox > 0 and bad == 0, "%d trigger-labelled inserts equal the serial run: %d differ"
                   % (n_inbox, bad))

@@ -1,9 +1,12 @@
 """What the client checks (check_batching, check_standby, check_faults, soak) share: a
-pass/fail counter, the tiny fixture classifier and its texts, and a throw-away PostgreSQL
+pass/fail counter, the tiny fixture classifier and its texts, the tolerances of
+probabilities (also for check_models and check_worker), and a throw-away PostgreSQL
 server for checks that restart it or run several (initdb in a temporary directory, unix
 socket only, run as the postgres user when we are root: initdb refuses root)."""
 import json
+import math
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -15,6 +18,76 @@ SQL_CLS = "test/fixtures/models/sql_cls"           # the tiny 3-label classifier
 PROBS = "test/fixtures/sql_cls_probs.json"         # its 122 texts with transformers' labels
 
 failures = 0
+
+# Tolerances of probabilities, from float32 rounding-error analysis (the model of
+# test/engine/tolerance.h, so that they hold on every CPU: OpenBLAS's AVX2 or AVX-512
+# kernels, any batch shape, the engine's own kernels or torch's). Whatever two float32
+# computations of a classifier are compared (the engine and transformers, batched and
+# unbatched, through the encoder worker and in-process, on a primary and on a standby),
+# each logit z may differ by at most delta = encoder_tolerance(layers, k, scale), scale
+# being the sum of the magnitudes of the classifier's terms, sum |W_ci pooled_i| + |b_c|.
+# Softmax passes that on damped: dp_i = p_i (dz_i - sum_j p_j dz_j), and
+# |dz_i - sum_j p_j dz_j| <= (1 - p_i) 2 delta, so |dp_i| <= 2 delta p_i (1 - p_i) <= delta / 2.
+U32 = 2.0 ** -24            # float32's unit roundoff
+LAMBDA = 8.0                # Higham and Mary's probabilistic bound, LAMBDA sqrt(n) u per sum
+
+
+def encoder_tolerance(layers, k, scale):
+    """How far two float32 encoders may differ in values of magnitude up to scale (as in
+    test/engine/tolerance.h: the rounding of the embedding LayerNorm and of each layer adds
+    up, each dot product of at most k terms off by LAMBDA sqrt(k) u, both sides rounding)."""
+    return 2.0 * (layers + 1) * LAMBDA * math.sqrt(k) * U32 * scale
+
+
+def probability_tolerance(layers, k, logit_scale):
+    """How far two float32 computations of a classifier may differ in a probability."""
+    return encoder_tolerance(layers, k, logit_scale) / 2.0
+
+
+# The fixture classifier (2 layers, hidden 32, intermediate 64: k = 64) on its 122 texts:
+# a float64 pass of it over them (numpy, no rounding to speak of) puts the classifier's
+# terms at sum |W_ci pooled_i| + |b_c| <= 3.86 (the logits themselves at most 1.69), so
+# two float32 computations differ by at most probability_tolerance(2, 64, 3.86) = 4.4e-5
+# in any probability; P_TOL = 5e-5 allows that. Measured on an AVX-512 Xeon: engine vs
+# transformers 2.8e-7 (2.4e-7 with OpenBLAS's Haswell kernels forced), batched vs
+# unbatched 1.4e-7, the Haswell kernels' probabilities vs the AVX-512 ones 2.1e-7. A parity
+# slip does not fit in it: the tanh GELU in place of the erf one moves 20 of the texts
+# by more than 5e-5 (up to 1.0e-4), an unscaled attention or shifted positions by 0.26
+# and more. (The fixture's biases are zero and its LayerNorm gains one, so a dropped bias
+# cannot show here; the engine tests' random checkpoints catch that.) Labels may differ
+# from a reference only where its top two probabilities are within 2 P_TOL; the
+# fixture's closest are 0.011 apart.
+SQL_CLS_LOGIT_SCALE = 3.86
+P_TOL = 5e-5
+assert probability_tolerance(2, 64, SQL_CLS_LOGIT_SCALE) <= P_TOL
+
+
+def checkpoint_probability_tolerance(model_dir):
+    """probability_tolerance of any classifier checkpoint on any text, from its weights
+    alone: the pooled output is a tanh, so each logit's terms add up to at most
+    sum_i |W_ci| + |b_c| (5.94 for the fixture, 6.8e-5; a trained model's differs)."""
+    import numpy as np
+    import safetensors.numpy
+
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    t = safetensors.numpy.load_file(os.path.join(model_dir, "model.safetensors"))
+    w, b = t["classifier.weight"].astype(np.float64), t["classifier.bias"].astype(np.float64)
+    scale = float((np.abs(w).sum(axis=1) + np.abs(b)).max())
+    return probability_tolerance(cfg["num_hidden_layers"], max(cfg["hidden_size"], cfg["intermediate_size"]),
+                                 scale)
+
+
+def deployed_probability_tolerance(name, env=None):
+    """checkpoint_probability_tolerance of a stored model's deployed version (pgbert_export
+    to a temporary directory; connection from env, default ours)."""
+    out = tempfile.mkdtemp(prefix="pgbert_tol.")
+    try:
+        subprocess.run([os.path.join(BINDIR, "pgbert_export"), name, out], check=True, capture_output=True,
+                       env=env)
+        return checkpoint_probability_tolerance(out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def check(ok, what):
