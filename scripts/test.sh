@@ -106,6 +106,7 @@ stage "gpu library under host emulation (test_gpu_model, test_gpu_train vs the C
 stage "oracle fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_tokenizer_fixtures.py --check
 stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_safetensors_fixtures.py --check
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
+stage "tolerance scales reproducible" .venv-oracle/bin/python test/oracle/tolerance_scales.py --check
 stage "pg_regress suites" regress
 stage "client import/export (MiniLM, round trip)" client_checks
 stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks

@@ -45,7 +45,7 @@ def probability_tolerance(layers, k, logit_scale):
 
 
 # The fixture classifier (2 layers, hidden 32, intermediate 64: k = 64) on its 122 texts:
-# a float64 pass of it over them (numpy, no rounding to speak of) puts the classifier's
+# a float64 pass of it over them (numpy, test/oracle/tolerance_scales.py) puts the classifier's
 # terms at sum |W_ci pooled_i| + |b_c| <= 3.86 (the logits themselves at most 1.69), so
 # two float32 computations differ by at most probability_tolerance(2, 64, 3.86) = 4.4e-5
 # in any probability; P_TOL = 5e-5 allows that. Measured on an AVX-512 Xeon: engine vs
