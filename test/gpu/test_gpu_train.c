@@ -426,9 +426,10 @@ step_both(const char *what, const BtBertModel *m, BtTrainer *cpu, BtGpuTrainer *
 
 	/*
 	 * | |a| - |b| | <= |a - b|: the norms may differ by the norm of the
-	 * gradients' difference, and by their own rounding, a sum of squares of
-	 * num_params terms: sum_bound32 relative to the sum, half that after the
-	 * square root, for each trainer.
+	 * gradients' difference (over all parameters: frozen ones are zero on
+	 * both sides), and by their own rounding: each trainer sums the squares
+	 * in double (sum_bound64 of num_params terms, halved by the square root)
+	 * and rounds the norm to float (u).
 	 */
 	if (bt_gpu_trainer_grads(gt, g, err, sizeof err) != 0)
 	{
@@ -445,7 +446,7 @@ step_both(const char *what, const BtBertModel *m, BtTrainer *cpu, BtGpuTrainer *
 		check(0, "%s: gpu step: %s", what, err);
 		return -1;
 	}
-	tol = sqrt(diff) + sum_bound32((double) m->num_params) * norm_c;
+	tol = sqrt(diff) + 2.0 * (F32_U + sum_bound64((double) m->num_params)) * norm_c;
 	check(lr_c == lr_g && fabs((double) norm_c - norm_g) <= tol,
 		  "%s: step %d: lr %g / %g, grad norm %.6g / %.6g (within %.2g)", what, bt_gpu_trainer_steps(gt), lr_c, lr_g,
 		  norm_c, norm_g, tol);
