@@ -448,8 +448,8 @@ step_both(const char *what, const BtBertModel *m, BtTrainer *cpu, BtGpuTrainer *
 	}
 	tol = sqrt(diff) + 2.0 * (F32_U + sum_bound64((double) m->num_params)) * norm_c;
 	check(lr_c == lr_g && fabs((double) norm_c - norm_g) <= tol,
-		  "%s: step %d: lr %g / %g, grad norm %.6g / %.6g (within %.2g)", what, bt_gpu_trainer_steps(gt), lr_c, lr_g,
-		  norm_c, norm_g, tol);
+		  "%s: step %d: lr %g / %g, grad norm %.9g / %.9g (diff %.2g within %.2g)", what, bt_gpu_trainer_steps(gt),
+		  lr_c, lr_g, norm_c, norm_g, fabs((double) norm_c - norm_g), tol);
 	return 0;
 }
 
