@@ -154,7 +154,7 @@ $(GPU_MODULE): $(CUDA_OBJS)
 install-gpu-module: $(GPU_MODULE) installdirs
 	$(INSTALL_SHLIB) $(GPU_MODULE) '$(DESTDIR)$(pkglibdir)/$(GPU_MODULE)'
 
-$(BUILD)/test_gpu_gemm: test/gpu/test_gpu_gemm.c $(CUDA_OBJS) kernels/gpu.h
+$(BUILD)/test_gpu_gemm: test/gpu/test_gpu_gemm.c $(CUDA_OBJS) kernels/gpu.h test/engine/tolerance.h
 	@mkdir -p $(dir $@)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Ikernels -o $@ $< $(CUDA_OBJS) $(CUDA_LIBS) -lm
 

@@ -82,4 +82,46 @@ central_difference_noise(double err, double h)
 	return 3.0 * err / h;
 }
 
+/* ---- for the GPU tests (test/gpu): other precisions, math functions, double sums ---- */
+
+#define BF16_U (1.0 / 256)		/* 2^-8: bf16 keeps 8 significant bits */
+#define F16_U (1.0 / 2048)		/* 2^-11: fp16 keeps 11 */
+#define F64_U (DBL_EPSILON / 2) /* 2^-53 */
+
+/*
+ * A float32 sum of n terms relative to the sum of their magnitudes: the
+ * smaller of the worst-case and the probabilistic bound (both hold; the worst
+ * case is the smaller one below about LAMBDA^2 = 64 terms).
+ */
+static inline double
+sum_bound32(double n)
+{
+	double		w = gamma32(n),
+				p = sum_noise32(n);
+
+	return w < p ? w : p;
+}
+
+/* The same for a sum of n double terms (the products of floats are exact in double). */
+static inline double
+sum_bound64(double n)
+{
+	double		w = n * F64_U / (1.0 - n * F64_U),
+				p = LAMBDA * sqrt(n) * F64_U;
+
+	return w < p ? w : p;
+}
+
+/*
+ * The relative error of a float32 math function documented to be within ulps
+ * units in the last place (CUDA C Programming Guide, "Mathematical Functions":
+ * expf, erff, tanhf and rsqrtf 2 ulp; glibc's are within 1 to 2): one ulp of
+ * a float is at most 2 u of its value.
+ */
+static inline double
+math_err32(double ulps)
+{
+	return ulps * 2.0 * F32_U;
+}
+
 #endif

@@ -7,17 +7,25 @@
  * dlopen; PGBERT_GPU_LIBRARY names it outside an installation):
  *   - fp32 on every tiny fixture model: logits, pooler, mean and [CLS] rows of
  *     mixed-length batches (lengths 1 to max_position, several attention
- *     buckets) within 1e-4 of the CPU engine;
+ *     buckets) within encoder_tolerance of the CPU engine (below);
  *   - CUDA graph replays (second and third run of a shape) give the first
  *     run's result, and so does running with graphs off;
  *   - bad ids are refused, a batch past pgbert.gpu_memory's bound fails
  *     alone ("out of gpu memory") and the next batch runs;
  *   - the fused attention kernel's self-test (gpu_flash.cu) against a plain
  *     fp32 reference, through a graph replay too, on both head sizes;
- *   - with MiniLM: fp32 mean embeddings within 1e-4 of the CPU engine at 128
- *     and 512 tokens, and bf16 logits (MiniLM plus a seeded 2-class head)
- *     within 2e-2 of fp32 with >= 99.9% argmax agreement on every mail, with
- *     the default attention and each one forced (PGBERT_GPU_ATTENTION).
+ *   - with MiniLM: fp32 mean embeddings within encoder_tolerance of the CPU
+ *     engine at 128 and 512 tokens, and bf16 logits (MiniLM plus a seeded
+ *     2-class head) within 2e-2 of fp32 with >= 99.9% argmax agreement on
+ *     every mail, with the default attention and each one forced
+ *     (PGBERT_GPU_ATTENTION).
+ * Tolerances: fp32 against the CPU, and graph replays against eager runs (cuBLAS
+ * may pick other kernels, so other summation orders, under capture), are
+ * test/engine/tolerance.h's encoder_tolerance: the model's depth, its longest
+ * float32 sum (hidden, intermediate, or the batch's longest sequence in the
+ * attention's P V), at the scale of the hidden state or the output, whichever
+ * is larger. The bf16 bounds (2e-2) are not derived: see check_flash and
+ * check_minilm.
  * Without a device it prints why and "no device, skipped", and exits 0.
  */
 #include <dirent.h>
@@ -26,6 +34,7 @@
 
 #include "gpu_backend.h"
 #include "gpu_testing.h"
+#include "tolerance.h"
 #include "train.h"
 
 static uint64_t rng = 0x853c49e6748fea9bULL;
@@ -50,6 +59,42 @@ max_abs_diff(const float *a, const float *b, size_t n)
 			d = isnan(e) ? INFINITY : e;
 	}
 	return d;
+}
+
+/*
+ * How far a float32 GPU pass may be from the CPU engine's (or from another
+ * GPU pass that sums in another order) on batch b, whose reference output
+ * holds n values: encoder_tolerance for the model's layers and longest sum
+ * (hidden, intermediate, the longest sequence: P V sums over its keys), at
+ * the scale of the CPU's hidden state or of the output, whichever is larger
+ * (the pooler, the head and mean pooling inherit the hidden state's errors).
+ */
+static double
+parity_tolerance(const BtBertModel *m, const BtBatch *b, const float *ref, size_t n)
+{
+	BtForwardOut out;
+	char		err[512];
+	int			H = m->cfg.hidden_size,
+				k = H > m->cfg.intermediate_size ? H : m->cfg.intermediate_size;
+	size_t		ntok = (size_t) b->offsets[b->n_seq];
+	double		scale = 0.0;
+
+	memset(&out, 0, sizeof out);
+	out.hidden = malloc(sizeof(float) * (ntok ? ntok : 1) * H);
+	if (bt_model_forward(m, b, &out, err, sizeof err) != 0)
+	{
+		fprintf(stderr, "cpu forward: %s\n", err);
+		exit(1);
+	}
+	for (size_t i = 0; i < ntok * H; i++)
+		scale = fmax(scale, fabs(out.hidden[i]));
+	free(out.hidden);
+	for (size_t i = 0; i < n; i++)
+		scale = fmax(scale, fabs(ref[i]));
+	for (int s = 0; s < b->n_seq; s++)
+		if (b->offsets[s + 1] - b->offsets[s] > k)
+			k = b->offsets[s + 1] - b->offsets[s];
+	return encoder_tolerance(m->cfg.num_layers, k, scale);
 }
 
 /* CPU engine rows of want for batch b (the reference). */
@@ -129,6 +174,7 @@ check_fixture(BtGpu *g, const char *dir)
 			float	   *ref,
 					   *got;
 			int			rc;
+			double		tol;
 
 			if ((want == PGBERT_GPU_WANT_LOGITS && !m->has_classifier) ||
 				(want == PGBERT_GPU_WANT_POOLER && !m->has_pooler))
@@ -138,10 +184,11 @@ check_fixture(BtGpu *g, const char *dir)
 			for (int i = 0; i < n_seq * cols; i++)
 				got[i] = NAN;	/* poison: every element must be written */
 			cpu_rows(m, &b, want, ref);
+			tol = parity_tolerance(m, &b, ref, (size_t) n_seq * cols);
 			rc = bt_gpu_forward(g, gm, &b, want, got, err, sizeof err);
-			check(rc == 0 && max_abs_diff(ref, got, (size_t) n_seq * cols) <= 1e-4,
-				  "%s: fp32 %s of %d sequences (%d tokens) within 1e-4 of the cpu: %.3g%s%s", dir,
-				  want_names[want], n_seq, offsets[n_seq],
+			check(rc == 0 && max_abs_diff(ref, got, (size_t) n_seq * cols) <= tol,
+				  "%s: fp32 %s of %d sequences (%d tokens) within %.2g of the cpu: %.3g%s%s", dir,
+				  want_names[want], n_seq, offsets[n_seq], tol,
 				  rc == 0 ? max_abs_diff(ref, got, (size_t) n_seq * cols) : -1.0, rc ? " " : "", rc ? err : "");
 			free(ref);
 			free(got);
@@ -167,6 +214,7 @@ check_graphs_and_errors(BtGpu *g, const char *dir)
 	float		first[3 * 64],
 				again[3 * 64];
 	int			ok = 1;
+	double		tol;
 
 	if (gm == NULL)
 	{
@@ -177,15 +225,17 @@ check_graphs_and_errors(BtGpu *g, const char *dir)
 	for (int i = 0; i < 20; i++)
 		ids[i] = rand_below(m->cfg.vocab_size);
 	ok = bt_gpu_forward(g, gm, &b, PGBERT_GPU_WANT_LOGITS, first, err, sizeof err) == 0;
+	/* the same kernels; cuBLAS may sum in another order under capture */
+	tol = ok ? parity_tolerance(m, &b, first, 3 * C) : 0.0;
 	for (int run = 0; run < 3 && ok; run++)
 	{
 		for (int i = 0; i < 3 * C; i++)
 			again[i] = NAN;
 		ok = bt_gpu_forward(g, gm, &b, PGBERT_GPU_WANT_LOGITS, again, err, sizeof err) == 0 &&
-			max_abs_diff(first, again, 3 * C) <= 1e-6;
+			max_abs_diff(first, again, 3 * C) <= tol;
 	}
-	check(ok, "a shape's captured graph (runs 2-4) replays the eager run's logits%s%s", ok ? "" : ": ",
-		  ok ? "" : err);
+	check(ok, "a shape's captured graph (runs 2-4) replays the eager run's logits (within %.2g)%s%s", tol,
+		  ok ? "" : ": ", ok ? "" : err);
 
 	/* new ids, same shape: the graph reads the new batch */
 	{
@@ -196,7 +246,8 @@ check_graphs_and_errors(BtGpu *g, const char *dir)
 		ok = bt_gpu_forward(g, gm, &b, PGBERT_GPU_WANT_LOGITS, again, err, sizeof err) == 0;
 		bt_gpu_use_graphs(g, gm, false);
 		ok = ok && bt_gpu_forward(g, gm, &b, PGBERT_GPU_WANT_LOGITS, eager, err, sizeof err) == 0 &&
-			max_abs_diff(eager, again, 3 * C) <= 1e-6 && max_abs_diff(first, again, 3 * C) > 0;
+			max_abs_diff(eager, again, 3 * C) <= parity_tolerance(m, &b, eager, 3 * C) &&
+			max_abs_diff(first, again, 3 * C) > 0;
 		check(ok, "a replay with other ids equals the eager pass on them");
 		bt_gpu_use_graphs(g, gm, true);
 	}
@@ -287,6 +338,18 @@ check_flash(const char *library)
 				return;
 			}
 
+			/*
+			 * Not derived: the self-test's q, k, v are bf16 in [-1.25, 1.25]
+			 * against an fp32 reference on the same bf16 values. Rounding P
+			 * and V (as the kernel's bf16 mma inputs) and the output costs at
+			 * most 3 BF16_U 1.25 = 0.015; the bias-added q and k's rounding
+			 * moves each score by up to 2 BF16_U sum|q k| / sqrt(d), 0.07 at d
+			 * = 32, and the output by twice that times max|v|: a worst case
+			 * of 0.19, loose enough to pass a wrong softmax scale. 2e-2 is
+			 * kept (measured 2.6e-3 to 4.7e-3 under host emulation); a
+			 * derived bound needs per-element errors the self-test does not
+			 * return. Its graph replay is compared bit for bit.
+			 */
 			check(rc == 0 && e <= 2e-2, "fused attention, hidden %d, %d heads, %s: max error %.3g vs fp32 (<= 2e-2)%s%s",
 				  shapes[sh][0], shapes[sh][1], c == 0 ? "lengths 1..512" : c == 1 ? "mixed lengths with empty ones" :
 				  "256 sequences of 1..128", e, err[0] ? ": " : "", err);
@@ -332,16 +395,19 @@ check_minilm(const char *library, const char *dir, const char *vocab, const char
 		float	   *ref = malloc(sizeof(float) * n * H),
 				   *got = malloc(sizeof(float) * n * H);
 		int			rc;
+		double		tol;
 
 		cpu_rows(m, &b, PGBERT_GPU_WANT_MEAN, ref);
+		tol = parity_tolerance(m, &b, ref, (size_t) n * H);
 		rc = bt_gpu_forward(g32, m32, &b, PGBERT_GPU_WANT_MEAN, got, err, sizeof err);
-		check(rc == 0 && max_abs_diff(ref, got, (size_t) n * H) <= 1e-4,
-			  "minilm fp32 mean embeddings of %d mails (<= %d tokens, %d in all) within 1e-4 of the cpu: %.3g",
-			  n, which == 0 ? 128 : 512, b.offsets[n], rc == 0 ? max_abs_diff(ref, got, (size_t) n * H) : -1.0);
+		check(rc == 0 && max_abs_diff(ref, got, (size_t) n * H) <= tol,
+			  "minilm fp32 mean embeddings of %d mails (<= %d tokens, %d in all) within %.2g of the cpu: %.3g",
+			  n, which == 0 ? 128 : 512, b.offsets[n], tol, rc == 0 ? max_abs_diff(ref, got, (size_t) n * H) : -1.0);
 		cpu_rows(m, &b, PGBERT_GPU_WANT_LOGITS, ref);
+		tol = parity_tolerance(m, &b, ref, (size_t) n * C);
 		rc = bt_gpu_forward(g32, m32, &b, PGBERT_GPU_WANT_LOGITS, got, err, sizeof err);
-		check(rc == 0 && max_abs_diff(ref, got, (size_t) n * C) <= 1e-4,
-			  "minilm fp32 logits of the same mails within 1e-4 of the cpu: %.3g",
+		check(rc == 0 && max_abs_diff(ref, got, (size_t) n * C) <= tol,
+			  "minilm fp32 logits of the same mails within %.2g of the cpu: %.3g", tol,
 			  rc == 0 ? max_abs_diff(ref, got, (size_t) n * C) : -1.0);
 		free(ref);
 		free(got);
@@ -390,6 +456,12 @@ check_minilm(const char *library, const char *dir, const char *vocab, const char
 			if (max_abs_diff(ref, got, (size_t) n * C) > worst)
 				worst = max_abs_diff(ref, got, (size_t) n * C);
 		}
+		/*
+		 * Not derived: bf16 GEMM inputs round by BF16_U = 2^-8 each, and a
+		 * worst-case or probabilistic bound over six layers comes to tenths
+		 * of the logits' scale, more than the check would be worth; 2e-2
+		 * stays an observed bound, and the argmax agreement is the check.
+		 */
 		check(worst <= 2e-2, "minilm bf16 (%s) logits within 2e-2 of fp32 on %d mails: %.3g", names[variant],
 			  p128.n_seq, worst);
 		check(agree * 1000 >= p128.n_seq * 999,

@@ -16,13 +16,16 @@
  * The checks, on each tiny model of MODELS_DIR (test/fixtures/models; a
  * model without a head gets a new one), with dropout 0.1 on every site and
  * the same seed on both sides, so both trainers draw the same masks:
- *   (a) FP32: one accumulate; the gradient buffers agree within 1e-4 of the
- *       largest gradient, the losses within 1e-4 relative;
+ *   (a) FP32: one accumulate; the gradient buffers and the losses agree
+ *       within grad_tolerance and loss_tolerance (below);
  *   (b) FP32: three optimizer steps (the second from two accumulates of
- *       scale 0.5, with weight decay, warm-up, clipping); learning rates and
- *       gradient norms agree, the weights within 1e-4; the inference forward
- *       on the trained device model matches the CPU's on its weights;
- *   (c) BF16: the gradients' cosine similarity with the CPU's >= 0.99, and
+ *       scale 0.5, with weight decay, warm-up, clipping); learning rates
+ *       agree, the gradient norms within the norm of the gradients'
+ *       difference, the weights within 1e-4 (not derived: see WEIGHT_ABS);
+ *       the inference forward on the trained device model matches the CPU's
+ *       on its weights within encoder_tolerance;
+ *   (c) BF16: the gradients' cosine similarity with the CPU's >= 0.99 (not
+ *       derived: see BF16_COSINE), and
  *       after a large step the bf16 inference copy follows the new weights;
  *   (d) freeze_encoder: only classifier gradients are nonzero and match the
  *       CPU's; a step leaves every other weight bit-identical;
@@ -56,11 +59,19 @@
 #include "safetensors.h"
 #include "testing.h"
 #include "tokenizer.h"
+#include "tolerance.h"
 #include "train.h"
 #include "vocab.h"
 
-#define GRAD_REL 1e-4
-#define LOSS_REL 1e-4
+/*
+ * Not derived from rounding analysis, kept as they were: AdamW divides each
+ * gradient by the root of its second moment, so a gradient's rounding error
+ * moves its weight by up to lr times the error over the gradient's size, with
+ * no bound for gradients near zero (the key bias, compared apart below, is the
+ * extreme case); and bf16's 2^-8 per GEMM input gives worst-case or
+ * probabilistic bounds of tenths of the gradients over a whole pass, so the
+ * bf16 checks are a direction (cosine) and a loss within 5%.
+ */
 #define WEIGHT_ABS 1e-4
 #define BF16_COSINE 0.99
 
@@ -279,14 +290,78 @@ cosine(const float *a, const float *b, size_t n)
 	return aa > 0.0 && bb > 0.0 ? ab / sqrt(aa * bb) : 0.0;
 }
 
-/* Compares the CPU trainer's gradients with the GPU trainer's: max diff within GRAD_REL of the largest. */
+/*
+ * The scale of the values of a forward pass over batch b: the largest |x| of
+ * the CPU engine's hidden state and logits.
+ */
+static double
+forward_scale(const BtBertModel *m, const BtBatch *b)
+{
+	BtForwardOut out;
+	char		err[512];
+	size_t		ntok = (size_t) b->offsets[b->n_seq];
+	double		scale = 0.0;
+
+	memset(&out, 0, sizeof out);
+	out.hidden = malloc(sizeof(float) * (ntok ? ntok : 1) * m->cfg.hidden_size);
+	out.logits = malloc(sizeof(float) * b->n_seq * m->num_classes);
+	if (bt_model_forward(m, b, &out, err, sizeof err) != 0)
+	{
+		fprintf(stderr, "test_gpu_train: cpu forward: %s\n", err);
+		exit(2);
+	}
+	for (size_t i = 0; i < ntok * m->cfg.hidden_size; i++)
+		scale = fmax(scale, fabs(out.hidden[i]));
+	for (int i = 0; i < b->n_seq * m->num_classes; i++)
+		scale = fmax(scale, fabs(out.logits[i]));
+	free(out.hidden);
+	free(out.logits);
+	return scale;
+}
+
+/* The longest float32 sum of a pass over batch b: hidden, intermediate, or (attention, weight gradients) its tokens. */
+static int
+longest_sum(const BtBertModel *m, const BtBatch *b)
+{
+	int			k = m->cfg.hidden_size > m->cfg.intermediate_size ? m->cfg.hidden_size : m->cfg.intermediate_size;
+
+	return b->offsets[b->n_seq] > k ? b->offsets[b->n_seq] : k;
+}
+
+/*
+ * How far the two trainers' losses may be apart: the logits are off by at
+ * most encoder_tolerance (the model's depth and longest sum, at the scale of
+ * its values), and the (weighted) mean cross-entropy's derivatives in one
+ * sequence's logits add up to at most 2 in magnitude, so the loss moves by at
+ * most twice that.
+ */
+static double
+loss_tolerance(const BtBertModel *m, const BtBatch *b)
+{
+	return 2.0 * encoder_tolerance(m->cfg.num_layers, longest_sum(m, b), forward_scale(m, b));
+}
+
+/*
+ * How far the two trainers' gradients may be apart, the largest being big:
+ * encoder_tolerance at that scale, with the backward pass going through every
+ * layer a second time (2 layers + 1 LayerNorm-bounded stretches whose errors
+ * add up) and the weight gradients summing over the batch's tokens.
+ */
+static double
+grad_tolerance(const BtBertModel *m, const BtBatch *b, double big)
+{
+	return encoder_tolerance(2 * m->cfg.num_layers + 1, longest_sum(m, b), big);
+}
+
+/* Compares the CPU trainer's gradients with the GPU trainer's: max diff within grad_tolerance. */
 static void
-check_grads(const char *what, const BtBertModel *m, BtTrainer *cpu, BtGpuTrainer *gt, float *buf)
+check_grads(const char *what, const BtBertModel *m, const BtBatch *b, BtTrainer *cpu, BtGpuTrainer *gt, float *buf)
 {
 	char		err[512];
 	size_t		where;
 	double		big,
-				worst;
+				worst,
+				tol;
 
 	if (bt_gpu_trainer_grads(gt, buf, err, sizeof err) != 0)
 	{
@@ -294,9 +369,10 @@ check_grads(const char *what, const BtBertModel *m, BtTrainer *cpu, BtGpuTrainer
 		return;
 	}
 	worst = max_diff(bt_trainer_grads(cpu), buf, m->num_params, &where, &big);
-	check(big > 0.0 && worst <= GRAD_REL * big,
-		  "%s: gradients max diff %.3g of max %.3g (%.2g relative; worst at %s, cpu %.6g gpu %.6g)", what, worst,
-		  big, big > 0 ? worst / big : 0.0, param_name(m, where), bt_trainer_grads(cpu)[where], buf[where]);
+	tol = grad_tolerance(m, b, big);
+	check(big > 0.0 && worst <= tol,
+		  "%s: gradients max diff %.3g of max %.3g (bound %.2g; worst at %s, cpu %.6g gpu %.6g)", what, worst,
+		  big, tol, param_name(m, where), bt_trainer_grads(cpu)[where], buf[where]);
 }
 
 static BtTrainOptions
@@ -336,23 +412,44 @@ accumulate_both(const char *what, BtTrainer *cpu, BtGpuTrainer *gt, const Batch 
 }
 
 static int
-step_both(const char *what, BtTrainer *cpu, BtGpuTrainer *gt)
+step_both(const char *what, const BtBertModel *m, BtTrainer *cpu, BtGpuTrainer *gt)
 {
 	char		err[512];
 	float		lr_c,
 				lr_g,
 				norm_c,
 				norm_g;
+	float	   *g = malloc(sizeof(float) * m->num_params);
+	const float *gc = bt_trainer_grads(cpu);
+	double		diff = 0.0,
+				tol;
 
+	/*
+	 * | |a| - |b| | <= |a - b|: the norms may differ by the norm of the
+	 * gradients' difference (over all parameters: frozen ones are zero on
+	 * both sides), and by their own rounding: each trainer sums the squares
+	 * in double (sum_bound64 of num_params terms, halved by the square root)
+	 * and rounds the norm to float (u).
+	 */
+	if (bt_gpu_trainer_grads(gt, g, err, sizeof err) != 0)
+	{
+		check(0, "%s: gradients from the gpu: %s", what, err);
+		free(g);
+		return -1;
+	}
+	for (size_t i = 0; i < m->num_params; i++)
+		diff += ((double) gc[i] - g[i]) * ((double) gc[i] - g[i]);
+	free(g);
 	bt_trainer_step(cpu, &lr_c, &norm_c);
 	if (bt_gpu_trainer_step(gt, &lr_g, &norm_g, err, sizeof err) != 0)
 	{
 		check(0, "%s: gpu step: %s", what, err);
 		return -1;
 	}
-	check(lr_c == lr_g && fabsf(norm_c - norm_g) <= 1e-4f * fmaxf(norm_c, 1e-6f),
-		  "%s: step %d: lr %g / %g, grad norm %.6g / %.6g", what, bt_gpu_trainer_steps(gt), lr_c, lr_g, norm_c,
-		  norm_g);
+	tol = sqrt(diff) + 2.0 * (F32_U + sum_bound64((double) m->num_params)) * norm_c;
+	check(lr_c == lr_g && fabs((double) norm_c - norm_g) <= tol,
+		  "%s: step %d: lr %g / %g, grad norm %.9g / %.9g (diff %.2g within %.2g)", what, bt_gpu_trainer_steps(gt),
+		  lr_c, lr_g, norm_c, norm_g, fabs((double) norm_c - norm_g), tol);
 	return 0;
 }
 
@@ -422,17 +519,18 @@ test_model(const char *models_dir, const char *name, BtGpu *g32, BtGpu *g16)
 	snprintf(what, sizeof what, "%s fp32", name);
 	if (accumulate_both(what, cpu, gt, &b1, 1.0f, &lc, &lg) != 0)
 		goto done;
-	check(fabsf(lc - lg) <= LOSS_REL * fabsf(lc), "%s: loss %.7g / %.7g", what, lc, lg);
-	check_grads(what, mc, cpu, gt, buf);
-	if (step_both(what, cpu, gt) != 0)
+	check(fabsf(lc - lg) <= loss_tolerance(mc, &b1.b), "%s: loss %.7g / %.7g (within %.2g)", what, lc, lg,
+		  loss_tolerance(mc, &b1.b));
+	check_grads(what, mc, &b1.b, cpu, gt, buf);
+	if (step_both(what, mc, cpu, gt) != 0)
 		goto done;
 	/* step 2 from two half-scale accumulates */
 	if (accumulate_both(what, cpu, gt, &b2, 0.5f, &lc, &lg) != 0 ||
 		accumulate_both(what, cpu, gt, &b3, 0.5f, &lc, &lg) != 0)
 		goto done;
-	check_grads("  accumulated", mc, cpu, gt, buf);
-	if (step_both(what, cpu, gt) != 0 ||
-		accumulate_both(what, cpu, gt, &b4, 1.0f, &lc, &lg) != 0 || step_both(what, cpu, gt) != 0)
+	check_grads("  accumulated", mc, b2.b.offsets[b2.b.n_seq] > b3.b.offsets[b3.b.n_seq] ? &b2.b : &b3.b, cpu, gt, buf);
+	if (step_both(what, mc, cpu, gt) != 0 ||
+		accumulate_both(what, cpu, gt, &b4, 1.0f, &lc, &lg) != 0 || step_both(what, mc, cpu, gt) != 0)
 		goto done;
 	if (bt_gpu_trainer_download(gt, err, sizeof err) != 0)
 	{
@@ -487,9 +585,11 @@ test_model(const char *models_dir, const char *name, BtGpu *g32, BtGpu *g16)
 			check(0, "%s: gpu forward: %s", what, err);
 		else
 		{
+			double		tol = encoder_tolerance(mg->cfg.num_layers, longest_sum(mg, &b4.b), forward_scale(mg, &b4.b));
+
 			worst = max_diff(lcpu, lgpu, (size_t) b4.b.n_seq * mc->num_classes, &where, &big);
-			check(worst <= 1e-4 * fmax(big, 1.0), "%s: inference logits of the trained model, max diff %.3g",
-				  what, worst);
+			check(worst <= tol, "%s: inference logits of the trained model, max diff %.3g (within %.2g)",
+				  what, worst, tol);
 		}
 		free(lcpu);
 		free(lgpu);
@@ -595,8 +695,8 @@ test_model(const char *models_dir, const char *name, BtGpu *g32, BtGpu *g16)
 	}
 	if (accumulate_both(what, cpu, gt, &b1, 1.0f, &lc, &lg) != 0)
 		goto done;
-	check(fabsf(lc - lg) <= LOSS_REL * fabsf(lc), "%s: loss %.7g / %.7g", what, lc, lg);
-	check_grads(what, mc, cpu, gt, buf);
+	check(fabsf(lc - lg) <= loss_tolerance(mc, &b1.b), "%s: loss %.7g / %.7g", what, lc, lg);
+	check_grads(what, mc, &b1.b, cpu, gt, buf);
 	{
 		size_t		head = (size_t) (mc->p.cls_w - mc->params),
 					nonzero_out = 0,
@@ -614,7 +714,7 @@ test_model(const char *models_dir, const char *name, BtGpu *g32, BtGpu *g16)
 		check(nonzero_out == 0 && nonzero_in > 0, "%s: %zu nonzero gradients outside classifier.*, %zu inside", what,
 			  nonzero_out, nonzero_in);
 		memcpy(init, mg->params, sizeof(float) * head);
-		if (step_both(what, cpu, gt) == 0 && bt_gpu_trainer_download(gt, err, sizeof err) == 0)
+		if (step_both(what, mc, cpu, gt) == 0 && bt_gpu_trainer_download(gt, err, sizeof err) == 0)
 		{
 			check(memcmp(init, mg->params, sizeof(float) * head) == 0, "%s: a step leaves the encoder and pooler alone",
 				  what);
@@ -650,9 +750,9 @@ test_model(const char *models_dir, const char *name, BtGpu *g32, BtGpu *g16)
 		bt_gpu_set_memory_limit(g32, 0);
 		if (accumulate_both(what, cpu, gt, &big, 1.0f, &lc, &lg) == 0)
 		{
-			check(fabsf(lc - lg) <= LOSS_REL * fabsf(lc), "%s: after raising the bound, loss %.7g / %.7g", what, lc,
-				  lg);
-			check_grads(what, mc, cpu, gt, buf);
+			check(fabsf(lc - lg) <= loss_tolerance(mc, &big.b), "%s: after raising the bound, loss %.7g / %.7g", what,
+				  lc, lg);
+			check_grads(what, mc, &big.b, cpu, gt, buf);
 		}
 		batch_free(&big);
 	}
