@@ -40,7 +40,11 @@ sum_noise32(double n)
 	return LAMBDA * sqrt(n) * F32_U;
 }
 
-/* Both bounds hold; the worst case is the tighter one for short sums. */
+/*
+ * A float32 sum of n terms relative to the sum of their magnitudes: the
+ * smaller of the worst-case and the probabilistic bound (both hold; the worst
+ * case is the smaller one below about LAMBDA^2 = 64 terms).
+ */
 static inline double
 sum_bound32(double n)
 {
@@ -87,20 +91,6 @@ central_difference_noise(double err, double h)
 #define BF16_U (1.0 / 256)		/* 2^-8: bf16 keeps 8 significant bits */
 #define F16_U (1.0 / 2048)		/* 2^-11: fp16 keeps 11 */
 #define F64_U (DBL_EPSILON / 2) /* 2^-53 */
-
-/*
- * A float32 sum of n terms relative to the sum of their magnitudes: the
- * smaller of the worst-case and the probabilistic bound (both hold; the worst
- * case is the smaller one below about LAMBDA^2 = 64 terms).
- */
-static inline double
-sum_bound32(double n)
-{
-	double		w = gamma32(n),
-				p = sum_noise32(n);
-
-	return w < p ? w : p;
-}
 
 /* The same for a sum of n double terms (the products of floats are exact in double). */
 static inline double
