@@ -8,12 +8,12 @@
 #   make bench           tokenizer benchmark binary (see test/bench/)
 
 EXTENSION = pgbert
-EXTVERSION = 0.3.0
+EXTVERSION = 0.4.0
 MODULE_big = pgbert
 
-DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql data/pgbert_vocab_uncased.txt
+DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export bin/pgbert_sync
-REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train
+REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train security
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
 # OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens
@@ -28,7 +28,7 @@ ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
 	src/pg/drop_guard.c src/pg/train_sql.c src/pg/progress.c \
 	src/pg/training_worker.c src/pg/encoder_worker.c src/pg/worker_client.c src/pg/worker_sql.c \
-	src/pg/train_run.c src/pg/batch_scan.c
+	src/pg/train_run.c src/pg/batch_scan.c src/pg/catalog_door.c
 OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels

@@ -98,10 +98,14 @@ SELECT contents = convert_to(:'vocab', 'UTF8') AS same_vocab FROM export_model('
 SELECT convert_from(contents, 'UTF8')::jsonb -> 'id2label' AS id2label
 FROM export_model('spam') WHERE file = 'config.json';
 
--- a catalog edited behind pgbert's back is caught when the model loads
+-- a version never changes after import, not even for a superuser
 SELECT lo_from_bytea(0, lo_get(:good)) AS copy3 \gset
 SELECT import_model('edited', :copy3, :'cfg', :'vocab', :'tok') AS version;
+SELECT pg_temp.err($$UPDATE pgbert.model_versions SET labels = '{a,b}' WHERE name = 'edited'$$);
+-- a catalog edited behind pgbert's back (triggers bypassed) is caught when the model loads
+SET session_replication_role = replica;
 UPDATE pgbert.model_versions SET labels = '{a,b}' WHERE name = 'edited';
+RESET session_replication_role;
 SELECT pg_temp.err($$SELECT classify('hello', 'edited')$$);
 -- and so are weights unlinked outside pgbert; drop_model still cleans up
 SELECT lo_unlink(:copy3);

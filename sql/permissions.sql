@@ -1,6 +1,6 @@
 -- Permissions: reading a model needs SELECT on its weights (grant_model gives it for every
--- version); changing or dropping it needs the privileges of its owner role, also for
--- direct DML on the catalog (row-level security).
+-- version); changing or dropping it needs the privileges of its owner role; nobody but the
+-- extension's owner writes the catalog directly. Attacks are in the security suite.
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set fixture :abs_srcdir '/test/fixtures/models/sql_cls'
 \set weights_file :fixture '/model.safetensors'
@@ -55,7 +55,7 @@ SELECT deploy_model('alices', 1);
 SELECT grant_model('alices', 'regress_bob');
 -- adding a version to someone else's name
 SELECT import_model('alices', :w3, :'cfg', :'vocab');
--- direct DML on the catalog is filtered by row-level security
+-- direct DML on the catalog is refused: only pgbert's own functions write it
 DELETE FROM pgbert.model_versions WHERE name = 'alices';
 UPDATE pgbert.model_versions SET labels = '{a,b,c}' WHERE name = 'alices';
 INSERT INTO pgbert.model_versions (name, version, config, vocab, labels, weights, size_bytes, num_params)

@@ -6,7 +6,8 @@
  * trigger on DROP EXTENSION runs first: it refuses while model versions exist,
  * as PostgreSQL refuses to drop objects that others depend on, and with
  * CASCADE it unlinks their large objects (as the current role, so privileges
- * apply) before the catalog goes.
+ * apply) before the catalog goes; only those pgbert holds, never another
+ * role's object that a catalog row points at.
  */
 #include "postgres.h"
 
@@ -85,9 +86,17 @@ pgbert_guard_drop_extension(PG_FUNCTION_ARGS)
 				 errhint("Keep what you need with export_model() or pgbert_export, then drop the models "
 						 "with drop_model(), or use DROP EXTENSION ... CASCADE to unlink their weights too.")));
 
-	/* CASCADE: the weights go with the catalog (lo_unlink checks ownership) */
-	if (SPI_execute("SELECT lo_unlink(v.weights) FROM pgbert.model_versions v "
-					"WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = v.weights)",
+	/*
+	 * CASCADE: the weights go with the catalog (lo_unlink checks ownership), but
+	 * only the large objects pgbert holds, sealed by import_model: a row a 0.3.0
+	 * catalog let someone repoint at another role's object (a superuser's, say)
+	 * must not make a superuser's DROP unlink that object.
+	 */
+	if (SPI_execute("SELECT pg_catalog.lo_unlink(v.weights) FROM pgbert.model_versions v "
+					"JOIN pg_catalog.pg_largeobject_metadata m ON m.oid = v.weights "
+					/* a catalog not yet updated to 0.4.0 has no weights_sealed: its rule then */
+					"WHERE coalesce((pg_catalog.to_jsonb(v) ->> 'weights_sealed')::boolean, "
+					"m.lomowner = v.owner::oid)",
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not unlink model weights");
 	ereport(NOTICE,

@@ -178,4 +178,7 @@ extern const BtTokenizer *pgbert_bundled_tokenizer(void);
 /* Path of the bundled vocabulary file. */
 extern char *pgbert_bundled_vocab_path(void);
 
+/* The role owning the extension, its catalog and the models' weights (catalog_door.c). */
+extern Oid	pgbert_extension_owner(void);
+
 #endif

@@ -693,7 +693,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	double		train_seconds;
 	int64		train_rows_seen = 0;
 	StringInfoData metrics;
-	StringInfoData log;			/* training_log rows, as a VALUES list */
+	StringInfoData log;			/* training_log rows, as JSON arrays */
 	Size		blob_len;
 	Oid			lo;
 	int			version;
@@ -890,7 +890,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 							norm;
 
 				train_run_step(run, &lr, &norm);
-				appendStringInfo(&log, "%s(%d, %d, '%s', '%s', '%s', NULL, NULL)", log.len ? ", " : "",
+				appendStringInfo(&log, "%s[%d, %d, \"%s\", \"%s\", \"%s\", null, null]", log.len ? ", " : "",
 								 epoch + 1, train_run_steps(run),
 								 float8out_internal(pending_loss / pending_rows),
 								 float8out_internal(lr), float8out_internal(norm));
@@ -949,7 +949,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				else if (epoch + 1 - best_epoch >= a.patience)
 					stopped_early = true;
 			}
-			appendStringInfo(&log, "%s(%d, %d, '%s', NULL, NULL, '%s', '%s')", log.len ? ", " : "", epoch + 1,
+			appendStringInfo(&log, "%s[%d, %d, \"%s\", null, null, \"%s\", \"%s\"]", log.len ? ", " : "", epoch + 1,
 							 train_run_steps(run), float8out_internal(last_epoch_loss),
 							 float8out_internal(vloss), float8out_internal(acc));
 			if (pgbert_progress_interval > 0)
@@ -1050,25 +1050,17 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not record the trained model");
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		{
-			Oid			utypes[3] = {JSONBOID, TEXTOID, INT4OID};
-			Datum		uvals[3];
+			Oid			utypes[4] = {JSONBOID, TEXTOID, INT4OID, JSONBOID};
+			Datum		uvals[4];
 
 			uvals[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(metrics.data));
 			uvals[1] = CStringGetTextDatum(a.model);
 			uvals[2] = Int32GetDatum(version);
-			if (SPI_execute_with_args("UPDATE pgbert.model_versions SET metrics = $1 "
-									  "WHERE name = $2 AND version = $3",
-									  3, utypes, uvals, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "could not store the metrics");
-			if (log.len > 0 &&
-				SPI_execute_with_args(psprintf("INSERT INTO pgbert.training_log (name, version, epoch, step, "
-											   "train_loss, learning_rate, grad_norm, validation_loss, "
-											   "validation_accuracy) "
-											   "SELECT $2, $3, column1, column2, column3::float8, "
-											   "column4::float8, column5::float8, column6::float8, "
-											   "column7::float8 FROM (VALUES %s) v", log.data),
-									  3, utypes, uvals, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "could not store the training log");
+			/* numbers travel as JSON strings: float8in reads NaN and Infinity, JSON numbers cannot */
+			uvals[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf("[%s]", log.data)));
+			if (SPI_execute_with_args("SELECT pgbert.record_training($2, $3, $1, $4)",
+									  4, utypes, uvals, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not store the metrics and the training log");
 		}
 	}
 	/* keep_better: a version that validates worse than the deployed one is kept, not deployed */

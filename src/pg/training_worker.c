@@ -20,6 +20,7 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -29,6 +30,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -86,6 +88,42 @@ sweep_interrupted_jobs(void)
 	SPI_finish();
 }
 
+/*
+ * The owner of a queued job, which the current role must be able to act for:
+ * a worker slot is taken only for one's own job, and only once.
+ */
+static Oid
+queued_job_owner(int64 job)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1] = {Int64GetDatum(job)};
+	bool		isnull;
+	Oid			owner;
+	char	   *status;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT owner::oid, status FROM pgbert.training_jobs WHERE id = $1",
+							  1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read training job " INT64_FORMAT, job);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("training job " INT64_FORMAT " does not exist", job)));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for training job " INT64_FORMAT, job)));
+	if (strcmp(status, "queued") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("training job " INT64_FORMAT " is %s, not queued", job, status)));
+	SPI_finish();
+	return owner;
+}
+
 PG_FUNCTION_INFO_V1(pgbert_launch_training_worker);
 
 /* pgbert.launch_training_worker(job bigint) RETURNS integer: start the worker, return its pid. */
@@ -96,7 +134,10 @@ pgbert_launch_training_worker(PG_FUNCTION_ARGS)
 	BackgroundWorkerHandle *handle;
 	JobTarget	target;
 	pid_t		pid;
+	int64		job = PG_GETARG_INT64(0);
+	Oid			owner;
 
+	owner = queued_job_owner(job);
 	sweep_interrupted_jobs();
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -107,7 +148,7 @@ pgbert_launch_training_worker(PG_FUNCTION_ARGS)
 	snprintf(w.bgw_name, BGW_MAXLEN, "pgbert training job " INT64_FORMAT, PG_GETARG_INT64(0));
 	snprintf(w.bgw_type, BGW_MAXLEN, "pgbert training");
 	target.dbid = MyDatabaseId;
-	target.userid = GetUserId();
+	target.userid = owner;		/* the job runs with its owner's privileges, whoever launches it */
 	target.job = PG_GETARG_INT64(0);
 	target.xid = GetTopTransactionId();
 	memcpy(w.bgw_extra, &target, sizeof(target));
@@ -126,6 +167,24 @@ pgbert_launch_training_worker(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) pid);
 }
 
+/*
+ * Run a statement on pgbert.training_jobs as the extension's owner: the job
+ * runs as its owner, who may read the row but not write it (only pgbert does).
+ */
+static int
+job_bookkeeping(const char *sql, int nargs, Oid *types, Datum *vals, const char *nulls)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(pgbert_extension_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute_with_args(sql, nargs, types, vals, nulls, false, 0);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return rc;
+}
+
 /* Run one SQL statement with a bigint parameter in its own transaction; true if it changed a row. */
 static bool
 job_statement(const char *sql, int64 job, const char *text_arg)
@@ -141,7 +200,7 @@ job_statement(const char *sql, int64 job, const char *text_arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	vals[0] = Int64GetDatum(job);
 	vals[1] = text_arg ? CStringGetTextDatum(text_arg) : (Datum) 0;
-	if (SPI_execute_with_args(sql, 2, types, vals, nulls, false, 0) < 0)
+	if (job_bookkeeping(sql, 2, types, vals, nulls) < 0)
 		elog(ERROR, "training job statement failed: %s", sql);
 	changed = SPI_processed > 0;
 	SPI_finish();
@@ -211,8 +270,8 @@ pgbert_training_worker_main(Datum arg)
 				Oid			utypes[2] = {INT8OID, TEXTOID};
 				Datum		uvals[2] = {Int64GetDatum(target.job), CStringGetTextDatum(result.data)};
 
-				if (SPI_execute_with_args("UPDATE pgbert.training_jobs SET status = 'succeeded', result = $2::jsonb, "
-										  "finished_at = now() WHERE id = $1", 2, utypes, uvals, NULL, false, 0) != SPI_OK_UPDATE)
+				if (job_bookkeeping("UPDATE pgbert.training_jobs SET status = 'succeeded', result = $2::jsonb, "
+									"finished_at = now() WHERE id = $1", 2, utypes, uvals, NULL) != SPI_OK_UPDATE)
 					elog(ERROR, "could not record the training job's result");
 			}
 		}
