@@ -640,6 +640,15 @@ check_target(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of model \"%s\" to train a new version of it", name)));
+	/* a library newer than the database's SQL objects would fail only when storing the result */
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('pgbert.record_training(text,integer,jsonb,jsonb)') IS NULL",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up pgbert.record_training");
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the pgbert extension in this database is older than its library"),
+				 errhint("Run ALTER EXTENSION pgbert UPDATE.")));
 	SPI_finish();
 }
 
