@@ -211,6 +211,10 @@ SELECT import_model('evil', :w_evil, :'cfg', :'vocab') AS version;
 -- 0.3.0 let her repoint her row at the superuser's object
 UPDATE pgbert.model_versions SET weights = :secret_old WHERE name = 'evil';
 RESET ROLE;
+-- the new library with the old SQL objects: training says to update first, before any work
+CREATE TABLE docs AS
+SELECT 'text ' || i AS body, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END AS label FROM generate_series(1, 10) i;
+SELECT train_classifier('docs', 'body', 'label', model => 'early', epochs => 1);
 SELECT lo_unlink(:w_evil);
 -- (its warning names the repointed row, with OIDs that vary: the queries below check it)
 SET client_min_messages = error;
