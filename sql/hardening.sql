@@ -76,6 +76,13 @@ SELECT 'text number ' || i, CASE WHEN i % 3 = 0 THEN 2 WHEN i % 3 = 1 THEN 1.0 E
 FROM generate_series(1, 30) i;
 SELECT pg_temp.err_full($$SELECT train_classifier('num_labelled', 'body', 'label', model => 'numlab',
                                               base_model => 'hard', epochs => 1)$$);
+-- the other way round: different values that print the same (float8 with few digits)
+CREATE TABLE float_labelled AS
+SELECT body, CASE WHEN label = 2 THEN 1.2::float8 ELSE 1.1::float8 END AS label FROM num_labelled;
+SET extra_float_digits = -14;
+SELECT pg_temp.err($$SELECT train_classifier('float_labelled', 'body', 'label', model => 'numlab',
+                                              base_model => 'hard', epochs => 1)$$);
+RESET extra_float_digits;
 -- train_classifier quotes long model names too
 SELECT pg_temp.err(format($$SELECT train_classifier('num_labelled', 'body', 'label', model => %L)$$,
                           repeat('h', 100000)));
