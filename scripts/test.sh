@@ -104,6 +104,7 @@ stage "gpu programs (skip without a device; the library loads)" gpu_programs
 stage "gpu kernels under host emulation" make -s gpu-emulation
 stage "gpu library under host emulation (test_gpu_model, test_gpu_train vs the CPU engine)" make -s gpu-emulated-library
 stage "oracle fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_tokenizer_fixtures.py --check
+stage "vocab line-ending fixture reproducible" .venv-oracle/bin/python test/oracle/gen_vocab_fixtures.py --check
 stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/gen_safetensors_fixtures.py --check
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
 stage "tolerance scales reproducible" .venv-oracle/bin/python test/oracle/tolerance_scales.py --check

@@ -14,6 +14,30 @@
 
 #define MAX_DIM (1 << 20)
 
+/*
+ * A config string as an error quotes it: at most 64 characters (whole UTF-8
+ * sequences), then "..." when it was longer. out must hold 64 * 4 + 4 bytes.
+ */
+#define QUOTE_CHARS 64
+#define QUOTE_BUF (QUOTE_CHARS * 4 + 4)
+static const char *
+quote_limit(const char *s, char *out)
+{
+	size_t		i = 0;
+	int			chars = 0;
+
+	while (s[i] != '\0' && chars < QUOTE_CHARS)
+	{
+		i++;
+		while ((((unsigned char) s[i]) & 0xC0) == 0x80)
+			i++;
+		chars++;
+	}
+	memcpy(out, s, i);
+	strcpy(out + i, s[i] != '\0' ? "..." : "");
+	return out;
+}
+
 /* Read an integer key into *out (default kept when absent); -1 on a bad value. */
 static int
 get_int(json_t *root, const char *key, int *out, int lo, int hi, char *err, size_t errlen)
@@ -113,6 +137,7 @@ bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char *err, size
 	json_error_t jerr;
 	json_t	   *root;
 	json_t	   *act;
+	json_t	   *v;
 	int			rc = -1;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -156,6 +181,40 @@ bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char *err, size
 		get_float(root, "initializer_range", &cfg->initializer_range, 0.0, 10.0, err, errlen))
 		goto done;
 
+	/*
+	 * The engine computes BERT with absolute position embeddings. Other model
+	 * types (roberta offsets its position ids, electra and distilbert name
+	 * their tensors differently) and relative position embeddings could load
+	 * tensors of the right shapes yet compute something else, so they are
+	 * refused here rather than later or never. A missing model_type is BERT:
+	 * older BERT checkpoints (and transformers' BertConfig when it writes no
+	 * key) have none.
+	 */
+	v = json_object_get(root, "model_type");
+	if (v != NULL && !json_is_null(v) &&
+		(!json_is_string(v) || strcmp(json_string_value(v), "bert") != 0))
+	{
+		char		q[QUOTE_BUF];
+
+		snprintf(err, errlen, "model_type %s%s%s is not supported (only \"bert\")",
+				 json_is_string(v) ? "\"" : "",
+				 json_is_string(v) ? quote_limit(json_string_value(v), q) : "(not a string)",
+				 json_is_string(v) ? "\"" : "");
+		goto done;
+	}
+	v = json_object_get(root, "position_embedding_type");
+	if (v != NULL && !json_is_null(v) &&
+		(!json_is_string(v) || strcmp(json_string_value(v), "absolute") != 0))
+	{
+		char		q[QUOTE_BUF];
+
+		snprintf(err, errlen, "position_embedding_type %s%s%s is not supported (only \"absolute\")",
+				 json_is_string(v) ? "\"" : "",
+				 json_is_string(v) ? quote_limit(json_string_value(v), q) : "(not a string)",
+				 json_is_string(v) ? "\"" : "");
+		goto done;
+	}
+
 	act = json_object_get(root, "hidden_act");
 	if (act != NULL && !json_is_null(act))
 	{
@@ -168,7 +227,10 @@ bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char *err, size
 			cfg->activation = BT_ACT_GELU_TANH;
 		else
 		{
-			snprintf(err, errlen, "config hidden_act \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast)", a);
+			char		q[QUOTE_BUF];
+
+			snprintf(err, errlen, "config hidden_act \"%s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast)",
+					 quote_limit(a, q));
 			goto done;
 		}
 	}

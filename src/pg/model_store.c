@@ -564,7 +564,7 @@ resolve_name(const char *given)
 		evict_name(name, 0);
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("model \"%s\" does not exist", name),
+				 errmsg("model \"%s\" does not exist", pgbert_quote_limit(name)),
 				 errhint("SELECT name, version FROM pgbert.models lists the stored models.")));
 	}
 	row.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

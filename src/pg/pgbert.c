@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -165,6 +166,18 @@ pgbert_load_blas(void)
 				(errcode(ERRCODE_UNDEFINED_FILE),
 				 errmsg("%s", err),
 				 errhint("Install OpenBLAS (Debian: libopenblas0).")));
+}
+
+char *
+pgbert_quote_limit(const char *s)
+{
+	int			len = strlen(s);
+	int			keep;
+
+	if (pg_mbstrlen_with_len(s, len) <= PGBERT_QUOTE_CHARS)
+		return pstrdup(s);
+	keep = pg_mbcharcliplen(s, len, PGBERT_QUOTE_CHARS);
+	return psprintf("%.*s...", keep, s);
 }
 
 PG_FUNCTION_INFO_V1(pgbert_info);

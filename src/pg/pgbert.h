@@ -172,6 +172,13 @@ extern void pgbert_progress_end(int slot);
 /* Open OpenBLAS for a forward pass or training step here, with pgbert.cpu_threads (pgbert.c). */
 extern void pgbert_load_blas(void);
 
+/*
+ * A user-given string (a model name, a label) as error messages quote it: at
+ * most PGBERT_QUOTE_CHARS characters, then "..." when it was longer.
+ */
+#define PGBERT_QUOTE_CHARS 64
+extern char *pgbert_quote_limit(const char *s);
+
 /* The tokenizer of the bundled uncased vocabulary (tokenize_sql.c). */
 extern const BtTokenizer *pgbert_bundled_tokenizer(void);
 

@@ -167,21 +167,44 @@ check_source(Oid relid, Name text_col, Name label_col)
 	return src;
 }
 
-/* Distinct labels of the usable rows, in the label type's own order (SPI connected). */
+/*
+ * Distinct labels of the usable rows, in the label type's own order (SPI
+ * connected). The model's labels are the text forms, and each row's label is
+ * matched by its text form (read_rows), so equal values must print the same:
+ * numeric 1.0 and 1.00, or citext 'Spam' and 'spam', are equal to DISTINCT but
+ * would be two labels (or a row whose label is "not one of the labels").
+ * Such a column is refused, naming the two spellings.
+ */
 static void
 read_classes(const Source *src, Dataset *ds, MemoryContext mcxt)
 {
-	char	   *q = psprintf("SELECT s.l::text FROM (SELECT DISTINCT %s AS l FROM %s "
-							 "WHERE %s IS NOT NULL AND %s IS NOT NULL) s ORDER BY s.l",
-							 src->label_column, src->relation, src->text_column, src->label_column);
+	char	   *q = psprintf("SELECT min(s.t), max(s.t), count(*) FROM "
+							 "(SELECT DISTINCT %s AS l, %s::text AS t FROM %s "
+							 "WHERE %s IS NOT NULL AND %s IS NOT NULL) s GROUP BY s.l ORDER BY s.l",
+							 src->label_column, src->label_column, src->relation,
+							 src->text_column, src->label_column);
 
 	if (SPI_execute(q, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the labels");
 	ds->n_classes = (int) SPI_processed;
 	ds->classes = MemoryContextAlloc(mcxt, sizeof(char *) * Max(ds->n_classes, 1));
 	for (int i = 0; i < ds->n_classes; i++)
-		ds->classes[i] = MemoryContextStrdup(mcxt,
-											 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *count = SPI_getvalue(tup, SPI_tuptable->tupdesc, 3);
+
+		if (strcmp(count, "1") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("equal labels in column %s are spelled differently: \"%s\" and \"%s\"",
+							src->label_column,
+							pgbert_quote_limit(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1)),
+							pgbert_quote_limit(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2))),
+					 errdetail("A model's labels are text, so each label needs one spelling."),
+					 errhint("Train from a view that spells each label one way, e.g. trim_scale(%s) for numeric labels or lower(%s)::text for citext.",
+							 src->label_column, src->label_column)));
+		ds->classes[i] = MemoryContextStrdup(mcxt, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+	}
 }
 
 typedef struct LabelEntry
@@ -219,8 +242,13 @@ read_rows(const Source *src, const BtTokenizer *tk, int max_tokens, Dataset *ds,
 		if (strlen(ds->classes[i]) >= sizeof(e->key))
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("label \"%.40s...\" is too long (at most %zu bytes)", ds->classes[i], sizeof(e->key) - 1)));
+					 errmsg("label \"%s\" is too long (at most %zu bytes)", pgbert_quote_limit(ds->classes[i]), sizeof(e->key) - 1)));
 		e = hash_search(map, ds->classes[i], HASH_ENTER, &found);
+		if (found)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("two different labels are both spelled \"%s\"", pgbert_quote_limit(ds->classes[i])),
+					 errdetail("A model's labels are text, so each label needs its own spelling.")));
 		e->id = i;
 	}
 
@@ -260,7 +288,7 @@ read_rows(const Source *src, const BtTokenizer *tk, int max_tokens, Dataset *ds,
 			if (e == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("label \"%s\" is not one of %s's labels", label, what)));
+						 errmsg("label \"%s\" is not one of %s's labels", pgbert_quote_limit(label), what)));
 			c = pgbert_tokenize_text(tk, DatumGetTextPP(t), max_tokens - 2);
 			if (ds->n == ds->cap_rows)
 			{
@@ -532,7 +560,7 @@ class_weights(Jsonb *spec, const Dataset *ds, const int *train_rows, int n_train
 		if (strcmp(v, "balanced") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("class_weights must be \"balanced\" or an object of label weights, not \"%s\"", v)));
+					 errmsg("class_weights must be \"balanced\" or an object of label weights, not \"%s\"", pgbert_quote_limit(v))));
 		for (int i = 0; i < n_train; i++)
 			count[ds->labels[train_rows[i]]]++;
 		for (int c = 0; c < ds->n_classes; c++)
@@ -556,11 +584,11 @@ class_weights(Jsonb *spec, const Dataset *ds, const int *train_rows, int n_train
 			if (c == ds->n_classes)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("class_weights names \"%s\", which is not a label of the table", label)));
+						 errmsg("class_weights names \"%s\", which is not a label of the table", pgbert_quote_limit(label))));
 			if (value == NULL || *end != '\0' || !(x >= 0 && x < 1e6))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("class weight of \"%s\" must be a number from 0 to 1e6", label)));
+						 errmsg("class weight of \"%s\" must be a number from 0 to 1e6", pgbert_quote_limit(label))));
 			w[c] = (float) x;
 		}
 	}
@@ -628,7 +656,7 @@ check_target(const char *name)
 	if (len == 0 || len > 63)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("invalid model name \"%s\"", name),
+				 errmsg("invalid model name \"%s\"", pgbert_quote_limit(name)),
 				 errdetail("Names are 1 to 63 characters: letters, digits, \"_\", \".\" and \"-\", not starting with \".\" or \"-\".")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -798,7 +826,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s has only one label (\"%s\"); a classifier needs at least two",
-						src.relation, ds.classes[0])));
+						src.relation, pgbert_quote_limit(ds.classes[0]))));
 	read_rows(&src, tk, max_tokens, &ds, fn_mcxt, "the table");
 	SPI_finish();
 	if (ds.skipped > 0)

@@ -25,6 +25,11 @@ installed pgbert_import / pgbert_export (found on PATH or in `pg_config --bindir
    pg_cancel_backend from there stops it with nothing stored.
 6. pg_dump / pg_restore carries models over: catalog rows, pins, grants, the weights'
    large objects (same OIDs, same bytes, same ACLs), and the same probabilities.
+7. The programs' edges (issue 18): a role whose name needs quoting ("Bob Mixed") imports
+   and exports; pgbert_export without permission leaves nothing in (or of) its output
+   directory; a model directory whose path has a newline imports and exports.
+
+    check_models.py [STEP...]   # all steps, or only those named (e.g. programs)
 """
 import json
 import os
@@ -62,8 +67,8 @@ def tool(name):
     return path
 
 
-def run(*args):
-    return subprocess.run(list(args), capture_output=True, text=True)
+def run(*args, env=None):
+    return subprocess.run(list(args), capture_output=True, text=True, env=env)
 
 
 def minilm(conn):
@@ -335,18 +340,102 @@ def dump_restore(conn, probs):
         shutil.rmtree(dump, ignore_errors=True)
 
 
+def programs(conn):
+    work = tempfile.mkdtemp(prefix="pgbert_programs.")
+    bob = dict(os.environ, PGPASSWORD="bob pw")
+    noperm = dict(os.environ, PGPASSWORD="noperm pw")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""CREATE ROLE "Bob Mixed" LOGIN PASSWORD 'bob pw'""")
+            cur.execute("CREATE ROLE pgbert_noperm LOGIN PASSWORD 'noperm pw'")
+        # a role name that needs quoting: the owner is recorded, and the model exports
+        r = run(tool("pgbert_import"), "-U", "Bob Mixed", SQL_CLS, "bobs", env=bob)
+        check(r.returncode == 0 and r.stdout.strip() == "1",
+              "pgbert_import -U \"Bob Mixed\" (%s)" % (r.stderr.strip() or r.stdout.strip()))
+        with conn.cursor() as cur:
+            cur.execute("SELECT owner::text FROM pgbert.models WHERE name = 'bobs'")
+            owner = cur.fetchall()
+        check(owner == [('"Bob Mixed"',)], "the model's owner is \"Bob Mixed\" (%s)" % owner)
+        out = os.path.join(work, "bob_out")
+        r = run(tool("pgbert_export"), "-U", "Bob Mixed", "bobs", out, env=bob)
+        check(r.returncode == 0 and os.path.exists(os.path.join(out, "model.safetensors")),
+              "pgbert_export -U \"Bob Mixed\" (%s)" % (r.stderr.strip() or r.stdout.strip()))
+
+        # no permission: nothing is left in the directory, and a directory it would have
+        # made is not made
+        r = run(tool("pgbert_import"), SQL_CLS, "private")
+        check(r.returncode == 0, "pgbert_import private (%s)" % r.stderr.strip())
+        out = os.path.join(work, "noperm_out")
+        os.mkdir(out)
+        r = run(tool("pgbert_export"), "-U", "pgbert_noperm", "private", out, env=noperm)
+        left = os.listdir(out)
+        check(r.returncode != 0 and left == [],
+              "pgbert_export without permission fails and leaves nothing (rc %d, left %s: %s)"
+              % (r.returncode, left, r.stderr.strip().splitlines()[-1:] if r.stderr.strip() else ""))
+        fresh = os.path.join(work, "noperm_new", "sub")
+        r = run(tool("pgbert_export"), "-U", "pgbert_noperm", "private", fresh, env=noperm)
+        check(r.returncode != 0 and not os.path.exists(fresh),
+              "pgbert_export without permission does not create its directory")
+
+        # granting to, deploying as and revoking from a role whose name needs quoting
+        with conn.cursor() as cur:
+            cur.execute("""SELECT grant_model('private', '"Bob Mixed"')""")
+        out = os.path.join(work, "granted_out")
+        r = run(tool("pgbert_export"), "-U", "Bob Mixed", "private", out, env=bob)
+        check(r.returncode == 0, "grant_model(..., '\"Bob Mixed\"') lets that role export (%s)" % r.stderr.strip())
+        r = run("psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", "Bob Mixed",
+                "-c", "SELECT deploy_model('bobs', 1)",
+                "-c", "SELECT deployed_by::text FROM pgbert.deployments WHERE name = 'bobs'", env=bob)
+        check(r.returncode == 0 and r.stdout.split() == ["1", '"Bob', 'Mixed"'],
+              "deploy_model as \"Bob Mixed\" records the deployer (%s)" % (r.stderr.strip() or r.stdout.strip()))
+        with conn.cursor() as cur:
+            cur.execute("""SELECT revoke_model('private', '"Bob Mixed"')""")
+        out = os.path.join(work, "revoked_out")
+        r = run(tool("pgbert_export"), "-U", "Bob Mixed", "private", out, env=bob)
+        check(r.returncode != 0 and not os.path.exists(out), "revoke_model takes it back")
+
+        # a directory whose path has a newline (and a carriage return)
+        odd = os.path.join(work, "new\nline\rdir")
+        shutil.copytree(SQL_CLS, odd)
+        r = run(tool("pgbert_import"), odd, "oddpath")
+        check(r.returncode == 0 and r.stdout.strip() == "1",
+              "pgbert_import from a path with a newline (%s)" % (r.stderr.strip() or r.stdout.strip()))
+        back = os.path.join(work, "out\nput")
+        r = run(tool("pgbert_export"), "oddpath", back)
+        same = r.returncode == 0 and all(
+            open(os.path.join(SQL_CLS, f), "rb").read() == open(os.path.join(back, f), "rb").read()
+            for f in ("model.safetensors", "vocab.txt"))
+        check(same, "pgbert_export to a path with a newline, byte-identical (%s)" % r.stderr.strip())
+    finally:
+        with conn.cursor() as cur:
+            for m in ("bobs", "private", "oddpath"):
+                cur.execute("SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models "
+                            "WHERE name = %s) m", (m,))
+            for role in ('"Bob Mixed"', "pgbert_noperm"):
+                cur.execute("SELECT 1 FROM pg_roles WHERE quote_ident(rolname) = %s", (role,))
+                if cur.fetchone():
+                    cur.execute("DROP OWNED BY %s" % role)
+                    cur.execute("DROP ROLE %s" % role)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+STEPS = ["minilm", "round_trip", "refused", "trained_export", "progress_and_cancel", "dump_restore",
+         "programs"]
+
+
 def main():
+    steps = sys.argv[1:] or STEPS
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        sys.exit("unknown step %s; steps: %s" % (", ".join(unknown), " ".join(STEPS)))
     with open(PROBS, encoding="utf-8") as f:
         probs = json.load(f)
     with psycopg.connect(autocommit=True) as conn:
         with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pgbert")
-        minilm(conn)
-        round_trip(conn, probs)
-        refused(conn)
-        trained_export(conn, probs)
-        progress_and_cancel(conn)
-        dump_restore(conn, probs)
+        for step in steps:
+            fn = globals()[step]
+            fn(conn, probs) if step in ("round_trip", "trained_export", "dump_restore") else fn(conn)
         with conn.cursor() as cur:
             cur.execute("SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models) m")
     print("client checks: %s" % ("all passed" if failed == 0 else "%d FAILED" % failed))

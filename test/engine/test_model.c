@@ -351,6 +351,40 @@ test_config(void)
 	config_error("{\"num_hidden_layers\": \"six\"}", "num_hidden_layers");
 	config_error("{\"id2label\": {\"0\": \"a\", \"2\": \"b\"}}", "id2label key");
 	config_error("{\"a\": 1, \"a\": 2}", "not valid JSON");
+	/* what the engine does not compute is refused, not loaded and computed wrong */
+	config_error("{\"position_embedding_type\": \"relative_key\"}",
+				 "position_embedding_type \"relative_key\" is not supported");
+	config_error("{\"position_embedding_type\": \"relative_key_query\"}",
+				 "position_embedding_type \"relative_key_query\" is not supported");
+	config_error("{\"position_embedding_type\": 1}", "position_embedding_type (not a string)");
+	config_error("{\"model_type\": \"roberta\"}", "model_type \"roberta\" is not supported (only \"bert\")");
+	config_error("{\"model_type\": \"distilbert\"}", "model_type \"distilbert\"");
+	config_error("{\"model_type\": \"BERT\"}", "model_type \"BERT\"");
+	config_error("{\"model_type\": [\"bert\"]}", "model_type (not a string)");
+	{
+		/* a long unsupported value is quoted as 64 characters and "..." */
+		char		json[400],
+					want[200];
+
+		snprintf(json, sizeof json, "{\"hidden_act\": \"%0200d\"}", 0);
+		snprintf(want, sizeof want, "hidden_act \"%064d...\" is not supported", 0);
+		config_error(json, want);
+	}
+	{
+		const char *ok[] = {
+			"{\"model_type\": \"bert\", \"position_embedding_type\": \"absolute\"}",
+			"{\"model_type\": null, \"position_embedding_type\": null}",
+			"{}",
+		};
+
+		for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		{
+			err[0] = '\0';
+			check(bt_config_parse(ok[i], strlen(ok[i]), &cfg, err, sizeof err) == 0,
+				  "config accepted: %s %s", ok[i], err);
+			bt_config_free(&cfg);
+		}
+	}
 
 	{
 		BtTokenizerConfig tc;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "copy_text.h"
 #include "testing.h"
 #include "tokenizer.h"
@@ -450,6 +452,72 @@ test_vocab_parsing(void)
 		  strstr(err, "could not open"), "vocab: missing file reported (%s)", err);
 }
 
+/*
+ * vocab.txt line endings as Hugging Face's BertTokenizer reads them (fixture from
+ * test/oracle/gen_vocab_fixtures.py): CRLF, a lone CR inside a line (kept), trailing
+ * White_Space (trimmed), an empty line, a last line with a CR and no LF.
+ */
+static void
+test_vocab_line_endings(void)
+{
+	char		path[4096],
+				err[256];
+	json_error_t jerr;
+	json_t	   *exp,
+			   *item;
+	size_t		i;
+	BtVocab    *v;
+	BtTokenizer *tk;
+	BtTokenizerOptions o = bt_tokenizer_default_options();
+	int			vocab_ok = 1;
+
+	snprintf(path, sizeof path, "%s/vocab_line_endings/expected.json", fixture_dir);
+	exp = json_load_file(path, 0, &jerr);
+	snprintf(path, sizeof path, "%s/vocab_line_endings/vocab.txt", fixture_dir);
+	v = bt_vocab_load(path, err, sizeof err);
+	check(exp != NULL && v != NULL, "vocab line endings: fixture loads (%s)", v ? jerr.text : err);
+	if (exp == NULL || v == NULL)
+		return;
+	check(v->size == json_integer_value(json_object_get(exp, "lines")),
+		  "vocab line endings: %u tokens, one a line", v->size);
+	json_array_foreach(json_object_get(exp, "vocab"), i, item)
+	{
+		const char *tok = json_string_value(json_array_get(item, 0));
+		int32_t		id = (int32_t) json_integer_value(json_array_get(item, 1));
+		size_t		len;
+		const char *mine = bt_vocab_token(v, id, &len);
+
+		if (bt_vocab_find(v, tok, strlen(tok)) != id || mine == NULL || len != strlen(tok) ||
+			memcmp(mine, tok, len) != 0)
+		{
+			check(0, "vocab line endings: token %d is \"%s\" as Hugging Face reads it", id, tok);
+			vocab_ok = 0;
+		}
+	}
+	check(vocab_ok, "vocab line endings: every token and id as Hugging Face's BertTokenizer");
+	tk = bt_tokenizer_create(v, &o, err, sizeof err);
+	check(tk != NULL, "vocab line endings: tokenizer (%s)", err);
+	if (tk != NULL)
+	{
+		json_array_foreach(json_object_get(exp, "cases"), i, item)
+		{
+			const char *text = json_string_value(json_object_get(item, "text"));
+			json_t	   *ids = json_object_get(item, "ids");
+			Ids			got;
+			int			eq;
+
+			tokenize(tk, text, strlen(text), -1, &got, NULL);
+			eq = got.n + 2 == json_array_size(ids);
+			for (size_t k = 0; eq && k < got.n; k++)
+				eq = got.v[k] == json_integer_value(json_array_get(ids, k + 1));
+			check(eq, "vocab line endings: ids of case %zu as Hugging Face", i + 1);
+			free(got.v);
+		}
+		bt_tokenizer_free(tk);		/* frees v, as a failed create does */
+	}
+	json_decref(exp);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -480,6 +548,7 @@ main(int argc, char **argv)
 	test_relations();
 	test_huge_inputs();
 	test_vocab_parsing();
+	test_vocab_line_endings();
 	free_lines(&corpus);
 
 	printf("%d passed, %d failed\n", passed, failed);
