@@ -36,6 +36,12 @@ ALTER TABLE pgbert.model_versions ADD COLUMN weights_sealed boolean NOT NULL DEF
 COMMENT ON COLUMN pgbert.model_versions.weights_sealed IS
 'pgbert holds the weights (sealed at import); drop_model and DROP EXTENSION CASCADE unlink only these';
 
+-- current_user::regrole parses the name as an identifier: "Bob Mixed" fails and "Alice"
+-- becomes alice. quote_ident first (the definer functions set these columns explicitly).
+ALTER TABLE pgbert.model_versions ALTER COLUMN owner SET DEFAULT quote_ident(current_user)::regrole;
+ALTER TABLE pgbert.deployments ALTER COLUMN deployed_by SET DEFAULT quote_ident(current_user)::regrole;
+ALTER TABLE pgbert.training_jobs ALTER COLUMN owner SET DEFAULT quote_ident(current_user)::regrole;
+
 -- What a model version is never changes after import; its metrics are written once,
 -- by the training that created it. Superusers repairing a catalog by hand can set
 -- session_replication_role = replica.
@@ -108,7 +114,7 @@ CREATE OR REPLACE FUNCTION pgbert.check_owner(model_name text)
 RETURNS regrole
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgbert.require_owner(current_user::regrole, model_name) $$;
+AS $$ SELECT pgbert.require_owner(quote_ident(current_user)::regrole, model_name) $$;
 
 CREATE OR REPLACE FUNCTION pgbert.resolve_version(model_name text, model_version integer DEFAULT NULL)
 RETURNS integer
@@ -563,7 +569,7 @@ SELECT @extschema@.train_classifier(
            (a->>'early_stopping_patience')::int, (a->>'keep_better')::boolean)
 FROM (SELECT args AS a FROM pgbert.training_jobs
       WHERE id = job AND status = 'running' AND pid = pg_backend_pid()
-        AND owner = current_user::regrole) j
+        AND owner = quote_ident(current_user)::regrole) j
 $$;
 
 -- ---------------------------------------------------------------------------

@@ -66,6 +66,17 @@ SELECT (SELECT lomowner::regrole FROM pg_largeobject_metadata WHERE oid = :alice
 
 SET ROLE "regress Bob Mixed";
 SELECT classify('win a free phone', 'cls') = :'alice_label' AS bob_mixed_can_classify;
+-- and such a role owns what it imports (current_user::regrole would parse the name)
+RESET ROLE;
+SELECT lo_from_bytea(0, lo_get(:alice_w1)) AS bob_w \gset
+ALTER LARGE OBJECT :bob_w OWNER TO "regress Bob Mixed";
+SET ROLE "regress Bob Mixed";
+SELECT import_model('bobs', :bob_w, :'cfg', :'vocab') AS version;
+SELECT owner, (SELECT count(*) FROM pgbert.deployments) AS pins FROM pgbert.model_versions WHERE name = 'bobs';
+SELECT deploy_model('bobs', 1);
+SELECT deployed_by FROM pgbert.deployments WHERE name = 'bobs';
+SELECT drop_model('bobs');
+SELECT count(*) AS bobs_weights_left FROM pg_largeobject_metadata WHERE oid = :bob_w;
 
 -- mallory's own model, labels chosen to show up if it ever serves alice's name
 SET ROLE regress_mallory;
@@ -114,6 +125,10 @@ DROP SCHEMA mallory_s CASCADE;
 
 -- a huge name is shown cut, not echoed whole
 SELECT length(pg_temp.err(format('SELECT deploy_model(%L)', repeat('n', 100000)))) < 200 AS short_error;
+SELECT length(pg_temp.err(format('SELECT drop_model(%L, 1)', repeat('n', 100000)))) < 200 AS short_error;
+SELECT length(pg_temp.err(format('SELECT * FROM export_model(%L)', repeat('n', 100000)))) < 200 AS short_error;
+SELECT length(pg_temp.err(format('SELECT grant_model(%L, %L)', repeat('n', 100000), 'regress_alice'))) < 200
+       AS short_error;
 SELECT length(pg_temp.err(format('SELECT import_model(%L, %s, %L, %L)', repeat('n', 100000), :mallory_w2,
                                  :'cfg', :'vocab'))) < 300 AS short_error;
 
@@ -133,6 +148,29 @@ SELECT regexp_replace(pg_temp.err($$SELECT cancel_training($$ || :alice_job || $
 SELECT pg_temp.err($$UPDATE pgbert.training_jobs SET status = 'cancelled'$$);
 SELECT pgbert.run_training_job(:alice_job) IS NULL AS runs_nothing;
 ROLLBACK;
+
+-- alice cannot log in (a group role, say): her own job still runs, as her, not as the
+-- role its worker connects as
+CREATE FUNCTION pg_temp.wait_job(job bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text;
+BEGIN
+    FOR i IN 1..1200 LOOP
+        SELECT status INTO st FROM pgbert.training_jobs WHERE id = job;
+        EXIT WHEN st NOT IN ('queued', 'running');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RETURN st;
+END $$;
+SET ROLE regress_alice;
+SELECT start_training('alice_docs', 'body', 'label', model => 'alice_bg', epochs => 1, batch_size => 8,
+                      max_length => 16) AS bg_job \gset
+RESET ROLE;
+SELECT pg_temp.wait_job(:bg_job) AS status;
+SELECT j.owner, j.error, v.owner AS model_owner FROM pgbert.training_jobs j
+LEFT JOIN pgbert.model_versions v ON v.name = 'alice_bg' WHERE j.id = :bg_job;
+SET ROLE regress_alice;
+SELECT drop_model('alice_bg');
+RESET ROLE;
 
 -- training from a table she may not read: refused, no job and no model left
 SET ROLE regress_mallory;

@@ -4,7 +4,7 @@
  *
  * start_training() records a job in pgbert.training_jobs and launches a
  * dynamic background worker (no shared_preload_libraries needed) that
- * connects to the same database as the same role, waits until the job row
+ * connects to the same database, runs as the job's owner, waits until the job row
  * is committed, and runs the very same train_classifier() call with the
  * caller's pgbert.cpu_threads, so the result is identical. The job row
  * tells its status (queued, running, succeeded, failed, cancelled), the
@@ -43,7 +43,8 @@
 typedef struct JobTarget
 {
 	Oid			dbid;
-	Oid			userid;
+	Oid			userid;			/* the job's owner: the training runs with its privileges */
+	Oid			connect_as;		/* the extension's owner: the connection, and the job row's bookkeeping */
 	int64		job;
 	TransactionId xid;			/* the launching transaction, which inserted the job */
 } JobTarget;
@@ -149,6 +150,7 @@ pgbert_launch_training_worker(PG_FUNCTION_ARGS)
 	snprintf(w.bgw_type, BGW_MAXLEN, "pgbert training");
 	target.dbid = MyDatabaseId;
 	target.userid = owner;		/* the job runs with its owner's privileges, whoever launches it */
+	target.connect_as = pgbert_extension_owner();
 	target.job = PG_GETARG_INT64(0);
 	target.xid = GetTopTransactionId();
 	memcpy(w.bgw_extra, &target, sizeof(target));
@@ -220,7 +222,14 @@ pgbert_training_worker_main(Datum arg)
 	memcpy(&target, MyBgworkerEntry->bgw_extra, sizeof(target));
 	pqsignal(SIGTERM, training_sigterm);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(target.dbid, target.userid, 0);
+	/*
+	 * Connect as the extension's owner, who can log in, and run the training as
+	 * the job's owner, who may be a role that cannot (a group role, members
+	 * acting through SET ROLE). The switch is the one security-definer functions
+	 * make: under SECURITY_LOCAL_USERID_CHANGE, nothing the training runs (a
+	 * view's function, a policy) can SET ROLE or SET SESSION AUTHORIZATION back.
+	 */
+	BackgroundWorkerInitializeConnectionByOid(target.dbid, target.connect_as, 0);
 	mcxt = AllocSetContextCreate(TopMemoryContext, "pgbert training job", ALLOCSET_DEFAULT_SIZES);
 
 	/* the job row commits with the caller's transaction: wait for it (or for its rollback) */
@@ -247,9 +256,13 @@ pgbert_training_worker_main(Datum arg)
 	PG_TRY();
 	{
 		StringInfoData result;
+		Oid			save_userid;
+		int			save_sec_context;
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(target.userid, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		{
@@ -278,6 +291,8 @@ pgbert_training_worker_main(Datum arg)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		/* an abort would restore it; a commit does not */
+		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
 	PG_CATCH();
 	{
