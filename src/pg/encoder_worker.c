@@ -764,6 +764,10 @@ run_forward(WorkerSlot **batch, int n)
 				dsm_detach(segs[i]);
 			finish_slot(batch[i], BT_ERR_UNKNOWN_MODEL, "the engine holds another version of the catalog row");
 		}
+		pfree(offsets);
+		pfree(ids);
+		pfree(segs);
+		pfree(submitted);
 		return;
 	}
 
