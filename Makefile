@@ -13,8 +13,10 @@ MODULE_big = pgbert
 
 DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export bin/pgbert_sync
-REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train hardening security
-REGRESS_OPTS = --inputdir=. --outputdir=build/regress
+REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train hardening security worker
+# REGRESS_OUT: where results and diffs go (scripts/test.sh keeps its two runs apart)
+REGRESS_OUT ?= build/regress
+REGRESS_OPTS = --inputdir=. --outputdir=$(REGRESS_OUT)
 
 # OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens
 # it with dlopen the first time a model runs (src/engine/blas.h).

@@ -4,7 +4,8 @@
 #   plain and under ASan/UBSan), fuzz smoke runs, the GPU test programs
 #   (skips without a device), the row kernels under host emulation (no device needed),
 #   fixture reproducibility against the pinned oracles,
-#   the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv), and the
+#   the pg_regress suites in a throw-away PostgreSQL 15 cluster (pg_virtualenv), without and
+#   with pgbert preloaded (the encoder worker serving, the same expected files), and the
 #   client import/export checks with the real MiniLM checkpoint in another, and the
 #   encoder worker's checks in a third that preloads pgbert.
 # Exits nonzero when anything fails; the last line counts passed/failed stages.
@@ -22,6 +23,21 @@ stage() {
 regress() {
   if pg_virtualenv -v 15 make -s installcheck; then return 0; fi
   cat build/regress/regression.diffs 2>/dev/null | head -200
+  return 1
+}
+# the same suites and expected files on a server that preloads pgbert, its encoder worker
+# serving the models (only the worker suite has an alternative, expected/worker_1.out, and
+# says why); results in their own folder, so that a failure shows the diffs of this run.
+# A run the worker did not serve would prove nothing: it must be ready and have run rows.
+regress_preloaded() {
+  rm -rf build/regress-preload
+  pg_virtualenv -v 15 -o shared_preload_libraries=pgbert bash -c '
+    make -s installcheck REGRESS_OUT=build/regress-preload || exit 1
+    served=$(psql -XAtq -d contrib_regression -c "SELECT state, requests, rows FROM pgbert.worker")
+    echo "encoder worker after the suites (state|requests|rows): $served"
+    case $served in "ready|"[1-9]*"|"[1-9]*) exit 0 ;; *) echo "the encoder worker did not serve the suites"; exit 1 ;; esac
+  ' && return 0
+  cat build/regress-preload/regression.diffs 2>/dev/null | head -200
   return 1
 }
 # the client programs against a throw-away cluster: the real MiniLM checkpoint through
@@ -109,6 +125,7 @@ stage "safetensors fixtures reproducible" .venv-oracle/bin/python test/oracle/ge
 stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unicode_tables.py --check
 stage "tolerance scales reproducible" .venv-oracle/bin/python test/oracle/tolerance_scales.py --check
 stage "pg_regress suites" regress
+stage "pg_regress suites, preloaded (the encoder worker serving)" regress_preloaded
 stage "client import/export (MiniLM, round trip)" client_checks
 stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks
 stage "hot standby (primary + streaming replica, pgbert_sync)" standby_checks

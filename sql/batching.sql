@@ -70,12 +70,16 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE id IS DISTINCT FROM expected_id)
 FROM (SELECT id, c, row_number() OVER () - 1 AS expected_id
       FROM (SELECT id, classify(body, 'bcls') AS c FROM docs WHERE id < 1000 ORDER BY id) s) t;
 
--- LIMIT: blocks of 1, 2, 4 rows, so 7 rows are read for 5
+-- LIMIT: blocks of 1, 2, 4 rows, so 7 rows are read for 5. The models run in this session
+-- here, for one expected output with and without the encoder worker; its counters through
+-- the worker are in the worker suite
+SET pgbert.worker = off;
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT classify(body, 'bcls') FROM docs LIMIT 5;
 -- a smaller largest block
 SET pgbert.batch_rows = 16;
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT classify(body, 'bcls') FROM docs;
 RESET pgbert.batch_rows;
+RESET pgbert.worker;
 
 -- a call in WHERE: PgbertBatch filters, the scan keeps the other conditions
 EXPLAIN (COSTS OFF) SELECT id FROM docs WHERE classify(body, 'bcls') = 'spam' AND id > 3;

@@ -152,7 +152,10 @@ RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
 
--- the cache: one entry per version used in this session, bounded by pgbert.model_cache_size
+-- the cache: one entry per version used in this session, bounded by pgbert.model_cache_size.
+-- Its bound is about the weights this backend holds, so the models run here (through the
+-- encoder worker a version holds only its vocabulary: the worker suite)
+SET pgbert.worker = off;
 SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
 \lo_import :weights_file
 SELECT import_model('cls2', :LASTOID, :'cfg', :'vocab', :'tok') AS version;
@@ -163,6 +166,7 @@ SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
 SELECT classify('hello', 'cls') IS NOT NULL AS reloaded;
 SELECT name, version FROM pgbert.cached_models() ORDER BY 1;
 RESET pgbert.model_cache_size;
+RESET pgbert.worker;
 
 -- content moderation: a BEFORE INSERT OR UPDATE trigger labels each row, quarantines it
 -- above a spam score, rejects it above a phishing score (docs/moderation.md)
@@ -225,19 +229,6 @@ UPDATE inbox SET body = (SELECT body FROM oracle WHERE p_spam > 0.54 AND p_phish
 WHERE body IS NULL RETURNING status;
 DROP TABLE inbox;
 DROP FUNCTION moderate();
-
--- without shared_preload_libraries there is no encoder worker: models run in the session,
--- silently with pgbert.worker = auto (the default), with one notice when it is asked for
-SELECT state, message FROM pgbert.worker;
-SELECT count(*) FROM pgbert.worker_models;
-SHOW pgbert.worker;
-SET pgbert.worker = on;
-SELECT classify('hello', 'cls2') IS NOT NULL AS classified;
-SELECT classify('hello again', 'cls2') IS NOT NULL AS no_second_notice;
-SET pgbert.worker = off;
-SELECT classify('hello', 'cls2') IS NOT NULL AS classified;
-SET pgbert.worker = 'sometimes';
-RESET pgbert.worker;
 
 SELECT drop_model('cls2');
 SELECT drop_model('cls'), drop_model('encoder');

@@ -101,15 +101,36 @@ FROM export_model('spam') WHERE file = 'config.json';
 -- a version never changes after import, not even for a superuser
 SELECT lo_from_bytea(0, lo_get(:good)) AS copy3 \gset
 SELECT import_model('edited', :copy3, :'cfg', :'vocab', :'tok') AS version;
+SELECT classify('hello', 'edited') IN ('ham', 'spam', 'phish') AS served_before_the_edit;
 SELECT pg_temp.err($$UPDATE pgbert.model_versions SET labels = '{a,b}' WHERE name = 'edited'$$);
--- a catalog edited behind pgbert's back (triggers bypassed) is caught when the model loads
+-- a catalog edited behind pgbert's back (a superuser bypassing its triggers) is caught
+-- before the model runs, also once the version is cached (in this backend, or in the
+-- encoder worker's engine): the session checks the catalog row before either process runs
+-- a pass, so the errors are the same either way
 SET session_replication_role = replica;
 UPDATE pgbert.model_versions SET labels = '{a,b}' WHERE name = 'edited';
-RESET session_replication_role;
 SELECT pg_temp.err($$SELECT classify('hello', 'edited')$$);
--- and so are weights unlinked outside pgbert; drop_model still cleans up
+SELECT pg_temp.err($$SELECT classify_scores('hello', 'edited')$$);
+SELECT pg_temp.err($$SELECT embed('hello', 'edited')$$);
+-- fewer outputs than labels: no row may read another row's logits
+UPDATE pgbert.model_versions SET labels = '{a,b,c,d,e,f}' WHERE name = 'edited';
+SELECT pg_temp.err($$SELECT count(*) FROM classify_batch('{hello,world,again}', 'edited')$$);
+SELECT pg_temp.err($$SELECT classify(w, 'edited') FROM unnest('{hello,world,again}'::text[]) w$$);
+-- the row put right serves again
+UPDATE pgbert.model_versions SET labels = '{ham,spam,phish}' WHERE name = 'edited';
+SELECT classify('hello', 'edited') IN ('ham', 'spam', 'phish') AS served_again;
+-- a config the checkpoint does not fit: refused where the checkpoint is built, in this
+-- backend or in the engine, with the same SQLSTATE (the words differ, so only that is shown)
+UPDATE pgbert.model_versions SET config = jsonb_set(config, '{intermediate_size}', '8') WHERE name = 'edited';
+SELECT split_part(pg_temp.err($$SELECT classify('hello', 'edited')$$), ':', 1) AS sqlstate;
+UPDATE pgbert.model_versions SET config = :'cfg' WHERE name = 'edited';
+RESET session_replication_role;
+-- and so are weights unlinked outside pgbert, also with a copy of them cached; drop_model
+-- still cleans up
+SELECT classify('hello', 'edited') IN ('ham', 'spam', 'phish') AS served_again;
 SELECT lo_unlink(:copy3);
 SELECT pg_temp.err($$SELECT classify('hello', 'edited')$$);
+SELECT pg_temp.err($$SELECT embed('hello', 'edited')$$);
 SELECT drop_model('edited');
 
 -- DROP EXTENSION refuses while weights exist; CASCADE unlinks them (in a scratch database)

@@ -565,6 +565,38 @@ bt_safetensors_parse(const uint8_t *file, size_t len, char *err, size_t errlen)
 	return st;
 }
 
+int
+bt_safetensors_head_rows(const char *header, size_t len)
+{
+	json_error_t jerr;
+	json_t	   *root = json_loadb(header, len, 0, &jerr);
+	json_t	   *t,
+			   *shape,
+			   *rows;
+	int			n = -1;
+
+	if (root == NULL)
+		return -1;
+	if (!json_is_object(root))
+		goto done;
+	t = json_object_get(root, "classifier.weight");
+	if (t == NULL)
+	{
+		n = 0;
+		goto done;
+	}
+	/* the bounds bt_model_load accepts */
+	shape = json_is_object(t) ? json_object_get(t, "shape") : NULL;
+	if (shape == NULL || !json_is_array(shape) || json_array_size(shape) != 2)
+		goto done;
+	rows = json_array_get(shape, 0);
+	if (json_is_integer(rows) && json_integer_value(rows) >= 1 && json_integer_value(rows) <= 100000)
+		n = (int) json_integer_value(rows);
+done:
+	json_decref(root);
+	return n;
+}
+
 void
 bt_safetensors_free(BtSafetensors *st)
 {

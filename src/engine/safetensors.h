@@ -61,6 +61,15 @@ extern BtSafetensors *bt_safetensors_parse(const uint8_t *file, size_t len, char
 
 extern void bt_safetensors_free(BtSafetensors *st);
 
+/*
+ * From a safetensors header alone (the JSON text after the 8-byte length, so
+ * without reading the tensors): the rows of "classifier.weight", the outputs
+ * of the classification head bt_model_load would build; 0 when there is no
+ * such tensor; -1 when the header is not a JSON object or the tensor's shape
+ * is not a usable head (loading the checkpoint then refuses it anyway).
+ */
+extern int	bt_safetensors_head_rows(const char *header, size_t len);
+
 /* Tensor of that name (binary search), or NULL. */
 extern const BtTensor *bt_safetensors_find(const BtSafetensors *st, const char *name);
 

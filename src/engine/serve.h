@@ -20,7 +20,7 @@
 #include "train.h"
 
 #define BT_SERVE_MAGIC 0x54524542u	/* "BERT" */
-#define BT_SERVE_VERSION 1
+#define BT_SERVE_VERSION 2
 
 typedef enum BtMsgKind
 {
@@ -59,7 +59,8 @@ typedef enum BtServeStatus
 	BT_ERR_BAD_REQUEST,			/* malformed message or ids out of range */
 	BT_ERR_MODEL,				/* the checkpoint or config was refused */
 	BT_ERR_NO_MEMORY,
-	BT_ERR_DEVICE				/* the requested device is not available */
+	BT_ERR_DEVICE,				/* the requested device is not available */
+	BT_ERR_PRECISION			/* the request's precision does not exist on this device */
 } BtServeStatus;
 
 typedef struct BtMsgHeader
@@ -88,10 +89,19 @@ typedef struct BtLoaded
 	int32_t		pad;
 } BtLoaded;
 
+/* Arithmetic of a forward request's dense layers (the session's pgbert.cpu_precision). */
+typedef enum BtPrecision
+{
+	BT_PRECISION_FP32 = 0,
+	BT_PRECISION_INT8			/* 8-bit dense layers (bt_model_quantize); CPUs only */
+} BtPrecision;
+
 typedef struct BtForwardHead
 {
 	uint32_t	want;			/* BtWant */
 	uint32_t	n_seq;
+	uint32_t	precision;		/* BtPrecision: each request's own, the same model serves both */
+	uint32_t	pad;
 } BtForwardHead;
 
 /* TRAIN_BEGIN's fixed part: the options without their pointer, and where the model comes from. */

@@ -61,7 +61,7 @@ static PgbertModel *
 model_for_call(FunctionCallInfo fcinfo, int argno, Path *path)
 {
 	start_path(path);
-	return pgbert_model_for_call(fcinfo, argno, !path->worker);
+	return pgbert_model_for_call(fcinfo, argno, path->worker ? PGBERT_USE_WORKER : PGBERT_USE_SESSION);
 }
 
 /* Width of one sequence's output row (the label count equals the head's rows once loaded). */
@@ -465,7 +465,8 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 			want = parse_pooling(poolings[first]);
 		start_path(&path);
 		pm = pgbert_model_for_site(site_extra, site_mcxt,
-								   models[first] ? text_to_cstring(models[first]) : NULL, !path.worker);
+								   models[first] ? text_to_cstring(models[first]) : NULL,
+								   path.worker ? PGBERT_USE_WORKER : PGBERT_USE_SESSION);
 		width = Max(output_width(pm, want), 1);
 		out = palloc(sizeof(float) * (Size) k * width);
 		probs = palloc(sizeof(double) * width);

@@ -489,12 +489,26 @@ run_load(WorkerSlot *slot)
 		finish_slot(slot, -1, "the request's shared memory is gone");
 		return;
 	}
-	if (find_model(slot->key) >= 0)
+	if ((i = find_model(slot->key)) >= 0)
 	{
-		/* another session's load of the same version came first */
-		dsm_detach(seg);
-		finish_slot(slot, BT_SERVE_OK, NULL);
-		return;
+		if (ws->models[i].stamp == slot->stamp)
+		{
+			/* another session's load of the same version came first */
+			dsm_detach(seg);
+			finish_slot(slot, BT_SERVE_OK, NULL);
+			return;
+		}
+		/* the catalog row changed since (an UPDATE by hand): the engine's copy is not this one */
+		if (!evict_model(i))
+		{
+			char		msg[256];
+			int			status;
+
+			dsm_detach(seg);
+			status = engine_lost("while dropping the model's older copy", msg, sizeof(msg));
+			finish_slot(slot, status, msg);
+			return;
+		}
 	}
 	for (;;)
 	{
@@ -557,6 +571,7 @@ run_load(WorkerSlot *slot)
 		m->version_id = slot->version_id;
 		m->version = slot->version;
 		strlcpy(m->name, slot->name, NAMEDATALEN);
+		m->stamp = slot->stamp;
 		m->bytes = info->param_bytes;
 		m->hidden_size = info->hidden_size;
 		m->num_classes = info->num_classes;
@@ -740,9 +755,26 @@ run_forward(WorkerSlot **batch, int n)
 			finish_slot(batch[i], -1, "the request's shared memory is gone");
 		return;
 	}
+	if ((m = find_model(key)) >= 0 && ws->models[m].stamp != batch[0]->stamp)
+	{
+		/* the engine holds a copy of another version of the catalog row: the session loads this one */
+		for (int i = 0; i < n; i++)
+		{
+			if (segs[i])
+				dsm_detach(segs[i]);
+			finish_slot(batch[i], BT_ERR_UNKNOWN_MODEL, "the engine holds another version of the catalog row");
+		}
+		pfree(offsets);
+		pfree(ids);
+		pfree(segs);
+		pfree(submitted);
+		return;
+	}
 
+	memset(&head, 0, sizeof(head));
 	head.want = batch[0]->want;
 	head.n_seq = n_seq;
+	head.precision = batch[0]->precision;
 	if (bt_msg_send(engine_fd, BT_MSG_FORWARD, 0, batch[0]->key, &head, sizeof(head),
 					offsets, sizeof(int32) * (n_seq + 1), ids, sizeof(int32) * n_tokens) != 0 ||
 		read_reply(&h, &payload) != 0)
@@ -765,7 +797,11 @@ run_forward(WorkerSlot **batch, int n)
 		return;
 	}
 	if (h.status == BT_SERVE_OK)
+	{
 		width = h.len / sizeof(float) / n_seq;
+		if (h.len != sizeof(float) * (uint64) n_seq * width)
+			width = -1;			/* not whole rows: no session gets any */
+	}
 	end = GetCurrentTimestamp();
 
 	n_seq = 0;
@@ -775,7 +811,8 @@ run_forward(WorkerSlot **batch, int n)
 
 		if (segs[i] == NULL)
 			continue;
-		if (h.status == BT_SERVE_OK)
+		/* rows as wide as the session expects, or none: its segment has room for exactly those */
+		if (h.status == BT_SERVE_OK && width == s->width)
 		{
 			char	   *base = dsm_segment_address(segs[i]);
 			Size		out_at = sizeof(int32) * ((Size) s->n_seq + 1 + s->n_tokens);
@@ -813,6 +850,13 @@ run_forward(WorkerSlot **batch, int n)
 	for (int i = 0; i < n; i++)
 		if (segs[i] == NULL)
 			finish_slot(batch[i], -1, "the request's shared memory is gone");
+		else if (h.status == BT_SERVE_OK && width != batch[i]->width)
+		{
+			char		msg[64];
+
+			snprintf(msg, sizeof(msg), "%d", width);
+			finish_slot(batch[i], WORKER_STATUS_WIDTH, msg);
+		}
 		else
 			finish_slot(batch[i], h.status, h.status == BT_SERVE_OK ? NULL : payload);
 	pfree(payload);
@@ -891,7 +935,8 @@ serve_ready(void)
 
 			/* the oldest first, then the others in slot order */
 			if ((pass == 0) != (s == oldest) || s->state != SLOT_READY || s->kind != SLOT_FORWARD ||
-				s->key != oldest->key || s->want != oldest->want || n == ready)
+				s->key != oldest->key || s->stamp != oldest->stamp || s->want != oldest->want ||
+				s->precision != oldest->precision || s->width != oldest->width || n == ready)
 				continue;
 			if (n > 0 && tokens + s->n_tokens > pgbert_worker_batch_tokens)
 				continue;
@@ -914,7 +959,10 @@ serve_ready(void)
 	{
 		int			taken = 0;
 		uint64		key = batch[0]->key;
+		uint64		stamp = batch[0]->stamp;
 		int			want = batch[0]->want;
+		int			precision = batch[0]->precision;
+		int			width = batch[0]->width;
 
 		/*
 		 * The fields were read before taking the slots; a session may have
@@ -927,7 +975,8 @@ serve_ready(void)
 
 			if (!take_slot(s))
 				continue;
-			if (s->kind != SLOT_FORWARD || s->key != key || s->want != want)
+			if (s->kind != SLOT_FORWARD || s->key != key || s->stamp != stamp || s->want != want ||
+				s->precision != precision || s->width != width)
 			{
 				SpinLockAcquire(&s->mutex);
 				s->state = s->state == SLOT_ABANDONED ? SLOT_FREE : SLOT_READY;

@@ -15,6 +15,7 @@
 
 #include <limits.h>
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -62,6 +63,8 @@ typedef struct ResolvedRow
 	int64		id;
 	int32		version;
 	Oid			weights;
+	bool		weights_exist;	/* its large object, in the statement's snapshot */
+	uint64		stamp;			/* the row's version: xmin and ctid */
 	char	   *name;
 } ResolvedRow;
 
@@ -133,6 +136,62 @@ check_weights_readable(const char *name, int32 version, Oid weights)
 						   GetUserNameFromId(GetUserId(), false), version, weights),
 				 errhint("The model's owner can run SELECT grant_model('%s', '%s').",
 						 name, GetUserNameFromId(GetUserId(), false))));
+}
+
+/* Raise unless a resolved version's large object exists (the words be_lo_open uses). */
+static void
+check_weights_exist(const ResolvedRow *row)
+{
+	Oid			weights = row->weights;
+
+	if (!row->weights_exist)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("large object %u does not exist", weights)));
+}
+
+/*
+ * The outputs of a checkpoint's classification head, from its safetensors
+ * header only (a few kB of the large object, read as the current role): 0
+ * without a head, -1 when the header does not say (loading the checkpoint
+ * refuses it then, in this backend or in the encoder worker alike).
+ */
+static int
+read_head_rows(Oid weights)
+{
+	int			fd;
+	int64		size;
+	uint8		lenbuf[8];
+	uint64		hlen = 0;
+	char	   *header;
+	Size		done = 0;
+	int			rows = -1;
+
+	fd = DatumGetInt32(DirectFunctionCall2(be_lo_open, ObjectIdGetDatum(weights),
+										   Int32GetDatum(INV_READ)));
+	size = DatumGetInt64(DirectFunctionCall3(be_lo_lseek64, Int32GetDatum(fd),
+											 Int64GetDatum(0), Int32GetDatum(SEEK_END)));
+	DirectFunctionCall3(be_lo_lseek64, Int32GetDatum(fd), Int64GetDatum(0), Int32GetDatum(SEEK_SET));
+	if (size >= 8 && lo_read(fd, (char *) lenbuf, 8) == 8)
+		for (int i = 7; i >= 0; i--)
+			hlen = (hlen << 8) | lenbuf[i];
+	if (hlen > 0 && hlen <= (uint64) (size - 8) && hlen <= BT_SAFETENSORS_MAX_HEADER)
+	{
+		header = palloc(hlen);
+		while (done < hlen)
+		{
+			int			n = lo_read(fd, header + done, (int) (hlen - done));
+
+			if (n <= 0)
+				break;
+			done += n;
+		}
+		if (done == hlen)
+			rows = bt_safetensors_head_rows(header, hlen);
+		pfree(header);
+	}
+	DirectFunctionCall1(be_lo_close, Int32GetDatum(fd));
+	return rows;
 }
 
 /* Parse config.json, raising on errors. */
@@ -405,6 +464,8 @@ load_version(const ResolvedRow *row)
 	pm->id = row->id;
 	pm->version = row->version;
 	pm->weights = row->weights;
+	pm->stamp = row->stamp;
+	pm->head_rows = PGBERT_HEAD_UNREAD;
 	pm->tokenizer = built.tokenizer;
 	pm->max_tokens = built.max_tokens;
 	pm->num_labels = n_labels;
@@ -414,6 +475,34 @@ load_version(const ResolvedRow *row)
 	SPI_finish();
 	error_context_stack = errcb.previous;
 	return pm;
+}
+
+/*
+ * What a forward pass of a version needs, checked here before it runs, in
+ * this backend or in the encoder worker alike: the catalog's labels name the
+ * head's outputs (an encoder without a head has none). The head is read from
+ * the checkpoint's header once per cached version; a changed catalog row is
+ * another cached version (pgbert_model_for_site).
+ */
+static void
+check_labels_fit_head(PgbertModel *pm)
+{
+	if (pm->head_rows == PGBERT_HEAD_UNREAD)
+	{
+		ErrorContextCallback errcb;
+
+		errcb.callback = loading_context;
+		errcb.arg = pm;
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
+		pm->head_rows = read_head_rows(pm->weights);
+		error_context_stack = errcb.previous;
+	}
+	if (pm->head_rows >= 0 && pm->head_rows != pm->num_labels)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("label set mismatch: the classifier has %d outputs but the catalog lists %d labels",
+						pm->head_rows, pm->num_labels)));
 }
 
 /* Read a cached version's weights, on its first forward pass. */
@@ -545,7 +634,9 @@ resolve_name(const char *given)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare("SELECT v.id, v.version, v.weights FROM pgbert.model_versions v "
+		SPIPlanPtr	p = SPI_prepare("SELECT v.id, v.version, v.weights, v.xmin, v.ctid, "
+									"EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata l WHERE l.oid = v.weights) "
+									"FROM pgbert.model_versions v "
 									"WHERE v.name = $1 AND v.version = "
 									"(SELECT coalesce((SELECT d.version FROM pgbert.deployments d WHERE d.name = $1), "
 									"max(m.version)) FROM pgbert.model_versions m WHERE m.name = $1)",
@@ -570,22 +661,36 @@ resolve_name(const char *given)
 	row.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	row.version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	row.weights = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	{
+		TransactionId xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+																 SPI_tuptable->tupdesc, 4, &isnull));
+		ItemPointer ctid = (ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 5, &isnull));
+
+		row.weights_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6,
+													   &isnull));
+		/* any UPDATE of the row (labels, config, weights) gives another stamp */
+		row.stamp = ((uint64) xmin << 32) ^
+			((uint64) ItemPointerGetBlockNumber(ctid) << 16) ^ ItemPointerGetOffsetNumber(ctid);
+	}
 	row.name = MemoryContextStrdup(caller, name);
 	SPI_finish();
 	return row;
 }
 
 PgbertModel *
-pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights)
+pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertModelUse use)
 {
 	char	   *given = PG_ARGISNULL(model_argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(model_argno));
 
-	return pgbert_model_for_site(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, given, need_weights);
+	return pgbert_model_for_site(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, given, use);
 }
 
 PgbertModel *
-pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *given, bool need_weights)
+pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *given, PgbertModelUse use)
 {
+	bool		run = use != PGBERT_USE_TOKENIZER;
+	bool		need_weights = use == PGBERT_USE_SESSION;
 	CallSiteModel *site = *site_extra;
 	int			i;
 	PgbertModel *pm;
@@ -605,6 +710,8 @@ pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *gi
 	{
 		pm = cache[i];
 		pm->last_used = ++use_clock;
+		if (run)
+			check_labels_fit_head(pm);
 		if (need_weights && pm->model == NULL)
 		{
 			load_weights(pm);
@@ -616,12 +723,27 @@ pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *gi
 	{
 		ResolvedRow row = resolve_name(given);
 
+		/*
+		 * Every statement that runs the model checks the caller's privilege,
+		 * that the weights exist and that the labels fit the head, wherever
+		 * the forward pass then runs: cached weights here, or the encoder
+		 * worker's copy, never stand in for the catalog.
+		 */
 		check_weights_readable(row.name, row.version, row.weights);
+		if (run)
+			check_weights_exist(&row);
 		evict_name(row.name, row.id);
 		i = find_cached(row.id);
+		if (i >= 0 && cache[i]->stamp != row.stamp)
+		{
+			evict(i);			/* the row was updated since it was loaded: load it again */
+			i = -1;
+		}
 		pm = i >= 0 ? cache[i] : load_version(&row);
 		pm->uses++;
 		pm->last_used = ++use_clock;
+		if (run)
+			check_labels_fit_head(pm);
 		if (need_weights && pm->model == NULL)
 			load_weights(pm);
 		enforce_budget(pm);

@@ -135,7 +135,8 @@ _PG_init(void)
 	DefineCustomEnumVariable("pgbert.cpu_precision",
 							 "Arithmetic of the encoder's dense layers in forward passes run by this backend.",
 							 "fp32: float32, the reference. int8: 8-bit weights and inputs (CPUs with AVX2), faster "
-							 "and less exact. The encoder worker and training stay fp32.",
+							 "and less exact. Applies also to this session's requests to the encoder worker (refused "
+							 "there when it runs on a GPU); training stays fp32.",
 							 &pgbert_cpu_precision, PGBERT_CPU_FP32, cpu_precision_options, PGC_USERSET, 0, NULL, NULL,
 							 NULL);
 	DefineCustomBoolVariable("pgbert.batching",

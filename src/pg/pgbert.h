@@ -42,6 +42,9 @@ typedef struct PgbertModel
 	char	   *name;
 	int32		version;
 	Oid			weights;
+	uint64		stamp;			/* the catalog row's version it was loaded from (xmin and ctid) */
+	int			head_rows;		/* outputs of the checkpoint's head, 0: none, -1: the header does
+								 * not say, PGBERT_HEAD_UNREAD: not read yet */
 	char	   *config_json;	/* config.json, for loading the weights */
 	BtBertModel *model;			/* engine objects, malloc'd; model NULL until a forward pass needs it */
 	BtTokenizer *tokenizer;
@@ -55,13 +58,25 @@ typedef struct PgbertModel
 	MemoryContext mcxt;			/* name, labels */
 } PgbertModel;
 
+#define PGBERT_HEAD_UNREAD (-2)
+
+/* What a call does with a model: which checks it needs and whether the weights load here. */
+typedef enum PgbertModelUse
+{
+	PGBERT_USE_TOKENIZER,		/* tokenizes with its vocabulary only */
+	PGBERT_USE_WORKER,			/* runs it in the encoder worker: every check, no weights here */
+	PGBERT_USE_SESSION			/* runs it in this backend: every check, and the weights */
+} PgbertModelUse;
+
 /*
  * The model a call uses: argument model_argno names it (NULL = the default
  * model). Resolved once per statement and call site, with the caller's read
- * permission checked; loaded when not cached, with its weights when
- * need_weights (tokenizing needs only the vocabulary). Valid until the next call.
+ * permission checked; loaded when not cached. A use that runs the model also
+ * checks, whichever process runs it, that the weights' large object exists
+ * (each statement) and that the catalog's labels fit the checkpoint's head;
+ * PGBERT_USE_SESSION loads the weights here. Valid until the next call.
  */
-extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, bool need_weights);
+extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertModelUse use);
 
 /*
  * The same for callers without a function call (the batching node): given is
@@ -69,7 +84,7 @@ extern PgbertModel *pgbert_model_for_call(FunctionCallInfo fcinfo, int model_arg
  * site_mcxt, as fn_extra does for a call site.
  */
 extern PgbertModel *pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *given,
-										  bool need_weights);
+										  PgbertModelUse use);
 
 /* The per-row inference functions the batching node can run a block of rows at a time. */
 typedef enum PgbertBatchFn

@@ -123,7 +123,7 @@ tokenizer_for_call(FunctionCallInfo fcinfo, int model_arg, int lower_arg)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("do_lower_case cannot be combined with a model"),
 					 errdetail("A model's tokenizer settings come from its tokenizer_config.")));
-		return pgbert_model_for_call(fcinfo, model_arg, false)->tokenizer;
+		return pgbert_model_for_call(fcinfo, model_arg, PGBERT_USE_TOKENIZER)->tokenizer;
 	}
 	if (!PG_ARGISNULL(lower_arg))
 		lowercase = PG_GETARG_BOOL(lower_arg);

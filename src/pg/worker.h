@@ -39,6 +39,11 @@ typedef enum SlotKind
 	SLOT_PASS					/* one engine message as is (training): payload in, reply out */
 } SlotKind;
 
+/* Worker-side outcomes of a request, beside the engine's BtServeStatus. */
+#define WORKER_STATUS_FAILED (-1)	/* the engine died or the request's memory is gone; message says */
+#define WORKER_STATUS_GONE (-2)		/* session side only: the worker went away without answering */
+#define WORKER_STATUS_WIDTH (-3)	/* the engine's rows are not as wide as the request expects */
+
 typedef struct WorkerSlot
 {
 	slock_t		mutex;			/* protects state */
@@ -52,7 +57,10 @@ typedef struct WorkerSlot
 	int64		version_id;
 	int32		version;
 	char		name[NAMEDATALEN];
+	uint64		stamp;			/* the catalog row's version (pgbert_model_stamp): a changed row is another model */
 	int			want;			/* BtWant */
+	int			precision;		/* BtPrecision: the session's pgbert.cpu_precision */
+	int			width;			/* floats per result row the session expects */
 	int			n_seq;
 	int			n_tokens;
 	uint64		load_bytes;		/* LOAD: config + checkpoint bytes */
@@ -61,7 +69,7 @@ typedef struct WorkerSlot
 	uint64		out_cap;		/* PASS: room for the reply in the segment */
 	uint64		out_len;		/* PASS: reply bytes written there */
 	TimestampTz submitted;
-	int			status;			/* BtStatus of the result, or -1 for a worker-side failure */
+	int			status;			/* BtStatus of the result, or a WORKER_STATUS_* (< 0) */
 	char		message[256];
 } WorkerSlot;
 
@@ -73,6 +81,7 @@ typedef struct WorkerModel
 	int64		version_id;
 	int32		version;
 	char		name[NAMEDATALEN];
+	uint64		stamp;			/* the catalog row's version it was loaded from */
 	uint64		bytes;
 	int			hidden_size;
 	int			num_classes;

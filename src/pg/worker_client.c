@@ -234,14 +234,18 @@ describe_model(WorkerSlot *slot, const PgbertModel *pm)
 	slot->version = pm->version;
 	strlcpy(slot->name, pm->name, NAMEDATALEN);
 	slot->key = pgbert_worker_key(MyDatabaseId, pm->id);
+	slot->stamp = pm->stamp;
 }
 
-/* Whether the engine holds a version now (unlocked peek). */
+/* Whether the engine holds this version of the catalog row now (unlocked peek). */
 static bool
-worker_holds(uint64 key)
+worker_holds(const PgbertModel *pm)
 {
+	uint64		key = pgbert_worker_key(MyDatabaseId, pm->id);
+
 	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
-		if (pgbert_worker_shared->models[i].used && pgbert_worker_shared->models[i].key == key)
+		if (pgbert_worker_shared->models[i].used && pgbert_worker_shared->models[i].key == key &&
+			pgbert_worker_shared->models[i].stamp == pm->stamp)
 			return true;
 	return false;
 }
@@ -312,6 +316,9 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 		slot->kind = SLOT_FORWARD;
 		slot->seg = dsm_segment_handle(session_seg);
 		slot->want = want;
+		/* the session's setting, per request: the engine keeps both forms of a model */
+		slot->precision = pgbert_cpu_precision == PGBERT_CPU_INT8 ? BT_PRECISION_INT8 : BT_PRECISION_FP32;
+		slot->width = width;
 		slot->n_seq = n_seq;
 		slot->n_tokens = n_tokens;
 		status = post_and_wait(slot, message, sizeof(message));
@@ -331,7 +338,7 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 		if (status != BT_ERR_UNKNOWN_MODEL || attempt > 0)
 			break;
 		/* the engine does not have this version (first use, evicted, or a new engine): send it */
-		if (worker_holds(pgbert_worker_key(MyDatabaseId, pm->id)))
+		if (worker_holds(pm))
 			continue;			/* another session's load finished meanwhile */
 		status = load_into_worker(slot, pm, message, sizeof(message));
 		if (status == -2)
@@ -370,6 +377,23 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 							pm->version),
 					 errdetail("%s.", message),
 					 errhint("Raise pgbert.gpu_memory (or pgbert.worker_memory), or lower pgbert.worker_batch_tokens.")));
+			break;
+		case BT_ERR_PRECISION:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("pgbert.cpu_precision = int8 does not apply in the encoder worker: %s", message),
+					 errhint("SET pgbert.cpu_precision = fp32, or SET pgbert.worker = off to run 8-bit "
+							 "dense layers on this session's CPU.")));
+			break;
+		case WORKER_STATUS_WIDTH:
+			/* the session checked the labels against the head; a checkpoint changed under it */
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 want == BT_WANT_LOGITS ?
+					 errmsg("label set mismatch: the classifier has %s outputs but the catalog lists %d labels",
+							message, pm->num_labels) :
+					 errmsg("model \"%s\" version %d gave rows of %s values in the encoder worker, not %d",
+							pm->name, pm->version, message, width)));
 			break;
 		case BT_ERR_DEVICE:
 			ereport(ERROR,

@@ -14,6 +14,8 @@ signals to the engine process):
 3. 16 concurrent sessions classifying their own texts get their own rows back (within
    testkit.P_TOL of the in-process probabilities and nearer to them than to any other text's: merged
    batches round differently in the last bits), and the worker merged their requests.
+   Sessions with pgbert.cpu_precision = int8 and fp32 at the same time each get their own
+   precision's results (the worker honours it per request).
 4. One copy of the weights: the engine process holds MiniLM once; sessions that used it
    through the worker hold no weights (pgbert.cached_models) and stay small.
 5. Cancel (pg_cancel_backend) and statement_timeout in the middle of a long query stop
@@ -210,6 +212,53 @@ def concurrent(conn, probs, reference):
     after = worker(conn)
     reqs, batches = after["requests"] - before["requests"], after["batches"] - before["batches"]
     check(batches < reqs, "the worker merged concurrent requests: %d requests in %d batches" % (reqs, batches))
+
+
+def mixed_precision(conn, probs, reference):
+    """Sessions with pgbert.cpu_precision = int8 and fp32 at once: the worker honours each
+    request's own precision and merges only requests of the same one."""
+    texts = [p["text"] for p in probs]
+    conn.execute("SET pgbert.worker = off")
+    conn.execute("SET pgbert.cpu_precision = int8")
+    reference_int8 = scores(conn, texts)
+    conn.execute("RESET pgbert.cpu_precision")
+    conn.execute("RESET pgbert.worker")
+    refs = {"fp32": [json.loads(r) for r in reference], "int8": [json.loads(r) for r in reference_int8]}
+
+    def dist(a, b):
+        return max(abs(a[k] - b[k]) for k in a)
+
+    apart = sum(dist(a, b) > 2 * testkit.P_TOL for a, b in zip(refs["fp32"], refs["int8"]))
+    results, errors = {}, []
+
+    def client(k):
+        precision = ("fp32", "int8")[k % 2]
+        try:
+            with connect() as c:
+                c.execute("SET pgbert.cpu_precision = %s" % precision)
+                mine = list(range(k, len(texts), 8))
+                results[k] = (precision, mine, [c.execute("SELECT classify_scores(%s, 'cls')::text",
+                                                          (texts[j],)).fetchone()[0] for j in mine])
+        except Exception as e:  # noqa: BLE001 - reported as a failure
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # merged batches round in the last bits (see concurrent), so: within testkit.P_TOL of the
+    # in-process result of the session's own precision; the two precisions' results are
+    # farther apart than that on `apart` texts, where a row run in the other one shows
+    wrong, worst = 0, 0.0
+    for precision, mine, got in results.values():
+        for j, g in zip(mine, got):
+            d = dist(json.loads(g), refs[precision][j])
+            worst = max(worst, d)
+            wrong += d > testkit.P_TOL
+    check(not errors and len(results) == 8 and wrong == 0 and apart > 0,
+          "4 int8 and 4 fp32 sessions at once each got their own precision's rows: %d wrong, max |dp| %.2g, "
+          "errors %s (the precisions differ beyond the tolerance on %d texts)" % (wrong, worst, errors[:2], apart))
 
 
 def one_copy(conn):
@@ -515,6 +564,7 @@ def main():
             "SELECT embed(body, 'minilm')::text FROM mails ORDER BY id LIMIT 3")]
         conn.execute("RESET pgbert.worker")
         concurrent(conn, probs, reference)
+        mixed_precision(conn, probs, reference)
         one_copy(conn)
         interrupted(conn, reference_mail_embeds)
         engine_killed(conn, reference_mail_embeds, probs, reference)

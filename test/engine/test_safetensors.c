@@ -696,6 +696,33 @@ done:
 	free(jtext);
 }
 
+/* The head's outputs from the header alone, as bt_model_load would count them. */
+static void
+test_head_rows(void)
+{
+	static const struct
+	{
+		const char *header;
+		int			rows;
+	}			cases[] = {
+		{"{\"classifier.weight\": {\"dtype\": \"F32\", \"shape\": [3, 32], \"data_offsets\": [0, 384]}}", 3},
+		{"{\"__metadata__\": {}, \"pooler.dense.weight\": {\"dtype\": \"F32\", \"shape\": [2, 2], "
+		 "\"data_offsets\": [0, 16]}}", 0},
+		{"{\"classifier.weight\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 12]}}", -1},
+		{"{\"classifier.weight\": {\"dtype\": \"F32\", \"shape\": [0, 4], \"data_offsets\": [0, 0]}}", -1},
+		{"{\"classifier.weight\": {\"shape\": [\"3\", 4]}}", -1},
+		{"[1, 2]", -1},
+		{"{\"classifier.weight\": ", -1},
+	};
+
+	for (int i = 0; i < (int) (sizeof(cases) / sizeof(cases[0])); i++)
+	{
+		int			rows = bt_safetensors_head_rows(cases[i].header, strlen(cases[i].header));
+
+		check(rows == cases[i].rows, "head rows of header %d: %d (want %d)", i, rows, cases[i].rows);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -706,6 +733,7 @@ main(int argc, char **argv)
 	}
 	test_valid();
 	test_malformed();
+	test_head_rows();
 	test_golden(argv[1]);
 
 	printf("%d passed, %d failed\n", passed, failed);

@@ -72,7 +72,7 @@ main(int argc, char **argv)
 	/* two sequences: [CLS] a b [SEP], [CLS] c [SEP] */
 	int32_t		offsets[3] = {0, 4, 7};
 	int32_t		ids[7] = {101, 2000, 2001, 102, 101, 2002, 102};
-	BtForwardHead head = {BT_WANT_LOGITS, 2};
+	BtForwardHead head = {BT_WANT_LOGITS, 2, BT_PRECISION_FP32, 0};
 	int			st_code;
 
 	if (argc != 2)
@@ -164,6 +164,52 @@ main(int argc, char **argv)
 		free(local);
 		free(hidden);
 	}
+	/*
+	 * precision per request: int8 equals this process's quantized model bit for bit, fp32
+	 * after it is float32's again (the engine keeps both forms), an unknown one is refused
+	 */
+	{
+		int			width = m->num_classes;
+		float	   *fp32 = calloc((size_t) 2 * width, sizeof(float));
+		float	   *int8 = calloc((size_t) 2 * width, sizeof(float));
+		BtBatch		b = {2, offsets, ids, NULL};
+		BtForwardOut o;
+		int			quantized;
+
+		memset(&o, 0, sizeof(o));
+		o.logits = fp32;
+		m->use_q8 = false;
+		bt_model_forward(m, &b, &o, err, sizeof(err));
+		quantized = bt_model_quantize(m, err, sizeof(err)) == 0;
+		o.logits = int8;
+		bt_model_forward(m, &b, &o, err, sizeof(err));
+		m->use_q8 = false;
+		head.want = BT_WANT_LOGITS;
+		head.precision = BT_PRECISION_INT8;
+		st_code = ask(BT_MSG_FORWARD, 7, &head, sizeof(head), offsets, sizeof(offsets), ids, sizeof(ids),
+					  &payload, &len);
+		check(quantized && st_code == BT_SERVE_OK && len == sizeof(float) * 2 * width &&
+			  memcmp(payload, int8, len) == 0,
+			  "an int8 request equals a quantized bt_model_forward bit for bit (%s 8-bit layers)",
+			  m->n_q8 > 0 ? "with" : "no AVX2: without");
+		check(m->n_q8 == 0 || memcmp(fp32, int8, len) != 0, "8-bit layers move the logits");
+		free(payload);
+		head.precision = BT_PRECISION_FP32;
+		st_code = ask(BT_MSG_FORWARD, 7, &head, sizeof(head), offsets, sizeof(offsets), ids, sizeof(ids),
+					  &payload, &len);
+		check(st_code == BT_SERVE_OK && len == sizeof(float) * 2 * width && memcmp(payload, fp32, len) == 0,
+			  "an fp32 request after it is float32's bit for bit");
+		free(payload);
+		head.precision = 7;
+		st_code = ask(BT_MSG_FORWARD, 7, &head, sizeof(head), offsets, sizeof(offsets), ids, sizeof(ids),
+					  &payload, NULL);
+		check(st_code == BT_ERR_BAD_REQUEST, "an unknown precision: %s", payload);
+		free(payload);
+		head.precision = BT_PRECISION_FP32;
+		free(fp32);
+		free(int8);
+	}
+
 	/* training needs the Hugging Face layout: a packed model is refused, a fresh copy from here on */
 	{
 		BtTrainOptions o = bt_train_default_options(&m->cfg);
@@ -186,7 +232,7 @@ main(int argc, char **argv)
 	{
 		int32_t		bad_offsets[3] = {0, 4, 9};
 		int32_t		bad_ids[7] = {101, 2000, 2001, 102, 101, 999999, 102};
-		BtForwardHead bad_head = {9, 2};
+		BtForwardHead bad_head = {9, 2, BT_PRECISION_FP32, 0};
 
 		head.want = BT_WANT_LOGITS;
 		st_code = ask(BT_MSG_FORWARD, 7, &head, sizeof(head), bad_offsets, sizeof(bad_offsets), ids, sizeof(ids),
