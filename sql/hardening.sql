@@ -1,4 +1,4 @@
--- Hardening (issue 18): checkpoints the engine would compute wrong are refused at import,
+-- Hardening: checkpoints the engine would compute wrong are refused at import,
 -- errors quote a bounded prefix of a user-given model name, and a label column whose
 -- equal values print differently is refused with both spellings named.
 \getenv abs_srcdir PG_ABS_SRCDIR
