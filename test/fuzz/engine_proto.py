@@ -1,5 +1,6 @@
 """Speak the engine process's protocol (src/engine/serve.h) from Python."""
 import os
+import resource
 import socket
 import struct
 import subprocess
@@ -18,14 +19,20 @@ class EngineGone(Exception):
 
 
 class Engine:
-    def __init__(self, program, threads=1, device="cpu", env=None, stderr=None):
+    def __init__(self, program, threads=1, device="cpu", env=None, stderr=None, timeout=None,
+                 address_limit_mb=None):
+        """timeout: seconds to wait for a reply (socket.timeout past it); address_limit_mb:
+        RLIMIT_AS of the engine, so that allocations fail as under strict overcommit."""
         a, b = socket.socketpair()
+        a.settimeout(timeout)
         self.sock = a
         os.set_inheritable(b.fileno(), True)
         fd = b.fileno()
         self.proc = subprocess.Popen(
             [program, str(fd), device, str(threads)],
-            pass_fds=(fd,), env=env, stderr=stderr)
+            pass_fds=(fd,), env=env, stderr=stderr,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_AS, (address_limit_mb << 20,) * 2))
+            if address_limit_mb else None)
         b.close()
         h, payload = self.read()
         if h[1] != HELLO or h[2] != 0:

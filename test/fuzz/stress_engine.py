@@ -9,15 +9,22 @@ framing; the engine must never die of anything but our kill. Build the engine wi
 ASan/UBSan (make build/san/pgbert_engine) so that a memory error is a crash.
 
     python3 test/fuzz/stress_engine.py ENGINE SECONDS [SEED] [--idle S] [--big MODEL_DIR]
+                                       [--reply-timeout S] [--address-limit MB]
 
 --idle S makes an idle stretch S seconds (what is minutes on a real server);
---big adds a real checkpoint (all-MiniLM-L6-v2) to the models loaded now and then.
-Exit 0 when the engine survived; 1 with the last operations on a crash.
+--big adds a real checkpoint (all-MiniLM-L6-v2) to the models loaded now and then;
+--reply-timeout S counts a reply that takes longer as a hang (default 300);
+--address-limit MB starts each engine under that RLIMIT_AS, so that allocations fail
+as on a server with vm.overcommit_memory = 2 near its commit limit (use the optimized
+build: ASan's shadow memory does not fit such a limit); the engine must then answer
+"out of memory", not crash or hang.
+Exit 0 when the engine survived; 1 with the last operations on a crash or a hang.
 """
 import argparse
 import collections
 import os
 import random
+import socket
 import struct
 import sys
 import time
@@ -44,7 +51,9 @@ def read_model(d):
 
 
 class Stress:
-    def __init__(self, program, seed, idle, big, threads, log):
+    def __init__(self, program, seed, idle, big, threads, log, reply_timeout=300, address_limit=None):
+        self.reply_timeout = reply_timeout
+        self.address_limit = address_limit
         self.program = program
         self.rng = random.Random(seed)
         self.idle = idle
@@ -58,7 +67,8 @@ class Stress:
         self.counts = collections.Counter()
 
     def start(self):
-        self.engine = Engine(self.program, self.rng.choice(self.threads))
+        self.engine = Engine(self.program, self.rng.choice(self.threads), timeout=self.reply_timeout,
+                             address_limit_mb=self.address_limit)
         self.loaded = {}        # key -> model
         self.trainers = {}      # key -> model trained
         self.next_trainer = 1
@@ -241,6 +251,11 @@ class Stress:
                 f = self.rng.choices(funcs, weights)[0]
                 f()
                 n += 1
+        except socket.timeout:
+            print("engine did not answer within %g s after %d operations (hung); last operations:\n  %s" %
+                  (self.reply_timeout, n, "\n  ".join(self.recent)))
+            self.engine.kill(9)
+            return 1
         except (EngineGone, AssertionError, ConnectionResetError) as e:
             rc = self.engine.proc.wait()
             print("engine died (exit %s) after %d operations: %r" % (rc, n, e))
@@ -263,8 +278,11 @@ def main():
     ap.add_argument("--big")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--log", action="store_true")
+    ap.add_argument("--reply-timeout", type=float, default=300)
+    ap.add_argument("--address-limit", type=int)
     a = ap.parse_args()
-    s = Stress(a.engine, a.seed, a.idle, a.big, [int(x) for x in a.threads.split(",")], a.log)
+    s = Stress(a.engine, a.seed, a.idle, a.big, [int(x) for x in a.threads.split(",")], a.log,
+               a.reply_timeout, a.address_limit)
     sys.exit(s.run(a.seconds))
 
 
