@@ -123,11 +123,29 @@ $(BUILD)/fuzz_%: test/fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -O1 -g -Isrc/engine -Ikernels -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
 
-fuzz-smoke: $(BUILD)/fuzz_tokenizer $(BUILD)/fuzz_safetensors
-	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-corpus-safetensors
+fuzz-smoke: $(BUILD)/fuzz_tokenizer $(BUILD)/fuzz_safetensors $(BUILD)/fuzz_serve
+	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-corpus-safetensors $(BUILD)/fuzz-corpus-serve
 	$(BUILD)/fuzz_tokenizer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz-corpus test/fuzz/seeds
 	$(BUILD)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 		-dict=test/fuzz/safetensors.dict $(BUILD)/fuzz-corpus-safetensors test/fuzz/seeds_safetensors
+	$(BUILD)/fuzz_serve -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		$(BUILD)/fuzz-corpus-serve test/fuzz/seeds_serve
+
+# The engine process under ASan/UBSan, driven through its socket protocol by
+# test/fuzz/stress_engine.py: loads, replacements, evictions, idle stretches,
+# thread-count changes, trainings failing and abandoned, malformed messages,
+# kills. STRESS_SECONDS per seed; STRESS_IDLE is what an idle stretch lasts.
+STRESS_SECONDS ?= 30
+STRESS_IDLE ?= 1.0
+$(BUILD)/san/pgbert_engine: src/engine/engine_main.c $(ENGINE_SRCS) $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(SAN_FLAGS) -Isrc/engine -Ikernels -o $@ $< $(ENGINE_SRCS) $(ENGINE_LIBS)
+
+.PHONY: engine-stress
+engine-stress: $(BUILD)/san/pgbert_engine
+	python3 test/fuzz/stress_engine.py $(BUILD)/san/pgbert_engine $(STRESS_SECONDS) 1 --idle $(STRESS_IDLE) --threads 1,2
+	python3 test/fuzz/stress_engine.py $(BUILD)/san/pgbert_engine $(STRESS_SECONDS) 2 --idle $(STRESS_IDLE) --threads 2,4 \
+		$(if $(wildcard $(MINILM_DIR)/model.safetensors),--big $(MINILM_DIR))
 
 bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_gemm $(BUILD)/bench_rows $(BUILD)/bench_train $(BUILD)/fma_peak \
 	$(BUILD)/mac_peak

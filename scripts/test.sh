@@ -115,7 +115,8 @@ stage "library linkage" check_linkage
 stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
 stage "engine tests without AVX2 (BT_PORTABLE: plain loops)" make -s engine-check-portable
-stage "fuzz smoke (tokenizer, safetensors)" make -s fuzz-smoke
+stage "fuzz smoke (tokenizer, safetensors, engine protocol)" make -s fuzz-smoke
+stage "engine process stress under ASan/UBSan (protocol: loads, evictions, idle, trainings, kills)" make -s engine-stress
 stage "gpu programs (skip without a device; the library loads)" gpu_programs
 stage "gpu kernels under host emulation" make -s gpu-emulation
 stage "gpu library under host emulation (test_gpu_model, test_gpu_train vs the CPU engine)" make -s gpu-emulated-library

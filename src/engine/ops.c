@@ -23,12 +23,13 @@ bt_check_batch(const BtBertModel *m, const BtBatch *b, char *err, size_t errlen)
 	}
 	for (int s = 0; s < b->n_seq; s++)
 	{
-		int			len = b->offsets[s + 1] - b->offsets[s];
+		/* in 64 bits: offsets from a message may be anything, and their difference overflow an int */
+		int64_t		len = (int64_t) b->offsets[s + 1] - b->offsets[s];
 
 		if (len < 1 || len > m->cfg.max_position)
 		{
-			snprintf(err, errlen, "sequence %d has %d tokens; the model takes 1 to %d",
-					 s, len, m->cfg.max_position);
+			snprintf(err, errlen, "sequence %d has %lld tokens; the model takes 1 to %d",
+					 s, (long long) len, m->cfg.max_position);
 			return -1;
 		}
 	}

@@ -801,3 +801,12 @@ bt_serve(int fd, const char *device, int threads, const BtServeGpuOptions *gpu_o
 			return 3;			/* after the reply: the worker sees us gone and starts a fresh engine */
 	}
 }
+
+void
+bt_serve_reset(void)
+{
+	while (n_served > 0)
+		evict_model(served[0].key);
+	while (n_trainers > 0)
+		end_trainer(trainers[0].key);
+}

@@ -181,4 +181,7 @@ typedef struct BtServeGpuOptions
  */
 extern int	bt_serve(int fd, const char *device, int threads, const BtServeGpuOptions *gpu);
 
+/* Free every model and training run bt_serve holds (tests and the protocol fuzzer run it in-process). */
+extern void bt_serve_reset(void);
+
 #endif

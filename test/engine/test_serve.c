@@ -250,6 +250,16 @@ main(int argc, char **argv)
 		st_code = ask(BT_MSG_FORWARD, 7, &head, 3, NULL, 0, NULL, 0, &payload, NULL);
 		check(st_code == BT_ERR_BAD_REQUEST, "a truncated request: %s", payload);
 		free(payload);
+		{
+			/* offsets whose differences overflow int (the sanitized build aborted on them) */
+			int32_t		wrap_offsets[4] = {0, 4, INT32_MIN, 7};
+			BtForwardHead wrap_head = {BT_WANT_LOGITS, 3};
+
+			st_code = ask(BT_MSG_FORWARD, 7, &wrap_head, sizeof(wrap_head), wrap_offsets, sizeof(wrap_offsets),
+						  ids, sizeof(ids), &payload, NULL);
+			check(st_code == BT_ERR_BAD_REQUEST, "offsets that go back by INT32_MIN: %s", payload);
+			free(payload);
+		}
 		st_code = ask(99, 7, NULL, 0, NULL, 0, NULL, 0, &payload, NULL);
 		check(st_code == BT_ERR_BAD_REQUEST, "an unknown message kind: %s", payload);
 		free(payload);
