@@ -9,6 +9,7 @@ MAGIC = 0x54524542
 (HELLO, LOAD, FORWARD, EVICT, THREADS, TRAIN_BEGIN, TRAIN_ACCUMULATE, TRAIN_STEP,
  TRAIN_FORWARD, TRAIN_SNAPSHOT, TRAIN_RESTORE, TRAIN_SAVE, TRAIN_END) = range(1, 14)
 WANT_LOGITS, WANT_MEAN, WANT_CLS, WANT_POOLER = range(4)
+PRECISION_FP32, PRECISION_INT8 = range(2)
 HDR = struct.Struct("<IHHQQ")
 # BtTrainBegin: 6 floats, 2 int32, 2 floats, uint64, 4 int32, uint32, uint32 pad
 TRAIN_BEGIN_FMT = struct.Struct("<6f2i2fQ4iII")
@@ -68,12 +69,13 @@ class Engine:
     def load(self, key, config, weights):
         return self.ask(LOAD, key, struct.pack("<I", len(config)) + config + weights)
 
-    def forward(self, key, seqs, want=WANT_LOGITS):
+    def forward(self, key, seqs, want=WANT_LOGITS, precision=PRECISION_FP32):
         offs = [0]
         for s in seqs:
             offs.append(offs[-1] + len(s))
         ids = [t for s in seqs for t in s]
-        payload = struct.pack("<II", want, len(seqs)) + struct.pack("<%di" % len(offs), *offs) + \
+        # BtForwardHead: want, n_seq, precision, pad
+        payload = struct.pack("<IIII", want, len(seqs), precision, 0) + struct.pack("<%di" % len(offs), *offs) + \
             struct.pack("<%di" % len(ids), *ids)
         return self.ask(FORWARD, key, payload)
 

@@ -119,9 +119,11 @@ class Stress:
         m = self.loaded.get(key, self.rng.choice(self.models))
         want = self.rng.randrange(4)
         bad = self.rng.random() < 0.15
+        # int8 requests quantize a version the first time and then keep both forms
+        precision = PRECISION_INT8 if self.rng.random() < 0.25 else PRECISION_FP32
         seqs = self.seqs(m, bad)
-        self.note("forward key=%d want=%d n=%d bad=%s" % (key, want, len(seqs), bad))
-        st, reply = self.engine.forward(key, seqs, want)
+        self.note("forward key=%d want=%d precision=%d n=%d bad=%s" % (key, want, precision, len(seqs), bad))
+        st, reply = self.engine.forward(key, seqs, want, precision)
         if key not in self.loaded:
             assert st == 1, "forward of an unloaded model: status %d" % st
         elif st == 0:
