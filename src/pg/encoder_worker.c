@@ -231,6 +231,27 @@ engine_gone(char *why, size_t len)
 }
 
 /*
+ * Between requests the engine says nothing: its socket turning readable then
+ * means it died (the kernel closed its end) or broke the protocol. Reap it at
+ * once and start a fresh one, so that the next request finds a live engine
+ * instead of failing for a death it had no part in. True if that happened.
+ */
+static bool
+engine_died_idle(void)
+{
+	struct pollfd p = {engine_fd, POLLIN, 0};
+	char		why[200];
+
+	if (engine_fd < 0 || poll(&p, 1, 0) <= 0)
+		return false;
+	engine_gone(why, sizeof(why));
+	ereport(LOG,
+			(errmsg("pgbert encoder: the engine process %s while idle; starting a new one", why)));
+	next_spawn = 0;
+	return true;
+}
+
+/*
  * Wait until the engine has something to say. A shutdown request or the
  * postmaster's death meanwhile kills the engine (a batch may take long, a
  * hung engine forever): false then.
@@ -1075,6 +1096,7 @@ pgbert_encoder_main(Datum arg)
 				}
 			}
 		}
+		(void) engine_died_idle();
 		if (engine_fd < 0 && GetCurrentTimestamp() >= next_spawn)
 		{
 			SpinLockAcquire(&ws->mutex);
@@ -1104,8 +1126,13 @@ pgbert_encoder_main(Datum arg)
 			if (wait_ms < 0)
 				wait_ms = 1000;
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
-						 PG_WAIT_EXTENSION);
+		/* the engine's socket too: its death wakes the worker, not the next request */
+		if (engine_fd >= 0)
+			(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH |
+									 WL_SOCKET_READABLE, engine_fd, wait_ms, PG_WAIT_EXTENSION);
+		else
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
+							 PG_WAIT_EXTENSION);
 	}
 	/* 1, not 0: the postmaster starts the worker again unless the server is stopping */
 	proc_exit(1);

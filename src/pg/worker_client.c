@@ -304,9 +304,12 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 	char		message[256];
 	int			status;
 
+	bool		sent_model = false;
+	bool		retried_after_loss = false;
+
 	if (slot == NULL || !wait_slot_free(slot))
 		return false;
-	for (int attempt = 0;; attempt++)
+	for (;;)
 	{
 		char	   *buf = session_buffer(size);
 
@@ -335,8 +338,20 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 			memcpy(out, buf + out_at, sizeof(float) * (Size) n_seq * width);
 			return true;
 		}
-		if (status != BT_ERR_UNKNOWN_MODEL || attempt > 0)
+		/*
+		 * The engine died with the request (killed, or dying as it came): the
+		 * worker has started a fresh one. A forward pass changes nothing, so it
+		 * is sent once more; if it kills that engine too, its error stands.
+		 */
+		if (status == -1 && !retried_after_loss)
+		{
+			retried_after_loss = true;
+			sent_model = false;
+			continue;
+		}
+		if (status != BT_ERR_UNKNOWN_MODEL || sent_model)
 			break;
+		sent_model = true;
 		/* the engine does not have this version (first use, evicted, or a new engine): send it */
 		if (worker_holds(pm))
 			continue;			/* another session's load finished meanwhile */
