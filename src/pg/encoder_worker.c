@@ -495,6 +495,18 @@ make_room(const WorkerSlot *slot, uint64 bytes)
 	}
 }
 
+/* A load request the engine died during: detach its segment and fail it with how the engine ended. */
+static void
+load_lost(WorkerSlot *slot, dsm_segment *seg, const char *during)
+{
+	char		msg[256];
+	int			status;
+
+	dsm_detach(seg);
+	status = engine_lost(during, msg, sizeof(msg));
+	finish_slot(slot, status, msg);
+}
+
 /* Serve a LOAD slot: the session's segment holds uint32 config length, config, checkpoint. */
 static void
 run_load(WorkerSlot *slot)
@@ -522,12 +534,7 @@ run_load(WorkerSlot *slot)
 		/* the catalog row changed since (an UPDATE by hand): the engine's copy is not this one */
 		if (!evict_model(i))
 		{
-			char		msg[256];
-			int			status;
-
-			dsm_detach(seg);
-			status = engine_lost("while dropping the model's older copy", msg, sizeof(msg));
-			finish_slot(slot, status, msg);
+			load_lost(slot, seg, "while dropping the model's older copy");
 			return;
 		}
 	}
@@ -540,12 +547,7 @@ run_load(WorkerSlot *slot)
 						NULL, 0, NULL, 0) != 0 ||
 			read_reply(&h, &payload) != 0)
 		{
-			char		msg[256];
-			int			status;
-
-			dsm_detach(seg);
-			status = engine_lost("while loading the model", msg, sizeof(msg));
-			finish_slot(slot, status, msg);
+			load_lost(slot, seg, "while loading the model");
 			return;
 		}
 		if (h.status != BT_ERR_NO_MEMORY)
@@ -561,12 +563,7 @@ run_load(WorkerSlot *slot)
 		payload = NULL;
 		if (!evict_model(oldest))
 		{
-			char		msg[256];
-			int			status;
-
-			dsm_detach(seg);
-			status = engine_lost("while making room for the model", msg, sizeof(msg));
-			finish_slot(slot, status, msg);
+			load_lost(slot, seg, "while making room for the model");
 			return;
 		}
 	}

@@ -169,6 +169,9 @@ pgbert_launch_training_worker(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) pid);
 }
 
+/* The role this worker connected as: the extension's owner, who writes the job's row. */
+static Oid	bookkeeper = InvalidOid;
+
 /*
  * Run a statement on pgbert.training_jobs as the extension's owner: the job
  * runs as its owner, who may read the row but not write it (only pgbert does).
@@ -181,7 +184,7 @@ job_bookkeeping(const char *sql, int nargs, Oid *types, Datum *vals, const char 
 	int			rc;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(pgbert_extension_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(bookkeeper, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	rc = SPI_execute_with_args(sql, nargs, types, vals, nulls, false, 0);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return rc;
@@ -230,6 +233,7 @@ pgbert_training_worker_main(Datum arg)
 	 * view's function, a policy) can SET ROLE or SET SESSION AUTHORIZATION back.
 	 */
 	BackgroundWorkerInitializeConnectionByOid(target.dbid, target.connect_as, 0);
+	bookkeeper = target.connect_as;
 	mcxt = AllocSetContextCreate(TopMemoryContext, "pgbert training job", ALLOCSET_DEFAULT_SIZES);
 
 	/* the job row commits with the caller's transaction: wait for it (or for its rollback) */
