@@ -23,6 +23,11 @@ INSERT INTO texts VALUES (1, 'hello'), (2, 'cheap meds, click here'), (3, 'the m
 -- pgbert.worker = auto (the default); preloaded, the worker is ready
 SELECT state, message FROM pgbert.worker;
 SHOW pgbert.worker;
+-- each worker with its own engine process: the encoder serves, the trainer trains at a
+-- lower CPU priority (pgbert.training_nice), so a step never holds up a classify();
+-- without preload there are none
+SELECT role, state, engine_pid IS NOT NULL AS has_engine, threads, nice FROM pgbert.worker_engines ORDER BY role;
+SELECT count(DISTINCT engine_pid) AS engine_processes FROM pgbert.worker_engines;
 SELECT classify('hello', 'wcls') IS NOT NULL AS classified;
 
 -- which process ran a batched statement's rows (pgbert.worker_models counts the worker's)

@@ -1,9 +1,14 @@
 /*
- * encoder_worker.c - the "pgbert encoder" background worker: takes requests
- * from every session's slot (worker.h), merges them into batches per model and
- * runs them in the engine process, pgbert_engine (src/engine/serve.h).
+ * encoder_worker.c - the background workers that run sessions' requests in
+ * engine processes: "pgbert encoder" takes forward passes from every session's
+ * slot (worker.h), merges them into batches per model and runs them in its
+ * engine process, pgbert_engine (src/engine/serve.h); "pgbert trainer" is the
+ * same loop with its own engine for training runs, so that a training step,
+ * which may take seconds, never holds up a classify() behind it. The trainer's
+ * engine runs at a lower CPU priority (pgbert.training_nice) with its own
+ * thread count (pgbert.training_threads).
  *
- * The worker itself runs no model code. The engine process is its child,
+ * A worker itself runs no model code. The engine process is its child,
  * started with fork + exec, holding no PostgreSQL shared memory; when it dies,
  * even from SIGSEGV, only the requests of the batch it was running fail, the
  * worker starts a new one, and PostgreSQL never sees an abnormal exit. A crash
@@ -15,6 +20,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +43,12 @@ PGDLLEXPORT void pgbert_encoder_main(Datum arg);
 
 WorkerShared *pgbert_worker_shared = NULL;
 
+/* This process's role, its entry in the shared state, and its name in the log. */
+static EngineRole my_role = ENGINE_SERVE;
+static WorkerEngine *me = NULL;
+static const char *const role_names[ENGINE_ROLES] = {"pgbert encoder", "pgbert trainer"};
+#define my_name (role_names[my_role])
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -49,6 +61,7 @@ static TimestampTz next_spawn = 0;
 static int	engine_device = -1;	/* setting the running engine was started with */
 static int	engine_gpu_memory_mb = -1;	/* and its GPU settings */
 static int	engine_gpu_precision = -1;
+static int	engine_nice = 0;
 static bool engine_started_once = false;
 
 /* Training runs in the engine and the backends that own them (freed if those exit). */
@@ -104,23 +117,27 @@ worker_shmem_startup(void)
 void
 pgbert_worker_register(void)
 {
-	BackgroundWorker w;
-
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = worker_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = worker_shmem_startup;
 
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	/* consistent state, not recovery finished: standbys serve classify() too */
-	w.bgw_start_time = BgWorkerStart_ConsistentState;
-	w.bgw_restart_time = 5;
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "pgbert");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "pgbert_encoder_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "pgbert encoder");
-	snprintf(w.bgw_type, BGW_MAXLEN, "pgbert encoder");
-	RegisterBackgroundWorker(&w);
+	for (int role = 0; role < ENGINE_ROLES; role++)
+	{
+		BackgroundWorker w;
+
+		memset(&w, 0, sizeof(w));
+		w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		/* consistent state, not recovery finished: standbys serve classify() too */
+		w.bgw_start_time = BgWorkerStart_ConsistentState;
+		w.bgw_restart_time = 5;
+		w.bgw_main_arg = Int32GetDatum(role);
+		snprintf(w.bgw_library_name, BGW_MAXLEN, "pgbert");
+		snprintf(w.bgw_function_name, BGW_MAXLEN, "pgbert_encoder_main");
+		snprintf(w.bgw_name, BGW_MAXLEN, "%s", role_names[role]);
+		snprintf(w.bgw_type, BGW_MAXLEN, "%s", role_names[role]);
+		RegisterBackgroundWorker(&w);
+	}
 }
 
 /* ---- slots ---- */
@@ -141,7 +158,7 @@ finish_slot(WorkerSlot *slot, int status, const char *message)
 		SetLatch(&proc->procLatch);
 }
 
-/* Fail every request that is waiting or running (worker start and exit). */
+/* Fail every request for this worker that is waiting or running (start, exit, no engine). */
 static void
 fail_all_slots(int status, const char *message)
 {
@@ -153,7 +170,8 @@ fail_all_slots(int status, const char *message)
 		bool		busy;
 
 		SpinLockAcquire(&slot->mutex);
-		busy = slot->state == SLOT_READY || slot->state == SLOT_RUNNING || slot->state == SLOT_ABANDONED;
+		busy = (slot->state == SLOT_READY || slot->state == SLOT_RUNNING || slot->state == SLOT_ABANDONED) &&
+			pgbert_slot_role(slot->kind) == my_role;
 		if (busy && slot->state == SLOT_READY)
 			slot->state = SLOT_RUNNING;
 		SpinLockRelease(&slot->mutex);
@@ -174,6 +192,44 @@ take_slot(WorkerSlot *slot)
 		slot->state = SLOT_RUNNING;
 	SpinLockRelease(&slot->mutex);
 	return taken;
+}
+
+/* A taken slot that this worker does not serve goes back, and its worker is woken. */
+static void
+hand_back(WorkerSlot *slot)
+{
+	EngineRole	role = pgbert_slot_role(slot->kind);
+	PGPROC	   *worker;
+	bool		ready;
+
+	SpinLockAcquire(&slot->mutex);
+	slot->state = slot->state == SLOT_ABANDONED ? SLOT_FREE : SLOT_READY;
+	ready = slot->state == SLOT_READY;
+	SpinLockRelease(&slot->mutex);
+	SpinLockAcquire(&pgbert_worker_shared->mutex);
+	worker = pgbert_worker_shared->engines[role].worker_proc;
+	SpinLockRelease(&pgbert_worker_shared->mutex);
+	if (ready && worker != NULL)
+		SetLatch(&worker->procLatch);
+}
+
+/* Say what the engine is doing now (pgbert.worker_engines), and since when. */
+static void
+set_activity(const char *fmt,...) pg_attribute_printf(1, 2);
+
+static void
+set_activity(const char *fmt,...)
+{
+	char		buf[128];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	SpinLockAcquire(&pgbert_worker_shared->mutex);
+	strlcpy(me->activity, buf, sizeof(me->activity));
+	me->activity_since = GetCurrentTimestamp();
+	SpinLockRelease(&pgbert_worker_shared->mutex);
 }
 
 /* ---- the engine process ---- */
@@ -220,12 +276,15 @@ engine_gone(char *why, size_t len)
 	engine_pid = 0;
 
 	SpinLockAcquire(&pgbert_worker_shared->mutex);
-	pgbert_worker_shared->engine_pid = 0;
-	if (pgbert_worker_shared->state == WORKER_READY)
-		pgbert_worker_shared->state = WORKER_STARTING;
-	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
-		pgbert_worker_shared->models[i].used = false;
-	pgbert_worker_shared->trainings = 0;
+	me->engine_pid = 0;
+	if (me->state == WORKER_READY)
+		me->state = WORKER_STARTING;
+	strlcpy(me->activity, "no engine", sizeof(me->activity));
+	me->activity_since = GetCurrentTimestamp();
+	if (my_role == ENGINE_SERVE)
+		for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+			pgbert_worker_shared->models[i].used = false;
+	me->trainings = 0;
 	SpinLockRelease(&pgbert_worker_shared->mutex);
 	n_trainings = 0;
 }
@@ -246,7 +305,7 @@ engine_died_idle(void)
 		return false;
 	engine_gone(why, sizeof(why));
 	ereport(LOG,
-			(errmsg("pgbert encoder: the engine process %s while idle; starting a new one", why)));
+			(errmsg("%s: the engine process %s while idle; starting a new one", my_name, why)));
 	next_spawn = 0;
 	return true;
 }
@@ -304,6 +363,8 @@ spawn_engine(void)
 				threads[16],
 				gpu_memory[16];
 	const char *device = device_names[pgbert_worker_device];
+	int			n_threads = my_role == ENGINE_TRAIN ? pgbert_training_threads : pgbert_worker_threads;
+	int			nice_value = my_role == ENGINE_TRAIN ? pgbert_training_nice : 0;
 	int			sv[2];
 	pid_t		pid;
 	pid_t		parent = getpid();
@@ -316,14 +377,14 @@ spawn_engine(void)
 	next_spawn = GetCurrentTimestamp() + 10 * USECS_PER_SEC;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 	{
-		ereport(LOG, (errmsg("pgbert encoder: could not create a socket pair: %m")));
+		ereport(LOG, (errmsg("%s: could not create a socket pair: %m", my_name)));
 		return;
 	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
 	{
-		ereport(LOG, (errmsg("pgbert encoder: could not fork the engine process: %m")));
+		ereport(LOG, (errmsg("%s: could not fork the engine process: %m", my_name)));
 		close(sv[0]);
 		close(sv[1]);
 		return;
@@ -341,8 +402,11 @@ spawn_engine(void)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(0);
+		/* before exec, so that every thread the engine starts inherits it (nice is per thread) */
+		if (nice_value > 0)
+			(void) setpriority(PRIO_PROCESS, 0, nice_value);
 		snprintf(fdarg, sizeof(fdarg), "3");
-		snprintf(threads, sizeof(threads), "%d", pgbert_worker_threads);
+		snprintf(threads, sizeof(threads), "%d", n_threads);
 		snprintf(gpu_memory, sizeof(gpu_memory), "%d", pgbert_gpu_memory_mb);
 		execl(path, "pgbert_engine", fdarg, device, threads, gpu_memory,
 			  pgbert_gpu_precision == 1 ? "fp32" : "bf16", (char *) NULL);
@@ -354,6 +418,7 @@ spawn_engine(void)
 	engine_device = pgbert_worker_device;
 	engine_gpu_memory_mb = pgbert_gpu_memory_mb;
 	engine_gpu_precision = pgbert_gpu_precision;
+	engine_nice = nice_value;
 
 	if (read_reply(&h, &payload) != 0 || h.kind != BT_MSG_HELLO || h.status != BT_SERVE_OK ||
 		h.len < sizeof(BtHello))
@@ -369,10 +434,10 @@ spawn_engine(void)
 		}
 		if (engine_pid > 0)
 			engine_gone(why, sizeof(why));
-		ereport(LOG, (errmsg("pgbert encoder: the engine process did not start: %s", msg)));
+		ereport(LOG, (errmsg("%s: the engine process did not start: %s", my_name, msg)));
 		SpinLockAcquire(&ws->mutex);
-		ws->state = WORKER_FAILED;
-		strlcpy(ws->message, msg, sizeof(ws->message));
+		me->state = WORKER_FAILED;
+		strlcpy(me->message, msg, sizeof(me->message));
 		SpinLockRelease(&ws->mutex);
 		if (payload)
 			pfree(payload);
@@ -380,12 +445,16 @@ spawn_engine(void)
 	}
 	SpinLockAcquire(&ws->mutex);
 	if (engine_started_once)
-		ws->restarts++;
+		me->restarts++;
 	engine_started_once = true;
-	ws->engine_pid = pid;
-	ws->state = WORKER_READY;
-	strlcpy(ws->device, ((BtHello *) payload)->device, sizeof(ws->device));
-	ws->message[0] = '\0';
+	me->engine_pid = pid;
+	me->state = WORKER_READY;
+	strlcpy(me->device, ((BtHello *) payload)->device, sizeof(me->device));
+	me->message[0] = '\0';
+	me->threads = n_threads;
+	me->nice = nice_value;
+	strlcpy(me->activity, "idle", sizeof(me->activity));
+	me->activity_since = GetCurrentTimestamp();
 	SpinLockRelease(&ws->mutex);
 	pfree(payload);
 	next_spawn = 0;
@@ -407,7 +476,7 @@ engine_lost(const char *during, char *msg, size_t len)
 		snprintf(msg, len, "the pgbert encoder worker is stopping");
 	else
 		snprintf(msg, len, "the pgbert engine process %s %s", why, during);
-	ereport(LOG, (errmsg("pgbert encoder: %s", msg)));
+	ereport(LOG, (errmsg("%s: %s", my_name, msg)));
 	return ShutdownRequestPending ? -2 : -1;
 }
 
@@ -424,8 +493,8 @@ reap_after_device_failure(int status)
 	if (status != BT_ERR_DEVICE || engine_fd < 0)
 		return;
 	engine_gone(why, sizeof(why));
-	ereport(LOG, (errmsg("pgbert encoder: the engine process %s after a device failure; starting a fresh one",
-						 why)));
+	ereport(LOG, (errmsg("%s: the engine process %s after a device failure; starting a fresh one",
+						 my_name, why)));
 }
 
 /* ---- models in the engine ---- */
@@ -538,6 +607,7 @@ run_load(WorkerSlot *slot)
 			return;
 		}
 	}
+	set_activity("loading model \"%s\" version %d", slot->name, slot->version);
 	for (;;)
 	{
 		int			oldest = -1;
@@ -622,7 +692,7 @@ track_training(uint64 key, int pid, bool begin)
 		n_trainings++;
 	}
 	SpinLockAcquire(&pgbert_worker_shared->mutex);
-	pgbert_worker_shared->trainings = n_trainings;
+	me->trainings = n_trainings;
 	SpinLockRelease(&pgbert_worker_shared->mutex);
 }
 
@@ -651,6 +721,45 @@ sweep_trainings(void)
 	}
 }
 
+/* Bucket of a latency in microseconds: floor(log2), capped. */
+static int
+latency_bucket(int64 us)
+{
+	int			b = 0;
+
+	while (us > 1 && b < PGBERT_LATENCY_BUCKETS - 1)
+	{
+		us >>= 1;
+		b++;
+	}
+	return b;
+}
+
+/* Words for a training message, for the trainer's activity. */
+static const char *
+training_step_name(int kind)
+{
+	switch (kind)
+	{
+		case BT_MSG_TRAIN_BEGIN:
+			return "starting a training run";
+		case BT_MSG_TRAIN_ACCUMULATE:
+			return "training: forward and backward pass";
+		case BT_MSG_TRAIN_STEP:
+			return "training: optimizer step";
+		case BT_MSG_TRAIN_FORWARD:
+			return "training: validation pass";
+		case BT_MSG_TRAIN_SNAPSHOT:
+		case BT_MSG_TRAIN_RESTORE:
+			return "training: copying parameters";
+		case BT_MSG_TRAIN_SAVE:
+			return "training: saving the model";
+		case BT_MSG_TRAIN_END:
+			return "ending a training run";
+	}
+	return "a training message";
+}
+
 /* Serve a PASS slot: send its message to the engine as is and copy the reply back. */
 static void
 run_pass(WorkerSlot *slot)
@@ -661,12 +770,15 @@ run_pass(WorkerSlot *slot)
 	uint64		key = slot->key;
 	int			pid = slot->pid;
 	int			kind = slot->msg_kind;
+	TimestampTz start = GetCurrentTimestamp(),
+				end;
 
 	if (seg == NULL)
 	{
 		finish_slot(slot, -1, "the request's shared memory is gone");
 		return;
 	}
+	set_activity("%s for backend %d", training_step_name(kind), pid);
 	if (bt_msg_send(engine_fd, (uint16) kind, 0, key, dsm_segment_address(seg), slot->in_len,
 					NULL, 0, NULL, 0) != 0 ||
 		read_reply(&h, &payload) != 0)
@@ -676,9 +788,13 @@ run_pass(WorkerSlot *slot)
 
 		dsm_detach(seg);
 		status = engine_lost("during a training step", msg, sizeof(msg));
+		SpinLockAcquire(&pgbert_worker_shared->mutex);
+		me->errors++;
+		SpinLockRelease(&pgbert_worker_shared->mutex);
 		finish_slot(slot, status, msg);
 		return;
 	}
+	end = GetCurrentTimestamp();
 	if (h.status == BT_SERVE_OK && h.len > slot->out_cap)
 	{
 		dsm_detach(seg);
@@ -697,25 +813,15 @@ run_pass(WorkerSlot *slot)
 	else if (kind == BT_MSG_TRAIN_END)
 		track_training(key, pid, false);
 	SpinLockAcquire(&pgbert_worker_shared->mutex);
-	pgbert_worker_shared->train_messages++;
+	me->requests++;
+	if (h.status != BT_SERVE_OK)
+		me->errors++;
+	me->busy_seconds += (double) (end - start) / USECS_PER_SEC;
+	me->latency[latency_bucket(end - slot->submitted)]++;
 	SpinLockRelease(&pgbert_worker_shared->mutex);
 	finish_slot(slot, h.status, h.status == BT_SERVE_OK ? NULL : payload);
 	pfree(payload);
 	reap_after_device_failure(h.status);
-}
-
-/* Bucket of a latency in microseconds: floor(log2), capped. */
-static int
-latency_bucket(int64 us)
-{
-	int			b = 0;
-
-	while (us > 1 && b < PGBERT_LATENCY_BUCKETS - 1)
-	{
-		us >>= 1;
-		b++;
-	}
-	return b;
 }
 
 /*
@@ -789,6 +895,8 @@ run_forward(WorkerSlot **batch, int n)
 		return;
 	}
 
+	set_activity("forward pass: %d rows of model \"%s\" version %d", n_seq, batch[0]->name,
+				 batch[0]->version);
 	memset(&head, 0, sizeof(head));
 	head.want = batch[0]->want;
 	head.n_seq = n_seq;
@@ -810,7 +918,7 @@ run_forward(WorkerSlot **batch, int n)
 			finish_slot(batch[i], status, msg);
 		}
 		SpinLockAcquire(&ws->mutex);
-		ws->errors += n;
+		me->errors += n;
 		SpinLockRelease(&ws->mutex);
 		return;
 	}
@@ -844,19 +952,19 @@ run_forward(WorkerSlot **batch, int n)
 
 	/* the counters first: a session that wakes up reads them with its batch included */
 	SpinLockAcquire(&ws->mutex);
-	ws->batches++;
+	me->batches++;
 	if (h.status == BT_SERVE_OK)
 	{
 		/* rows the engine computed: a batch refused as "load the model first" is retried */
-		ws->batch_rows += n_seq;
-		ws->batch_tokens += n_tokens;
+		me->batch_rows += n_seq;
+		me->batch_tokens += n_tokens;
 	}
-	ws->requests += n;
+	me->requests += n;
 	if (h.status != BT_SERVE_OK && h.status != BT_ERR_UNKNOWN_MODEL)
-		ws->errors += n;
-	ws->busy_seconds += (double) (end - start) / USECS_PER_SEC;
+		me->errors += n;
+	me->busy_seconds += (double) (end - start) / USECS_PER_SEC;
 	for (int i = 0; i < n; i++)
-		ws->latency[latency_bucket(end - submitted[i])]++;
+		me->latency[latency_bucket(end - submitted[i])]++;
 	if ((m = find_model(key)) >= 0)
 	{
 		ws->models[m].last_used = end;
@@ -904,7 +1012,8 @@ serve_ready(void)
 	{
 		WorkerSlot *s = &ws->slots[i];
 
-		if (s->state != SLOT_READY)	/* unlocked peek; take_slot decides */
+		/* unlocked peek; take_slot decides */
+		if (s->state != SLOT_READY || pgbert_slot_role(s->kind) != my_role)
 			continue;
 		ready++;
 		if (oldest == NULL || s->submitted < oldest->submitted)
@@ -917,6 +1026,12 @@ serve_ready(void)
 		/* taken, its fields hold still: dispatch on what it is now */
 		if (!take_slot(oldest))
 			return 0;
+		if (pgbert_slot_role(oldest->kind) != my_role)
+		{
+			/* reposted as another kind since the peek: the other worker's */
+			hand_back(oldest);
+			return 0;
+		}
 		switch (oldest->kind)
 		{
 			case SLOT_LOAD:
@@ -996,11 +1111,7 @@ serve_ready(void)
 			if (s->kind != SLOT_FORWARD || s->key != key || s->stamp != stamp || s->want != want ||
 				s->precision != precision || s->width != width)
 			{
-				SpinLockAcquire(&s->mutex);
-				s->state = s->state == SLOT_ABANDONED ? SLOT_FREE : SLOT_READY;
-				SpinLockRelease(&s->mutex);
-				if (s->state == SLOT_READY)
-					SetLatch(MyLatch);	/* it is served next round */
+				hand_back(s);	/* served next round, by whichever worker it is for */
 				continue;
 			}
 			batch[taken++] = s;
@@ -1022,12 +1133,15 @@ worker_exit(int code, Datum arg)
 	if (engine_fd >= 0)
 		engine_gone(why, sizeof(why));
 	SpinLockAcquire(&ws->mutex);
-	ws->state = WORKER_DOWN;
-	ws->worker_pid = 0;
-	ws->worker_proc = NULL;
-	ws->engine_pid = 0;
+	me->state = WORKER_DOWN;
+	me->worker_pid = 0;
+	me->worker_proc = NULL;
+	me->engine_pid = 0;
+	strlcpy(me->activity, "stopped", sizeof(me->activity));
+	me->activity_since = GetCurrentTimestamp();
 	SpinLockRelease(&ws->mutex);
-	fail_all_slots(-2, "the pgbert encoder worker stopped");
+	fail_all_slots(-2, my_role == ENGINE_TRAIN ? "the pgbert trainer worker stopped" :
+				   "the pgbert encoder worker stopped");
 }
 
 void
@@ -1043,19 +1157,23 @@ pgbert_encoder_main(Datum arg)
 	ws = pgbert_worker_shared;
 	if (ws == NULL)
 		proc_exit(0);
+	my_role = DatumGetInt32(arg) == ENGINE_TRAIN ? ENGINE_TRAIN : ENGINE_SERVE;
+	me = &ws->engines[my_role];
 
 	/* requests left from a previous worker are failed: their sessions retry in-process */
-	fail_all_slots(-2, "the pgbert encoder worker restarted");
+	fail_all_slots(-2, my_role == ENGINE_TRAIN ? "the pgbert trainer worker restarted" :
+				   "the pgbert encoder worker restarted");
 	SpinLockAcquire(&ws->mutex);
-	ws->state = WORKER_STARTING;
-	ws->worker_pid = MyProcPid;
-	ws->worker_proc = MyProc;
-	ws->started_at = GetCurrentTimestamp();
-	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
-		ws->models[i].used = false;
+	me->state = WORKER_STARTING;
+	me->worker_pid = MyProcPid;
+	me->worker_proc = MyProc;
+	me->started_at = GetCurrentTimestamp();
+	if (my_role == ENGINE_SERVE)
+		for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
+			ws->models[i].used = false;
 	SpinLockRelease(&ws->mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgbert encoder batch", ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgbert worker requests", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
@@ -1071,8 +1189,10 @@ pgbert_encoder_main(Datum arg)
 			if (engine_fd < 0)
 				next_spawn = 0; /* a changed setting may let it start: try now */
 			else if (engine_device != pgbert_worker_device || engine_gpu_memory_mb != pgbert_gpu_memory_mb ||
-					 engine_gpu_precision != pgbert_gpu_precision)
+					 engine_gpu_precision != pgbert_gpu_precision ||
+					 (my_role == ENGINE_TRAIN && engine_nice != pgbert_training_nice && n_trainings == 0))
 			{
+				/* a priority applies to threads as they start: a new nice value needs a new engine */
 				char		why[200];
 
 				engine_gone(why, sizeof(why));	/* restarted on the new device below */
@@ -1080,7 +1200,7 @@ pgbert_encoder_main(Datum arg)
 			}
 			else if (engine_fd >= 0)
 			{
-				uint32		threads = pgbert_worker_threads;
+				uint32		threads = my_role == ENGINE_TRAIN ? pgbert_training_threads : pgbert_worker_threads;
 				BtMsgHeader h;
 				char	   *payload;
 
@@ -1091,14 +1211,20 @@ pgbert_encoder_main(Datum arg)
 
 					engine_gone(why, sizeof(why));
 				}
+				else
+				{
+					SpinLockAcquire(&ws->mutex);
+					me->threads = (int) threads;
+					SpinLockRelease(&ws->mutex);
+				}
 			}
 		}
 		(void) engine_died_idle();
 		if (engine_fd < 0 && GetCurrentTimestamp() >= next_spawn)
 		{
 			SpinLockAcquire(&ws->mutex);
-			if (ws->state != WORKER_FAILED)
-				ws->state = WORKER_STARTING;
+			if (me->state != WORKER_FAILED)
+				me->state = WORKER_STARTING;
 			SpinLockRelease(&ws->mutex);
 			spawn_engine();
 		}
@@ -1106,7 +1232,7 @@ pgbert_encoder_main(Datum arg)
 		if (engine_fd < 0)
 		{
 			/* no engine: what waits runs in the sessions instead */
-			fail_all_slots(-2, ws->message[0] ? ws->message : "the pgbert engine process is not running");
+			fail_all_slots(-2, me->message[0] ? me->message : "the pgbert engine process is not running");
 			wait_ms = 1000;
 		}
 		else
@@ -1116,6 +1242,8 @@ pgbert_encoder_main(Datum arg)
 			wait_ms = serve_ready();
 			if (wait_ms != 0 && n_trainings > 0 && engine_fd >= 0)
 				sweep_trainings();
+			if (wait_ms != 0 && engine_fd >= 0 && strcmp(me->activity, "idle") != 0)
+				set_activity("idle");
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(loop_cxt);
 			if (wait_ms == 0)

@@ -24,7 +24,7 @@
 
 PG_MODULE_MAGIC;
 
-#define PGBERT_VERSION "0.4.0"
+#define PGBERT_VERSION "0.5.0"
 
 char	   *pgbert_default_model = NULL;
 int			pgbert_model_cache_mb = 1024;
@@ -34,6 +34,8 @@ int			pgbert_progress_interval = 10;
 int			pgbert_worker_mode = PGBERT_WORKER_AUTO;
 int			pgbert_worker_device = 0;
 int			pgbert_worker_threads = 1;
+int			pgbert_training_threads = 1;
+int			pgbert_training_nice = 10;
 int			pgbert_worker_batch_tokens = 8192;
 int			pgbert_worker_max_wait_ms = 0;
 int			pgbert_worker_memory_mb = 2048;
@@ -110,6 +112,15 @@ _PG_init(void)
 							"Threads the encoder worker's engine process uses on the CPU.",
 							NULL,
 							&pgbert_worker_threads, 1, 1, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.training_threads",
+							"Threads the trainer's engine process uses on the CPU for training runs.",
+							"Training runs in its own engine beside the encoder's; give it the cores inference does not need.",
+							&pgbert_training_threads, 1, 1, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.training_nice",
+							"Scheduling priority (nice value) of the trainer's engine process.",
+							"Above 0, inference gets a core first when both want it. A change restarts the engine "
+							"when no training runs in it, else it applies when the engine next starts.",
+							&pgbert_training_nice, 10, 0, 19, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbert.worker_batch_tokens",
 							"Most tokens the encoder worker merges into one batch.",
 							"One request larger than this still runs, alone.",

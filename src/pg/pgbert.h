@@ -137,6 +137,7 @@ extern int	pgbert_worker_mode;
  * false when the worker is gone (run it in-process then); errors raise.
  */
 extern bool pgbert_worker_usable(void);
+extern bool pgbert_trainer_usable(void);
 extern bool pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets,
 								  const int32 *ids, float *out, int width);
 extern void pgbert_worker_count_label(const PgbertModel *pm, int label);

@@ -1,5 +1,5 @@
 /*
- * train_run.c - a training run's math, here or in the encoder worker's engine
+ * train_run.c - a training run's math, here or in the trainer worker's engine
  * process (see train_run.h).
  *
  * In the worker, every call is one engine message (serve.h) sent through this
@@ -80,22 +80,22 @@ call(TrainRun *run, int kind, const void *p1, Size n1, const void *p2, Size n2, 
 	if (status == -2)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("the encoder worker stopped during training"),
+				 errmsg("the trainer worker stopped during training"),
 				 errhint("Run it again; with the worker down it trains in this session.")));
 	if (status == -1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("training failed in the encoder worker"),
+				 errmsg("training failed in the trainer worker"),
 				 errdetail("%s.", message),
 				 errhint("The worker has started a new engine process; running the training again should work.")));
 	if (status == BT_ERR_UNKNOWN_MODEL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("training failed in the encoder worker: its engine process was restarted")));
+				 errmsg("training failed in the trainer worker: its engine process was restarted")));
 	if (status != BT_SERVE_OK)
 		ereport(ERROR,
 				(errcode(status == BT_ERR_NO_MEMORY ? ERRCODE_OUT_OF_MEMORY : ERRCODE_INTERNAL_ERROR),
-				 errmsg("training failed in the encoder worker: %s", message)));
+				 errmsg("training failed in the trainer worker: %s", message)));
 	if (out_len)
 		*out_len = len;
 	return reply;

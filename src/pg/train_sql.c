@@ -791,10 +791,11 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 
 	/*
 	 * The starting point: a stored model's private copy, or a small random
-	 * BERT. With the encoder worker ready, the model and optimizer live in its
-	 * engine process (the base model's checkpoint goes there as bytes).
+	 * BERT. With the trainer worker ready, the model and optimizer live in its
+	 * engine process (the base model's checkpoint goes there as bytes), apart
+	 * from the encoder worker's, so that classify() never waits for a step.
 	 */
-	in_worker = pgbert_worker_usable();
+	in_worker = pgbert_trainer_usable();
 	if (a.base_model)
 	{
 		pgbert_load_base_model(a.base_model, base, in_worker);
@@ -1028,8 +1029,8 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 					 float8out_internal(a.warmup_ratio), a.freeze_encoder ? "true" : "false",
 					 a.accumulation, float8out_internal(a.max_grad_norm), a.patience,
 					 a.keep_better ? "true" : "false",
-					 in_worker ? pgbert_worker_threads : pgbert_cpu_threads,
-					 in_worker ? "encoder worker" : "session");
+					 in_worker ? pgbert_training_threads : pgbert_cpu_threads,
+					 in_worker ? "trainer" : "session");
 
 	/* store: weights into a new large object, then the next version through import_model */
 	blob = train_run_save(run, &blob_len);

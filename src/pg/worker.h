@@ -1,12 +1,16 @@
 /*
  * worker.h - the encoder worker's shared state: one request slot per backend,
- * the table of models the engine process holds, and serving statistics.
+ * the table of models the serving engine holds, and each engine's state and
+ * statistics.
  *
- * A session fills its slot (the data itself in a DSM segment it owns), sets
- * the worker's latch and waits on its own; the worker merges ready slots of
- * the same model into one batch, runs it in the engine process (serve.h),
- * writes each session's rows back and sets their latches. Exists only when
- * pgbert is in shared_preload_libraries.
+ * Two background workers take requests from the slots, each with its own
+ * engine process (serve.h): "pgbert encoder" serves forward passes, "pgbert
+ * trainer" training steps, so that inference never queues behind a step. A
+ * session fills its slot (the data itself in a DSM segment it owns), sets the
+ * latch of the worker its request kind belongs to and waits on its own; the
+ * encoder merges ready slots of the same model into one batch, runs it in its
+ * engine, writes each session's rows back and sets their latches. Exists only
+ * when pgbert is in shared_preload_libraries.
  */
 #ifndef PGBERT_WORKER_H
 #define PGBERT_WORKER_H
@@ -101,9 +105,17 @@ typedef enum WorkerState
 	WORKER_FAILED				/* the engine process cannot start; message says why */
 } WorkerState;
 
-typedef struct WorkerShared
+/* The background workers, each with its own engine process. */
+typedef enum EngineRole
 {
-	slock_t		mutex;			/* protects everything below but the slots and atomics */
+	ENGINE_SERVE = 0,			/* "pgbert encoder": forward passes, model loads and evictions */
+	ENGINE_TRAIN,				/* "pgbert trainer": training runs (PASS requests) */
+	ENGINE_ROLES
+} EngineRole;
+
+/* One background worker and its engine process, as the sessions and views see it. */
+typedef struct WorkerEngine
+{
 	WorkerState state;
 	int			worker_pid;
 	PGPROC	   *worker_proc;
@@ -111,6 +123,10 @@ typedef struct WorkerShared
 	char		device[32];
 	char		message[256];	/* why the engine is not ready */
 	TimestampTz started_at;
+	int			threads;		/* the engine's CPU threads */
+	int			nice;			/* and its scheduling priority (the nice value it runs at) */
+	char		activity[128];	/* what the engine is doing now, "idle" between requests */
+	TimestampTz activity_since;
 	uint64		batches;
 	uint64		batch_rows;
 	uint64		batch_tokens;
@@ -118,10 +134,15 @@ typedef struct WorkerShared
 	uint64		errors;
 	uint64		restarts;		/* engine processes started after the first */
 	uint64		latency[PGBERT_LATENCY_BUCKETS];	/* request latencies, 2^i us buckets */
-	double		busy_seconds;	/* time spent running batches */
+	double		busy_seconds;	/* time spent running requests */
 	int			trainings;		/* training runs the engine holds */
-	uint64		train_messages; /* training requests served */
-	WorkerModel models[PGBERT_WORKER_MODELS];
+} WorkerEngine;
+
+typedef struct WorkerShared
+{
+	slock_t		mutex;			/* protects everything below but the slots and atomics */
+	WorkerEngine engines[ENGINE_ROLES];
+	WorkerModel models[PGBERT_WORKER_MODELS];	/* held by the serving engine */
 	int			n_slots;
 	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
@@ -132,6 +153,8 @@ extern WorkerShared *pgbert_worker_shared;
 /* Settings of the worker (pgbert.c). */
 extern int	pgbert_worker_device;
 extern int	pgbert_worker_threads;
+extern int	pgbert_training_threads;
+extern int	pgbert_training_nice;
 extern int	pgbert_worker_batch_tokens;
 extern int	pgbert_worker_max_wait_ms;
 extern int	pgbert_worker_memory_mb;
@@ -140,6 +163,13 @@ extern int	pgbert_gpu_precision;
 
 /* Shared memory and the worker's registration, from _PG_init while preloading. */
 extern void pgbert_worker_register(void);
+
+/* The worker that serves a kind of request: training messages go to the trainer. */
+static inline EngineRole
+pgbert_slot_role(SlotKind kind)
+{
+	return kind == SLOT_PASS ? ENGINE_TRAIN : ENGINE_SERVE;
+}
 
 /* The key of a model version in the worker: database and version id. */
 static inline uint64

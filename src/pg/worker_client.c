@@ -24,7 +24,7 @@
 #include "worker.h"
 
 static dsm_segment *session_seg = NULL;
-static bool told_fallback = false;
+static bool told_fallback[ENGINE_ROLES];
 static bool exit_hook_set = false;
 
 /* This backend's slot. */
@@ -54,21 +54,29 @@ release_slot_at_exit(int code, Datum arg)
 	SpinLockRelease(&slot->mutex);
 }
 
-/* One NOTICE per session when the worker was expected but is not serving. */
+/* One NOTICE per session and worker when the worker was expected but is not serving. */
 static void
-tell_fallback(const char *why)
+tell_fallback_for(EngineRole role, const char *why)
 {
-	if (told_fallback)
+	if (told_fallback[role])
 		return;
-	told_fallback = true;
-	ereport(NOTICE,
-			(errmsg("pgbert runs models in this session, not in the encoder worker: %s", why)));
+	told_fallback[role] = true;
+	if (role == ENGINE_TRAIN)
+		ereport(NOTICE,
+				(errmsg("pgbert trains in this session, not in the trainer worker: %s", why)));
+	else
+		ereport(NOTICE,
+				(errmsg("pgbert runs models in this session, not in the encoder worker: %s", why)));
 }
 
-bool
-pgbert_worker_usable(void)
+#define tell_fallback(why) tell_fallback_for(ENGINE_SERVE, (why))
+
+/* Whether the worker of that role is there to take requests; if expected and not, say why once. */
+static bool
+engine_usable(EngineRole role)
 {
 	WorkerShared *ws = pgbert_worker_shared;
+	const char *who = role == ENGINE_TRAIN ? "trainer" : "encoder";
 	WorkerState state;
 	char		message[256];
 
@@ -78,24 +86,36 @@ pgbert_worker_usable(void)
 	{
 		/* not preloaded: the server is not set up for a worker; say so only when asked for one */
 		if (pgbert_worker_mode == PGBERT_WORKER_ON)
-			tell_fallback("pgbert is not in shared_preload_libraries");
+			tell_fallback_for(role, "pgbert is not in shared_preload_libraries");
 		return false;
 	}
 	if (my_slot() == NULL)
 		return false;
 	SpinLockAcquire(&ws->mutex);
-	state = ws->state;
-	strlcpy(message, ws->message, sizeof(message));
+	state = ws->engines[role].state;
+	strlcpy(message, ws->engines[role].message, sizeof(message));
 	SpinLockRelease(&ws->mutex);
 	if (state == WORKER_READY)
 		return true;
 	if (state == WORKER_FAILED)
-		tell_fallback(message);
+		tell_fallback_for(role, message);
 	else if (state == WORKER_STARTING)
-		tell_fallback("the encoder worker is starting its engine process");
+		tell_fallback_for(role, psprintf("the %s worker is starting its engine process", who));
 	else
-		tell_fallback("the encoder worker is not running");
+		tell_fallback_for(role, psprintf("the %s worker is not running", who));
 	return false;
+}
+
+bool
+pgbert_worker_usable(void)
+{
+	return engine_usable(ENGINE_SERVE);
+}
+
+bool
+pgbert_trainer_usable(void)
+{
+	return engine_usable(ENGINE_TRAIN);
 }
 
 /* The session's segment, with at least size bytes. */
@@ -122,6 +142,7 @@ static int
 post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
 {
 	WorkerShared *ws = pgbert_worker_shared;
+	WorkerEngine *engine = &ws->engines[pgbert_slot_role(slot->kind)];
 	PGPROC	   *worker;
 	int			status;
 	volatile bool gone = false;
@@ -132,7 +153,7 @@ post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
 		exit_hook_set = true;
 	}
 	SpinLockAcquire(&ws->mutex);
-	worker = ws->worker_proc;
+	worker = engine->worker_proc;
 	SpinLockRelease(&ws->mutex);
 	if (worker == NULL)
 		return -2;
@@ -160,7 +181,7 @@ post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
 			if (state == SLOT_DONE)
 				break;
 			SpinLockAcquire(&ws->mutex);
-			worker_pid = ws->worker_pid;
+			worker_pid = engine->worker_pid;
 			SpinLockRelease(&ws->mutex);
 			if (worker_pid == 0)
 			{
@@ -217,7 +238,8 @@ wait_slot_free(WorkerSlot *slot)
 		SpinLockRelease(&slot->mutex);
 		if (state == SLOT_FREE)
 			return true;
-		if (pgbert_worker_shared->worker_pid == 0)
+		/* the kind of the request it abandoned says whose */
+		if (pgbert_worker_shared->engines[pgbert_slot_role(slot->kind)].worker_pid == 0)
 			return false;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -471,7 +493,8 @@ pgbert_worker_forget_version(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_DELETE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		elog(ERROR, "worker_forget_version must run as a row-level DELETE trigger");
-	if (ws == NULL || ws->state != WORKER_READY || (slot = my_slot()) == NULL || !wait_slot_free(slot))
+	if (ws == NULL || ws->engines[ENGINE_SERVE].state != WORKER_READY || (slot = my_slot()) == NULL ||
+		!wait_slot_free(slot))
 		return PointerGetDatum(td->tg_trigtuple);
 	id = DatumGetInt64(heap_getattr(td->tg_trigtuple,
 									SPI_fnumber(td->tg_relation->rd_att, "id"),

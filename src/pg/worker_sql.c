@@ -1,7 +1,8 @@
 /*
- * worker_sql.c - the encoder worker seen from SQL: its state and counters
- * (pgbert.worker view) and the model versions its engine process holds, with
- * their serving counts (pgbert.worker_models view).
+ * worker_sql.c - the encoder and trainer workers seen from SQL: the encoder's
+ * state and counters (pgbert.worker view), each engine process and what it is
+ * doing (pgbert.worker_engines), and the model versions the serving engine
+ * holds, with their serving counts (pgbert.worker_models view).
  */
 #include "postgres.h"
 
@@ -54,6 +55,24 @@ latency_quantile(const uint64 *hist, double q, double *ms)
 	return true;
 }
 
+/* Requests waiting for the worker of that role, and requests it is running (unlocked peeks). */
+static void
+count_slots(EngineRole role, int *queued, int *running)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+
+	*queued = *running = 0;
+	for (int i = 0; i < ws->n_slots; i++)
+	{
+		SlotState	s = ws->slots[i].state;
+
+		if (pgbert_slot_role(ws->slots[i].kind) != role)
+			continue;
+		*queued += s == SLOT_READY;
+		*running += s == SLOT_RUNNING || s == SLOT_ABANDONED;
+	}
+}
+
 PG_FUNCTION_INFO_V1(pgbert_worker_status);
 
 /* worker_status() RETURNS one row: the worker's state and counters since it started. */
@@ -64,7 +83,9 @@ pgbert_worker_status(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		v[22];
 	bool		n[22];
-	WorkerShared copy;
+	WorkerEngine copy;
+	int			trainings;
+	uint64		training_requests;
 	int			queued = 0,
 				running = 0,
 				models = 0;
@@ -85,7 +106,9 @@ pgbert_worker_status(PG_FUNCTION_ARGS)
 	}
 
 	SpinLockAcquire(&ws->mutex);
-	memcpy(&copy, ws, offsetof(WorkerShared, models));
+	copy = ws->engines[ENGINE_SERVE];
+	trainings = ws->engines[ENGINE_TRAIN].trainings;
+	training_requests = ws->engines[ENGINE_TRAIN].requests;
 	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
 		if (ws->models[i].used)
 		{
@@ -93,13 +116,7 @@ pgbert_worker_status(PG_FUNCTION_ARGS)
 			model_bytes += ws->models[i].bytes;
 		}
 	SpinLockRelease(&ws->mutex);
-	for (int i = 0; i < ws->n_slots; i++)
-	{
-		SlotState	s = ws->slots[i].state;
-
-		queued += s == SLOT_READY;
-		running += s == SLOT_RUNNING || s == SLOT_ABANDONED;
-	}
+	count_slots(ENGINE_SERVE, &queued, &running);
 
 	v[0] = CStringGetTextDatum(state_name(copy.state));
 	v[1] = CStringGetTextDatum(copy.message);
@@ -130,8 +147,8 @@ pgbert_worker_status(PG_FUNCTION_ARGS)
 	v[17] = Int64GetDatum((int64) copy.errors);
 	v[18] = Int64GetDatum((int64) copy.restarts);
 	v[19] = Float8GetDatum(copy.busy_seconds);
-	v[20] = Int32GetDatum(copy.trainings);
-	v[21] = Int64GetDatum((int64) copy.train_messages);
+	v[20] = Int32GetDatum(trainings);
+	v[21] = Int64GetDatum((int64) training_requests);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, v, n)));
 }
 
@@ -175,6 +192,65 @@ pgbert_worker_models(PG_FUNCTION_ARGS)
 		v[8] = Int64GetDatum((int64) pg_atomic_read_u64(&ws->models[i].rows));
 		v[9] = PointerGetDatum(construct_array(counts, nc, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		v[10] = Int32GetDatum(m.hidden_size);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(pgbert_worker_engines);
+
+/* worker_engines() RETURNS SETOF one row per worker: its engine process and what it is doing. */
+Datum
+pgbert_worker_engines(PG_FUNCTION_ARGS)
+{
+	static const char *const roles[ENGINE_ROLES] = {"serve", "train"};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WorkerShared *ws = pgbert_worker_shared;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (ws == NULL)
+		return (Datum) 0;
+	for (int role = 0; role < ENGINE_ROLES; role++)
+	{
+		WorkerEngine e;
+		Datum		v[18];
+		bool		n[18];
+		int			queued,
+					running;
+		double		ms;
+
+		SpinLockAcquire(&ws->mutex);
+		e = ws->engines[role];
+		SpinLockRelease(&ws->mutex);
+		count_slots(role, &queued, &running);
+		memset(n, 0, sizeof(n));
+		v[0] = CStringGetTextDatum(roles[role]);
+		v[1] = CStringGetTextDatum(state_name(e.state));
+		v[2] = CStringGetTextDatum(e.message);
+		n[2] = e.message[0] == '\0';
+		v[3] = Int32GetDatum(e.worker_pid);
+		n[3] = e.worker_pid == 0;
+		v[4] = Int32GetDatum(e.engine_pid);
+		n[4] = e.engine_pid == 0;
+		v[5] = CStringGetTextDatum(e.device);
+		n[5] = e.device[0] == '\0';
+		v[6] = Int32GetDatum(e.threads);
+		n[6] = e.engine_pid == 0;
+		v[7] = Int32GetDatum(e.nice);
+		n[7] = e.engine_pid == 0;
+		v[8] = CStringGetTextDatum(e.activity);
+		n[8] = e.activity[0] == '\0';
+		v[9] = TimestampTzGetDatum(e.activity_since);
+		n[9] = e.activity_since == 0;
+		v[10] = Int32GetDatum(queued);
+		v[11] = Int32GetDatum(running);
+		v[12] = Int64GetDatum((int64) e.requests);
+		v[13] = Int64GetDatum((int64) e.errors);
+		v[14] = Int64GetDatum((int64) e.restarts);
+		v[15] = Float8GetDatum(e.busy_seconds);
+		n[16] = !latency_quantile(e.latency, 0.99, &ms);
+		v[16] = Float8GetDatum(ms);
+		v[17] = Int32GetDatum(e.trainings);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	return (Datum) 0;

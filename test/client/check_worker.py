@@ -28,10 +28,15 @@ signals to the engine process):
 7. Beyond pgbert.worker_memory the least recently used versions leave the engine;
    drop_model takes the version out of the engine at once; a parallel scan's workers send
    their rows through the encoder worker too.
-8. Training (train_classifier, and start_training's background job) runs in the engine
-   process when the worker is ready, with byte-identical weights to training in the
-   session; its progress shows, pg_cancel_backend stops it with nothing stored, and the
-   engine lets the run go once the session ends.
+8. Training (train_classifier, and start_training's background job) runs in the trainer's
+   engine process when the trainer worker is ready, with byte-identical weights to training
+   in the session; its progress shows, pg_cancel_backend stops it with nothing stored, and
+   the engine lets the run go once the session ends. Inference never waits behind a step:
+   with the trainer's engine stopped (SIGSTOP) in the middle of a training step, as a step
+   that takes forever, 50 one-row classify calls from another session all return, right,
+   while pgbert.worker_engines shows the trainer busy with that step; the trainer's engine
+   runs at pgbert.training_nice and with pgbert.training_threads; killed while idle, it is
+   replaced at once.
 9. A hung engine (SIGSTOP) does not keep the worker from stopping: SIGTERM kills it, the
    waiting query runs in its session, and the worker comes back.
 10. Fallback: with pgbert.worker off, and while the worker is down (terminated), queries
@@ -464,12 +469,12 @@ def training(conn):
     conn.execute("RESET pgbert.worker")
     md5 = dict(conn.execute("SELECT name, md5(lo_get(weights)) FROM pgbert.model_versions "
                             "WHERE name IN ('w_base', 's_base', 'w_scratch', 's_scratch')").fetchall())
-    check(where["w_base"] == where["w_scratch"] == "encoder worker" and where["s_base"] == "session" and
+    check(where["w_base"] == where["w_scratch"] == "trainer" and where["s_base"] == "session" and
           md5["w_base"] == md5["s_base"] and md5["w_scratch"] == md5["s_scratch"],
-          "training in the encoder worker gives byte-identical weights to training in the session "
+          "training in the trainer worker gives byte-identical weights to training in the session "
           "(fine-tuned and from scratch, with early stopping): %s" % where)
 
-    # start_training's background job trains through the encoder worker too, with the same result
+    # start_training's background job trains through the trainer worker too, with the same result
     job = conn.execute("SELECT start_training('reviews', 'body', 'good', model => 'job', base_model => 'cls', "
                        "epochs => 2, batch_size => 16, validation_fraction => 0.2, early_stopping_patience => 1)"
                        ).fetchone()[0]
@@ -482,8 +487,8 @@ def training(conn):
             break
         time.sleep(0.3)
     job_md5 = conn.execute("SELECT md5(lo_get(weights)) FROM pgbert.model_versions WHERE name = 'job'").fetchone()
-    check(status == "succeeded" and ran_in == "encoder worker" and job_md5 and job_md5[0] == md5["w_base"],
-          "start_training through the encoder worker: %s, %s, same weights" % (status, ran_in))
+    check(status == "succeeded" and ran_in == "trainer" and job_md5 and job_md5[0] == md5["w_base"],
+          "start_training through the trainer worker: %s, %s, same weights" % (status, ran_in))
 
     # progress from another session, and a cancel that leaves nothing (also not in the engine)
     versions = conn.execute("SELECT count(*) FROM pgbert.model_versions").fetchone()[0]
@@ -526,6 +531,86 @@ def training(conn):
           "after the cancel: no new version or large object %s; the engine let the run go once the session "
           "ended (%d held)" % (left, held_after))
     conn.execute("RESET pgbert.progress_interval")
+
+
+def engines(conn):
+    cur = conn.execute("SELECT role, state, worker_pid, engine_pid, threads, nice, activity, running, requests, "
+                       "engine_restarts, trainings FROM pgbert.worker_engines")
+    names = [d.name for d in cur.description]
+    return {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+
+
+def proc_nice(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])   # field 19, nice
+
+
+def training_apart(conn, probs, reference):
+    # inference never queues behind training: stop the trainer's engine in the middle of a
+    # step (a step that never ends) and classify from another session meanwhile
+    texts = [p["text"] for p in probs][:50]
+    conn.execute("SET pgbert.worker = off")
+    one_row = [conn.execute("SELECT classify_scores(%s, 'cls')::text", (t,)).fetchone()[0] for t in texts]
+    conn.execute("RESET pgbert.worker")
+    e = engines(conn)
+    check(e["serve"]["engine_pid"] and e["train"]["engine_pid"] and
+          e["serve"]["engine_pid"] != e["train"]["engine_pid"] and
+          proc_nice(e["train"]["engine_pid"]) == e["train"]["nice"] == 10 and proc_nice(e["serve"]["engine_pid"]) == 0,
+          "two engine processes, the trainer's at nice %s, the encoder's at %s" %
+          (e["train"]["nice"], e["serve"]["nice"]))
+    trainer = connect()
+    pid = trainer.execute("SELECT pg_backend_pid()").fetchone()[0]
+    outcome = {}
+
+    def train():
+        try:
+            trainer.execute("SET pgbert.progress_interval = 0")
+            trainer.execute("SELECT train_classifier('reviews', 'body', 'good', model => 'apart', "
+                            "base_model => 'cls', epochs => 1000, batch_size => 8)")
+            outcome["result"] = "finished"
+        except psycopg.Error as ex:
+            outcome["result"] = ex.sqlstate
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not engines(conn)["train"]["activity"].startswith("training"):
+        time.sleep(0.01)
+    os.kill(e["train"]["engine_pid"], signal.SIGSTOP)
+    time.sleep(0.3)
+    busy = engines(conn)["train"]
+    s = connect()
+    start = time.time()
+    got = [s.execute("SELECT classify_scores(%s, 'cls')::text", (t,)).fetchone()[0] for t in texts]
+    took = time.time() - start
+    during = engines(conn)["train"]
+    os.kill(e["train"]["engine_pid"], signal.SIGCONT)
+    s.close()
+    check(busy["activity"].startswith("training") and busy["running"] == 1 and during["activity"] == busy["activity"]
+          and got == one_row,
+          "with the trainer's engine stopped in a step (%r, %d running), 50 one-row classify calls returned "
+          "in %.2f s, the same as in-process" % (busy["activity"], busy["running"], took))
+    conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    thread.join(60)
+    trainer.close()
+    check(outcome.get("result") == "57014", "the training was cancelled afterwards (%s)" % outcome.get("result"))
+
+    # a dead idle trainer engine is replaced at once, as the encoder's is
+    deadline = time.time() + 10
+    while engines(conn)["train"]["trainings"] != 0 and time.time() < deadline:
+        time.sleep(0.1)
+    e = engines(conn)
+    os.kill(e["train"]["engine_pid"], signal.SIGKILL)
+    deadline = time.time() + 5
+    e2 = engines(conn)
+    while time.time() < deadline and e2["train"]["engine_pid"] in (None, e["train"]["engine_pid"]):
+        time.sleep(0.02)
+        e2 = engines(conn)
+    check(e2["train"]["state"] == "ready" and e2["train"]["engine_pid"] not in (None, e["train"]["engine_pid"]) and
+          e2["train"]["engine_restarts"] == e["train"]["engine_restarts"] + 1 and
+          e2["serve"]["engine_pid"] == e["serve"]["engine_pid"] and proc_state(e["train"]["engine_pid"]) is None,
+          "a killed idle trainer engine is reaped and replaced (%s after %s); the encoder's is untouched" %
+          (e2["train"]["engine_pid"], e["train"]["engine_pid"]))
 
 
 def hung_engine(conn, probs, reference):
@@ -623,6 +708,7 @@ def main():
         dropped_and_parallel(conn, probs)
         memory_budget(conn)
         training(conn)
+        training_apart(conn, probs, reference)
         hung_engine(conn, probs, reference)
         fallback(conn, probs, reference)
         print(worker(conn))
