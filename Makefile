@@ -147,6 +147,19 @@ engine-stress: $(BUILD)/san/pgbert_engine
 	python3 test/fuzz/stress_engine.py $(BUILD)/san/pgbert_engine $(STRESS_SECONDS) 2 --idle $(STRESS_IDLE) --threads 2,4 \
 		$(if $(wildcard $(MINILM_DIR)/model.safetensors),--big $(MINILM_DIR))
 
+# The whole encoder worker under load on a throw-away preloaded server
+# (test/stress/worker_stress.py): the sanitized engine above is installed into
+# pkglibdir for the run and the installed one put back. Needs `make install` and
+# pg_config on PATH. WORKER_STRESS_MINUTES long; WORKER_STRESS_IDLE seconds per
+# idle stretch.
+WORKER_STRESS_MINUTES ?= 3
+WORKER_STRESS_IDLE ?= 20
+WORKER_STRESS_PYTHON ?= $(if $(wildcard .venv-oracle/bin/python),.venv-oracle/bin/python,python3)
+.PHONY: worker-stress
+worker-stress: $(BUILD)/san/pgbert_engine
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" $(WORKER_STRESS_PYTHON) test/stress/worker_stress.py \
+		--minutes $(WORKER_STRESS_MINUTES) --idle $(WORKER_STRESS_IDLE) --engine $(BUILD)/san/pgbert_engine
+
 bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_gemm $(BUILD)/bench_rows $(BUILD)/bench_train $(BUILD)/fma_peak \
 	$(BUILD)/mac_peak
 

@@ -133,6 +133,8 @@ stage "hot standby (primary + streaming replica, pgbert_sync)" standby_checks
 stage "citus (coordinator + 2 workers: subplans, repartition joins, no crash)" citus_checks
 stage "faults (terminate, drop/redeploy mid-query, disk full, restart mid-training)" fault_checks
 stage "soak (pgbench 16 and 32 clients, training alongside)" soak_check
+stage "encoder worker stress, sanitized engine (3 min: loads, evictions, idle, drops, roles' trainings, kills)" \
+  make -s worker-stress WORKER_STRESS_MINUTES=3 WORKER_STRESS_IDLE=20
 
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

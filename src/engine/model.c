@@ -12,6 +12,7 @@
 #include "ops.h"
 #include "simd.h"
 #include "team.h"
+#include "arena_guard.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -565,9 +566,11 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 				T = b->offsets[b->n_seq],
 				max_len = bt_batch_max_len(b),
 				members = bt_team_size(team);
-	size_t		square = (size_t) max_len * max_len,
-				need = (size_t) T * (3 * H + H + H + I) + members * square +
-		(first_only ? 3 * (size_t) b->n_seq * H : 0);
+	size_t		G = BT_GUARD_FLOATS,	/* red zone after each view: 0 but under ASan */
+				square = (size_t) max_len * max_len,
+				square_each = square + G,
+				work = first_only ? 3 * (size_t) b->n_seq * H : 0,
+				need = (size_t) T * (3 * H + H + H + I) + 4 * G + members * square_each + work + G;
 	float	   *arena = malloc(need * sizeof(float)),
 			   *qkv,
 			   *ctx,
@@ -578,10 +581,20 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 	if (arena == NULL)
 		return -1;
 	qkv = arena;
-	ctx = qkv + (size_t) T * 3 * H;
-	tmp = ctx + (size_t) T * H;
-	ffn = tmp + (size_t) T * H;
-	scores = ffn + (size_t) T * I;
+	ctx = qkv + (size_t) T * 3 * H + G;
+	tmp = ctx + (size_t) T * H + G;
+	ffn = tmp + (size_t) T * H + G;
+	scores = ffn + (size_t) T * I + G;
+	if (G)
+	{
+		bt_guard_poison(ctx - G, G);
+		bt_guard_poison(tmp - G, G);
+		bt_guard_poison(ffn - G, G);
+		bt_guard_poison(scores - G, G);
+		for (int i = 0; i < members; i++)
+			bt_guard_poison(scores + i * square_each + square, G);
+		bt_guard_poison(scores + members * square_each + work, G);
+	}
 
 	bt_embeddings_forward(x, m, b);
 	bt_layernorm_forward(x, NULL, NULL, x, p->emb_ln_w, p->emb_ln_b, T, H, c->layer_norm_eps);
@@ -589,14 +602,14 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 	{
 		if (first_only && l == c->num_layers - 1)
 		{
-			last_layer_first_only(m, team, l, b, x, qkv, scores, ffn, scores + members * square);
+			last_layer_first_only(m, team, l, b, x, qkv, scores, ffn, scores + members * square_each);
 			break;
 		}
 		layer_dense(m, team, qkv, x, p->qkv_w + (size_t) l * 3 * H * H, p->qkv_b + (size_t) l * 3 * H, T, 3 * H, H);
 		if (team)
 		{
 			Job			j = {.out = ctx, .in = qkv, .O = H, .NH = c->num_heads, .batch = b,
-			.scratch = scores, .scratch_each = square};
+			.scratch = scores, .scratch_each = square_each};
 
 			bt_team_run(team, attention_job, &j);
 		}
@@ -608,6 +621,7 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 		layer_dense(m, team, tmp, ffn, p->ffn_out_w + (size_t) l * H * I, p->ffn_out_b + (size_t) l * H, T, H, I);
 		layer_residual_norm(m, team, x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, T);
 	}
+	bt_guard_unpoison(arena, need);
 	free(arena);
 	return 0;
 }

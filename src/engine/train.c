@@ -11,6 +11,7 @@
 #include "train.h"
 #include "blas.h"
 #include "ops.h"
+#include "arena_guard.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -160,8 +161,13 @@ layout_acts(Acts *a, float *base, const BtBertModel *m, const BtBatch *b)
 
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
 	{
+		size_t		view = (sizes[i] + 15) & ~(size_t) 15;	/* keep each view 64-byte aligned */
+
 		*slots[i] = base ? base + total : NULL;
-		total += (sizes[i] + 15) & ~(size_t) 15;	/* keep each view 64-byte aligned */
+		/* a red zone after each view under ASan (arena_guard.h), poisoned as laid out */
+		if (base)
+			bt_guard_poison(base + total + view, BT_GUARD_FLOATS);
+		total += view + BT_GUARD_FLOATS;
 	}
 	return total;
 }
@@ -315,6 +321,8 @@ bt_trainer_free(BtTrainer *t)
 	free(t->grads);
 	free(t->adam_m);
 	free(t->adam_v);
+	if (t->arena)
+		bt_guard_unpoison(t->arena, t->arena_cap);
 	free(t->arena);
 	free(t);
 }
@@ -573,6 +581,8 @@ bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels,
 	need = layout_acts(&t->a, NULL, m, batch);
 	if (need > t->arena_cap)
 	{
+		if (t->arena)
+			bt_guard_unpoison(t->arena, t->arena_cap);
 		free(t->arena);
 		t->arena = aligned_alloc(64, need * sizeof(float));
 		t->arena_cap = t->arena ? need : 0;
@@ -583,6 +593,8 @@ bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels,
 			return -1;
 		}
 	}
+	/* the red zones of the last batch's layout are somewhere else in this one */
+	bt_guard_unpoison(t->arena, t->arena_cap);
 	layout_acts(&t->a, t->arena, m, batch);
 
 	train_forward(t, batch);

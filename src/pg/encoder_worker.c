@@ -528,36 +528,62 @@ evict_model(int i)
 }
 
 /*
+ * A version loaded for a session that has not run its pass yet. Evicting it
+ * would send that session back to load it again, and two sessions whose
+ * versions do not fit the budget together (or two versions of one name) would
+ * evict each other's loads forever. It is spared for a few seconds, long
+ * enough for its pass to be taken, not so long that an abandoned load pins it.
+ */
+#define FRESH_LOAD_MS 5000
+
+static bool
+fresh_load(const WorkerModel *m, TimestampTz now)
+{
+	return m->last_used == m->loaded_at &&
+		!TimestampDifferenceExceeds(m->loaded_at, now, FRESH_LOAD_MS);
+}
+
+/*
  * Make room for a model of the given size: drop older versions of the same
  * name in the same database, then least recently used models beyond the
- * memory budget. false if the engine died.
+ * memory budget. Fresh loads (fresh_load) stay, even beyond the budget for a
+ * moment, unless every entry is taken. false if the engine died.
  */
 static bool
 make_room(const WorkerSlot *slot, uint64 bytes)
 {
 	WorkerShared *ws = pgbert_worker_shared;
 	uint64		budget = (uint64) pgbert_worker_memory_mb * 1024 * 1024;
+	TimestampTz now = GetCurrentTimestamp();
 
 	for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
 		if (ws->models[i].used && ws->models[i].dboid == slot->dboid &&
 			strcmp(ws->models[i].name, slot->name) == 0 && ws->models[i].version_id != slot->version_id &&
-			!evict_model(i))
+			!fresh_load(&ws->models[i], now) && !evict_model(i))
 			return false;
 	for (;;)
 	{
 		uint64		used = 0;
 		int			n = 0,
-					oldest = -1;
+					oldest = -1,
+					oldest_any = -1;
 
 		for (int i = 0; i < PGBERT_WORKER_MODELS; i++)
 			if (ws->models[i].used)
 			{
 				used += ws->models[i].bytes;
 				n++;
-				if (oldest < 0 || ws->models[i].last_used < ws->models[oldest].last_used)
+				if (oldest_any < 0 || ws->models[i].last_used < ws->models[oldest_any].last_used)
+					oldest_any = i;
+				if (!fresh_load(&ws->models[i], now) &&
+					(oldest < 0 || ws->models[i].last_used < ws->models[oldest].last_used))
 					oldest = i;
 			}
-		if (oldest < 0 || (used + bytes <= budget && n < PGBERT_WORKER_MODELS))
+		if (n >= PGBERT_WORKER_MODELS)
+			oldest = oldest < 0 ? oldest_any : oldest;		/* an entry is needed */
+		else if (used + bytes <= budget)
+			return true;
+		if (oldest < 0)
 			return true;
 		if (!evict_model(oldest))
 			return false;

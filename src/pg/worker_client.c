@@ -23,6 +23,12 @@
 #include "serve.h"
 #include "worker.h"
 
+/*
+ * How many times one forward request may hand its version to the engine: a
+ * load can be evicted by other sessions' loads before the pass runs.
+ */
+#define WORKER_MAX_LOADS 4
+
 static dsm_segment *session_seg = NULL;
 static bool told_fallback[ENGINE_ROLES];
 static bool exit_hook_set = false;
@@ -326,7 +332,7 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 	char		message[256];
 	int			status;
 
-	bool		sent_model = false;
+	int			loads = 0;
 	bool		retried_after_loss = false;
 
 	if (slot == NULL || !wait_slot_free(slot))
@@ -368,13 +374,20 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 		if (status == -1 && !retried_after_loss)
 		{
 			retried_after_loss = true;
-			sent_model = false;
+			loads = 0;
 			continue;
 		}
-		if (status != BT_ERR_UNKNOWN_MODEL || sent_model)
+
+		/*
+		 * The engine does not have this version (first use, evicted, or a new
+		 * engine): send it. Between our load and our forward pass another
+		 * session's load may evict it again (beyond pgbert.worker_memory, or a
+		 * version larger than the budget empties the engine), so a few loads
+		 * are allowed before "not loaded" is an error.
+		 */
+		if (status != BT_ERR_UNKNOWN_MODEL || loads >= WORKER_MAX_LOADS)
 			break;
-		sent_model = true;
-		/* the engine does not have this version (first use, evicted, or a new engine): send it */
+		loads++;
 		if (worker_holds(pm))
 			continue;			/* another session's load finished meanwhile */
 		status = load_into_worker(slot, pm, message, sizeof(message));
@@ -382,6 +395,13 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 		{
 			tell_fallback(message[0] ? message : "the encoder worker stopped");
 			return false;
+		}
+		/* an engine lost during the load counts as lost during the pass: once more */
+		if (status == -1 && !retried_after_loss)
+		{
+			retried_after_loss = true;
+			loads = 0;
+			continue;
 		}
 		if (status != BT_SERVE_OK)
 			break;
