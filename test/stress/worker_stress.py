@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Stress the whole encoder worker (the preloaded "pgbert encoder" background worker and
-its pgbert_engine processes) the way shared servers use it, on a throw-away server
+"""Stress the whole encoder worker (the preloaded "pgbert encoder" and "pgbert trainer"
+background workers and their pgbert_engine processes) the way shared servers use it, on a throw-away server
 (testkit.Server) that preloads pgbert, with the engine built under ASan/UBSan.
 
 For --minutes M, at once:
@@ -493,7 +493,8 @@ class Stress:
                     self.weird_next.set()
             elif what == "cancel" and e.sqlstate == "57014" and cancelled.is_set():
                 self.count("expected: training cancelled")
-            elif kills and ("encoder worker" in msg or "engine" in msg or "terminated by signal" in detail):
+            elif kills and ("encoder worker" in msg or "trainer worker" in msg or "engine" in msg
+                           or "terminated by signal" in detail):
                 self.count("expected: training lost its engine")
             elif e.sqlstate == "42704" and base_dropped:
                 self.count("expected: base model dropped meanwhile")
@@ -529,7 +530,7 @@ class Stress:
         self.count("trainings")
         if status == "succeeded" or (cancel and status == "cancelled"):
             self.count("trainings ok" if status == "succeeded" else "expected: job cancelled")
-        elif status == "failed" and kills and ("encoder worker" in (error or "") or "engine" in (error or "")):
+        elif status == "failed" and kills and any(w in (error or "") for w in ("encoder worker", "trainer worker", "engine")):
             self.count("expected: training lost its engine")
         elif status == "failed" and cancel and "cancel" in (error or ""):
             self.count("expected: job cancelled")
