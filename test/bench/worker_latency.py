@@ -3,7 +3,7 @@
 that preloads pgbert, with and without a MiniLM fine-tune running through the trainer
 worker, and the fine-tune's throughput with and without that inference beside it.
 
-    python test/bench/worker_latency.py [--seconds 120] [--training-threads 1] [--json FILE]
+    python test/bench/worker_latency.py [--seconds 120] [--training-threads 1] [--training-nice 10] [--json FILE]
 
 Phases, one server, one run:
   idle      one client calls SELECT classify(text, 'tiny') back to back for SECONDS (after
@@ -91,6 +91,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--training-threads", type=int, default=1)
+    ap.add_argument("--training-nice", type=int, default=10)
     ap.add_argument("--rows", type=int, default=640)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
@@ -105,7 +106,8 @@ def main():
     tmp = testkit.temp_dir("pgbert_latency_")
     server = testkit.Server(tmp, "data", 55491)
     server.initdb(["shared_preload_libraries = 'pgbert'",
-                   "pgbert.training_threads = %d" % a.training_threads])
+                   "pgbert.training_threads = %d" % a.training_threads,
+                   "pgbert.training_nice = %d" % a.training_nice])
     server.start()
     try:
         conn = server.connect()
