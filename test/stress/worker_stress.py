@@ -43,8 +43,9 @@ Checks (each failure printed with FAIL; exit status 1 when there was any):
   - no leaked large object: pg_largeobject_metadata holds exactly the weights of the
     versions that exist, at every quiescent point and at the end;
   - no engine memory growth: for each engine process that lived long enough, its
-    resident memory less pgbert.worker's model_bytes (while no training runs) in the
-    last third of its life against the first third, at most --rss-growth-mb more.
+    resident memory beyond what it holds (the encoder's: less pgbert.worker's
+    model_bytes; the trainer's: sampled while it holds no training run) in the last
+    third of its life against the first third, at most --rss-growth-mb more.
 
     PATH=$(pg_config --bindir):$PATH .venv-oracle/bin/python test/stress/worker_stress.py \\
         --minutes 3 --idle 20 --engine build/san/pgbert_engine
@@ -106,7 +107,7 @@ class Stress:
         self.sources = {}                   # version id -> "sql_cls" / "minilm" / "trained"
         self.texts = [r["text"] for r in testkit.fixture_texts()]
         self.labels = [r["label"] for r in testkit.fixture_texts()]
-        self.samples = []                   # (time, {pid: rss kB}, model_bytes, trainings)
+        self.samples = []                   # (time, {engine pid: RSS bytes beyond the models it holds})
         self.loaded = set()
         self.weird_next = threading.Event()
         self.tmp = testkit.temp_dir("pgbert_stress.")
@@ -619,12 +620,20 @@ class Stress:
                 exists = {r[0] for r in conn.execute("SELECT id FROM pgbert.model_versions")}
             except psycopg.Error:
                 continue
-            rss = {}
-            for pid in self.engine_pids():
-                kb = rss_kb(pid)
-                if kb:
-                    rss[pid] = kb
-            self.samples.append((time.time(), rss, mb or 0, tr or 0))
+            # the encoder's engine holds the models (model_bytes); the trainer's engine
+            # holds training runs, so it is sampled only while it holds none
+            beyond = {}
+            try:
+                engines = conn.execute("SELECT role, engine_pid, trainings FROM pgbert.worker_engines").fetchall()
+            except psycopg.Error:
+                engines = []
+            for role, pid, trainings in engines:
+                kb = rss_kb(pid) if pid else None
+                if kb and role == "serve":
+                    beyond[pid] = kb * 1024 - (mb or 0)
+                elif kb and role == "train" and trainings == 0:
+                    beyond[pid] = kb * 1024
+            self.samples.append((time.time(), beyond))
             # loads and evictions, as seen once a second
             if last_restarts == restarts:
                 self.count("loads", len(held - self.loaded))
@@ -716,10 +725,9 @@ class Stress:
 
     def check_memory(self):
         by_pid = collections.defaultdict(list)
-        for t, rss, mb, tr in self.samples:
-            if tr == 0 and len(rss) == 1:
-                (pid, kb), = rss.items()
-                by_pid[pid].append((t, kb * 1024 - mb))
+        for t, beyond in self.samples:
+            for pid, b in beyond.items():
+                by_pid[pid].append((t, b))
         worst = None
         for pid, series in by_pid.items():
             if series[-1][0] - series[0][0] < 40 or len(series) < 30:
