@@ -453,6 +453,27 @@ def memory_budget(conn):
           "pgbert.worker_memory = 50MB: least recently used versions leave the engine: %s" % held)
 
 
+def long_training(model):
+    """A fine-tune of 'cls' that runs until cancelled, in a thread on its own connection:
+    (connection, its backend pid, the thread, outcome with the SQLSTATE it ended with)."""
+    trainer = connect()
+    pid = trainer.execute("SELECT pg_backend_pid()").fetchone()[0]
+    outcome = {}
+
+    def train():
+        try:
+            trainer.execute("SET pgbert.progress_interval = 0")
+            trainer.execute("SELECT train_classifier('reviews', 'body', 'good', model => %s, "
+                            "base_model => 'cls', epochs => 1000, batch_size => 8)", (model,))
+            outcome["result"] = "finished"
+        except psycopg.Error as e:
+            outcome["result"] = e.sqlstate
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    return trainer, pid, thread, outcome
+
+
 def training(conn):
     conn.execute("CREATE TABLE reviews AS SELECT CASE WHEN i % 2 = 0 THEN 'great lovely wonderful movie ' || i "
                  "ELSE 'awful terrible boring film ' || i END AS body, (i % 2 = 0) AS good "
@@ -493,21 +514,7 @@ def training(conn):
     # progress from another session, and a cancel that leaves nothing (also not in the engine)
     versions = conn.execute("SELECT count(*) FROM pgbert.model_versions").fetchone()[0]
     objects = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
-    trainer = connect()
-    pid = trainer.execute("SELECT pg_backend_pid()").fetchone()[0]
-    outcome = {}
-
-    def train():
-        try:
-            trainer.execute("SET pgbert.progress_interval = 0")
-            trainer.execute("SELECT train_classifier('reviews', 'body', 'good', model => 'watched', "
-                            "base_model => 'cls', epochs => 1000, batch_size => 8)")
-            outcome["result"] = "finished"
-        except psycopg.Error as e:
-            outcome["result"] = e.sqlstate
-
-    thread = threading.Thread(target=train)
-    thread.start()
+    trainer, pid, thread, outcome = long_training("watched")
     seen, held = [], 0
     for _ in range(300):
         seen = conn.execute("SELECT pid, step FROM pgbert.training_progress WHERE model = 'watched'").fetchall()
@@ -558,21 +565,7 @@ def training_apart(conn, probs, reference):
           proc_nice(e["train"]["engine_pid"]) == e["train"]["nice"] == 10 and proc_nice(e["serve"]["engine_pid"]) == 0,
           "two engine processes, the trainer's at nice %s, the encoder's at %s" %
           (e["train"]["nice"], e["serve"]["nice"]))
-    trainer = connect()
-    pid = trainer.execute("SELECT pg_backend_pid()").fetchone()[0]
-    outcome = {}
-
-    def train():
-        try:
-            trainer.execute("SET pgbert.progress_interval = 0")
-            trainer.execute("SELECT train_classifier('reviews', 'body', 'good', model => 'apart', "
-                            "base_model => 'cls', epochs => 1000, batch_size => 8)")
-            outcome["result"] = "finished"
-        except psycopg.Error as ex:
-            outcome["result"] = ex.sqlstate
-
-    thread = threading.Thread(target=train)
-    thread.start()
+    trainer, pid, thread, outcome = long_training("apart")
     deadline = time.time() + 60
     while time.time() < deadline and not engines(conn)["train"]["activity"].startswith("training"):
         time.sleep(0.01)
