@@ -165,7 +165,7 @@ def setup_cluster(nodes):
 def main():
     t0 = time.time()
     tmp = testkit.temp_dir("pgbert_citus_")
-    base = 57000 + os.getpid() % 997
+    base = testkit.free_ports(3)
     nodes = [Server(tmp, "coordinator", base), Server(tmp, "worker1", base + 1), Server(tmp, "worker2", base + 2)]
     coord, sentinels = nodes[0], []
     try:

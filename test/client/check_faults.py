@@ -246,7 +246,7 @@ def restart_mid_training(server):
 
 def main():
     tmp = testkit.temp_dir("pgbert_faults_")
-    server = Server(tmp, "faults", 55000 + os.getpid() % 1000)
+    server = Server(tmp, "faults", testkit.free_ports(1))
     try:
         server.initdb(["shared_preload_libraries = 'pgbert'", "max_worker_processes = 16"])
         server.start()

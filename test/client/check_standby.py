@@ -61,7 +61,7 @@ def same(a, b, tol):
 
 def main():
     tmp = testkit.temp_dir("pgbert_standby_")
-    base = 54000 + os.getpid() % 1000
+    base = testkit.free_ports(2)
     primary, standby = Server(tmp, "primary", base), Server(tmp, "standby", base + 1)
     try:
         primary.initdb(["shared_preload_libraries = 'pgbert'", "wal_level = replica", "max_wal_senders = 4"])

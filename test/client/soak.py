@@ -111,7 +111,7 @@ class Trainer(threading.Thread):
 def main():
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     tmp = testkit.temp_dir("pgbert_soak_")
-    server = Server(tmp, "soak", 56000 + os.getpid() % 1000)
+    server = Server(tmp, "soak", testkit.free_ports(1))
     scripts_dir = tempfile.mkdtemp(prefix="pgbert_soak_scripts_")
     try:
         server.initdb(["shared_preload_libraries = 'pgbert,pg_stat_statements'", "max_connections = 60",

@@ -133,6 +133,36 @@ def as_server_user(args, check=True):
     return subprocess.run(args, check=check, capture_output=True, text=True, cwd=tempfile.gettempdir())
 
 
+def free_ports(count, first=20000, last=32000):
+    """The first of count consecutive ports that nothing listens on (TCP on loopback) and
+    no socket file names in /tmp, below Linux's ephemeral range (32768 up) so that no
+    client connection can be holding one; starting from a place the pid picks, so that
+    test programs running side by side do not race for the same ports."""
+    import socket
+    span = last - first - count
+    start = os.getpid() * 7919 % span
+    for i in range(0, span, count):
+        base = first + (start + i) % span
+        if all(port_is_free(p, socket) for p in range(base, base + count)):
+            return base
+    raise RuntimeError("no %d consecutive free ports in %d..%d" % (count, first, last))
+
+
+def port_is_free(port, socket):
+    if os.path.exists("/tmp/.s.PGSQL.%d" % port):
+        return False
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if family == socket.AF_INET or e.errno != 99:     # ::1 missing is no conflict
+                return False
+        finally:
+            s.close()
+    return True
+
+
 class Server:
     def __init__(self, tmp, name, port):
         self.dir, self.port, self.sock = os.path.join(tmp, name), port, tmp
@@ -152,7 +182,12 @@ class Server:
                               + list(args), check=check)
 
     def start(self):
-        self.pg_ctl("start")
+        """Start the server; when it does not come up, raise with its log's tail (the reason)."""
+        out = self.pg_ctl("start", check=False)
+        if out.returncode != 0:
+            raise RuntimeError("%s did not start (pg_ctl exit %d): %s\nits log ends:\n%s"
+                               % (self.dir, out.returncode, (out.stdout + out.stderr).strip(),
+                                  self.log_tail(2000)))
 
     def stop(self):
         self.pg_ctl("-m", "fast", "stop", check=False)

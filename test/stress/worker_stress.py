@@ -111,7 +111,7 @@ class Stress:
         self.loaded = set()
         self.weird_next = threading.Event()
         self.tmp = testkit.temp_dir("pgbert_stress.")
-        self.server = testkit.Server(self.tmp, "data", 20000 + os.getpid() % 20000)
+        self.server = testkit.Server(self.tmp, "data", testkit.free_ports(1))
 
     # ---- bookkeeping ----
 
@@ -823,15 +823,17 @@ class Stress:
     def summary(self):
         c = self.counts
         expected = sum(v for k, v in c.items() if k.startswith("expected"))
+        if self.failures and not self.args.keep:      # first, so that the failures below end the output
+            print("server log tail:\n" + self.server.log_tail(4000))
         for k in sorted(c):
             print("  %-45s %s" % (k, c[k]))
+        for what in self.failures[:20]:
+            print("FAIL %s" % what)
         print("worker_stress: queries %d, comparisons %d, trainings %d (%d ok), imports %d, drops %d, deploys %d, "
               "loads %d, evictions %d, kills %d, idle stretches %d, expected errors %d, failures %d"
               % (c["queries"], c["comparisons"], c["trainings"], c["trainings ok"], c["imports"], c["drops"],
                  c["deploys"], c["loads"], c["evictions"], c["kills"], c["idle stretches"], expected,
                  len(self.failures)), flush=True)
-        if self.failures and not self.args.keep:
-            print("server log tail:\n" + self.server.log_tail(4000))
         if not self.args.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
