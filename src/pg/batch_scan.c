@@ -66,6 +66,8 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "pg_compat.h"
+#include PGBERT_EXPLAIN_FORMAT_H	/* after pg_compat.h, which names it */
 #include "pgbert.h"
 
 bool		pgbert_batching = true;
@@ -890,7 +892,7 @@ batch_begin(CustomScanState *node, EState *estate, int eflags)
 	for (int j = 0; j < st->n_calls; j++)
 	{
 		Oid			funcid = st->calls[j].call->funcid;
-		AclResult	aclresult = pg_proc_aclcheck(funcid, GetUserId(), ACL_EXECUTE);
+		AclResult	aclresult = pgbert_proc_aclcheck(funcid, GetUserId(), ACL_EXECUTE);
 
 		if (aclresult != ACLCHECK_OK)
 			aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(funcid));

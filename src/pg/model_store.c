@@ -38,6 +38,7 @@
 #include "utils/timestamp.h"
 
 #include "config.h"
+#include "pg_compat.h"
 #include "pgbert.h"
 #include "safetensors.h"
 #include "vocab.h"
@@ -702,7 +703,7 @@ pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *gi
 	}
 
 	/* same statement, same name: the row resolved for the first row */
-	if (site->id != 0 && site->lxid == MyProc->lxid &&
+	if (site->id != 0 && site->lxid == pgbert_my_lxid() &&
 		site->stmt_start == GetCurrentStatementStartTimestamp() &&
 		((given == NULL && site->name == NULL) ||
 		 (given != NULL && site->name != NULL && strcmp(given, site->name) == 0)) &&
@@ -752,7 +753,7 @@ pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *gi
 			pfree(site->name);
 		site->name = given ? MemoryContextStrdup(site_mcxt, given) : NULL;
 		site->id = row.id;
-		site->lxid = MyProc->lxid;
+		site->lxid = pgbert_my_lxid();
 		site->stmt_start = GetCurrentStatementStartTimestamp();
 	}
 	return pm;

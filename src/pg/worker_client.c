@@ -19,6 +19,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
+#include "pg_compat.h"
 #include "pgbert.h"
 #include "serve.h"
 #include "worker.h"
@@ -39,9 +40,11 @@ my_slot(void)
 {
 	WorkerShared *ws = pgbert_worker_shared;
 
-	if (MyBackendId < 1 || MyBackendId > ws->n_slots)
+	int			index = pgbert_my_backend_index();
+
+	if (index < 0 || index >= ws->n_slots)
 		return NULL;
-	return &ws->slots[MyBackendId - 1];
+	return &ws->slots[index];
 }
 
 /* On backend exit: a request still queued is withdrawn, a running one abandoned. */
