@@ -416,9 +416,10 @@ def dropped_and_parallel(conn, probs):
     conn.execute("SET pgbert.worker = off")
     serial = dict(conn.execute(q.replace("%%", "%")).fetchall())
     conn.execute("RESET pgbert.worker")
+    # the setting that forces a Gather was renamed in PostgreSQL 16
+    force = "debug_parallel_query" if conn.info.server_version >= 160000 else "force_parallel_mode"
     for k, v in (("parallel_setup_cost", 0), ("parallel_tuple_cost", 0), ("min_parallel_table_scan_size", 0),
-                 ("max_parallel_workers_per_gather", 2), ("force_parallel_mode",
-                                                          "on")):
+                 ("max_parallel_workers_per_gather", 2), (force, "on")):
         conn.execute("SET %s = %s" % (k, "'%s'" % v if isinstance(v, str) else v))
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + q.replace("%%", "%")))
     before = worker(conn)["requests"]
