@@ -8,12 +8,12 @@
 #   make bench           tokenizer benchmark binary (see test/bench/)
 
 EXTENSION = pgbert
-EXTVERSION = 0.5.0
+EXTVERSION = 0.6.0
 MODULE_big = pgbert
 
-DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql pgbert--0.4.0--0.5.0.sql data/pgbert_vocab_uncased.txt
+DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql pgbert--0.4.0--0.5.0.sql pgbert--0.5.0--0.6.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export bin/pgbert_sync
-REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train hardening security worker
+REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train hardening security labelling worker
 # REGRESS_OUT: where results and diffs go (scripts/test.sh keeps its two runs apart)
 REGRESS_OUT ?= build/regress
 REGRESS_OPTS = --inputdir=. --outputdir=$(REGRESS_OUT)

@@ -19,6 +19,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "libpq/be-fsstubs.h"
@@ -592,6 +593,16 @@ pgbert_read_checkpoint(PgbertModel *pm, Size *len)
 
 /* ---- resolving names ---- */
 
+/*
+ * Whether this database runs Citus: its worker nodes run classify() in sessions that
+ * have none of the coordinator's settings, and hold only the models copied to them.
+ */
+static bool
+in_citus_database(void)
+{
+	return OidIsValid(get_extension_oid("citus", true));
+}
+
 /* The default model's name: the setting, else the only stored name. */
 static char *
 default_model_name(void)
@@ -601,16 +612,30 @@ default_model_name(void)
 	if (SPI_execute("SELECT DISTINCT name FROM pgbert.model_versions ORDER BY 1 LIMIT 2", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list models");
 	if (SPI_processed == 0)
+	{
+		bool		citus = in_citus_database();
+
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no model is stored"),
+				 citus ?
+				 errhint("Under Citus every node needs the model: distribute_model() on the coordinator copies it.") :
 				 errhint("Import one with import_model() or the pgbert_import program.")));
+	}
 	if (SPI_processed > 1)
+	{
+		bool		citus = in_citus_database();
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("no model given and pgbert.default_model is not set"),
 				 errdetail("Several models are stored, so there is no single default."),
+				 citus ?
+				 errhint("Pass model => 'name'. Under Citus a SET on the coordinator does not reach the "
+						 "worker nodes: set pgbert.default_model for the database on every node "
+						 "(ALTER DATABASE ... SET), or use SET LOCAL with citus.propagate_set_commands = 'local'.") :
 				 errhint("Pass model => 'name', or SET pgbert.default_model = 'name'.")));
+	}
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
@@ -653,10 +678,16 @@ resolve_name(const char *given)
 		elog(ERROR, "model resolution query failed");
 	if (SPI_processed == 0)
 	{
+		bool		citus = in_citus_database();
+
 		evict_name(name, 0);
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" does not exist", pgbert_quote_limit(name)),
+				 citus ?
+				 errhint("Under Citus every node needs the model: SELECT * FROM distribute_model('%s') "
+						 "on the coordinator copies it, and cluster_models() there lists each node's version.",
+						 pgbert_quote_limit(name)) :
 				 errhint("SELECT name, version FROM pgbert.models lists the stored models.")));
 	}
 	row.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -24,7 +24,7 @@
 
 PG_MODULE_MAGIC;
 
-#define PGBERT_VERSION "0.5.0"
+#define PGBERT_VERSION "0.6.0"
 
 char	   *pgbert_default_model = NULL;
 int			pgbert_model_cache_mb = 1024;
