@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg
@@ -105,8 +106,199 @@ def compare(server, what, dist_sql, local_sql, setup=(), before=None):
         diff = sum(a != b for a, b in zip(got, want)) + abs(len(got) - len(want))
         detail = "%d rows, %d differ from the local statement's %d" % (len(got), diff, len(want))
     elif isinstance(got, list):
-        detail = "the local statement: %s" % want
+        detail = "%d rows, as the local statement" % len(got)
     check(ok, "%s: the local statement's labels (%s)" % (what, detail))
+
+
+def error_of(server, sql, setup=()):
+    """The error sql raises on server after setup as (message, hint, context), or None."""
+    try:
+        with connect(server) as c:
+            for st in setup:
+                c.execute(st)
+            c.execute(sql).fetchall()
+    except psycopg.Error as e:
+        return (str(e).strip().splitlines() or [""])[0], e.diag.message_hint or "", e.diag.context or ""
+    return None
+
+
+def cluster_state(coord, name=MODEL):
+    """cluster_models(name) on the coordinator: {node: (version, matches, error)}, or the error."""
+    rows = query(coord, "SELECT node, version, matches, error FROM cluster_models('%s')" % name)
+    if not isinstance(rows, list):
+        return rows
+    return {node: (version, matches, error) for node, version, matches, error in rows}
+
+
+def distribute(coord, name=MODEL):
+    """distribute_model(name) on the coordinator: {node: (status, node_version, detail)}, or the error."""
+    rows = query(coord, "SELECT node, status, node_version, detail FROM distribute_model('%s', chunk_bytes => 65536)"
+                 % name)
+    if not isinstance(rows, list):
+        return rows
+    return {node: (status, version, detail) for node, status, version, detail in rows}
+
+
+def node_key(server):
+    return "localhost:%d" % server.port
+
+
+def rollout_and_labelling(nodes, n_rows):
+    """4. Model rollout from the coordinator (cluster_models, distribute_model), labelling a
+    distributed table (label_rows), settings on the workers, a node down, a worker
+    restarted mid-query, training from the distributed table, and a node added later."""
+    coord, w1, w2 = nodes[:3]
+    local_labels = query(coord, "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
+
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and len(state) == 3 and all(m for _, m, _ in state.values()),
+          "cluster_models: the coordinator and both workers serve the same weights and labels (%s)" % state)
+
+    # a stale worker: worker1 serves the same weights under other labels as its version 2
+    query(w1, "SELECT import_model('m', lo_from_bytea(0, lo_get(weights)), config, vocab, tokenizer_config, "
+              "ARRAY(SELECT l FROM unnest(labels) WITH ORDINALITY u(l, i) ORDER BY i DESC)) "
+              "FROM pgbert.model_versions WHERE name = 'm' AND version = 1", fetch=False)
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and state.get(node_key(w1), (None, True))[:2] == (2, False)
+          and state.get(node_key(w2), (None, False))[1] is True,
+          "cluster_models reports worker1's stale version 2 before any query runs, worker2 matching (%s)" % state)
+    done = distribute(coord)
+    check(isinstance(done, dict) and done.get(node_key(w1), ("",))[:2] == ("copied", 3)
+          and done.get(node_key(w2), ("",))[0] == "up to date",
+          "distribute_model copies the coordinator's version to worker1 only, verified there (%s)" % done)
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and all(m for _, m, _ in state.values()),
+          "cluster_models after distribute_model: every node matches (%s)" % state)
+    again = distribute(coord)
+    check(isinstance(again, dict) and all(st == "up to date" for st, _, _ in again.values()) and len(again) == 2,
+          "a second distribute_model copies nothing (%s)" % again)
+    compare(coord, "classify over the distributed table after the rollout",
+            "SELECT id, classify(body, 'm') FROM mails ORDER BY id",
+            "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
+
+    # a worker without the model: the query fails naming that node; the check said so first
+    query(w2, "SELECT drop_model('m')", fetch=False)
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and state.get(node_key(w2)) == (None, False, "model not stored"),
+          "cluster_models: worker2 'model not stored' (%s)" % ((state if not isinstance(state, dict)
+                                                                else state.get(node_key(w2))),))
+    err = error_of(coord, "SELECT id, classify(body, 'm') FROM mails")
+    check(err is not None and 'model "m" does not exist' in err[0] and str(w2.port) in " ".join(err)
+          and "distribute_model" in err[1],
+          "a query reaching worker2 fails: model missing, the node named, the hint says what to run (%s)" % (err,))
+    done = distribute(coord)
+    check(isinstance(done, dict) and done.get(node_key(w2), ("",))[0] == "copied",
+          "distribute_model copies it back to worker2 (%s)" % done)
+
+    # settings: a SET on the coordinator stays there; label_rows resolves the name itself
+    query(w1, "SELECT import_model('m_other', lo_from_bytea(0, lo_get(weights)), config, vocab, tokenizer_config) "
+              "FROM pgbert.model_versions WHERE name = 'm' ORDER BY version DESC LIMIT 1", fetch=False)
+    err = error_of(coord, "SELECT classify(body) FROM mails", ["SET pgbert.default_model = 'm'"])
+    check(err is not None and "pgbert.default_model is not set" in err[0] and "ALTER DATABASE" in err[1]
+          and str(w1.port) in " ".join(err),
+          "SET pgbert.default_model on the coordinator only: worker1 (two models) fails, naming "
+          "itself and the per-node setting (%s)" % (err,))
+    compare(coord, "classify(body) with SET LOCAL pgbert.default_model sent on to the workers",
+            "SELECT id, classify(body) FROM mails ORDER BY id", "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id",
+            setup=["SET citus.propagate_set_commands = 'local'", "BEGIN", "SET LOCAL pgbert.default_model = 'm'"])
+
+    # labelling: label_rows on the distributed table and on the local one
+    for t in ("mails", "mails_local"):
+        query(coord, "ALTER TABLE %s ADD COLUMN label text" % t, fetch=False)
+    err = error_of(coord, "UPDATE mails SET label = classify(body, 'm')")
+    check(err is not None and "STABLE functions" in err[0],
+          "Citus refuses UPDATE ... SET label = classify(...) on the distributed table (%s)" % (err,))
+    got = query(coord, "SELECT label_rows('mails', 'body', 'label', 'm')")
+    check(got == [(n_rows,)], "label_rows on the distributed table labels %d rows (%s)" % (n_rows, got))
+    got = query(coord, "SELECT label_rows('mails_local', 'body', 'label', 'm')")
+    check(got == [(n_rows,)], "label_rows on the local table labels %d rows (%s)" % (n_rows, got))
+    compare(coord, "label_rows: the distributed table's labels", "SELECT id, label FROM mails ORDER BY id",
+            "SELECT id, label FROM mails_local ORDER BY id")
+    check(query(coord, "SELECT id, label FROM mails_local ORDER BY id") == local_labels,
+          "label_rows: the local table's labels are classify()'s")
+    got = query(coord, "SELECT label_rows('mails', 'body', 'label', 'm')")
+    check(got == [(0,)], "label_rows again: no unlabelled row left (%s)" % got)
+    query(coord, "UPDATE mails SET label = NULL WHERE k % 3 = 0", fetch=False)
+    want = query(coord, "SELECT count(*) FROM mails WHERE label IS NULL")
+    got = query(coord, "SELECT label_rows('mails', 'body', 'label')", ["SET pgbert.default_model = 'm'"])
+    check(isinstance(want, list) and want[0][0] > 0 and got == want,
+          "label_rows without a model under SET pgbert.default_model on the coordinator: the %s "
+          "unlabelled rows (%s)" % (want, got))
+    compare(coord, "label_rows after relabelling a third", "SELECT id, label FROM mails ORDER BY id",
+            "SELECT id, label FROM mails_local ORDER BY id")
+    err = error_of(coord, "SELECT label_rows('mails', 'body', 'label', 'absent')")
+    check(err is not None and 'model "absent" does not exist' in err[0],
+          "label_rows with an unknown model fails before any shard is touched (%s)" % (err,))
+
+    # training on the coordinator reads the distributed table as it would the local copy
+    train = ("SELECT train_classifier('{t}', 'body', 'label', model => 't_{t}', base_model => 'm', epochs => 1, "
+             "batch_size => 16, max_length => 16)")
+    digest = "SELECT encode(sha256(lo_get(weights)), 'hex') FROM pgbert.model_versions WHERE name = 't_{t}'"
+    for t in ("mails", "mails_local"):
+        query(coord, train.format(t=t), fetch=False)
+    a, b = query(coord, digest.format(t="mails")), query(coord, digest.format(t="mails_local"))
+    check(isinstance(a, list) and a == b and len(a) == 1,
+          "train_classifier on the coordinator: from the distributed table the same weights as "
+          "from the local copy (%s, %s)" % (a, b))
+
+    # a worker restarted while a distributed query runs: the query ends with an error or its
+    # rows, the next one is right, and the coordinator does not crash
+    reps = 60
+    long_sql = "SELECT count(classify(body || g, 'm')) FROM mails, generate_series(1, %d) g" % reps
+    coord_start = query(coord, "SELECT pg_postmaster_start_time()")
+    result = []
+    runner = threading.Thread(target=lambda: result.append(query(coord, long_sql)))
+    t_start = time.time()
+    runner.start()
+    time.sleep(1.0)
+    w1.pg_ctl("-m", "fast", "restart", check=False)
+    runner.join()
+    elapsed = time.time() - t_start
+    check(len(result) == 1 and elapsed > 1.0 and (result[0] == [(n_rows * reps,)] or str(result[0]).startswith("error")),
+          "a worker restarted mid-query (the query ran %.1f s, the restart began at 1 s): the query %s"
+          % (elapsed, str(result[0])[:200]))
+    compare(coord, "the query after worker1's restart", "SELECT id, classify(body, 'm') FROM mails ORDER BY id",
+            "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
+    check(query(coord, "SELECT pg_postmaster_start_time()") == coord_start,
+          "the coordinator did not restart")
+
+    # a node down: reported by the check and the rollout, the other nodes still served
+    w2.stop()
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and state.get(node_key(w2), (0, True, None))[1] is False
+          and state[node_key(w2)][2] and state.get(node_key(w1), (0, False))[1] is True,
+          "worker2 down: cluster_models reports it unreachable, worker1 matching (%s)"
+          % ((state if not isinstance(state, dict) else state.get(node_key(w2))),))
+    done = distribute(coord)
+    check(isinstance(done, dict) and done.get(node_key(w2), ("",))[0] == "failed"
+          and done.get(node_key(w1), ("",))[0] == "up to date",
+          "worker2 down: distribute_model reports it failed and leaves worker1 alone (%s)" % done)
+    w2.start()
+
+    return True
+
+
+def node_added_later(nodes, tmp, port):
+    """A worker added after the rollout lacks the model until distribute_model copies it."""
+    coord = nodes[0]
+    w3 = Server(tmp, "worker3", port)
+    nodes.append(w3)
+    w3.initdb(["shared_preload_libraries = 'citus,pgbert'", "listen_addresses = 'localhost'",
+               "citus.enable_statistics_collection = off"])
+    with open(os.path.join(w3.dir, "pg_hba.conf"), "w") as f:
+        f.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    w3.start()
+    with w3.connect() as c:
+        c.execute("CREATE EXTENSION citus")
+        c.execute("CREATE EXTENSION pgbert")
+    query(coord, "SELECT citus_add_node('localhost', %d)" % port)
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and state.get(node_key(w3)) == (None, False, "model not stored"),
+          "a worker added later: cluster_models says 'model not stored' there (%s)" % state)
+    done = distribute(coord)
+    check(isinstance(done, dict) and done.get(node_key(w3), ("",))[0] == "copied"
+          and sum(st == "up to date" for st, _, _ in done.values()) == 2,
+          "distribute_model copies the model to the new worker only (%s)" % done)
 
 
 def setup_cluster(nodes):
@@ -165,7 +357,7 @@ def setup_cluster(nodes):
 def main():
     t0 = time.time()
     tmp = testkit.temp_dir("pgbert_citus_")
-    base = testkit.free_ports(3)
+    base = testkit.free_ports(4)
     nodes = [Server(tmp, "coordinator", base), Server(tmp, "worker1", base + 1), Server(tmp, "worker2", base + 2)]
     coord, sentinels = nodes[0], []
     try:
@@ -269,6 +461,13 @@ def main():
                 signalled = [line.strip() for line in f if "terminated by signal" in line]
             check(not signalled, "%s's log: no process terminated by a signal%s"
                   % (name, (" (" + signalled[0] + ")") if signalled else ""))
+
+        # 4. rollout, labelling, settings, faults (these restart and stop nodes)
+        for sentinel in sentinels:
+            sentinel.close()
+        sentinels = []
+        rollout_and_labelling(nodes, n_rows)
+        node_added_later(nodes, tmp, base + 3)
     finally:
         for sentinel in sentinels:
             sentinel.close()
