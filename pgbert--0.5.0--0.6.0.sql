@@ -4,6 +4,28 @@
 -- a way Citus accepts for distributed tables.
 \echo Use "ALTER EXTENSION pgbert UPDATE TO '0.6.0'" to load this file. \quit
 
+-- Refuse, naming the model, a caller who cannot read these weights: the check lo_get
+-- would make (owner role or a SELECT grant, through role membership), with the model's
+-- name in the message instead of the large object's OID.
+CREATE FUNCTION pgbert.require_weights_readable(weights oid, model_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_largeobject_metadata l
+                   WHERE l.oid = weights
+                     AND (pg_has_role(l.lomowner, 'USAGE')
+                          OR EXISTS (SELECT FROM aclexplode(l.lomacl) a
+                                     WHERE a.privilege_type = 'SELECT'
+                                       AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE'))))) THEN
+        RAISE EXCEPTION 'permission denied for model "%"', pgbert.shown(model_name)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The model''s owner can grant it with grant_model().';
+    END IF;
+END
+$$;
+
 -- What this node serves under a name: version, SHA-256 of the weights' safetensors blob
 -- and labels, as jsonb; NULL when the name is not stored here. Runs as the caller, who
 -- must be able to read the weights (the model's owner role or a grantee), as classify().
@@ -24,17 +46,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    -- the check lo_get would make, with the model's name in the message instead of an OID
-    IF NOT EXISTS (SELECT FROM pg_largeobject_metadata l
-                   WHERE l.oid = v.weights
-                     AND (pg_has_role(l.lomowner, 'USAGE')
-                          OR EXISTS (SELECT FROM aclexplode(l.lomacl) a
-                                     WHERE a.privilege_type = 'SELECT'
-                                       AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE'))))) THEN
-        RAISE EXCEPTION 'permission denied for model "%"', pgbert.shown(v.name)
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'The model''s owner can grant it with grant_model().';
-    END IF;
+    PERFORM pgbert.require_weights_readable(v.weights, v.name);
     RETURN jsonb_build_object('version', v.version,
                               'sha256', encode(sha256(lo_get(v.weights)), 'hex'),
                               'labels', to_jsonb(v.labels));
@@ -121,9 +133,11 @@ $$;
 
 -- Copy the version this node serves under name (or the given version) to every Citus
 -- worker node whose served version differs, verify the copy's digest there, and deploy it
--- where that node pins the name. One row per worker node: 'up to date', 'copied' (with
--- the version number it got there) or 'failed' (with why). Each node's copy commits on
--- its own: a node that is down is reported and the others still get the model.
+-- where that node pins the name; where that node already stores a version with the same
+-- weights and labels, deploy that one instead. One row per worker node: 'up to date',
+-- 'deployed' or 'copied' (with the version number it serves now) or 'failed' (with why).
+-- Each node's copy commits on its own: a node that is down is reported and the others
+-- still get the model.
 CREATE FUNCTION distribute_model(name text, version integer DEFAULT NULL,
                                  chunk_bytes integer DEFAULT 16777216)
 RETURNS TABLE (node text, status text, node_version integer, detail text)
@@ -152,6 +166,7 @@ BEGIN
     SELECT * INTO src FROM pgbert.model_versions v
     WHERE v.name = model_name
       AND v.version = pgbert.resolve_version(model_name, distribute_model.version);
+    PERFORM pgbert.require_weights_readable(src.weights, model_name);
     blob := lo_get(src.weights);
     total := length(blob);
     want := jsonb_build_object('sha256', encode(sha256(blob), 'hex'), 'labels', to_jsonb(src.labels));
@@ -173,6 +188,22 @@ BEGIN
         IF r.result <> '' AND r.result::jsonb - 'version' = want THEN
             status := 'up to date';
             node_version := (r.result::jsonb ->> 'version')::integer;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- a version that node already stores with these weights and labels (a rollback on
+        -- this node, say) is deployed there rather than copied again
+        -- (only versions of the same size are hashed)
+        r := pgbert.run_on_node(n.node_name, n.node_port, format(
+                'SELECT deploy_model(%L, s.v) FROM (SELECT max(v.version) v FROM pgbert.model_versions v
+                                                    WHERE v.name = %L AND v.size_bytes = %s AND v.labels = %L::text[]
+                                                      AND encode(sha256(lo_get(v.weights)), ''hex'') = %L) s
+                 WHERE s.v IS NOT NULL',
+                model_name, model_name, src.size_bytes, src.labels, want ->> 'sha256'));
+        IF r.success AND r.result <> '' THEN
+            status := 'deployed';
+            node_version := r.result::integer;
+            detail := 'a version it already stored';
             RETURN NEXT;
             CONTINUE;
         END IF;
@@ -233,11 +264,10 @@ $$;
 
 -- Set label_column to classify(text_column, model) for the rows of relation, only those
 -- whose label is NULL and text is not unless only_unlabelled is false; the number of rows
--- set. On a
--- Citus table distributed by hash, where Citus refuses an UPDATE calling a STABLE
--- function on a column, each shard is updated on its node (run_command_on_shards): every
--- shard commits on its own, so a failed call leaves the shards done before it labelled,
--- and a second call with only_unlabelled finishes the rest. Elsewhere one UPDATE.
+-- set. On a Citus table distributed by hash, where Citus refuses an UPDATE calling a
+-- STABLE function on a column, each shard is updated on its node (run_command_on_shards):
+-- every shard commits on its own, so when one fails the others stay labelled, and a
+-- second call with only_unlabelled finishes the rest. Elsewhere one UPDATE.
 -- The model name is resolved here (the argument, else pgbert.default_model, else the
 -- only stored name), so the workers need no setting.
 CREATE FUNCTION label_rows(relation regclass, text_column name, label_column name,
@@ -312,9 +342,11 @@ BEGIN
             relation, placements, shards
             USING ERRCODE = 'feature_not_supported';
     END IF;
+    -- every shard at once, each in a connection of its own (Citus's default), so that each
+    -- node's encoder worker merges its shards' rows into shared batches.
     -- run_command_on_shards formats the command with the shard's name for %s: every other
     -- % (in a quoted model or column name) is doubled
-    FOR r IN EXECUTE 'SELECT shardid, success, result FROM run_command_on_shards($1, $2, false)'
+    FOR r IN EXECUTE 'SELECT shardid, success, result FROM run_command_on_shards($1, $2)'
         USING relation, 'UPDATE %s ' || replace(assignment, '%', '%%')
     LOOP
         IF r.success THEN

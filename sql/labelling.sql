@@ -69,6 +69,7 @@ SET ROLE regress_labeller;
 \set VERBOSITY terse
 SELECT label_rows('inbox', 'body', 'label', 'lab');
 SELECT * FROM cluster_models('lab');
+SELECT * FROM distribute_model('lab');
 \set VERBOSITY default
 RESET ROLE;
 SELECT grant_model('lab', 'regress_labeller');
