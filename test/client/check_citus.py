@@ -150,14 +150,25 @@ def rollout_and_labelling(nodes, n_rows):
     coord, w1, w2 = nodes[:3]
     local_labels = query(coord, "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
 
+    # push-down: the worker's plan for a shard batches the calls
+    plan = query(coord, "EXPLAIN (COSTS OFF) SELECT id, classify(body, 'm') FROM mails")
+    lines = [r[0] for r in plan] if isinstance(plan, list) else []
+    node_at = next((i for i, x in enumerate(lines) if "Node: host=" in x), None)
+    check(any("Custom Scan (Citus Adaptive)" in x for x in lines) and node_at is not None
+          and any("PgbertBatch" in x for x in lines[node_at:]),
+          "EXPLAIN of classify over the distributed table: pushed down, PgbertBatch in the worker's plan (%s)"
+          % (" / ".join(x.strip() for x in lines) if lines else plan))
+
     state = cluster_state(coord)
     check(isinstance(state, dict) and len(state) == 3 and all(m for _, m, _ in state.values()),
           "cluster_models: the coordinator and both workers serve the same weights and labels (%s)" % state)
 
-    # a stale worker: worker1 serves the same weights under other labels as its version 2
+    # a stale worker: worker1 serves the same weights under other labels as its version 2,
+    # and no longer stores version 1
     query(w1, "SELECT import_model('m', lo_from_bytea(0, lo_get(weights)), config, vocab, tokenizer_config, "
               "ARRAY(SELECT l FROM unnest(labels) WITH ORDINALITY u(l, i) ORDER BY i DESC)) "
               "FROM pgbert.model_versions WHERE name = 'm' AND version = 1", fetch=False)
+    query(w1, "SELECT drop_model('m', 1)", fetch=False)
     state = cluster_state(coord)
     check(isinstance(state, dict) and state.get(node_key(w1), (None, True))[:2] == (2, False)
           and state.get(node_key(w2), (None, False))[1] is True,
@@ -175,6 +186,25 @@ def rollout_and_labelling(nodes, n_rows):
     compare(coord, "classify over the distributed table after the rollout",
             "SELECT id, classify(body, 'm') FROM mails ORDER BY id",
             "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
+
+    # a rollback on the coordinator: each worker deploys the copy it already stores
+    query(coord, "SELECT import_model('m', lo_from_bytea(0, lo_get(weights)), config, vocab, tokenizer_config, "
+                 "ARRAY(SELECT l FROM unnest(labels) WITH ORDINALITY u(l, i) ORDER BY i DESC)) "
+                 "FROM pgbert.model_versions WHERE name = 'm' AND version = 1", fetch=False)
+    done = distribute(coord)
+    check(isinstance(done, dict) and done.get(node_key(w1), ("",))[:2] == ("deployed", 2)
+          and done.get(node_key(w2), ("",))[0] == "copied",
+          "the coordinator's version 2 (worker1 stores its weights and labels as version 2, worker2 "
+          "does not): deployed on worker1, copied to worker2 (%s)" % done)
+    query(coord, "SELECT deploy_model('m', 1)", fetch=False)
+    done = distribute(coord)
+    check(isinstance(done, dict) and done.get(node_key(w1), ("",))[:2] == ("deployed", 3)
+          and done.get(node_key(w2), ("",))[:2] == ("deployed", 1),
+          "deploy_model('m', 1) on the coordinator, then distribute_model: each worker deploys the "
+          "version it already stores, nothing copied (%s)" % done)
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and all(m for _, m, _ in state.values()),
+          "cluster_models after the rollback: every node matches (%s)" % state)
 
     # a worker without the model: the query fails naming that node; the check said so first
     query(w2, "SELECT drop_model('m')", fetch=False)
