@@ -26,8 +26,21 @@ BEGIN
 END
 $$;
 
--- What this node serves under a name: version, SHA-256 of the weights' safetensors blob
--- and labels, as jsonb; NULL when the name is not stored here. Runs as the caller, who
+-- SHA-256 of what a version reads besides its weights and labels (config.json, vocab.txt
+-- and tokenizer_config.json): two nodes serving the same weights under another vocabulary
+-- or truncation length would answer differently. jsonb prints canonically, so equal
+-- configs give equal digests on every node.
+CREATE FUNCTION pgbert.setup_digest(config jsonb, vocab bytea, tokenizer_config jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT encode(sha256(convert_to(config::text, 'UTF8') || '\x00'::bytea || vocab || '\x00'::bytea
+                         || convert_to(coalesce(tokenizer_config::text, ''), 'UTF8')), 'hex')
+$$;
+
+-- What this node serves under a name: version, SHA-256 of the weights' safetensors blob,
+-- labels and the digest of config, vocabulary and tokenizer config, as jsonb; NULL when the name is not stored here. Runs as the caller, who
 -- must be able to read the weights (the model's owner role or a grantee), as classify().
 CREATE FUNCTION pgbert.model_fingerprint(name text)
 RETURNS jsonb
@@ -49,7 +62,8 @@ BEGIN
     PERFORM pgbert.require_weights_readable(v.weights, v.name);
     RETURN jsonb_build_object('version', v.version,
                               'sha256', encode(sha256(lo_get(v.weights)), 'hex'),
-                              'labels', to_jsonb(v.labels));
+                              'labels', to_jsonb(v.labels),
+                              'setup_sha256', pgbert.setup_digest(v.config, v.vocab, v.tokenizer_config));
 END
 $$;
 
@@ -85,10 +99,10 @@ END
 $$;
 
 -- Per node of the cluster (this one first): the version it serves under name, the
--- weights' digest and labels, whether they match this node's, and why a node could not
+-- weights' digest, labels and setup digest, whether they all match this node's, and why a node could not
 -- answer. Run on a Citus coordinator; elsewhere it lists this node alone.
 CREATE FUNCTION cluster_models(name text)
-RETURNS TABLE (node text, version integer, weights_sha256 text, labels text[],
+RETURNS TABLE (node text, version integer, weights_sha256 text, labels text[], setup_sha256 text,
                matches boolean, error text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -111,6 +125,7 @@ BEGIN
     version := (want ->> 'version')::integer;
     weights_sha256 := want ->> 'sha256';
     labels := ARRAY(SELECT jsonb_array_elements_text(want -> 'labels'));
+    setup_sha256 := want ->> 'setup_sha256';
     matches := true;
     error := NULL;
     RETURN NEXT;
@@ -123,6 +138,7 @@ BEGIN
         weights_sha256 := have ->> 'sha256';
         labels := CASE WHEN have IS NOT NULL
                        THEN ARRAY(SELECT jsonb_array_elements_text(have -> 'labels')) END;
+        setup_sha256 := have ->> 'setup_sha256';
         matches := r.success AND have IS NOT NULL AND have - 'version' = want - 'version';
         error := CASE WHEN NOT r.success THEN r.result
                       WHEN have IS NULL THEN 'model not stored' END;
@@ -169,7 +185,8 @@ BEGIN
     PERFORM pgbert.require_weights_readable(src.weights, model_name);
     blob := lo_get(src.weights);
     total := length(blob);
-    want := jsonb_build_object('sha256', encode(sha256(blob), 'hex'), 'labels', to_jsonb(src.labels));
+    want := jsonb_build_object('sha256', encode(sha256(blob), 'hex'), 'labels', to_jsonb(src.labels),
+                               'setup_sha256', pgbert.setup_digest(src.config, src.vocab, src.tokenizer_config));
     import_sql := format('SELECT import_model(%L, %%s, %L::jsonb, decode(%L, ''base64''), %L::jsonb, %L::text[], %L)',
                          model_name, src.config, encode(src.vocab, 'base64'), src.tokenizer_config,
                          src.labels, src.base_model);
@@ -197,9 +214,10 @@ BEGIN
         r := pgbert.run_on_node(n.node_name, n.node_port, format(
                 'SELECT deploy_model(%L, s.v) FROM (SELECT max(v.version) v FROM pgbert.model_versions v
                                                     WHERE v.name = %L AND v.size_bytes = %s AND v.labels = %L::text[]
+                                                      AND pgbert.setup_digest(v.config, v.vocab, v.tokenizer_config) = %L
                                                       AND encode(sha256(lo_get(v.weights)), ''hex'') = %L) s
                  WHERE s.v IS NOT NULL',
-                model_name, model_name, src.size_bytes, src.labels, want ->> 'sha256'));
+                model_name, model_name, src.size_bytes, src.labels, want ->> 'setup_sha256', want ->> 'sha256'));
         IF r.success AND r.result <> '' THEN
             status := 'deployed';
             node_version := r.result::integer;
@@ -232,12 +250,14 @@ BEGIN
             -- the copy as that node stores it: the same digest and labels, or it is dropped
             r := pgbert.run_on_node(n.node_name, n.node_port, format(
                     'SELECT CASE WHEN encode(sha256(lo_get(v.weights)), ''hex'') = %L AND v.labels = %L::text[]
+                                      AND pgbert.setup_digest(v.config, v.vocab, v.tokenizer_config) = %L
                                  THEN ''ok'' ELSE ''dropped '' || drop_model(%L, %s) END
                      FROM pgbert.model_versions v WHERE v.name = %L AND v.version = %s',
-                    want ->> 'sha256', src.labels, model_name, node_version, model_name, node_version));
+                    want ->> 'sha256', src.labels, want ->> 'setup_sha256', model_name, node_version,
+                    model_name, node_version));
             IF r.success AND r.result <> 'ok' THEN
                 r.success := false;
-                r.result := 'the copy''s digest or labels differ from this node''s; it was dropped there';
+                r.result := 'the copy''s digests or labels differ from this node''s; it was dropped there';
             END IF;
         END IF;
         IF r.success THEN
@@ -284,6 +304,7 @@ DECLARE
     assignment text;
     done bigint := 0;
     failed text[] := '{}';
+    label_type text;
     r record;
 BEGIN
     IF relation IS NULL OR text_column IS NULL OR label_column IS NULL OR only_unlabelled IS NULL THEN
@@ -295,8 +316,10 @@ BEGIN
         RAISE EXCEPTION 'column "%" of relation % does not exist', text_column, relation
             USING ERRCODE = 'undefined_column';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = label_column
-                   AND a.attnum > 0 AND NOT a.attisdropped) THEN
+    SELECT format_type(a.atttypid, a.atttypmod) INTO label_type
+    FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = label_column
+     AND a.attnum > 0 AND NOT a.attisdropped;
+    IF label_type IS NULL THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', label_column, relation
             USING ERRCODE = 'undefined_column';
     END IF;
@@ -314,7 +337,9 @@ BEGIN
     -- the name must resolve here, so that a typo fails before any shard is touched
     PERFORM pgbert.resolve_version(use_model, NULL);
 
-    assignment := format('SET %I = @extschema@.classify(%I, %L)', label_column, text_column, use_model)
+    -- cast to the column's type: a label column may be an enum, which text is not assigned to
+    assignment := format('SET %I = @extschema@.classify(%I, %L)::%s', label_column, text_column, use_model,
+                         label_type)
                   || CASE WHEN only_unlabelled
                           THEN format(' WHERE %I IS NULL AND %I IS NOT NULL', label_column, text_column)
                           ELSE '' END;
@@ -368,6 +393,6 @@ $$;
 COMMENT ON FUNCTION label_rows(regclass, name, name, text, boolean) IS
 'set label_column = classify(text_column, model) where the label is NULL (all rows when only_unlabelled is false); shard by shard on a Citus table distributed by hash; returns the rows set';
 COMMENT ON FUNCTION cluster_models(text) IS
-'per node (this one, then each active Citus worker): the version served under name, its weights'' SHA-256 and labels, whether they match this node''s, and why a node could not answer';
+'per node (this one, then each active Citus worker): the version served under name, its weights'' SHA-256, labels and config/vocabulary digest, whether they match this node''s, and why a node could not answer';
 COMMENT ON FUNCTION distribute_model(text, integer, integer) IS
 'copy this node''s served version of name (or version) to every Citus worker whose served version differs, verify it there by digest, deploy it where the node pins the name; one row per worker';

@@ -41,6 +41,15 @@ RESET pgbert.default_model;
 UPDATE inbox SET label = NULL WHERE id < 10;
 SELECT label_rows('inbox', 'body', 'label') AS labelled;
 
+-- a label column of an enum type (text is not assigned to an enum without a cast)
+CREATE TYPE verdict AS ENUM ('ham', 'spam', 'phish');
+CREATE TABLE typed (id int, body text, label verdict);
+INSERT INTO typed SELECT ord, text FROM oracle WHERE ord < 20;
+SELECT label_rows('typed', 'body', 'label', 'lab') AS labelled;
+SELECT count(*) FILTER (WHERE t.label::text = o.label) AS as_transformers FROM typed t JOIN oracle o ON o.ord = t.id;
+DROP TABLE typed;
+DROP TYPE verdict;
+
 -- bad input: clear errors, nothing labelled
 \set VERBOSITY terse
 UPDATE inbox SET label = NULL WHERE id < 10;
@@ -56,6 +65,16 @@ SELECT count(*) AS still_unlabelled FROM inbox WHERE label IS NULL;
 SELECT node, version, weights_sha256 = :'weights_sha256' AS digest_of_the_file, labels, matches, error
 FROM cluster_models('lab');
 SELECT count(*) AS nodes_copied_to FROM distribute_model('lab');
+-- the same weights and labels with another truncation length: another setup digest
+\set tok512 `sed 's/"model_max_length": *[0-9]*/"model_max_length": 512/' :'fixture'/tokenizer_config.json`
+SELECT :'tok' <> :'tok512' AS tokenizer_config_differs;
+SELECT import_model('lab', lo_from_bytea(0, lo_get(weights)), config, vocab, :'tok512'::jsonb)
+FROM pgbert.model_versions WHERE name = 'lab' AND version = 1;
+SELECT (SELECT setup_sha256 FROM cluster_models('lab')) AS v2 \gset
+SELECT deploy_model('lab', 1);
+SELECT weights_sha256 = :'weights_sha256' AS same_weights, setup_sha256 <> :'v2' AS other_setup
+FROM cluster_models('lab');
+SELECT drop_model('lab', 2);
 \set VERBOSITY terse
 SELECT * FROM cluster_models('absent');
 SELECT * FROM cluster_models(NULL);
