@@ -359,6 +359,16 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Label it with an INSERT ... SELECT ... ON CONFLICT DO UPDATE from a query that calls classify().';
     END IF;
+    -- the shard updates run in connections of their own, outside this transaction: after
+    -- an earlier statement of the same transaction block (which may hold row locks on
+    -- those shards) they could wait for it forever, and they commit whatever it does
+    IF transaction_timestamp() <> statement_timestamp() THEN
+        RAISE EXCEPTION 'label_rows() on the distributed table % cannot run after other statements in a transaction block',
+            relation
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'Each shard is updated and committed in a connection of its own, which would wait for this transaction''s locks.',
+                  HINT = 'Run it on its own, outside BEGIN ... COMMIT.';
+    END IF;
     EXECUTE 'SELECT count(*), count(DISTINCT shardid) FROM pg_dist_placement
              WHERE shardid IN (SELECT shardid FROM pg_dist_shard WHERE logicalrelid = $1)'
         INTO placements, shards USING relation;

@@ -256,6 +256,11 @@ def rollout_and_labelling(nodes, n_rows):
           "unlabelled rows (%s)" % (want, got))
     compare(coord, "label_rows after relabelling a third", "SELECT id, label FROM mails ORDER BY id",
             "SELECT id, label FROM mails_local ORDER BY id")
+    err = error_of(coord, "SELECT label_rows('mails', 'body', 'label', 'm')",
+                   ["BEGIN", "UPDATE mails SET label = NULL WHERE id = 1"])
+    check(err is not None and "transaction block" in err[0],
+          "label_rows on the distributed table after an UPDATE in the same transaction block: refused, "
+          "not left waiting for that transaction's locks (%s)" % (err,))
     err = error_of(coord, "SELECT label_rows('mails', 'body', 'label', 'absent')")
     check(err is not None and 'model "absent" does not exist' in err[0],
           "label_rows with an unknown model fails before any shard is touched (%s)" % (err,))
