@@ -66,14 +66,7 @@ def main():
     coord, w1, w2 = nodes
     try:
         for n in nodes:
-            n.initdb(["shared_preload_libraries = 'citus,pgbert'", "listen_addresses = 'localhost'",
-                      "citus.enable_statistics_collection = off"])
-            with open(os.path.join(n.dir, "pg_hba.conf"), "w") as f:
-                f.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
-            n.start()
-            with n.connect() as c:
-                c.execute("CREATE EXTENSION citus")
-                c.execute("CREATE EXTENSION pgbert")
+            testkit.start_citus_node(n)
         subprocess.run([os.path.join(BINDIR, "pgbert_import"), model_dir, "spam"], check=True,
                        capture_output=True, env=coord.env())
         with coord.connect() as c:

@@ -318,14 +318,7 @@ def node_added_later(nodes, tmp, port):
     coord = nodes[0]
     w3 = Server(tmp, "worker3", port)
     nodes.append(w3)
-    w3.initdb(["shared_preload_libraries = 'citus,pgbert'", "listen_addresses = 'localhost'",
-               "citus.enable_statistics_collection = off"])
-    with open(os.path.join(w3.dir, "pg_hba.conf"), "w") as f:
-        f.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
-    w3.start()
-    with w3.connect() as c:
-        c.execute("CREATE EXTENSION citus")
-        c.execute("CREATE EXTENSION pgbert")
+    testkit.start_citus_node(w3)
     query(coord, "SELECT citus_add_node('localhost', %d)" % port)
     state = cluster_state(coord)
     check(isinstance(state, dict) and state.get(node_key(w3)) == (None, False, "model not stored"),
@@ -339,14 +332,7 @@ def node_added_later(nodes, tmp, port):
 def setup_cluster(nodes):
     coord, workers = nodes[0], nodes[1:]
     for n in nodes:
-        n.initdb(["shared_preload_libraries = 'citus,pgbert'", "listen_addresses = 'localhost'",
-                  "citus.enable_statistics_collection = off"])  # no call home from the test
-        with open(os.path.join(n.dir, "pg_hba.conf"), "w") as f:
-            f.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
-        n.start()
-        with n.connect() as c:
-            c.execute("CREATE EXTENSION citus")
-            c.execute("CREATE EXTENSION pgbert")
+        testkit.start_citus_node(n)
     with coord.connect() as c:
         c.execute("SELECT citus_set_coordinator_host('localhost', %s)", (coord.port,))
         for w in workers:

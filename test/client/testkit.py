@@ -221,3 +221,16 @@ def wait_for(fn, seconds=60, step=0.2):
             pass
         time.sleep(step)
     return False
+
+
+def start_citus_node(server):
+    """initdb, start and CREATE EXTENSION citus and pgbert on a node of a test Citus cluster:
+    both preloaded, TCP on loopback for Citus's own connections, no call home."""
+    server.initdb(["shared_preload_libraries = 'citus,pgbert'", "listen_addresses = 'localhost'",
+                   "citus.enable_statistics_collection = off"])
+    with open(os.path.join(server.dir, "pg_hba.conf"), "w") as f:
+        f.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    server.start()
+    with server.connect() as c:
+        c.execute("CREATE EXTENSION citus")
+        c.execute("CREATE EXTENSION pgbert")
