@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -77,7 +78,7 @@ bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *w
 
 #define MR 6
 #define KC 384
-#define MC 264					/* a multiple of MR */
+#define MC 264					/* a multiple of 2 MR */
 
 /*
  * dst = rows (<= MC) of in, columns k0 .. k0 + kc - 1, as tiles of MR rows:
@@ -245,6 +246,111 @@ tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float
 	_mm256_storeu_ps(c + 5 * ldc + 8, c51);
 }
 
+/* ---- AVX-512: 12 rows by 2 panels ---- */
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define KC512 256				/* two panels' slices, 32 KiB, stay in L1 beside a tile pair */
+
+/*
+ * c (6 R rows, stride ldc, 16 P columns) = (first ? bias or 0 : c) + a @ b
+ * over kc: a holds R packed tiles of MR rows, a_next floats apart; b holds
+ * P panel slices, b_next floats apart; bias, when first, the 16 P biases.
+ * Each k loads P vectors of the panels and broadcasts 6 R inputs into
+ * 6 R P FMAs on 512-bit registers: with R = P = 2, 24 accumulators. Each
+ * accumulator sums its k in the same order as tile_6x16, so both kernels
+ * give the same bits. R and P are constants where it is inlined.
+ */
+AVX512 static inline __attribute__((always_inline)) void
+tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
+		const float *bias, bool first, const int R, const int P)
+{
+	__m512		acc[2 * MR][2];
+
+#pragma GCC unroll 12
+	for (int r = 0; r < MR * R; r++)
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++)
+			acc[r][p] = !first ? _mm512_loadu_ps(c + (size_t) r * ldc + 16 * p) :
+				bias ? _mm512_loadu_ps(bias + 16 * p) : _mm512_setzero_ps();
+	for (int k = 0; k < kc; k++)
+	{
+		__m512		b0 = _mm512_loadu_ps(b + 16 * k),
+					b1 = P == 2 ? _mm512_loadu_ps(b + b_next + 16 * k) : b0;
+
+		_mm_prefetch((const char *) (b + 16 * k + 256), _MM_HINT_T0);
+		if (P == 2)
+			_mm_prefetch((const char *) (b + b_next + 16 * k + 256), _MM_HINT_T0);
+#pragma GCC unroll 12
+		for (int r = 0; r < MR * R; r++)
+		{
+			__m512		x = _mm512_set1_ps(a[(r / MR) * a_next + (size_t) k * MR + r % MR]);
+
+			acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+			if (P == 2)
+				acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+		}
+	}
+#pragma GCC unroll 12
+	for (int r = 0; r < MR * R; r++)
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++)
+			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * p, acc[r][p]);
+}
+
+/* tile512 for R tiles and P panels, the four shapes as separate functions. */
+AVX512 static void
+tile512_dispatch(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
+				 const float *bias, bool first, int R, int P)
+{
+	if (R == 2 && P == 2)
+		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 2, 2);
+	else if (R == 2)
+		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 2, 1);
+	else if (P == 2)
+		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 1, 2);
+	else
+		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 1, 1);
+}
+
+/* block() for the AVX-512 kernel: pairs of panels by pairs of row tiles; the GELU after each tile's store. */
+static void
+block512(float *out, int ldo, const float *tiles, const float *wp, const float *bias, int K,
+		 int m0, int mc, int k0, int kc, int p0, int p1, const BtActivation *gelu)
+{
+	bool		last = k0 + kc == K;
+	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
+
+	for (int p = p0; p < p1; p += 2)
+	{
+		int			P = p + 1 < p1 ? 2 : 1;
+		const float *panel = wp + (size_t) p * 16 * K + (size_t) k0 * 16;
+		const float *pb = bias ? bias + p * 16 : NULL;
+
+		for (int r0 = 0; r0 < mc; r0 += 2 * MR)
+		{
+			const float *a = tiles + (size_t) r0 * kc;
+			float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
+			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR,
+						R = rows > MR ? 2 : 1;
+
+			if (rows == MR * R)
+				tile512_dispatch(c, ldo, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, R, P);
+			else
+			{
+				if (k0 > 0)
+					for (int r = 0; r < rows; r++)
+						memcpy(edge + r * 32, c + (size_t) r * ldo, 16 * P * sizeof(float));
+				tile512_dispatch(edge, 32, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, R, P);
+				for (int r = 0; r < rows; r++)
+					memcpy(c + (size_t) r * ldo, edge + r * 32, 16 * P * sizeof(float));
+			}
+			if (last && gelu)
+				for (int r = 0; r < rows; r++)
+					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);
+		}
+	}
+}
+
 /*
  * Full panels p0 .. p1 - 1 of out over rows m0 .. m0 + mc - 1 and k0 .. k0 + kc - 1;
  * gelu (NULL or the activation) goes over each tile once its last k is in:
@@ -293,7 +399,9 @@ void
 bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, const float *bias,
 			   int O, int K, int p0, int p1, const BtActivation *gelu)
 {
-	int			full = O / 16,	/* panels of 16 */
+	bool		avx512 = bt_cpu_path() >= BT_CPU_AVX512;
+	int			kc_step = avx512 ? KC512 : KC,
+				full = O / 16,	/* panels of 16 */
 				q1 = p1 < full ? p1 : full,
 				rows = T < MC ? (T + MR - 1) / MR * MR : MC;	/* what one block of input needs */
 	/* + pack_rows' slack, rounded up to the 64-byte multiple aligned_alloc asks for */
@@ -306,16 +414,19 @@ bt_gemm_packed(float *out, int ldo, const float *in, int T, const float *wp, con
 		return;
 	}
 	if (p0 < q1)
-		for (int k0 = 0; k0 < K; k0 += KC)
+		for (int k0 = 0; k0 < K; k0 += kc_step)
 		{
-			int			kc = K - k0 < KC ? K - k0 : KC;
+			int			kc = K - k0 < kc_step ? K - k0 : kc_step;
 
 			for (int m0 = 0; m0 < T; m0 += MC)
 			{
 				int			mc = T - m0 < MC ? T - m0 : MC;
 
 				pack_rows(tiles, in + (size_t) m0 * K, K, mc, k0, kc);
-				block(out, ldo, tiles, wp, bias, K, m0, mc, k0, kc, p0, q1, gelu);
+				if (avx512)
+					block512(out, ldo, tiles, wp, bias, K, m0, mc, k0, kc, p0, q1, gelu);
+				else
+					block(out, ldo, tiles, wp, bias, K, m0, mc, k0, kc, p0, q1, gelu);
 			}
 		}
 	free(tiles);

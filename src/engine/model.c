@@ -7,7 +7,9 @@
  */
 #include "model.h"
 #include "blas.h"
+#include "cpu.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "gemm_q8.h"
 #include "ops.h"
 #include "simd.h"
@@ -327,6 +329,8 @@ bt_model_free(BtBertModel *m)
 	free(m->params);
 	free(m->q8);
 	free(m->q8_mem);
+	free(m->bf16);
+	free(m->bf16_mem);
 	free(m);
 }
 
@@ -371,7 +375,8 @@ typedef struct Job
 				p1;
 	float		eps;
 	const BtActivation *gelu;	/* dense: NULL, or the GELU to apply to its outputs */
-	const BtQ8Weight *q8;		/* dense: w in 8 bits, or NULL for float32 */
+	const BtQ8Weight *q8;		/* dense: w in 8 bits, or NULL */
+	const BtBf16Weight *bf16;	/* dense: w in bf16, or NULL */
 	float	   *scratch;		/* attention: (max S, max S) per member */
 	size_t		scratch_each;
 	const BtBatch *batch;
@@ -395,7 +400,9 @@ dense_job(void *arg, int member, int members)
 				p1;
 
 	share(j->p1 - j->p0, member, members, &p0, &p1);
-	if (j->q8)
+	if (j->bf16)
+		bt_gemm_bf16(j->out, j->ldo, j->in, j->T, j->bf16, j->b, j->p0 + p0, j->p0 + p1, j->gelu);
+	else if (j->q8)
 		bt_gemm_q8(j->out, j->ldo, j->in, j->T, j->q8, j->b, j->p0 + p0, j->p0 + p1, j->gelu);
 	else
 		bt_gemm_packed(j->out, j->ldo, j->in, j->T, j->w, j->b, j->O, j->K, j->p0 + p0, j->p0 + p1, j->gelu);
@@ -440,6 +447,9 @@ layer_dense_panels(const BtBertModel *m, BtTeam *team, float *out, int ldo, cons
 	for (int i = 0; m->use_q8 && i < m->n_q8; i++)
 		if (m->q8[i].source == w)
 			j.q8 = &m->q8[i];
+	for (int i = 0; m->use_bf16 && i < m->n_bf16; i++)
+		if (m->bf16[i].source == w)
+			j.bf16 = &m->bf16[i];
 
 	if (team)
 		bt_team_run(team, dense_job, &j);
@@ -954,6 +964,7 @@ bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 	if (m->q8 != NULL)
 	{
 		m->use_q8 = true;
+		m->use_bf16 = false;
 		return 0;
 	}
 	if (bt_model_pack(m, err, errlen) != 0)
@@ -993,6 +1004,7 @@ bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 		mem += bt_q8_bytes(O, K);
 	}
 	m->use_q8 = true;
+	m->use_bf16 = false;
 	return 0;
 }
 
@@ -1003,5 +1015,73 @@ bt_model_q8_bytes(const BtBertModel *m)
 
 	for (int i = 0; i < m->n_q8; i++)
 		bytes += bt_q8_bytes(m->q8[i].O, m->q8[i].K) + sizeof(BtQ8Weight);
+	return bytes;
+}
+
+int
+bt_model_to_bf16(BtBertModel *m, char *err, size_t errlen)
+{
+	int			n = 0,
+				O,
+				K;
+	size_t		bytes = 0;
+	char	   *mem;
+
+	if (!bt_cpu_bf16())
+	{
+		char		path[128];
+
+		bt_cpu_describe(path, sizeof(path));
+		snprintf(err, errlen, "bf16 needs a CPU with AVX512-BF16 on the avx512 path; this one runs %s", path);
+		return -2;
+	}
+	if (m->bf16 == NULL)
+	{
+		if (bt_model_pack(m, err, errlen) != 0)
+			return -1;
+		for (int i = 0; i < 4 * m->cfg.num_layers; i++)
+		{
+			encoder_weight(m, i, &O, &K);
+			if (bt_bf16_fits(O, K))
+			{
+				bytes += bt_bf16_bytes(O, K);
+				n++;
+			}
+		}
+		if (n == 0)
+			return 0;			/* nothing fits: float32 stays */
+		m->bf16 = calloc(n, sizeof(BtBf16Weight));
+		mem = m->bf16_mem = aligned_alloc(64, bytes);
+		if (m->bf16 == NULL || mem == NULL)
+		{
+			free(m->bf16);
+			free(m->bf16_mem);
+			m->bf16 = NULL;
+			m->bf16_mem = NULL;
+			snprintf(err, errlen, "out of memory converting the weights to bf16");
+			return -1;
+		}
+		for (int i = 0; i < 4 * m->cfg.num_layers; i++)
+		{
+			const float *w = encoder_weight(m, i, &O, &K);
+
+			if (!bt_bf16_fits(O, K))
+				continue;
+			bt_bf16_convert(&m->bf16[m->n_bf16++], mem, w, O, K, 1);
+			mem += bt_bf16_bytes(O, K);
+		}
+	}
+	m->use_bf16 = true;
+	m->use_q8 = false;
+	return 0;
+}
+
+size_t
+bt_model_bf16_bytes(const BtBertModel *m)
+{
+	size_t		bytes = 0;
+
+	for (int i = 0; i < m->n_bf16; i++)
+		bytes += bt_bf16_bytes(m->bf16[i].O, m->bf16[i].K) + sizeof(BtBf16Weight);
 	return bytes;
 }

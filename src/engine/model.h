@@ -57,6 +57,10 @@ typedef struct BtBertModel
 	int			n_q8;			/* encoder weights also held in 8 bits (bt_model_quantize) */
 	struct BtQ8Weight *q8;		/* (n_q8), found by their float32 source */
 	void	   *q8_mem;			/* one allocation behind them */
+	bool		use_bf16;		/* forward passes use the bf16 weights (set by bt_model_to_bf16) */
+	int			n_bf16;			/* encoder weights also held in bf16 */
+	struct BtBf16Weight *bf16;	/* (n_bf16), found by their float32 source */
+	void	   *bf16_mem;		/* one allocation behind them */
 } BtBertModel;
 
 /* A packed batch: sequence s holds tokens offsets[s] .. offsets[s+1]-1. */
@@ -135,5 +139,18 @@ extern int	bt_model_quantize(BtBertModel *m, char *err, size_t errlen);
 
 /* Bytes bt_model_quantize added (0 when it has not run or quantized nothing). */
 extern size_t bt_model_q8_bytes(const BtBertModel *m);
+
+/*
+ * Opt in to bf16 products in the encoder's dense layers (gemm_bf16.h): packs
+ * m, then converts each encoder weight whose shape allows it into a second
+ * allocation of half the weights' size; the float32 weights stay, as
+ * bt_model_quantize's do. Sets use_bf16 (and clears use_q8), which its owner
+ * may clear and set again between passes. 0; -1 out of memory; -2 when this
+ * CPU has no AVX512-BF16 (cpu.h), err saying so; the model stays float32.
+ */
+extern int	bt_model_to_bf16(BtBertModel *m, char *err, size_t errlen);
+
+/* Bytes bt_model_to_bf16 added (0 when it has not run). */
+extern size_t bt_model_bf16_bytes(const BtBertModel *m);
 
 #endif

@@ -5,6 +5,8 @@
  */
 #include "simd.h"
 
+#include "cpu.h"
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(BT_PORTABLE)
 
 #include <immintrin.h>
@@ -18,16 +20,7 @@
 bool
 bt_simd_avx2(void)
 {
-	static int	have = -1;		/* unknown until the first call; racing first calls agree */
-	int			h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-
-	if (h < 0)
-	{
-		__builtin_cpu_init();
-		h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-		__atomic_store_n(&have, h, __ATOMIC_RELAXED);
-	}
-	return h;
+	return bt_cpu_path() >= BT_CPU_AVX2;
 }
 
 /* Lanes 0 .. n-1 set (n from 0 to 8), for maskload/maskstore of a row's tail. */

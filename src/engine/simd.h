@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Can the functions below run here (x86-64 with AVX2 and FMA)? Cached after the first call. */
+/* Can the functions below run here: is cpu.h's path avx2 or above? */
 extern bool bt_simd_avx2(void);
 
 /*

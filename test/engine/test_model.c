@@ -23,7 +23,9 @@
 #include "blas.h"
 #include "config.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "gemm_q8.h"
+#include "cpu.h"
 #include "model.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -719,7 +721,7 @@ test_gemm(void)
 		check(worst_fast <= sum_bound32(K + 2) && worst_plain <= sum_bound32(K + 2) && untouched && roundtrip && gelu_same,
 			  "gemm: packed %dx%d weight, %d rows, panels %d..%d of %d: error %.1e (%s), plain loops %.1e, "
 			  "other columns untouched, unpacks to the original, GELU epilogue equals a GELU pass",
-			  O, K, T, p0, p1 - 1, panels, worst_fast, bt_simd_avx2() ? "AVX2" : "plain", worst_plain);
+			  O, K, T, p0, p1 - 1, panels, worst_fast, bt_cpu_path_name(bt_cpu_path()), worst_plain);
 		free(w);
 		free(packed);
 		free(scratch);
@@ -727,6 +729,110 @@ test_gemm(void)
 		free(bias);
 		free(fast);
 		free(plain);
+	}
+}
+
+/*
+ * gemm_bf16.c: the AVX512-BF16 kernel against its plain loops (row counts off
+ * 6 and 12, K past its 512 block, a panel range, with and without bias and
+ * GELU), and the plain loops against the exact product of the bf16-rounded
+ * operands in double; weights converted from the Hugging Face layout and
+ * from gemm.c's packed one must agree.
+ */
+static void
+test_gemm_bf16(void)
+{
+	static const int shapes[][3] = {{1, 16, 2}, {7, 32, 20}, {13, 48, 400}, {97, 64, 1026}, {200, 1152, 384},
+	{30, 96, 3072}};
+
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+	{
+		int			T = shapes[si][0],
+					O = shapes[si][1],
+					K = shapes[si][2],
+					ldo = O + 3,
+					panels = O / 16,
+					p0 = panels > 2 ? 1 : 0,
+					p1 = panels > 2 && si % 2 == 0 ? panels - 1 : panels;
+		float	   *w = malloc((size_t) O * K * sizeof(float)),
+				   *packed = malloc((size_t) O * K * sizeof(float)),
+				   *scratch = malloc((size_t) O * K * sizeof(float)),
+				   *in = malloc((size_t) T * K * sizeof(float)),
+				   *bias = malloc(O * sizeof(float)),
+				   *fast = malloc((size_t) T * ldo * sizeof(float)),
+				   *plain = malloc((size_t) T * ldo * sizeof(float)),
+				   *fast_act = malloc((size_t) T * ldo * sizeof(float));
+		void	   *mem = aligned_alloc(64, bt_bf16_bytes(O, K)),
+				   *mem_packed = aligned_alloc(64, bt_bf16_bytes(O, K));
+		BtBf16Weight bw,
+					bw_packed;
+		BtActivation act = si % 2 ? BT_ACT_GELU : BT_ACT_GELU_TANH;
+		const float *b = si % 2 ? bias : NULL;
+		double		worst_fast = 0.0,
+					worst_plain = 0.0;
+		bool		untouched = true,
+					gelu_same;
+
+		fill_dense_case(9090 + si, w, in, bias, T, O, K);
+		memcpy(packed, w, (size_t) O * K * sizeof(float));
+		bt_gemm_pack(packed, O, K, scratch);
+		bt_bf16_convert(&bw, mem, w, O, K, 0);
+		bt_bf16_convert(&bw_packed, mem_packed, packed, O, K, 1);
+		check(memcmp(mem, mem_packed, (size_t) O * K * 2) == 0,
+			  "gemm_bf16 %dx%dx%d: converted from the packed layout as from Hugging Face's", T, O, K);
+		for (size_t i = 0; i < (size_t) T * ldo; i++)
+			fast[i] = plain[i] = fast_act[i] = NAN;
+		bt_gemm_bf16(fast, ldo, in, T, &bw, b, p0, p1, NULL);
+		bt_gemm_bf16_plain(plain, ldo, in, T, &bw, b, p0, p1, NULL);
+		bt_gemm_bf16(fast_act, ldo, in, T, &bw, b, p0, p1, &act);
+		for (int t = 0; t < T; t++)
+			for (int o = 0; o < ldo; o++)
+			{
+				size_t		at = (size_t) t * ldo + o;
+				double		want = b && o < O ? b[o] : 0.0,
+							scale = 0.0;
+
+				if (!(o >= p0 * 16 && o < p1 * 16))
+				{
+					untouched = untouched && isnan(fast[at]) && isnan(plain[at]) && isnan(fast_act[at]);
+					continue;
+				}
+				for (int k = 0; k < K; k++)
+				{
+					uint32_t	xb = (uint32_t) bt_bf16_round(in[(size_t) t * K + k]) << 16,
+								wb = (uint32_t) bt_bf16_round(w[(size_t) o * K + k]) << 16;
+					float		xf,
+								wf;
+
+					memcpy(&xf, &xb, 4);
+					memcpy(&wf, &wb, 4);
+					want += (double) xf * wf;
+					scale += fabs((double) xf * wf);
+				}
+				worst_fast = fmax(worst_fast, fabs(fast[at] - want) / (scale + 1.0));
+				worst_plain = fmax(worst_plain, fabs(plain[at] - want) / (scale + 1.0));
+			}
+		/* vdpbf16ps adds exact products in the plain loops' order: the same bits (no subnormals here) */
+		check(memcmp(fast, plain, (size_t) T * ldo * sizeof(float)) == 0,
+			  "gemm_bf16 %dx%dx%d: %s kernel bit for bit as the plain loops", T, O, K,
+			  bt_cpu_bf16() ? "AVX512-BF16" : "plain");
+		bt_gelu_forward(fast, fast, (size_t) T * ldo, act);
+		gelu_same = memcmp(fast, fast_act, (size_t) T * ldo * sizeof(float)) == 0;
+		/* K exact products summed in float, the bias and the store */
+		check(worst_fast <= sum_bound32(K + 2) && worst_plain <= sum_bound32(K + 2) && untouched && gelu_same,
+			  "gemm_bf16: %dx%d weight, %d rows, panels %d..%d of %d: error %.1e (%s), plain loops %.1e, other "
+			  "columns untouched, GELU epilogue equals a GELU pass", O, K, T, p0, p1 - 1, panels, worst_fast,
+			  bt_cpu_bf16() ? "AVX512-BF16" : "plain", worst_plain);
+		free(w);
+		free(packed);
+		free(scratch);
+		free(in);
+		free(bias);
+		free(fast);
+		free(plain);
+		free(fast_act);
+		free(mem);
+		free(mem_packed);
 	}
 }
 
@@ -1407,6 +1513,56 @@ test_minilm(const char *dir, const char *ref_path)
 		check(rc == 0 && worst == 0.0, "all-MiniLM-L6-v2 int8: 3 threads as 1, max |diff| %.2e", worst);
 		free(three);
 	}
+
+	/*
+	 * bf16 products (bt_model_to_bf16), where the CPU has AVX512-BF16: the
+	 * floor 0.999 is the bar issue 21 sets for the minimum cosine to
+	 * sentence-transformers over these 200 sentences, not a measured value.
+	 * Elsewhere it must be refused with a message naming the path.
+	 */
+	{
+		int			rc = bt_model_to_bf16(m, err, sizeof err);
+
+		if (!bt_cpu_bf16())
+			check(rc == -2 && strstr(err, "AVX512-BF16") && !m->use_bf16,
+				  "all-MiniLM-L6-v2 bf16: refused on this path (%s)", err);
+		else
+		{
+			int			budget = bt_blas_threads();
+			double		worst = 0.0;
+			float	   *three = malloc((size_t) nseq * H * sizeof(float));
+
+			check(rc == 0 && m->use_bf16 && !m->use_q8 && m->n_bf16 == 4 * m->cfg.num_layers,
+				  "all-MiniLM-L6-v2 bf16: %d of %d encoder weights in bf16 (%s)", m->n_bf16, 4 * m->cfg.num_layers,
+				  rc ? err : "int8 switched off");
+			bt_blas_set_threads(1);
+			for (int s0 = 0; s0 < nseq && rc == 0; s0 += 16)
+				rc = forward_range(m, ids, offsets, s0, s0 + 16 < nseq ? s0 + 16 : nseq, NULL,
+								   mean + (size_t) s0 * H, offs, err, sizeof err);
+			bt_blas_set_threads(3);
+			for (int s0 = 0; s0 < nseq && rc == 0; s0 += 16)
+				rc = forward_range(m, ids, offsets, s0, s0 + 16 < nseq ? s0 + 16 : nseq, NULL,
+								   three + (size_t) s0 * H, offs, err, sizeof err);
+			bt_blas_set_threads(budget);
+			worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
+			for (size_t i = 0; rc == 0 && i < (size_t) nseq * H; i++)
+				worst = fmax(worst, fabs((double) mean[i] - three[i]));
+			check(rc == 0 && worst_cos >= 0.999,
+				  "all-MiniLM-L6-v2 bf16: %d sentence embeddings vs sentence-transformers, min cosine %.5f "
+				  "(sentence %d), mean %.5f%s", nseq, worst_cos, worst_at, mean_cosine(mean, want, nseq, H),
+				  rc ? err : "");
+			check(rc == 0 && worst == 0.0, "all-MiniLM-L6-v2 bf16: 3 threads as 1, max |diff| %.2e", worst);
+			/* back to float32: the first check's numbers again */
+			m->use_bf16 = false;
+			for (int s0 = 0; s0 < nseq && rc == 0; s0 += 16)
+				rc = forward_range(m, ids, offsets, s0, s0 + 16 < nseq ? s0 + 16 : nseq, NULL,
+								   mean + (size_t) s0 * H, offs, err, sizeof err);
+			worst_cos = min_cosine(mean, want, nseq, H, &worst_at);
+			check(rc == 0 && worst_cos >= cos_floor, "all-MiniLM-L6-v2: use_bf16 cleared gives float32 again, "
+				  "min cosine %.7f", worst_cos);
+			free(three);
+		}
+	}
 	free(want);
 	free(mean);
 	bt_safetensors_free(ref);
@@ -1430,6 +1586,7 @@ main(int argc, char **argv)
 	test_attention();
 	test_gemm();
 	test_gemm_q8();
+	test_gemm_bf16();
 	test_config();
 	for (int packed = 0; packed <= 1; packed++)
 	{

@@ -1,0 +1,280 @@
+/*
+ * gemm_bf16.c - dense layers with bf16 products (see gemm_bf16.h).
+ *
+ * The AVX512-BF16 kernel computes 12 rows by two panels (32 outputs) in 24
+ * zmm accumulators: per pair of k, two loads of the panels and twelve
+ * broadcast pairs of the input feed 24 vdpbf16ps. Inputs are rounded to bf16
+ * and repacked once per block of rows, as tiles of 6 rows holding, per pair
+ * of k, one 32-bit word (two bf16) per row. Blocking: KC = 512 k (two panels'
+ * slices, 32 KiB, stay in L1), MC = 264 rows.
+ */
+#include "gemm_bf16.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "ops.h"
+
+#define MR 6
+#define KC 512					/* even */
+#define MC 264					/* a multiple of 2 MR */
+
+/* n rounded up to a multiple of 64. */
+static inline size_t
+round64(size_t n)
+{
+	return (n + 63) / 64 * 64;
+}
+
+/* Where output o's k-th weight sits, in bf16 units. */
+static inline size_t
+bf16_index(int K, int o, int k)
+{
+	return (size_t) (o / 16) * 16 * K + (size_t) (k / 2) * 32 + (o % 16) * 2 + k % 2;
+}
+
+/* The float a bf16 stands for. */
+static inline float
+bf16_value(uint16_t h)
+{
+	uint32_t	u = (uint32_t) h << 16;
+	float		f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+size_t
+bt_bf16_bytes(int O, int K)
+{
+	return round64((size_t) O * K * sizeof(uint16_t));
+}
+
+uint16_t
+bt_bf16_round(float x)
+{
+	uint32_t	u;
+
+	memcpy(&u, &x, sizeof(u));
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t) ((u >> 16) | 0x40);	/* a quiet NaN */
+	u += 0x7fffu + ((u >> 16) & 1);
+	return (uint16_t) (u >> 16);
+}
+
+void
+bt_bf16_convert(BtBf16Weight *bw, void *mem, const float *w, int O, int K, int panels16)
+{
+	bw->source = w;
+	bw->O = O;
+	bw->K = K;
+	bw->w = mem;
+	for (int o = 0; o < O; o++)
+	{
+		/* output o's row: contiguous, or every 16th float of its panel */
+		const float *row = panels16 ? w + (size_t) (o / 16) * 16 * K + o % 16 : w + (size_t) o * K;
+		size_t		step = panels16 ? 16 : 1;
+
+		for (int k = 0; k < K; k++)
+			bw->w[bf16_index(K, o, k)] = bt_bf16_round(row[k * step]);
+	}
+}
+
+void
+bt_gemm_bf16_plain(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
+				   int p0, int p1, const BtActivation *gelu)
+{
+	int			K = bw->K;
+
+	for (int t = 0; t < T; t++)
+	{
+		const float *x = in + (size_t) t * K;
+
+		for (int o = p0 * 16; o < p1 * 16; o++)
+		{
+			float		acc = bias ? bias[o] : 0.0f;
+
+			/* bf16 products are exact in float: each pair adds two rounded sums, the odd k first */
+			for (int k = 0; k < K; k += 2)
+			{
+				acc += bf16_value(bt_bf16_round(x[k + 1])) * bf16_value(bw->w[bf16_index(K, o, k + 1)]);
+				acc += bf16_value(bt_bf16_round(x[k])) * bf16_value(bw->w[bf16_index(K, o, k)]);
+			}
+			out[(size_t) t * ldo + o] = acc;
+		}
+		if (gelu && p1 > p0)
+			bt_gelu_forward(out + (size_t) t * ldo + p0 * 16, out + (size_t) t * ldo + p0 * 16,
+							(size_t) (p1 - p0) * 16, *gelu);
+	}
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(BT_PORTABLE)
+
+#include <immintrin.h>
+
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+
+/*
+ * dst = rows (<= MC) of in, k0 .. k0 + kc - 1 (kc even), rounded to bf16, as
+ * tiles of MR rows: per pair of k, MR 32-bit words (rows past `rows` zero).
+ */
+AVX512BF16 static void
+pack_rows_bf16(uint32_t *dst, const float *in, int K, int rows, int k0, int kc)
+{
+	int			pairs = kc / 2,
+				tiles = (rows + MR - 1) / MR;
+
+	memset(dst, 0, (size_t) tiles * MR * pairs * sizeof(uint32_t));
+	for (int r = 0; r < rows; r++)
+	{
+		const float *x = in + (size_t) r * K + k0;
+		uint32_t   *tile = dst + (size_t) (r / MR) * MR * pairs + r % MR;
+		uint32_t	words[16];
+		int			k = 0;
+
+		for (; k + 32 <= kc; k += 32)
+		{
+			/* 32 floats become 32 bf16 in order: 16 words of (even k, odd k) */
+			__m512bh	h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+
+			_mm512_storeu_si512(words, (__m512i) h);
+			for (int j = 0; j < 16; j++)
+				tile[(size_t) (k / 2 + j) * MR] = words[j];
+		}
+		for (; k < kc; k += 2)
+			tile[(size_t) (k / 2) * MR] = bt_bf16_round(x[k]) | (uint32_t) bt_bf16_round(x[k + 1]) << 16;
+	}
+}
+
+/*
+ * c (MR R rows, stride ldc, 16 P columns) = (first ? bias or 0 : c) + a @ b
+ * over `pairs` pairs of k: a holds R tiles, a_next words apart; b the P
+ * panels' slices, b_next bf16 apart. R and P are constants where inlined.
+ */
+AVX512BF16 static inline __attribute__((always_inline)) void
+tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next, int pairs,
+		  const float *bias, bool first, const int R, const int P)
+{
+	__m512		acc[2 * MR][2];
+
+#pragma GCC unroll 12
+	for (int r = 0; r < MR * R; r++)
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++)
+			acc[r][p] = !first ? _mm512_loadu_ps(c + (size_t) r * ldc + 16 * p) :
+				bias ? _mm512_loadu_ps(bias + 16 * p) : _mm512_setzero_ps();
+	for (int j = 0; j < pairs; j++)
+	{
+		__m512bh	b0 = (__m512bh) _mm512_loadu_si512(b + 32 * j),
+					b1 = P == 2 ? (__m512bh) _mm512_loadu_si512(b + b_next + 32 * j) : b0;
+
+		_mm_prefetch((const char *) (b + 32 * j + 512), _MM_HINT_T0);
+		if (P == 2)
+			_mm_prefetch((const char *) (b + b_next + 32 * j + 512), _MM_HINT_T0);
+#pragma GCC unroll 12
+		for (int r = 0; r < MR * R; r++)
+		{
+			__m512bh	x = (__m512bh) _mm512_set1_epi32((int) a[(r / MR) * a_next + (size_t) j * MR + r % MR]);
+
+			acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+			if (P == 2)
+				acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+		}
+	}
+#pragma GCC unroll 12
+	for (int r = 0; r < MR * R; r++)
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++)
+			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * p, acc[r][p]);
+}
+
+/* tile_bf16 for R tiles and P panels, the four shapes as separate functions. */
+AVX512BF16 static void
+tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next,
+				   int pairs, const float *bias, bool first, int R, int P)
+{
+	if (R == 2 && P == 2)
+		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 2, 2);
+	else if (R == 2)
+		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 2, 1);
+	else if (P == 2)
+		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 1, 2);
+	else
+		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 1, 1);
+}
+
+void
+bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
+			 int p0, int p1, const BtActivation *gelu)
+{
+	int			K = bw->K,
+				rows_max = T < MC ? (T + MR - 1) / MR * MR : MC;
+	uint32_t   *tiles;
+	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
+
+	if (!bt_cpu_bf16() || T <= 0 || p1 <= p0 ||
+		(tiles = aligned_alloc(64, round64((size_t) rows_max * (K < KC ? K : KC) / 2 * sizeof(uint32_t)))) == NULL)
+	{
+		bt_gemm_bf16_plain(out, ldo, in, T, bw, bias, p0, p1, gelu);
+		return;
+	}
+	for (int k0 = 0; k0 < K; k0 += KC)
+	{
+		int			kc = K - k0 < KC ? K - k0 : KC,
+					pairs = kc / 2;
+		bool		first = k0 == 0,
+					last = k0 + kc == K;
+
+		for (int m0 = 0; m0 < T; m0 += MC)
+		{
+			int			mc = T - m0 < MC ? T - m0 : MC;
+
+			pack_rows_bf16(tiles, in + (size_t) m0 * K, K, mc, k0, kc);
+			for (int p = p0; p < p1; p += 2)
+			{
+				int			P = p + 1 < p1 ? 2 : 1;
+				const uint16_t *panel = bw->w + (size_t) p * 16 * K + (size_t) k0 * 16;
+				const float *pb = bias ? bias + p * 16 : NULL;
+
+				for (int r0 = 0; r0 < mc; r0 += 2 * MR)
+				{
+					const uint32_t *a = tiles + (size_t) r0 * pairs;
+					float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
+					int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR,
+								R = rows > MR ? 2 : 1;
+
+					if (rows == MR * R)
+						tile_bf16_dispatch(c, ldo, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb, first,
+										   R, P);
+					else
+					{
+						if (!first)
+							for (int r = 0; r < rows; r++)
+								memcpy(edge + r * 32, c + (size_t) r * ldo, 16 * P * sizeof(float));
+						tile_bf16_dispatch(edge, 32, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb,
+										   first, R, P);
+						for (int r = 0; r < rows; r++)
+							memcpy(c + (size_t) r * ldo, edge + r * 32, 16 * P * sizeof(float));
+					}
+					if (last && gelu)
+						for (int r = 0; r < rows; r++)
+							bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);
+				}
+			}
+		}
+	}
+	free(tiles);
+}
+
+#else							/* not x86-64: plain loops */
+
+void
+bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
+			 int p0, int p1, const BtActivation *gelu)
+{
+	bt_gemm_bf16_plain(out, ldo, in, T, bw, bias, p0, p1, gelu);
+}
+
+#endif
