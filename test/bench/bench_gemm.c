@@ -12,6 +12,9 @@
  * together, as the engine's chunk threads do at batch 32 (each chunk of 16
  * sequences of 16 tokens is 256 rows); a round lasts until the slowest is
  * done and counts THREADS times the work. Read against build/fma_peak THREADS.
+ * Where the CPU has AVX512-BF16, a third column times bt_gemm_bf16 on the same
+ * shape (bf16 products, float32 sums; its GFLOP/s count the same work). The
+ * first line names the ISA path (cpu.h; PGBERT_CPU_PATH caps it).
  * Run with OPENBLAS_NUM_THREADS=1.
  */
 #include <pthread.h>
@@ -22,7 +25,9 @@
 #include <time.h>
 
 #include "blas.h"
+#include "cpu.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 
 static double
 now(void)
@@ -58,10 +63,11 @@ typedef struct Shape
 	int			T,
 				O,
 				K,
-				impl;			/* 0: packed kernel, 1: OpenBLAS */
+				impl;			/* 0: packed kernel, 1: OpenBLAS, 2: bf16 kernel */
 	const float *w,				/* (O, K) as Hugging Face stores it */
 			   *wp,				/* the same, packed */
 			   *b;
+	const BtBf16Weight *wb;		/* the same in bf16, or NULL */
 	pthread_barrier_t start,
 				end;
 	volatile bool stop;
@@ -83,6 +89,8 @@ run_once(const Rows *r)
 
 	if (s->impl == 0)
 		bt_gemm_packed(r->out, s->O, r->in, s->T, s->wp, s->b, s->O, s->K, 0, bt_gemm_panels(s->O), NULL);
+	else if (s->impl == 2)
+		bt_gemm_bf16(r->out, s->O, r->in, s->T, s->wb, s->b, 0, s->O / 16, NULL);
 	else
 		blas_dense(r->out, r->in, s->w, s->b, s->T, s->O, s->K);
 }
@@ -127,8 +135,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench_gemm: %s\n", err);
 		return 1;
 	}
-	printf("%d thread(s)\n\n", threads);
-	printf("| T | O | K | packed GFLOP/s | OpenBLAS GFLOP/s | packed ÷ OpenBLAS |\n|---|---|---|---:|---:|---:|\n");
+	bt_cpu_describe(err, sizeof(err));
+	printf("%d thread(s), path %s\n\n", threads, err);
+	printf("| T | O | K | packed GFLOP/s | OpenBLAS GFLOP/s | packed ÷ OpenBLAS | bf16 GFLOP/s | bf16 ÷ OpenBLAS |\n"
+		   "|---|---|---|---:|---:|---:|---:|---:|\n");
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
 	{
 		Shape		s = {.T = shapes[i][0], .O = shapes[i][1], .K = shapes[i][2]};
@@ -141,13 +151,18 @@ main(int argc, char **argv)
 				   *b = malloc(O * sizeof(float));
 		Rows		rows[64];
 		pthread_t	tid[64];
-		double		best[2] = {0, 0},
+		double		best[3] = {0, 0, 0},
 					flop = 2.0 * T * O * K * threads;
 
 		fill(w, (size_t) O * K, 2);
 		fill(b, O, 3);
 		memcpy(wp, w, (size_t) O * K * sizeof(float));
 		bt_gemm_pack(wp, O, K, scratch);
+		BtBf16Weight wb;
+		void	   *wb_mem = aligned_alloc(64, bt_bf16_bytes(O, K));
+
+		bt_bf16_convert(&wb, wb_mem, wp, O, K, 1);
+		s.wb = &wb;
 		s.w = w;
 		s.wp = wp;
 		s.b = b;
@@ -162,7 +177,7 @@ main(int argc, char **argv)
 			if (t > 0)
 				pthread_create(&tid[t], NULL, helper, &rows[t]);
 		}
-		for (s.impl = 0; s.impl < 2; s.impl++)
+		for (s.impl = 0; s.impl < (bt_cpu_bf16() ? 3 : 2); s.impl++)
 		{
 			double		start = now();
 
@@ -193,7 +208,12 @@ main(int argc, char **argv)
 		}
 		pthread_barrier_destroy(&s.start);
 		pthread_barrier_destroy(&s.end);
-		printf("| %d | %d | %d | %.1f | %.1f | %.2f× |\n", T, O, K, best[0], best[1], best[0] / best[1]);
+		if (best[2] > 0)
+			printf("| %d | %d | %d | %.1f | %.1f | %.2f× | %.1f | %.2f× |\n", T, O, K, best[0], best[1],
+				   best[0] / best[1], best[2], best[2] / best[1]);
+		else
+			printf("| %d | %d | %d | %.1f | %.1f | %.2f× | – | – |\n", T, O, K, best[0], best[1], best[0] / best[1]);
+		free(wb_mem);
 		free(w);
 		free(wp);
 		free(scratch);
