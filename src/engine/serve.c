@@ -294,18 +294,30 @@ handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_NO_CLASSIFIER, key, "the model has no classification head");
 	if ((head.want == BT_WANT_LOGITS || head.want == BT_WANT_POOLER) && !m->has_pooler)
 		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_NO_POOLER, key, "the model has no pooler");
-	if (head.precision > BT_PRECISION_INT8)
+	if (head.precision > BT_PRECISION_BF16)
 		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_BAD_REQUEST, key, "unknown precision %u", head.precision);
-	if (head.precision == BT_PRECISION_INT8 && served[i].gpu != NULL)
+	if (head.precision != BT_PRECISION_FP32 && served[i].gpu != NULL)
 		return reply_error(fd, BT_MSG_FORWARD, BT_ERR_PRECISION, key,
-						   "the engine runs on the GPU, where 8-bit dense layers do not exist");
+						   "the engine runs on the GPU, whose precision is pgbert.gpu_precision");
 	if (served[i].gpu == NULL)
 	{
-		/* the request's precision: quantized on the first int8 request, both forms kept */
-		if (head.precision == BT_PRECISION_INT8 && m->n_q8 == 0 && m->packed &&
-			bt_model_quantize(m, err, sizeof(err)) != 0)
-			return reply_error(fd, BT_MSG_FORWARD, BT_ERR_NO_MEMORY, key, "%s", err);
-		m->use_q8 = head.precision == BT_PRECISION_INT8 && m->n_q8 > 0;
+		/* the request's precision: converted on its first request, every form kept */
+		if (head.precision == BT_PRECISION_BF16)
+		{
+			int			rc = bt_model_to_bf16(m, err, sizeof(err));
+
+			if (rc != 0)
+				return reply_error(fd, BT_MSG_FORWARD, rc == -2 ? BT_ERR_PRECISION : BT_ERR_NO_MEMORY, key, "%s",
+								   err);
+		}
+		else
+		{
+			if (head.precision == BT_PRECISION_INT8 && m->n_q8 == 0 && m->packed &&
+				bt_model_quantize(m, err, sizeof(err)) != 0)
+				return reply_error(fd, BT_MSG_FORWARD, BT_ERR_NO_MEMORY, key, "%s", err);
+			m->use_q8 = head.precision == BT_PRECISION_INT8 && m->n_q8 > 0;
+			m->use_bf16 = false;
+		}
 	}
 
 	width = head.want == BT_WANT_LOGITS ? m->num_classes : m->cfg.hidden_size;

@@ -93,7 +93,8 @@ typedef struct BtLoaded
 typedef enum BtPrecision
 {
 	BT_PRECISION_FP32 = 0,
-	BT_PRECISION_INT8			/* 8-bit dense layers (bt_model_quantize); CPUs only */
+	BT_PRECISION_INT8,			/* 8-bit dense layers (bt_model_quantize); CPUs only */
+	BT_PRECISION_BF16			/* bf16 products (bt_model_to_bf16); CPUs with AVX512-BF16 only */
 } BtPrecision;
 
 typedef struct BtForwardHead

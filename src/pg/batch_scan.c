@@ -68,6 +68,7 @@
 
 #include "pg_compat.h"
 #include PGBERT_EXPLAIN_FORMAT_H	/* after pg_compat.h, which names it */
+#include "cpu.h"
 #include "pgbert.h"
 
 bool		pgbert_batching = true;
@@ -1088,6 +1089,16 @@ batch_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 		/* which path ran the model: the encoder worker, or this process (this worker, when parallel) */
 		ExplainPropertyInteger("Rows In Encoder Worker", NULL, st->worker_rows, es);
 		ExplainPropertyInteger("Rows In Session", NULL, st->session_rows, es);
+		if (st->session_rows > 0)
+		{
+			char		path[160];
+
+			/* the instruction set and arithmetic of this process's engine (cpu.h) */
+			bt_cpu_describe(path, sizeof(path));
+			ExplainPropertyText("CPU Path", path, es);
+			ExplainPropertyText("CPU Precision", pgbert_cpu_precision == PGBERT_CPU_BF16 ? "bf16" :
+								pgbert_cpu_precision == PGBERT_CPU_INT8 ? "int8" : "fp32", es);
+		}
 	}
 }
 

@@ -560,12 +560,31 @@ pgbert_model_use_precision(PgbertModel *pm)
 {
 	BtBertModel *m = pm->model;
 	bool		int8 = pgbert_cpu_precision == PGBERT_CPU_INT8;
+	char		err[256];
 
+	if (pgbert_cpu_precision == PGBERT_CPU_BF16)
+	{
+		size_t		had = bt_model_bf16_bytes(m);
+		int			rc = bt_model_to_bf16(m, err, sizeof(err));
+
+		if (rc == -2)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("pgbert.cpu_precision = bf16 is not available on this CPU"),
+					 errdetail("%s.", err),
+					 errhint("SET pgbert.cpu_precision = fp32 (or int8).")));
+		if (rc != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("%s", err)));
+		pm->bytes += bt_model_bf16_bytes(m) - had;
+		enforce_budget(pm);
+		return;
+	}
+	m->use_bf16 = false;
 	/* packed means this CPU has AVX2; without it the setting changes nothing */
 	if (int8 && m->n_q8 == 0 && m->packed)
 	{
-		char		err[256];
-
 		if (bt_model_quantize(m, err, sizeof(err)) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),

@@ -18,6 +18,7 @@
 #include "utils/jsonb.h"
 
 #include "blas.h"
+#include "cpu.h"
 #include "pgbert.h"
 #include "unicode.h"
 #include "worker.h"
@@ -68,6 +69,7 @@ static const struct config_enum_entry precision_options[] = {
 static const struct config_enum_entry cpu_precision_options[] = {
 	{"fp32", PGBERT_CPU_FP32, false},
 	{"int8", PGBERT_CPU_INT8, false},
+	{"bf16", PGBERT_CPU_BF16, false},
 	{NULL, 0, false}
 };
 
@@ -146,7 +148,8 @@ _PG_init(void)
 	DefineCustomEnumVariable("pgbert.cpu_precision",
 							 "Arithmetic of the encoder's dense layers in forward passes run by this backend.",
 							 "fp32: float32, the reference. int8: 8-bit weights and inputs (CPUs with AVX2), faster "
-							 "and less exact. Applies also to this session's requests to the encoder worker (refused "
+							 "and less exact. bf16: bfloat16 products, float32 sums (CPUs with AVX512-BF16; refused "
+							 "elsewhere). Applies also to this session's requests to the encoder worker (refused "
 							 "there when it runs on a GPU); training stays fp32.",
 							 &pgbert_cpu_precision, PGBERT_CPU_FP32, cpu_precision_options, PGC_USERSET, 0, NULL, NULL,
 							 NULL);
@@ -209,6 +212,15 @@ pgbert_info(PG_FUNCTION_ARGS)
 					 bt_uc_tables_current() ? "true" : "false");
 	appendStringInfoString(&buf, ", \"blas_library\": ");
 	escape_json(&buf, bt_blas_library());
+	{
+		char		path[160];
+
+		/* the kernels' instruction set in this process, and what the CPU has beyond it */
+		bt_cpu_describe(path, sizeof(path));
+		appendStringInfoString(&buf, ", \"cpu_path\": ");
+		escape_json(&buf, path);
+		appendStringInfo(&buf, ", \"cpu_bf16\": %s", bt_cpu_bf16() ? "true" : "false");
+	}
 #ifdef PGBERT_USE_CUDA
 	appendStringInfoString(&buf, ", \"cuda_compiled\": true}");
 #else

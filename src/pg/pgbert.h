@@ -16,10 +16,11 @@
 extern char *pgbert_default_model;
 extern int	pgbert_model_cache_mb;
 extern int	pgbert_cpu_threads;
-extern int	pgbert_cpu_precision;	/* PGBERT_CPU_FP32 or PGBERT_CPU_INT8 */
+extern int	pgbert_cpu_precision;	/* PGBERT_CPU_FP32, PGBERT_CPU_INT8 or PGBERT_CPU_BF16 */
 
 #define PGBERT_CPU_FP32 0
 #define PGBERT_CPU_INT8 1
+#define PGBERT_CPU_BF16 2
 extern int	pgbert_batch_tokens;
 extern int	pgbert_progress_interval;
 

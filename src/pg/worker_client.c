@@ -351,7 +351,8 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 		slot->seg = dsm_segment_handle(session_seg);
 		slot->want = want;
 		/* the session's setting, per request: the engine keeps both forms of a model */
-		slot->precision = pgbert_cpu_precision == PGBERT_CPU_INT8 ? BT_PRECISION_INT8 : BT_PRECISION_FP32;
+		slot->precision = pgbert_cpu_precision == PGBERT_CPU_INT8 ? BT_PRECISION_INT8 :
+			pgbert_cpu_precision == PGBERT_CPU_BF16 ? BT_PRECISION_BF16 : BT_PRECISION_FP32;
 		slot->width = width;
 		slot->n_seq = n_seq;
 		slot->n_tokens = n_tokens;
@@ -439,10 +440,18 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 					 errhint("Raise pgbert.gpu_memory (or pgbert.worker_memory), or lower pgbert.worker_batch_tokens.")));
 			break;
 		case BT_ERR_PRECISION:
+			/* the worker's engine on this CPU lacks bf16: the same error as in the session */
+			if (pgbert_cpu_precision == PGBERT_CPU_BF16 && strstr(message, "AVX512-BF16") != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("pgbert.cpu_precision = bf16 is not available on this CPU"),
+						 errdetail("%s.", message),
+						 errhint("SET pgbert.cpu_precision = fp32 (or int8).")));
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("pgbert.cpu_precision = int8 does not apply in the encoder worker: %s", message),
-					 errhint("SET pgbert.cpu_precision = fp32, or SET pgbert.worker = off to run 8-bit "
+					 errmsg("pgbert.cpu_precision = %s does not apply in the encoder worker: %s",
+							pgbert_cpu_precision == PGBERT_CPU_BF16 ? "bf16" : "int8", message),
+					 errhint("SET pgbert.cpu_precision = fp32, or SET pgbert.worker = off to run these "
 							 "dense layers on this session's CPU.")));
 			break;
 		case WORKER_STATUS_WIDTH:

@@ -17,7 +17,9 @@
  * of the mean-pooled embeddings; GFLOP/s still counts the whole encoder's work.
  * The model is packed for inference (bt_model_pack) as the engine serves it,
  * unless PACKED=0; PRECISION=int8 also quantizes its encoder weights
- * (bt_model_quantize), and the results then go under "pgbert engine int8".
+ * (bt_model_quantize), and the results then go under "pgbert engine int8";
+ * PRECISION=bf16 uses bf16 products (bt_model_to_bf16) where the CPU has
+ * AVX512-BF16. Every name ends with the ISA path in brackets (cpu.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 
 #include "config.h"
 #include "copy_text.h"
+#include "cpu.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -40,11 +43,18 @@ now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The name the results go under: the engine, and its precision when not float32. */
+/* The name the results go under: the engine, its precision when not float32, and the ISA path. */
 static const char *
 impl_name(const BtBertModel *m)
 {
-	return m->n_q8 > 0 ? "pgbert engine int8" : "pgbert engine";
+	static char name[160];
+	char		path[128];
+
+	bt_cpu_describe(path, sizeof path);
+	if (strchr(path, ' '))
+		*strchr(path, ' ') = '\0';	/* the path alone, e.g. avx512+bf16+vnni */
+	snprintf(name, sizeof name, "pgbert engine%s [%s]", m->use_bf16 ? " bf16" : m->use_q8 ? " int8" : "", path);
+	return name;
 }
 
 static uint8_t *
@@ -243,6 +253,11 @@ main(int argc, char **argv)
 	bt_safetensors_free(st);
 	free(weights);				/* the model holds its own float32 copy */
 	if ((getenv("PACKED") == NULL || strcmp(getenv("PACKED"), "0") != 0) && bt_model_pack(m, err, sizeof err) != 0)
+	{
+		fprintf(stderr, "bench_encoder: %s\n", err);
+		return 1;
+	}
+	if (getenv("PRECISION") && strcmp(getenv("PRECISION"), "bf16") == 0 && bt_model_to_bf16(m, err, sizeof err) != 0)
 	{
 		fprintf(stderr, "bench_encoder: %s\n", err);
 		return 1;

@@ -200,6 +200,36 @@ main(int argc, char **argv)
 		check(st_code == BT_SERVE_OK && len == sizeof(float) * 2 * width && memcmp(payload, fp32, len) == 0,
 			  "an fp32 request after it is float32's bit for bit");
 		free(payload);
+		/* bf16: bit for bit as this process's bf16 pass where the CPU has it, else refused */
+		{
+			float	   *bf16 = calloc((size_t) 2 * width, sizeof(float));
+			char		why[256];
+			int			rc = bt_model_to_bf16(m, why, sizeof(why));
+
+			o.logits = bf16;
+			if (rc == 0)
+				bt_model_forward(m, &b, &o, err, sizeof(err));
+			m->use_bf16 = false;
+			head.precision = BT_PRECISION_BF16;
+			st_code = ask(BT_MSG_FORWARD, 7, &head, sizeof(head), offsets, sizeof(offsets), ids, sizeof(ids),
+						  &payload, &len);
+			if (rc == 0)
+				check(st_code == BT_SERVE_OK && len == sizeof(float) * 2 * width && memcmp(payload, bf16, len) == 0
+					  && memcmp(bf16, fp32, len) != 0,
+					  "a bf16 request equals a bf16 bt_model_forward bit for bit, off float32's");
+			else
+				check(rc == -2 && st_code == BT_ERR_PRECISION && strstr((char *) payload, "AVX512-BF16"),
+					  "a bf16 request without AVX512-BF16 is refused: %s", payload);
+			free(payload);
+			m->use_bf16 = false;
+			head.precision = BT_PRECISION_FP32;
+			st_code = ask(BT_MSG_FORWARD, 7, &head, sizeof(head), offsets, sizeof(offsets), ids, sizeof(ids),
+						  &payload, &len);
+			check(st_code == BT_SERVE_OK && memcmp(payload, fp32, len) == 0, "an fp32 request after bf16 is "
+				  "float32's bit for bit");
+			free(payload);
+			free(bf16);
+		}
 		head.precision = 7;
 		st_code = ask(BT_MSG_FORWARD, 7, &head, sizeof(head), offsets, sizeof(offsets), ids, sizeof(ids),
 					  &payload, NULL);
