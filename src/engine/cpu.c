@@ -10,6 +10,22 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(BT_PORTABLE)
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023	/* arch_prctl: ask for an XSAVE feature's state */
+#define XFEATURE_XTILEDATA 18
+
+/* Ask Linux for the AMX tile state; the permission holds for every thread of the process. */
+static bool
+request_amx(void)
+{
+#ifdef SYS_arch_prctl
+	return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+	return false;
+#endif
+}
 
 /* XCR0: which register state the OS saves on a context switch. */
 static unsigned long long
@@ -52,9 +68,10 @@ detect(BtCpuFeatures *f)
 		f->avx512 = f->avx2_fma && os_zmm && ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) &&
 			((b >> 31) & 1);
 		f->avx512_vnni = f->avx512 && ((c >> 11) & 1);
-		f->amx = f->avx512 && os_amx && ((d >> 22) & 1) && ((d >> 24) & 1) && ((d >> 25) & 1);
+		f->amx = f->avx512 && os_amx && ((d >> 22) & 1) && ((d >> 24) & 1);	/* AMX-BF16, AMX-TILE */
 		__cpuid_count(7, 1, a, b, c, d);
 		f->avx512_bf16 = f->avx512 && ((a >> 5) & 1);
+		f->amx = f->amx && f->avx512_bf16 && request_amx();
 	}
 }
 
@@ -71,11 +88,18 @@ detect(BtCpuFeatures *f)
 static BtCpuFeatures features;
 static int	chosen = -1;		/* the path, once known; racing first calls agree */
 
-/* The best path the features allow, capped by PGBERT_CPU_PATH when it names a lower one. */
+/* The best path the features allow. */
+static BtCpuPath
+best_path(const BtCpuFeatures *f)
+{
+	return f->amx ? BT_CPU_AMX : f->avx512 ? BT_CPU_AVX512 : f->avx2_fma ? BT_CPU_AVX2 : BT_CPU_PORTABLE;
+}
+
+/* That path, capped by PGBERT_CPU_PATH when it names a lower one. */
 static BtCpuPath
 choose(const BtCpuFeatures *f)
 {
-	BtCpuPath	best = f->avx512 ? BT_CPU_AVX512 : f->avx2_fma ? BT_CPU_AVX2 : BT_CPU_PORTABLE;
+	BtCpuPath	best = best_path(f);
 	const char *cap = getenv("PGBERT_CPU_PATH");
 
 	for (int p = BT_CPU_PORTABLE; cap != NULL && p < (int) best; p++)
@@ -115,6 +139,12 @@ bt_cpu_bf16(void)
 }
 
 bool
+bt_cpu_amx(void)
+{
+	return bt_cpu_path() >= BT_CPU_AMX;
+}
+
+bool
 bt_cpu_vnni(void)
 {
 	return bt_cpu_path() >= BT_CPU_AVX512 && features.avx512_vnni;
@@ -129,35 +159,34 @@ bt_cpu_path_name(BtCpuPath path)
 			return "avx2";
 		case BT_CPU_AVX512:
 			return "avx512";
+		case BT_CPU_AMX:
+			return "amx";
 		default:
 			return "portable";
 	}
 }
 
-/* "+bf16+vnni+amx" for the extensions in f, optionally only those the path uses. */
+/* "+bf16+vnni" for the AVX-512 extensions in f. */
 static void
-extensions(char *buf, size_t len, const BtCpuFeatures *f, bool with_amx)
+extensions(char *buf, size_t len, const BtCpuFeatures *f)
 {
-	snprintf(buf, len, "%s%s%s", f->avx512_bf16 ? "+bf16" : "", f->avx512_vnni ? "+vnni" : "",
-			 with_amx && f->amx ? "+amx" : "");
+	snprintf(buf, len, "%s%s", f->avx512_bf16 ? "+bf16" : "", f->avx512_vnni ? "+vnni" : "");
 }
 
 void
 bt_cpu_describe(char *buf, size_t len)
 {
 	BtCpuPath	path = bt_cpu_path(),
-				best = features.avx512 ? BT_CPU_AVX512 : features.avx2_fma ? BT_CPU_AVX2 : BT_CPU_PORTABLE;
+				best = best_path(&features);
 	char		used[32] = "",
 				all[32];
 
-	if (path == BT_CPU_AVX512)
-		extensions(used, sizeof(used), &features, false);
-	extensions(all, sizeof(all), &features, true);
+	if (path >= BT_CPU_AVX512)
+		extensions(used, sizeof(used), &features);
+	extensions(all, sizeof(all), &features);
 	if (path < best)
-		snprintf(buf, len, "%s (capped by PGBERT_CPU_PATH; cpu has %s%s)", bt_cpu_path_name(path),
+		snprintf(buf, len, "%s%s (capped by PGBERT_CPU_PATH; cpu has %s%s)", bt_cpu_path_name(path), used,
 				 bt_cpu_path_name(best), all);
-	else if (features.amx)
-		snprintf(buf, len, "%s%s (amx present, not used)", bt_cpu_path_name(path), used);
 	else
 		snprintf(buf, len, "%s%s", bt_cpu_path_name(path), used);
 }

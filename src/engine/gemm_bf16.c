@@ -205,6 +205,137 @@ tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const ui
 		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 1, 1);
 }
 
+/* ---- AMX: 32 rows by 2 panels in four 16x16 tiles ---- */
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+#define AMX_MC 128				/* rows converted to bf16 at a time (a multiple of 32) */
+
+/* The 64-byte operand of ldtilecfg: palette 1, each tile's rows and bytes per row. */
+typedef struct TileConfig
+{
+	uint8_t		palette;
+	uint8_t		start_row;
+	uint8_t		reserved[14];
+	uint16_t	bytes_per_row[16];
+	uint8_t		rows[16];
+} __attribute__((packed, aligned(64))) TileConfig;
+
+/*
+ * Tiles 0-3: the 2 x 2 blocks of 16 x 16 float32 sums; 4, 5: two 16-row
+ * slices of 32 bf16 inputs; 6, 7: two panels' 16 pairs of k (16 x 2 bf16
+ * per row, which is gemm_bf16.h's layout, so the weights load as they are).
+ */
+AMX static void
+amx_configure(void)
+{
+	TileConfig	cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.palette = 1;
+	for (int t = 0; t < 8; t++)
+	{
+		cfg.rows[t] = 16;
+		cfg.bytes_per_row[t] = 64;
+	}
+	_tile_loadconfig(&cfg);
+}
+
+/*
+ * c (32 rows, stride 32) = a (32 rows of K bf16, stride lda bf16) @ panels
+ * b0, b1 (b1 may be b0 when there is one panel; its tiles are then unused).
+ */
+AMX static void
+amx_block(float *c, const uint16_t *a, size_t lda, const uint16_t *b0, const uint16_t *b1, int K, bool two)
+{
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (int k = 0; k < K; k += 32)
+	{
+		_tile_loadd(4, a + k, lda * 2);
+		_tile_loadd(5, a + 16 * lda + k, lda * 2);
+		_tile_loadd(6, b0 + (size_t) k * 16, 64);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(2, 5, 6);
+		if (two)
+		{
+			_tile_loadd(7, b1 + (size_t) k * 16, 64);
+			_tile_dpbf16ps(1, 4, 7);
+			_tile_dpbf16ps(3, 5, 7);
+		}
+	}
+	_tile_stored(0, c, 32 * 4);
+	_tile_stored(2, c + 16 * 32, 32 * 4);
+	if (two)
+	{
+		_tile_stored(1, c + 16, 32 * 4);
+		_tile_stored(3, c + 16 * 32 + 16, 32 * 4);
+	}
+}
+
+/* bt_gemm_bf16 on AMX tiles; K % 32 == 0. The bias is added as each block's sums are stored. */
+AMX static bool
+gemm_amx(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
+		 int p0, int p1, const BtActivation *gelu)
+{
+	int			K = bw->K;
+	uint16_t   *a = aligned_alloc(64, (size_t) AMX_MC * K * sizeof(uint16_t));
+	float		c[32 * 32] __attribute__((aligned(64)));
+
+	if (a == NULL)
+		return false;
+	amx_configure();
+	for (int m0 = 0; m0 < T; m0 += AMX_MC)
+	{
+		int			mc = T - m0 < AMX_MC ? T - m0 : AMX_MC,
+					padded = (mc + 31) / 32 * 32;
+
+		/* rows to bf16, row-major; rows past mc, to a whole pair of tiles, are zero */
+		for (int r = 0; r < mc; r++)
+		{
+			const float *x = in + (size_t) (m0 + r) * K;
+			uint16_t   *dst = a + (size_t) r * K;
+
+			for (int k = 0; k < K; k += 32)
+				_mm512_storeu_si512(dst + k, (__m512i) _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16),
+																		   _mm512_loadu_ps(x + k)));
+		}
+		memset(a + (size_t) mc * K, 0, (size_t) (padded - mc) * K * sizeof(uint16_t));
+		for (int p = p0; p < p1; p += 2)
+		{
+			bool		two = p + 1 < p1;
+			const uint16_t *b0 = bw->w + (size_t) p * 16 * K,
+					   *b1 = two ? b0 + (size_t) 16 * K : b0;
+
+			for (int r0 = 0; r0 < mc; r0 += 32)
+			{
+				int			rows = mc - r0 < 32 ? mc - r0 : 32;
+
+				amx_block(c, a + (size_t) r0 * K, K, b0, b1, K, two);
+				for (int r = 0; r < rows; r++)
+				{
+					float	   *o = out + (size_t) (m0 + r0 + r) * ldo + p * 16;
+
+					for (int q = 0; q < (two ? 2 : 1); q++)
+					{
+						__m512		v = _mm512_loadu_ps(c + r * 32 + 16 * q);
+
+						if (bias)
+							v = _mm512_add_ps(v, _mm512_loadu_ps(bias + (p + q) * 16));
+						_mm512_storeu_ps(o + 16 * q, v);
+					}
+					if (gelu)
+						bt_gelu_forward(o, o, two ? 32 : 16, *gelu);
+				}
+			}
+		}
+	}
+	_tile_release();
+	free(a);
+	return true;
+}
+
 void
 bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
 			 int p0, int p1, const BtActivation *gelu)
@@ -214,6 +345,8 @@ bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw
 	uint32_t   *tiles;
 	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
 
+	if (bt_cpu_amx() && K % 32 == 0 && T > 0 && p1 > p0 && gemm_amx(out, ldo, in, T, bw, bias, p0, p1, gelu))
+		return;
 	if (!bt_cpu_bf16() || T <= 0 || p1 <= p0 ||
 		(tiles = aligned_alloc(64, round64((size_t) rows_max * (K < KC ? K : KC) / 2 * sizeof(uint32_t)))) == NULL)
 	{
