@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #endif
 #include "blas.h"
+#include "cpu.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -63,6 +64,14 @@ bt_blas_load(const char *library, int threads, char *err, size_t errlen)
 			snprintf(n, sizeof(n), "%d", threads);
 			setenv("OPENBLAS_NUM_THREADS", n, 0);
 		}
+		/*
+		 * OpenBLAS picks its kernels by CPU model, and a model newer than its
+		 * tables gets the SSE3 "Prescott" ones (Debian's 0.3.21 on Emerald
+		 * Rapids: a fifth of the attention products' speed). Name the kernels
+		 * from the ISA path instead, unless the user named some.
+		 */
+		if (getenv("OPENBLAS_CORETYPE") == NULL && bt_cpu_path() >= BT_CPU_AVX2)
+			setenv("OPENBLAS_CORETYPE", bt_cpu_path() >= BT_CPU_AVX512 ? "SkylakeX" : "Haswell", 0);
 		if (library != NULL && library[0] != '\0')
 		{
 			if (try_open(library, err, errlen) < 0)

@@ -740,17 +740,39 @@ chunks_balance(const BtBertConfig *c, const BtBatch *b, int threads)
 	return longest <= total / (0.75 * threads);
 }
 
+#define CHUNKS_PER_THREAD 4
+#define CHUNK_MIN_TOKENS 128
+
 /*
- * encode() over the batch on `threads` threads (this one included), one
- * chunk per thread; the caller sets OpenBLAS to one thread meanwhile.
- * 0, or -1 when out of memory.
+ * How many chunks a pass on `threads` threads cuts the batch into: up to
+ * CHUNKS_PER_THREAD per thread, taken one at a time, so that a thread slowed
+ * by other work on its core (a database server always has some) takes fewer
+ * of them instead of holding the pass up by a whole share; but none under
+ * CHUNK_MIN_TOKENS tokens, whose products would stream the weights for too
+ * few rows.
+ */
+static int
+chunk_count(const BtBatch *b, int threads)
+{
+	int			n = threads * CHUNKS_PER_THREAD,
+				by_tokens = b->offsets[b->n_seq] / CHUNK_MIN_TOKENS;
+
+	n = n < by_tokens ? n : by_tokens;
+	n = n > threads ? n : threads;
+	return n < b->n_seq ? n : b->n_seq;
+}
+
+/*
+ * encode() over the batch on `threads` threads (this one included), each
+ * taking the next chunk until none is left; the caller sets OpenBLAS to one
+ * thread meanwhile. 0, or -1 when out of memory.
  */
 static int
 encode_parallel(const BtBertModel *m, const BtBatch *b, float *x, int threads, bool first_only)
 {
 	pthread_t	tid[MAX_THREADS];
 	bool		started[MAX_THREADS] = {false};
-	int			n = threads < b->n_seq ? threads : b->n_seq;
+	int			n = chunk_count(b, threads);
 	int		   *first = malloc((n + 1) * sizeof(int));
 	int32_t    *offsets = malloc(((size_t) b->n_seq + n) * sizeof(int32_t));
 	Chunks		ch = {m, b, x, n, first, offsets, 0, 0, first_only};
