@@ -12,6 +12,11 @@
  * are scaled back to floats and added to the output, so nothing 32-bit is
  * kept between blocks. Quantizing the inputs costs about as much per element
  * as a few dozen multiply-adds, so it is vectorized too.
+ *
+ * Where cpu.h says vnni, an AVX512-VNNI kernel takes 12 rows by two panels
+ * instead: one vpdpbusd per 16 sums of 4 products replaces those three
+ * instructions on 8 sums. It keeps the 7-bit weights, so both kernels and
+ * the plain loops give the same bits on every CPU.
  */
 #include "gemm_q8.h"
 
@@ -20,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -338,6 +344,128 @@ tile_q8(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, int gr
 	}
 }
 
+/* ---- AVX512-VNNI: 12 rows by 2 panels ---- */
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+
+/*
+ * tile_q8 on 512-bit registers for 6 R rows and P panels (constants where
+ * inlined): vpdpbusd multiplies four unsigned codes by four signed weights
+ * and adds the four products to a 32-bit lane in one instruction, and the
+ * weights' groups of 4 k by 16 outputs are already its operand layout. The
+ * integer sums are exact either way, and the scaling below repeats tile_q8's
+ * operations lane for lane, so both kernels give the same bits.
+ */
+VNNI static inline __attribute__((always_inline)) void
+tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
+			 const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
+			 bool first, const int R, const int P)
+{
+	__m512i		acc[2 * MR][2];
+
+#pragma GCC unroll 12
+	for (int r = 0; r < MR * R; r++)
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++)
+			acc[r][p] = _mm512_setzero_si512();
+	for (int g = 0; g < groups; g++)
+	{
+		__m512i		q0 = _mm512_loadu_si512(b + 64 * g),
+					q1 = P == 2 ? _mm512_loadu_si512(b + b_next + 64 * g) : q0;
+
+		_mm_prefetch((const char *) (b + 64 * g + 1024), _MM_HINT_T0);
+		if (P == 2)
+			_mm_prefetch((const char *) (b + b_next + 64 * g + 1024), _MM_HINT_T0);
+#pragma GCC unroll 12
+		for (int r = 0; r < MR * R; r++)
+		{
+			__m512i		x = _mm512_set1_epi32(four_codes(a + r * lda + 4 * g));
+
+			acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, q0);
+			if (P == 2)
+				acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, q1);
+		}
+	}
+#pragma GCC unroll 2
+	for (int p = 0; p < P; p++)
+	{
+		__m512		w = _mm512_loadu_ps(sw + 16 * p),
+					b0 = bias ? _mm512_loadu_ps(bias + 16 * p) : _mm512_setzero_ps();
+		__m512i		k = _mm512_loadu_si512(colsum + 16 * p);
+
+#pragma GCC unroll 12
+		for (int r = 0; r < MR * R; r++)
+		{
+			__m512		prior = first ? b0 : _mm512_loadu_ps(c + r * ldc + 16 * p),
+						sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][p],
+															   _mm512_mullo_epi32(_mm512_set1_epi32(zp[r]), k)));
+
+			_mm512_storeu_ps(c + r * ldc + 16 * p,
+							 _mm512_fmadd_ps(sum, _mm512_mul_ps(_mm512_set1_ps(sx[r]), w), prior));
+		}
+	}
+}
+
+/* tile_q8_vnni for R tiles and P panels, the four shapes as separate functions. */
+VNNI static void
+tile_q8_vnni_dispatch(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
+					  const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
+					  bool first, int R, int P)
+{
+	if (R == 2 && P == 2)
+		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 2, 2);
+	else if (R == 2)
+		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 2, 1);
+	else if (P == 2)
+		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 1, 2);
+	else
+		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 1, 1);
+}
+
+/* One K block of bt_gemm_q8 on the VNNI kernel: panels in pairs, rows in tiles of 12; the GELU after each store. */
+static void
+block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight *qw, const float *bias,
+			  const float *sx, const int32_t *zp, int m0, int mc, int k0, int kc, int p0, int p1,
+			  const BtActivation *gelu)
+{
+	bool		first = k0 == 0,
+				last = k0 + kc == K;
+	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
+
+	for (int p = p0; p < p1; p += 2)
+	{
+		int			P = p + 1 < p1 ? 2 : 1;
+		const int8_t *panel = qw->q + (size_t) p * 16 * K + (size_t) (k0 / 4) * 64;
+		const int32_t *cs = qw->colsum + (size_t) (k0 / BT_Q8_KC) * qw->O + p * 16;
+		const float *pb = bias ? bias + p * 16 : NULL;
+
+		for (int r0 = 0; r0 < mc; r0 += 2 * MR)
+		{
+			const uint8_t *a = codes + (size_t) r0 * K + k0;
+			float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
+			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR,
+						R = rows > MR ? 2 : 1;
+
+			if (rows == MR * R)
+				tile_q8_vnni_dispatch(c, ldo, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
+									  qw->scale + p * 16, cs, pb, first, R, P);
+			else
+			{
+				if (!first)
+					for (int r = 0; r < rows; r++)
+						memcpy(edge + r * 32, c + (size_t) r * ldo, 16 * P * sizeof(float));
+				tile_q8_vnni_dispatch(edge, 32, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
+									  qw->scale + p * 16, cs, pb, first, R, P);
+				for (int r = 0; r < rows; r++)
+					memcpy(c + (size_t) r * ldo, edge + r * 32, 16 * P * sizeof(float));
+			}
+			if (last && gelu)
+				for (int r = 0; r < rows; r++)
+					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);
+		}
+	}
+}
+
 void
 bt_gemm_q8(float *out, int ldo, const float *in, int T, const BtQ8Weight *qw, const float *bias,
 		   int p0, int p1, const BtActivation *gelu)
@@ -368,6 +496,12 @@ bt_gemm_q8(float *out, int ldo, const float *in, int T, const BtQ8Weight *qw, co
 			int			kc = K - k0 < BT_Q8_KC ? K - k0 : BT_Q8_KC;
 			bool		first = k0 == 0,
 						last = k0 + kc == K;
+
+			if (bt_cpu_vnni())
+			{
+				block_q8_vnni(out, ldo, codes, K, qw, bias, sx, zp, m0, mc, k0, kc, p0, p1, gelu);
+				continue;
+			}
 
 			for (int p = p0; p < p1; p++)
 			{
