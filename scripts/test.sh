@@ -173,10 +173,27 @@ check_linkage() {
   fi
 }
 
+# The engine tests again on each lower ISA path this CPU has (src/engine/cpu.h: the
+# PGBERT_CPU_PATH environment variable caps the path), so that the kernels an older
+# user CPU runs are tested here too: avx512 below amx (bf16 without tiles), avx2 below
+# avx512. The portable path has its own stage (the fast kernels compiled out).
+engine_lower_paths() {
+  local flags paths="" p
+  flags=" $(grep -m1 '^flags' /proc/cpuinfo) "
+  case $flags in *" avx512f "*) paths="avx2" ;; esac
+  case $flags in *" amx_bf16 "*) paths="avx512 $paths" ;; esac
+  [ -n "$paths" ] || { echo "no path below this CPU's best but the portable one"; return 0; }
+  for p in $paths; do
+    echo "--- PGBERT_CPU_PATH=$p"
+    PGBERT_CPU_PATH=$p make -s engine-check || return 1
+  done
+}
+
 stage "cpu-only build (USE_CUDA=0)" cpu_only_build
 stage "build and install (PostgreSQL 15, -Werror)" bash -c 'make -s COPT=-Werror && make -s install'
 stage "library linkage" check_linkage
-stage "engine tests" make -s engine-check
+stage "engine tests (the CPU's best ISA path)" make -s engine-check
+stage "engine tests on the lower ISA paths (PGBERT_CPU_PATH)" engine_lower_paths
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
 stage "engine tests without AVX2 (BT_PORTABLE: plain loops)" make -s engine-check-portable
 versions_install_start

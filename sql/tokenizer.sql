@@ -81,5 +81,6 @@ RESET enable_bitmapscan;
 RESET enable_indexscan;
 DROP TABLE docs;
 
-SELECT pgbert_info() ?& ARRAY['version', 'utf8proc_unicode', 'tokenizer_reference', 'cuda_compiled'] AS info_keys,
+SELECT pgbert_info() ?& ARRAY['version', 'utf8proc_unicode', 'tokenizer_reference', 'cuda_compiled', 'cpu_path',
+                             'cpu_bf16'] AS info_keys,
        (pgbert_info()->>'tokenizer_tables_current')::boolean AS tables_current;
