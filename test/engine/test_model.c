@@ -733,6 +733,45 @@ test_gemm(void)
 }
 
 /*
+ * Dropout's vector loop (AVX-512, where the path has it) drops the same
+ * elements as the definition in ops.h: element idx drops when its half of
+ * bt_mix64(key + (idx / 2 + 1) golden) is below p 2^32; kept ones are scaled.
+ * Odd and even first indices, lengths off 16.
+ */
+static void
+test_dropout(void)
+{
+	static const uint64_t bases[] = {0, 1, 1000, 77777};
+	BtDropout	d = {0.1f, 0x1234567890abcdefULL};
+	size_t		n = 1000 + 13;
+	float	   *x = malloc(n * sizeof(float)),
+			   *want = malloc(n * sizeof(float));
+	bool		same = true;
+	size_t		dropped = 0;
+
+	for (size_t bi = 0; bi < sizeof bases / sizeof bases[0]; bi++)
+	{
+		for (size_t i = 0; i < n; i++)
+		{
+			uint64_t	idx = bases[bi] + i,
+						h = bt_mix64(d.key + ((idx >> 1) + 1) * 0x9e3779b97f4a7c15ULL);
+			uint32_t	r = (uint32_t) ((idx & 1) ? h >> 32 : h);
+
+			x[i] = (float) i - 500.5f;
+			want[i] = r < (uint64_t) ((double) d.p * 4294967296.0) ? 0.0f : x[i] * (1.0f / (1.0f - d.p));
+		}
+		bt_dropout_apply(x, n, &d, bases[bi]);
+		same = same && memcmp(x, want, n * sizeof(float)) == 0;
+		for (size_t i = 0; i < n; i++)
+			dropped += x[i] == 0.0f;
+	}
+	check(same && dropped > 0, "dropout (%s): the elements ops.h's hash names drop (%zu of %zu at p 0.1), the rest "
+		  "scaled, bit for bit", bt_cpu_path_name(bt_cpu_path()), dropped, n * 4);
+	free(x);
+	free(want);
+}
+
+/*
  * gemm_bf16.c: the AVX512-BF16 kernel against its plain loops (row counts off
  * 6 and 12, K past its 512 block, a panel range, with and without bias and
  * GELU), and the plain loops against the exact product of the bf16-rounded
@@ -1594,6 +1633,7 @@ main(int argc, char **argv)
 	test_gemm();
 	test_gemm_q8();
 	test_gemm_bf16();
+	test_dropout();
 	test_config();
 	for (int packed = 0; packed <= 1; packed++)
 	{
