@@ -61,7 +61,8 @@ detect(BtCpuFeatures *f)
 	os_zmm = os_avx && (xcr0 & 0xe0) == 0xe0;	/* opmask, ZMM0-15 upper halves, ZMM16-31 */
 	os_amx = (xcr0 & 0x60000) == 0x60000;	/* TILECFG and TILEDATA */
 	{
-		bool		fma = (c >> 12) & 1;
+		bool		fma = (c >> 12) & 1,
+					amx_int8;
 
 		__cpuid_count(7, 0, a, b, c, d);
 		f->avx2_fma = os_avx && fma && ((b >> 5) & 1);
@@ -69,9 +70,11 @@ detect(BtCpuFeatures *f)
 			((b >> 31) & 1);
 		f->avx512_vnni = f->avx512 && ((c >> 11) & 1);
 		f->amx = f->avx512 && os_amx && ((d >> 22) & 1) && ((d >> 24) & 1);	/* AMX-BF16, AMX-TILE */
+		amx_int8 = (d >> 25) & 1;
 		__cpuid_count(7, 1, a, b, c, d);
 		f->avx512_bf16 = f->avx512 && ((a >> 5) & 1);
 		f->amx = f->amx && f->avx512_bf16 && request_amx();
+		f->amx_int8 = f->amx && amx_int8;
 	}
 }
 
@@ -142,6 +145,12 @@ bool
 bt_cpu_amx(void)
 {
 	return bt_cpu_path() >= BT_CPU_AMX;
+}
+
+bool
+bt_cpu_amx_int8(void)
+{
+	return bt_cpu_path() >= BT_CPU_AMX && features.amx_int8;
 }
 
 bool

@@ -9,7 +9,7 @@
  *   portable  plain C loops and OpenBLAS (any CPU)
  *   avx2      AVX2 + FMA kernels (Haswell, Zen 1 and later)
  *   avx512    AVX-512 F/BW/DQ/VL float32 GEMM (Skylake-SP, Zen 4 and later)
- *   amx       AMX tiles for bf16 dense layers (Sapphire Rapids and later, where
+ *   amx       AMX tiles for bf16 and int8 dense layers (Sapphire Rapids and later, where
  *             the OS grants the process the tile state: Linux 5.16 and later)
  *
  * and, on the avx512 path, the optional extensions bf16 (AVX512-BF16's
@@ -40,6 +40,7 @@ typedef struct BtCpuFeatures
 	bool		avx512_bf16;
 	bool		avx512_vnni;
 	bool		amx;			/* AMX-BF16 tiles, and the OS let this process use them */
+	bool		amx_int8;		/* AMX-INT8 too */
 } BtCpuFeatures;
 
 /* The CPU's features (cached after the first call). */
@@ -53,6 +54,9 @@ extern bool bt_cpu_bf16(void);
 
 /* Whether the bf16 kernels use AMX tiles here (amx path). */
 extern bool bt_cpu_amx(void);
+
+/* Whether the int8 kernels use AMX tiles here (amx path and AMX-INT8). */
+extern bool bt_cpu_amx_int8(void);
 
 /* Whether the int8 kernels use vpdpbusd here (avx512 path and AVX512-VNNI). */
 extern bool bt_cpu_vnni(void);

@@ -114,6 +114,8 @@ bt_gemm_bf16_plain(float *out, int ldo, const float *in, int T, const BtBf16Weig
 
 #include <immintrin.h>
 
+#include "amx.h"
+
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 
 /*
@@ -210,36 +212,6 @@ tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const ui
 #define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 #define AMX_MC 128				/* rows converted to bf16 at a time (a multiple of 32) */
 
-/* The 64-byte operand of ldtilecfg: palette 1, each tile's rows and bytes per row. */
-typedef struct TileConfig
-{
-	uint8_t		palette;
-	uint8_t		start_row;
-	uint8_t		reserved[14];
-	uint16_t	bytes_per_row[16];
-	uint8_t		rows[16];
-} __attribute__((packed, aligned(64))) TileConfig;
-
-/*
- * Tiles 0-3: the 2 x 2 blocks of 16 x 16 float32 sums; 4, 5: two 16-row
- * slices of 32 bf16 inputs; 6, 7: two panels' 16 pairs of k (16 x 2 bf16
- * per row, which is gemm_bf16.h's layout, so the weights load as they are).
- */
-AMX static void
-amx_configure(void)
-{
-	TileConfig	cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.palette = 1;
-	for (int t = 0; t < 8; t++)
-	{
-		cfg.rows[t] = 16;
-		cfg.bytes_per_row[t] = 64;
-	}
-	_tile_loadconfig(&cfg);
-}
-
 /*
  * c (32 rows, stride 32) = a (32 rows of K bf16, stride lda bf16) @ panels
  * b0, b1 (b1 may be b0 when there is one panel; its tiles are then unused).
@@ -285,7 +257,7 @@ gemm_amx(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, co
 
 	if (a == NULL)
 		return false;
-	amx_configure();
+	bt_amx_configure();
 	for (int m0 = 0; m0 < T; m0 += AMX_MC)
 	{
 		int			mc = T - m0 < AMX_MC ? T - m0 : AMX_MC,
@@ -331,7 +303,7 @@ gemm_amx(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, co
 			}
 		}
 	}
-	_tile_release();
+	bt_amx_release();
 	free(a);
 	return true;
 }

@@ -173,6 +173,8 @@ bt_gemm_q8_plain(float *out, int ldo, const float *in, int T, const BtQ8Weight *
 
 #include <immintrin.h>
 
+#include "amx.h"
+
 #define AVX2 __attribute__((target("avx2,fma")))
 
 #include "simd_math.h"
@@ -466,6 +468,94 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 	}
 }
 
+/* ---- AMX-INT8: 32 rows by 2 panels in four 16x16 tiles ---- */
+
+#define AMXI8 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+/*
+ * The 32-bit sums (32 rows, stride 32) of rows a (stride lda bytes) by
+ * panels b0, b1 over kc codes (a multiple of 64): tdpbusd multiplies 16 rows
+ * of 64 unsigned codes by 16 groups of 4 k x 16 outputs of signed weights,
+ * which is this file's weight layout, so each panel's slice loads as it is.
+ */
+AMXI8 static void
+amx_sums(int32_t *c, const uint8_t *a, size_t lda, const int8_t *b0, const int8_t *b1, int kc, bool two)
+{
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (int k = 0; k < kc; k += 64)
+	{
+		_tile_loadd(4, a + k, lda);
+		_tile_loadd(5, a + 16 * lda + k, lda);
+		_tile_loadd(6, b0 + (size_t) k * 16, 64);
+		_tile_dpbusd(0, 4, 6);
+		_tile_dpbusd(2, 5, 6);
+		if (two)
+		{
+			_tile_loadd(7, b1 + (size_t) k * 16, 64);
+			_tile_dpbusd(1, 4, 7);
+			_tile_dpbusd(3, 5, 7);
+		}
+	}
+	_tile_stored(0, c, 32 * 4);
+	_tile_stored(2, c + 16 * 32, 32 * 4);
+	if (two)
+	{
+		_tile_stored(1, c + 16, 32 * 4);
+		_tile_stored(3, c + 16 * 32 + 16, 32 * 4);
+	}
+}
+
+/*
+ * One K block of bt_gemm_q8 on AMX tiles (codes padded with zero rows to a
+ * multiple of 32): the sums are exact, and each row is scaled as tile_q8
+ * scales it, lane for lane, so the same bits come out; the GELU after.
+ */
+AMXI8 static void
+block_q8_amx(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight *qw, const float *bias,
+			 const float *sx, const int32_t *zp, int m0, int mc, int k0, int kc, int p0, int p1,
+			 const BtActivation *gelu)
+{
+	bool		first = k0 == 0,
+				last = k0 + kc == K;
+	int32_t		sums[32 * 32] __attribute__((aligned(64)));
+
+	for (int p = p0; p < p1; p += 2)
+	{
+		bool		two = p + 1 < p1;
+		const int8_t *b0 = qw->q + (size_t) p * 16 * K + (size_t) (k0 / 4) * 64,
+				   *b1 = two ? b0 + (size_t) 16 * K : b0;
+		const int32_t *cs = qw->colsum + (size_t) (k0 / BT_Q8_KC) * qw->O + p * 16;
+
+		for (int r0 = 0; r0 < mc; r0 += 32)
+		{
+			int			rows = mc - r0 < 32 ? mc - r0 : 32;
+
+			amx_sums(sums, codes + (size_t) r0 * K + k0, K, b0, b1, kc, two);
+			for (int r = 0; r < rows; r++)
+			{
+				float	   *o = out + (size_t) (m0 + r0 + r) * ldo + p * 16;
+
+				for (int q = 0; q < (two ? 2 : 1); q++)
+				{
+					__m512		w = _mm512_loadu_ps(qw->scale + (p + q) * 16),
+								prior = !first ? _mm512_loadu_ps(o + 16 * q) :
+						bias ? _mm512_loadu_ps(bias + (p + q) * 16) : _mm512_setzero_ps(),
+								sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(sums + r * 32 + 16 * q),
+																	   _mm512_mullo_epi32(_mm512_set1_epi32(zp[r0 + r]),
+																						  _mm512_loadu_si512(cs + 16 * q))));
+
+					_mm512_storeu_ps(o + 16 * q, _mm512_fmadd_ps(sum, _mm512_mul_ps(_mm512_set1_ps(sx[r0 + r]), w), prior));
+				}
+				if (last && gelu)
+					bt_gelu_forward(o, o, two ? 32 : 16, *gelu);
+			}
+		}
+	}
+}
+
 void
 bt_gemm_q8(float *out, int ldo, const float *in, int T, const BtQ8Weight *qw, const float *bias,
 		   int p0, int p1, const BtActivation *gelu)
@@ -479,24 +569,38 @@ bt_gemm_q8(float *out, int ldo, const float *in, int T, const BtQ8Weight *qw, co
 	float		sx[MC];
 	int32_t		zp[MC];
 	float		edge[MR * 16];	/* a tile of fewer than MR rows is computed here */
+	bool		amx = bt_cpu_amx_int8() && K % 64 == 0;
 
+	if (amx)
+		rows_max = (rows_max + 31) / 32 * 32;	/* AMX reads whole pairs of 16-row tiles */
 	if (!bt_simd_avx2() || T <= 0 || p1 <= p0 ||
 		(codes = aligned_alloc(64, round64((size_t) rows_max * K))) == NULL)
 	{
 		bt_gemm_q8_plain(out, ldo, in, T, qw, bias, p0, p1, gelu);
 		return;
 	}
+	if (amx)
+		bt_amx_configure();
 	for (int m0 = 0; m0 < T; m0 += MC)
 	{
-		int			mc = T - m0 < MC ? T - m0 : MC;
+		int			mc = T - m0 < MC ? T - m0 : MC,
+					quantized = (mc + MR - 1) / MR * MR,	/* quantize_rows zeroes up to here */
+					tiled = (mc + 31) / 32 * 32;
 
 		quantize_rows(codes, sx, zp, in + (size_t) m0 * K, K, mc);
+		if (amx && tiled > quantized)
+			memset(codes + (size_t) quantized * K, 0, (size_t) (tiled - quantized) * K);
 		for (int k0 = 0; k0 < K; k0 += BT_Q8_KC)
 		{
 			int			kc = K - k0 < BT_Q8_KC ? K - k0 : BT_Q8_KC;
 			bool		first = k0 == 0,
 						last = k0 + kc == K;
 
+			if (amx)
+			{
+				block_q8_amx(out, ldo, codes, K, qw, bias, sx, zp, m0, mc, k0, kc, p0, p1, gelu);
+				continue;
+			}
 			if (bt_cpu_vnni())
 			{
 				block_q8_vnni(out, ldo, codes, K, qw, bias, sx, zp, m0, mc, k0, kc, p0, p1, gelu);
@@ -535,6 +639,8 @@ bt_gemm_q8(float *out, int ldo, const float *in, int T, const BtQ8Weight *qw, co
 			}
 		}
 	}
+	if (amx)
+		bt_amx_release();
 	free(codes);
 }
 

@@ -995,7 +995,8 @@ test_gemm_q8(void)
 		}
 		check(memcmp(fast, plain, (size_t) T * ldo * sizeof(float)) == 0 || !bt_simd_avx2(),
 			  "gemm_q8 %dx%dx%d: %s kernel bit for bit as the plain loops", T, O, K,
-			  bt_cpu_vnni() ? "AVX512-VNNI" : bt_simd_avx2() ? "AVX2" : "no");
+			  bt_cpu_amx_int8() && K % 64 == 0 ? "AMX-INT8" : bt_cpu_vnni() ? "AVX512-VNNI" :
+			  bt_simd_avx2() ? "AVX2" : "no");
 		check(untouched, "gemm_q8 %dx%dx%d: columns outside panels %d..%d untouched", T, O, K, p0, p1);
 		/*
 		 * The integer sums are exact; what rounds is the float32 sum of the
