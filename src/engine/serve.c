@@ -304,11 +304,11 @@ handle_forward(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 		/* the request's precision: converted on its first request, every form kept */
 		if (head.precision == BT_PRECISION_BF16)
 		{
-			int			rc = bt_model_to_bf16(m, err, sizeof(err));
+			int			converted = bt_model_to_bf16(m, err, sizeof(err));
 
-			if (rc != 0)
-				return reply_error(fd, BT_MSG_FORWARD, rc == -2 ? BT_ERR_PRECISION : BT_ERR_NO_MEMORY, key, "%s",
-								   err);
+			if (converted != 0)
+				return reply_error(fd, BT_MSG_FORWARD, converted == -2 ? BT_ERR_PRECISION : BT_ERR_NO_MEMORY, key,
+								   "%s", err);
 		}
 		else
 		{
