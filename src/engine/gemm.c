@@ -338,11 +338,9 @@ block512(float *out, int ldo, const float *tiles, const float *wp, const float *
 			else
 			{
 				if (k0 > 0)
-					for (int r = 0; r < rows; r++)
-						memcpy(edge + r * 32, c + (size_t) r * ldo, 16 * P * sizeof(float));
+					bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
 				tile512_dispatch(edge, 32, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, R, P);
-				for (int r = 0; r < rows; r++)
-					memcpy(c + (size_t) r * ldo, edge + r * 32, 16 * P * sizeof(float));
+				bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
 			}
 			if (last && gelu)
 				for (int r = 0; r < rows; r++)
@@ -382,11 +380,9 @@ block(float *out, int ldo, const float *tiles, const float *wp, const float *bia
 			else
 			{
 				if (k0 > 0)
-					for (int r = 0; r < rows; r++)
-						memcpy(edge + r * 16, c + (size_t) r * ldo, 16 * sizeof(float));
+					bt_gemm_copy_rows(edge, 16, c, ldo, rows, 16);
 				tile_6x16(edge, 16, a, panel, kc, pb, k0 == 0, in_tile);
-				for (int r = 0; r < rows; r++)
-					memcpy(c + (size_t) r * ldo, edge + r * 16, 16 * sizeof(float));
+				bt_gemm_copy_rows(c, ldo, edge, 16, rows, 16);
 			}
 			if (after)
 				for (int r = 0; r < rows; r++)

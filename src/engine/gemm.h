@@ -18,6 +18,7 @@
 #define PGBERT_GEMM_H
 
 #include <stdbool.h>
+#include <string.h>
 
 #include "config.h"
 
@@ -29,6 +30,18 @@ static inline int
 bt_gemm_panels(int O)
 {
 	return (O + BT_GEMM_PANEL - 1) / BT_GEMM_PANEL;
+}
+
+/*
+ * Copy rows x cols floats between row-major blocks of strides ldd and lds:
+ * the kernels compute a tile of fewer rows than they hold in a buffer of
+ * their own, and move it from and to the output with this.
+ */
+static inline void
+bt_gemm_copy_rows(float *dst, int ldd, const float *src, int lds, int rows, int cols)
+{
+	for (int r = 0; r < rows; r++)
+		memcpy(dst + (size_t) r * ldd, src + (size_t) r * lds, (size_t) cols * sizeof(float));
 }
 
 /* Pack w (O, K) in place, and back; scratch holds O K floats. */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "gemm.h"
 #include "ops.h"
 
 #define MR 6
@@ -356,12 +357,10 @@ bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw
 					else
 					{
 						if (!first)
-							for (int r = 0; r < rows; r++)
-								memcpy(edge + r * 32, c + (size_t) r * ldo, 16 * P * sizeof(float));
+							bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
 						tile_bf16_dispatch(edge, 32, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb,
 										   first, R, P);
-						for (int r = 0; r < rows; r++)
-							memcpy(c + (size_t) r * ldo, edge + r * 32, 16 * P * sizeof(float));
+						bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
 					}
 					if (last && gelu)
 						for (int r = 0; r < rows; r++)

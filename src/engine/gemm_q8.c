@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "gemm.h"
 #include "ops.h"
 #include "simd.h"
 
@@ -454,12 +455,10 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 			else
 			{
 				if (!first)
-					for (int r = 0; r < rows; r++)
-						memcpy(edge + r * 32, c + (size_t) r * ldo, 16 * P * sizeof(float));
+					bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
 				tile_q8_vnni_dispatch(edge, 32, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
 									  qw->scale + p * 16, cs, pb, first, R, P);
-				for (int r = 0; r < rows; r++)
-					memcpy(c + (size_t) r * ldo, edge + r * 32, 16 * P * sizeof(float));
+				bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
 			}
 			if (last && gelu)
 				for (int r = 0; r < rows; r++)
@@ -625,12 +624,10 @@ bt_gemm_q8(float *out, int ldo, const float *in, int T, const BtQ8Weight *qw, co
 					else
 					{
 						if (!first)
-							for (int r = 0; r < rows; r++)
-								memcpy(edge + r * 16, c + (size_t) r * ldo, 16 * sizeof(float));
+							bt_gemm_copy_rows(edge, 16, c, ldo, rows, 16);
 						tile_q8(edge, 16, a, K, panel, kc / 4, sx + r0, zp + r0, qw->scale + p * 16, cs, pb, first,
 								last && in_tile);
-						for (int r = 0; r < rows; r++)
-							memcpy(c + (size_t) r * ldo, edge + r * 16, 16 * sizeof(float));
+						bt_gemm_copy_rows(c, ldo, edge, 16, rows, 16);
 					}
 					if (last && after)
 						for (int r = 0; r < rows; r++)
