@@ -234,6 +234,23 @@ bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char *err, size
 			goto done;
 		}
 	}
+	/* pgbert's own key: how texts longer than the model takes are cut (bt_keep_head_tail) */
+	v = json_object_get(root, "pgbert_truncation");
+	if (v != NULL && !json_is_null(v))
+	{
+		const char *t = json_is_string(v) ? json_string_value(v) : "";
+
+		if (strcmp(t, "head_tail") == 0)
+			cfg->head_tail = 1;
+		else if (strcmp(t, "head") != 0)
+		{
+			char		q[QUOTE_BUF];
+
+			snprintf(err, errlen, "config pgbert_truncation \"%s\" is not supported (head, head_tail)",
+					 quote_limit(t, q));
+			goto done;
+		}
+	}
 	if (cfg->hidden_size % cfg->num_heads != 0)
 	{
 		snprintf(err, errlen, "hidden_size %d is not a multiple of num_attention_heads %d",

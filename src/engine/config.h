@@ -32,6 +32,8 @@ typedef struct BtBertConfig
 	float		initializer_range;
 	int			num_labels;		/* from id2label (0 when absent) */
 	char	  **labels;			/* label names in id order, num_labels of them */
+	int			head_tail;		/* "pgbert_truncation": "head_tail": long texts keep their first
+								 * quarter and last three quarters (1), or their beginning (0) */
 } BtBertConfig;
 
 /* Parse config.json bytes into cfg (zeroed first); 0, or -1 with err. */

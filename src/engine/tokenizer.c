@@ -538,3 +538,14 @@ bt_pretokenize(const BtTokenizer *tk, const char *text, size_t len, BtWordFn fn,
 {
 	return run_pipeline(tk, text, len, NULL, fn, arg);
 }
+
+size_t
+bt_keep_head_tail(int32_t *ids, size_t n, size_t limit)
+{
+	size_t		head = limit / 4;
+
+	if (n <= limit)
+		return n;
+	memmove(ids + head, ids + n - (limit - head), sizeof(int32_t) * (limit - head));
+	return limit;
+}

@@ -96,4 +96,12 @@ typedef int (*BtWordFn) (void *arg, const char *word, size_t len);
 extern BtStatus bt_pretokenize(const BtTokenizer *tk, const char *text, size_t len,
 							   BtWordFn fn, void *arg);
 
+/*
+ * Cut n word-piece ids to limit the "head_tail" way: the first limit / 4 and
+ * the last limit - limit / 4, moved together in place (Sun et al., 2019, "How
+ * to Fine-Tune BERT for Text Classification": the end of a long text often
+ * says as much as its start). Returns the new count, min(n, limit).
+ */
+extern size_t bt_keep_head_tail(int32_t *ids, size_t n, size_t limit);
+
 #endif

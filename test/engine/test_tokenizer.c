@@ -518,6 +518,29 @@ test_vocab_line_endings(void)
 	json_decref(exp);
 }
 
+/* bt_keep_head_tail: the first quarter and the last three quarters, in order. */
+static void
+test_head_tail(void)
+{
+	int32_t		ids[300];
+	int			ok = 1;
+	size_t		n;
+
+	for (int i = 0; i < 300; i++)
+		ids[i] = i;
+	n = bt_keep_head_tail(ids, 300, 126);
+	for (int i = 0; i < 31; i++)
+		ok &= ids[i] == i;
+	for (int i = 31; i < 126; i++)
+		ok &= ids[i] == 300 - 126 + i;
+	check(n == 126 && ok, "head_tail keeps ids 0..30 and 205..299 of 300 for 126 places");
+	for (int i = 0; i < 300; i++)
+		ids[i] = i;
+	check(bt_keep_head_tail(ids, 100, 126) == 100 && ids[99] == 99, "a text that fits is left as it is");
+	n = bt_keep_head_tail(ids, 5, 3);
+	check(n == 3 && ids[0] == 2 && ids[1] == 3 && ids[2] == 4, "3 places: no head, the last 3");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -543,6 +566,7 @@ main(int argc, char **argv)
 	test_corpus_setting(&corpus, "lower_nostrip", 1, 0, 1);
 	test_corpus_setting(&corpus, "cased_strip_nocjk", 0, 1, 0);
 	test_truncation(&corpus);
+	test_head_tail();
 	test_hf_cases();
 	test_invalid_utf8();
 	test_relations();
