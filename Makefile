@@ -8,12 +8,12 @@
 #   make bench           tokenizer benchmark binary (see test/bench/)
 
 EXTENSION = pgbert
-EXTVERSION = 0.6.0
+EXTVERSION = 0.7.0
 MODULE_big = pgbert
 
-DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql pgbert--0.4.0--0.5.0.sql pgbert--0.5.0--0.6.0.sql data/pgbert_vocab_uncased.txt
+DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql pgbert--0.4.0--0.5.0.sql pgbert--0.5.0--0.6.0.sql pgbert--0.6.0--0.7.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export bin/pgbert_sync
-REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train hardening security labelling worker
+REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train drift hardening security labelling worker
 # REGRESS_OUT: where results and diffs go (scripts/test.sh keeps its two runs apart)
 REGRESS_OUT ?= build/regress
 REGRESS_OPTS = --inputdir=. --outputdir=$(REGRESS_OUT)
@@ -25,12 +25,12 @@ MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/
 	src/engine/gemm.c src/engine/gemm_bf16.c src/engine/gemm_q8.c src/engine/team.c \
 	src/engine/model.c \
 	src/engine/serve.c src/engine/gpu_backend.c src/engine/gpu_train_backend.c \
-	src/engine/train.c
+	src/engine/train.c src/engine/decision.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
 PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
 	src/pg/drop_guard.c src/pg/train_sql.c src/pg/progress.c \
 	src/pg/training_worker.c src/pg/encoder_worker.c src/pg/worker_client.c src/pg/worker_sql.c \
-	src/pg/train_run.c src/pg/batch_scan.c src/pg/catalog_door.c
+	src/pg/train_run.c src/pg/batch_scan.c src/pg/catalog_door.c src/pg/decision_sql.c
 OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc/engine -Ikernels
@@ -79,7 +79,7 @@ $(BUILD)/bench_%: test/bench/bench_%.c test/engine/copy_text.h $(ENGINE_LIB)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
 .PHONY: engine engine-check engine-check-sanitized engine-check-portable fuzz-smoke bench print-use-cuda
-ENGINE_TESTS = test_tokenizer test_safetensors test_model test_train test_serve
+ENGINE_TESTS = test_tokenizer test_safetensors test_model test_train test_serve test_decision
 engine: $(ENGINE_LIB) $(addprefix $(BUILD)/,$(ENGINE_TESTS)) $(BUILD)/unidump
 
 # The real checkpoint scripts/setup.sh unpacks, and transformers' outputs on it.
@@ -93,6 +93,7 @@ define run_engine_tests
 	OPENBLAS_NUM_THREADS=2 $(1)/test_model test/fixtures/models $(MINILM_ARGS)
 	OPENBLAS_NUM_THREADS=2 $(1)/test_train test/fixtures/train test/fixtures/models
 	$(1)/test_serve test/fixtures/models/sql_cls
+	$(1)/test_decision
 endef
 
 engine-check: engine

@@ -27,6 +27,7 @@
 #include "utils/jsonb.h"
 
 #include "pgbert.h"
+#include "decision.h"
 #include "serve.h"
 
 /* What a forward pass over a batch should produce. */
@@ -38,30 +39,21 @@ typedef enum Want
 	WANT_POOLER = BT_WANT_POOLER
 } Want;
 
-/* Where the current call's forward passes run. */
-typedef struct Path
-{
-	bool		worker;			/* in the encoder worker, until it fails over */
-	bool		served_by_worker;	/* the last chunk ran there */
-	int64		worker_rows;	/* rows that ran in the encoder worker */
-	int64		session_rows;	/* rows that ran in this backend */
-} Path;
-
-/* Start a call's path: the encoder worker when it is usable, else this backend. */
+/* Start a call's place: the encoder worker when it is usable, else this backend. */
 static void
-start_path(Path *path)
+start_place(PgbertRunPlace *place)
 {
-	path->worker = pgbert_worker_usable();
-	path->served_by_worker = false;
-	path->worker_rows = path->session_rows = 0;
+	place->worker = pgbert_worker_usable();
+	place->served_by_worker = false;
+	place->worker_rows = place->session_rows = 0;
 }
 
 /* The model for this call, with its weights only when it runs in this backend. */
 static PgbertModel *
-model_for_call(FunctionCallInfo fcinfo, int argno, Path *path)
+model_for_call(FunctionCallInfo fcinfo, int argno, PgbertRunPlace *place)
 {
-	start_path(path);
-	return pgbert_model_for_call(fcinfo, argno, path->worker ? PGBERT_USE_WORKER : PGBERT_USE_SESSION);
+	start_place(place);
+	return pgbert_model_for_call(fcinfo, argno, place->worker ? PGBERT_USE_WORKER : PGBERT_USE_SESSION);
 }
 
 /* Width of one sequence's output row (the label count equals the head's rows once loaded). */
@@ -73,7 +65,7 @@ output_width(const PgbertModel *pm, Want want)
 
 /* Run the engine on one packed chunk; rows go to out (n_seq x width). */
 static void
-forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *offsets,
+forward_chunk(PgbertModel *pm, PgbertRunPlace *place, Want want, int n_seq, const int32 *offsets,
 			  const int32 *ids, float *out)
 {
 	char		err[256];
@@ -81,17 +73,17 @@ forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *of
 	BtForwardOut o;
 	float	   *hidden = NULL;
 
-	if (path->worker)
+	if (place->worker)
 	{
 		if (pgbert_worker_forward(pm, want, n_seq, offsets, ids, out, output_width(pm, want)))
 		{
-			path->served_by_worker = true;
-			path->worker_rows += n_seq;
+			place->served_by_worker = true;
+			place->worker_rows += n_seq;
 			return;
 		}
-		path->worker = false;	/* the worker went away: the rest runs here */
+		place->worker = false;	/* the worker went away: the rest runs here */
 	}
-	path->served_by_worker = false;
+	place->served_by_worker = false;
 	pgbert_model_ensure_weights(pm);
 	pgbert_model_use_precision(pm);
 	if ((want == WANT_LOGITS || want == WANT_POOLER) && !pm->model->has_pooler)
@@ -111,7 +103,7 @@ forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *of
 		o.hidden = hidden = palloc(sizeof(float) * (Size) offsets[n_seq] * pm->model->cfg.hidden_size);
 
 	pgbert_load_blas();
-	path->session_rows += n_seq;
+	place->session_rows += n_seq;
 	if (bt_model_forward(pm->model, &b, &o, err, sizeof(err)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -131,7 +123,7 @@ forward_chunk(PgbertModel *pm, Path *path, Want want, int n_seq, const int32 *of
  * to out. NULL texts (texts[i] == NULL) get no row written.
  */
 static void
-run_model(PgbertModel *pm, Path *path, Want want, int n, text **texts, float *out)
+run_model(PgbertModel *pm, PgbertRunPlace *place, Want want, int n, text **texts, float *out)
 {
 	const BtTokenizer *tk = pm->tokenizer;
 	int			width = output_width(pm, want);
@@ -156,7 +148,7 @@ run_model(PgbertModel *pm, Path *path, Want want, int n, text **texts, float *ou
 		/* flush the chunk when the next text might not fit, or at the end */
 		if (n_seq > 0 && (i == n || offsets[n_seq] + pm->max_tokens > budget))
 		{
-			forward_chunk(pm, path, want, n_seq, offsets, ids, chunk_out);
+			forward_chunk(pm, place, want, n_seq, offsets, ids, chunk_out);
 			for (int s = 0; s < n_seq; s++)
 				memcpy(out + (Size) rows[s] * width, chunk_out + (Size) s * width, sizeof(float) * width);
 			n_seq = 0;
@@ -167,7 +159,7 @@ run_model(PgbertModel *pm, Path *path, Want want, int n, text **texts, float *ou
 		if (texts[i] == NULL)
 			continue;
 
-		c = pgbert_tokenize_text(tk, texts[i], pm->max_tokens - 2);
+		c = pgbert_tokenize_truncated(tk, texts[i], pm->max_tokens - 2, pm->head_tail);
 		ids[offsets[n_seq]] = tk->cls_id;
 		memcpy(ids + offsets[n_seq] + 1, c.ids, sizeof(int32) * c.n);
 		ids[offsets[n_seq] + 1 + c.n] = tk->sep_id;
@@ -206,27 +198,35 @@ softmax(const PgbertModel *pm, const float *logits, double *probs)
 		probs[c] /= sum;
 }
 
-/* Index of the largest value (the first one on ties, as torch.argmax). */
+/*
+ * The label the version's decision rule picks for one logits row (without a
+ * rule the most probable one, the first on ties, as torch.argmax); raises on
+ * non-finite logits. probs receives the model's own probabilities.
+ */
 static int
-argmax(const double *v, int n)
-{
-	int			best = 0;
-
-	for (int i = 1; i < n; i++)
-		if (v[i] > v[best])
-			best = i;
-	return best;
-}
-
-/* classify()'s result for one logits row: the most probable label. */
-static Datum
-label_datum(PgbertModel *pm, const Path *path, const float *logits, double *probs)
+decided_label(PgbertModel *pm, const float *logits, double *probs)
 {
 	int			best;
 
 	softmax(pm, logits, probs);
-	best = argmax(probs, pm->num_labels);
-	if (path->served_by_worker)
+	if (pm->decision.weights == NULL)
+		return bt_decide(probs, NULL, pm->num_labels);
+	{
+		double	   *scores = palloc(sizeof(double) * pm->num_labels);
+
+		best = pgbert_decide(&pm->decision, logits, pm->num_labels, scores);
+		pfree(scores);
+	}
+	return best;
+}
+
+/* classify()'s result for one logits row: the label the decision rule picks. */
+static Datum
+label_datum(PgbertModel *pm, const PgbertRunPlace *place, const float *logits, double *probs)
+{
+	int			best = decided_label(pm, logits, probs);
+
+	if (place->served_by_worker)
 		pgbert_worker_count_label(pm, best);
 	return PointerGetDatum(cstring_to_text(pm->labels[best]));
 }
@@ -284,6 +284,18 @@ parse_pooling(text *pooling_arg)
 	return WANT_MEAN;			/* keep the compiler quiet */
 }
 
+PgbertModel *
+pgbert_classifier_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertRunPlace *place)
+{
+	return model_for_call(fcinfo, model_argno, place);
+}
+
+void
+pgbert_classifier_logits(PgbertModel *pm, PgbertRunPlace *place, int n, text **texts, float *logits)
+{
+	run_model(pm, place, WANT_LOGITS, n, texts, logits);
+}
+
 PG_FUNCTION_INFO_V1(pgbert_classify);
 
 /* classify(input text, model text) RETURNS text */
@@ -291,19 +303,19 @@ Datum
 pgbert_classify(PG_FUNCTION_ARGS)
 {
 	PgbertModel *pm;
-	Path		path;
+	PgbertRunPlace		place;
 	text	   *input;
 	float	   *logits;
 	double	   *probs;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = model_for_call(fcinfo, 1, &path);
+	pm = model_for_call(fcinfo, 1, &place);
 	input = PG_GETARG_TEXT_PP(0);
 	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
 	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
-	run_model(pm, &path, WANT_LOGITS, 1, &input, logits);
-	PG_RETURN_DATUM(label_datum(pm, &path, logits, probs));
+	run_model(pm, &place, WANT_LOGITS, 1, &input, logits);
+	PG_RETURN_DATUM(label_datum(pm, &place, logits, probs));
 }
 
 PG_FUNCTION_INFO_V1(pgbert_classify_scores);
@@ -313,18 +325,18 @@ Datum
 pgbert_classify_scores(PG_FUNCTION_ARGS)
 {
 	PgbertModel *pm;
-	Path		path;
+	PgbertRunPlace		place;
 	text	   *input;
 	float	   *logits;
 	double	   *probs;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = model_for_call(fcinfo, 1, &path);
+	pm = model_for_call(fcinfo, 1, &place);
 	input = PG_GETARG_TEXT_PP(0);
 	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
 	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
-	run_model(pm, &path, WANT_LOGITS, 1, &input, logits);
+	run_model(pm, &place, WANT_LOGITS, 1, &input, logits);
 	PG_RETURN_DATUM(scores_datum(pm, logits, probs));
 }
 
@@ -336,7 +348,7 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PgbertModel *pm;
-	Path		path;
+	PgbertRunPlace		place;
 	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *nulls;
@@ -359,14 +371,14 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 	if (n == 0)
 		return (Datum) 0;
 	lbound = ARR_LBOUND(arr)[0];
-	pm = model_for_call(fcinfo, 1, &path);
+	pm = model_for_call(fcinfo, 1, &place);
 	C = Max(pm->num_labels, 1);
 	texts = palloc(sizeof(text *) * n);
 	for (int i = 0; i < n; i++)
 		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
 	logits = palloc(sizeof(float) * (Size) n * C);
 	probs = palloc(sizeof(double) * C);
-	run_model(pm, &path, WANT_LOGITS, n, texts, logits);
+	run_model(pm, &place, WANT_LOGITS, n, texts, logits);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -376,11 +388,9 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 		values[0] = Int32GetDatum(lbound + i);
 		if (texts[i] != NULL)
 		{
-			int			best;
+			int			best = decided_label(pm, logits + (Size) i * C, probs);
 
-			softmax(pm, logits + (Size) i * C, probs);
-			best = argmax(probs, pm->num_labels);
-			if (path.served_by_worker)
+			if (place.served_by_worker)
 				pgbert_worker_count_label(pm, best);
 			values[1] = CStringGetTextDatum(pm->labels[best]);
 			values[2] = Float4GetDatum((float4) probs[best]);
@@ -398,7 +408,7 @@ Datum
 pgbert_embed(PG_FUNCTION_ARGS)
 {
 	PgbertModel *pm;
-	Path		path;
+	PgbertRunPlace		place;
 	text	   *input;
 	Want		want;
 	float	   *vec;
@@ -406,10 +416,10 @@ pgbert_embed(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	want = parse_pooling(PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
-	pm = model_for_call(fcinfo, 1, &path);
+	pm = model_for_call(fcinfo, 1, &place);
 	input = PG_GETARG_TEXT_PP(0);
 	vec = palloc(sizeof(float) * pm->hidden_size);
-	run_model(pm, &path, want, 1, &input, vec);
+	run_model(pm, &place, want, 1, &input, vec);
 	PG_RETURN_DATUM(embedding_datum(vec, pm->hidden_size));
 }
 
@@ -443,7 +453,7 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 	for (int first = 0; first < n; first++)
 	{
 		PgbertModel *pm;
-		Path		path;
+		PgbertRunPlace		place;
 		Want		want = WANT_LOGITS;
 		int			k = 0,
 					width;
@@ -463,16 +473,16 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 
 		if (fn == PGBERT_FN_EMBED)
 			want = parse_pooling(poolings[first]);
-		start_path(&path);
+		start_place(&place);
 		pm = pgbert_model_for_site(site_extra, site_mcxt,
 								   models[first] ? text_to_cstring(models[first]) : NULL,
-								   path.worker ? PGBERT_USE_WORKER : PGBERT_USE_SESSION);
+								   place.worker ? PGBERT_USE_WORKER : PGBERT_USE_SESSION);
 		width = Max(output_width(pm, want), 1);
 		out = palloc(sizeof(float) * (Size) k * width);
 		probs = palloc(sizeof(double) * width);
-		run_model(pm, &path, want, k, texts, out);
-		*worker_rows += path.worker_rows;
-		*session_rows += path.session_rows;
+		run_model(pm, &place, want, k, texts, out);
+		*worker_rows += place.worker_rows;
+		*session_rows += place.session_rows;
 
 		for (int g = 0; g < k; g++)
 		{
@@ -480,7 +490,7 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 			int			i = group[g];
 
 			if (fn == PGBERT_FN_CLASSIFY)
-				results[i] = label_datum(pm, &path, row, probs);
+				results[i] = label_datum(pm, &place, row, probs);
 			else if (fn == PGBERT_FN_CLASSIFY_SCORES)
 				results[i] = scores_datum(pm, row, probs);
 			else

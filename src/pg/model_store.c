@@ -78,6 +78,7 @@ typedef struct BuiltTokenizer
 	BtTokenizer *tokenizer;
 	int			max_tokens;
 	int			hidden_size;	/* from the config, read here anyway */
+	bool		head_tail;		/* config "pgbert_truncation": "head_tail" */
 } BuiltTokenizer;
 
 /* The weights side of a version. */
@@ -230,6 +231,7 @@ build_tokenizer(const char *config_json, const char *vocab, Size vocab_len,
 	vocab_size = cfg.vocab_size;
 	max_position = cfg.max_position;
 	out->hidden_size = cfg.hidden_size;
+	out->head_tail = cfg.head_tail != 0;
 	bt_config_free(&cfg);
 	if (tokenizer_json && bt_tokenizer_config_parse(tokenizer_json, strlen(tokenizer_json),
 													&tc, err, sizeof(err)) != 0)
@@ -416,8 +418,10 @@ load_version(const ResolvedRow *row)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text, labels "
-									"FROM pgbert.model_versions WHERE id = $1", 1, argtypes);
+		/* to_jsonb: a database not yet updated to 0.7.0 has no decision_rule column */
+		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text, labels, "
+									"(to_jsonb(v) -> 'decision_rule')::text "
+									"FROM pgbert.model_versions v WHERE id = $1", 1, argtypes);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the model query");
@@ -450,6 +454,11 @@ load_version(const ResolvedRow *row)
 	pm->labels = palloc(sizeof(char *) * Max(n_labels, 1));
 	for (int i = 0; i < n_labels; i++)
 		pm->labels[i] = TextDatumGetCString(label_datums[i]);
+	{
+		Datum		rule = SPI_getbinval(tup, desc, 5, &isnull);
+
+		pgbert_decision_parse(isnull ? NULL : TextDatumGetCString(rule), pm->labels, n_labels, &pm->decision);
+	}
 	MemoryContextSwitchTo(old);
 
 	PG_TRY();
@@ -470,6 +479,7 @@ load_version(const ResolvedRow *row)
 	pm->head_rows = PGBERT_HEAD_UNREAD;
 	pm->tokenizer = built.tokenizer;
 	pm->max_tokens = built.max_tokens;
+	pm->head_tail = built.head_tail;
 	pm->num_labels = n_labels;
 	pm->hidden_size = built.hidden_size;
 	pm->bytes = VARSIZE_ANY_EXHDR(vocab) * 3;
@@ -848,8 +858,9 @@ pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoin
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text "
-									"FROM pgbert.model_versions WHERE id = $1", 1, argtypes);
+		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text, "
+									"(to_jsonb(v) -> 'decision_rule')::text "
+									"FROM pgbert.model_versions v WHERE id = $1", 1, argtypes);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the model query");
@@ -874,6 +885,8 @@ pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoin
 	}
 	d = SPI_getbinval(tup, desc, 3, &isnull);
 	out->tokenizer_json = isnull ? NULL : MemoryContextStrdup(caller, TextDatumGetCString(d));
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	out->decision_rule_json = isnull ? NULL : MemoryContextStrdup(caller, TextDatumGetCString(d));
 	SPI_finish();
 
 	/* engine objects die with the caller's memory context, also on error */
@@ -885,6 +898,7 @@ pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoin
 					out->tokenizer_json, &tk);
 	out->tokenizer = tk.tokenizer;
 	out->max_tokens = tk.max_tokens;
+	out->head_tail = tk.head_tail;
 	if (as_checkpoint)
 	{
 		out->checkpoint = read_large_object(row.weights, &out->checkpoint_len);

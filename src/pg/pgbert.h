@@ -9,6 +9,7 @@
 
 #include "fmgr.h"
 
+#include "decision_rule.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -36,6 +37,9 @@ typedef struct IdCollector
 /* Word-piece ids of a text datum (no [CLS]/[SEP]), at most limit of them (-1: all). */
 extern IdCollector pgbert_tokenize_text(const BtTokenizer *tk, text *input, int64 limit);
 
+/* The same cut to limit as a model version cuts long texts: the beginning, or head_tail (bt_keep_head_tail). */
+extern IdCollector pgbert_tokenize_truncated(const BtTokenizer *tk, text *input, int64 limit, bool head_tail);
+
 /* One model version loaded in this backend. */
 typedef struct PgbertModel
 {
@@ -50,6 +54,8 @@ typedef struct PgbertModel
 	BtBertModel *model;			/* engine objects, malloc'd; model NULL until a forward pass needs it */
 	BtTokenizer *tokenizer;
 	int			max_tokens;		/* longest input, [CLS] and [SEP] included */
+	bool		head_tail;		/* longer inputs keep their head and tail ("pgbert_truncation") */
+	PgbertDecision decision;	/* how classify() picks the label (pgbert.model_versions.decision_rule) */
 	int			num_labels;
 	int			hidden_size;	/* from the config, for embedding widths without the weights */
 	char	  **labels;			/* in id order, database encoding */
@@ -106,6 +112,23 @@ typedef enum PgbertBatchFn
 extern void pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, int n,
 							  text **inputs, text **models, text **poolings, Datum *results, bool *isnull,
 							  int64 *worker_rows, int64 *session_rows);
+
+/* Where one call's forward passes run (classify_sql.c). */
+typedef struct PgbertRunPlace
+{
+	bool		worker;			/* in the encoder worker, until it fails over */
+	bool		served_by_worker;	/* the last chunk ran there */
+	int64		worker_rows;	/* rows that ran in the encoder worker */
+	int64		session_rows;	/* rows that ran in this backend */
+} PgbertRunPlace;
+
+/*
+ * A classifier for a call that scores many texts (argument model_argno names
+ * it), and the logits of texts[0..n) under it (n x num_labels; NULL texts get
+ * no row), run where classify() would run them.
+ */
+extern PgbertModel *pgbert_classifier_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertRunPlace *place);
+extern void pgbert_classifier_logits(PgbertModel *pm, PgbertRunPlace *place, int n, text **texts, float *logits);
 
 /* Transparent batching of per-row calls (batch_scan.c): the planner hook and the node. */
 extern bool pgbert_batching;
@@ -167,6 +190,8 @@ typedef struct PgbertBaseModel
 	BtBertModel *model;			/* engine objects, freed with the caller's memory context */
 	BtTokenizer *tokenizer;
 	int			max_tokens;
+	bool		head_tail;		/* the version cuts long texts head + tail */
+	char	   *decision_rule_json;	/* pgbert.model_versions.decision_rule as text, or NULL */
 	char	   *checkpoint;		/* instead of model: model.safetensors bytes (palloc'd) */
 	Size		checkpoint_len;
 } PgbertBaseModel;
@@ -204,5 +229,8 @@ extern char *pgbert_bundled_vocab_path(void);
 
 /* The role owning the extension, its catalog and the models' weights (catalog_door.c). */
 extern Oid	pgbert_extension_owner(void);
+
+/* Schema-qualified, quoted name of one of the extension's functions, for SPI (SPI connected). */
+extern char *pgbert_extension_function(const char *name);
 
 #endif

@@ -170,6 +170,19 @@ pgbert_tokenize_text(const BtTokenizer *tk, text *input, int64 limit)
 	return c;
 }
 
+IdCollector
+pgbert_tokenize_truncated(const BtTokenizer *tk, text *input, int64 limit, bool head_tail)
+{
+	IdCollector c;
+
+	if (!head_tail)
+		return pgbert_tokenize_text(tk, input, limit);
+	/* the tail is only known once the whole text is tokenized */
+	c = pgbert_tokenize_text(tk, input, -1);
+	c.n = (int64) bt_keep_head_tail(c.ids, (size_t) c.n, (size_t) limit);
+	return c;
+}
+
 PG_FUNCTION_INFO_V1(pgbert_bert_tokenize);
 
 /* bert_tokenize(input text, model text, do_lower_case boolean) RETURNS text[] */

@@ -40,6 +40,7 @@
 #include "utils/typcache.h"
 
 #include "config.h"
+#include "decision.h"
 #include "pgbert.h"
 #include "train.h"
 #include "train_run.h"
@@ -124,6 +125,7 @@ typedef struct Source
 	char	   *relation;		/* schema-qualified, quoted */
 	char	   *text_column;	/* quoted */
 	char	   *label_column;	/* quoted */
+	char	   *split_by;		/* quoted, or NULL: the column ordering rows in time */
 } Source;
 
 /* Check the relation and columns; the text column must be of a string type. */
@@ -164,6 +166,7 @@ check_source(Oid relid, Name text_col, Name label_col)
 	src.relation = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
 	src.text_column = (char *) quote_identifier(NameStr(*text_col));
 	src.label_column = (char *) quote_identifier(NameStr(*label_col));
+	src.split_by = NULL;
 	return src;
 }
 
@@ -180,9 +183,11 @@ read_classes(const Source *src, Dataset *ds, MemoryContext mcxt)
 {
 	char	   *q = psprintf("SELECT min(s.t), max(s.t), count(*) FROM "
 							 "(SELECT DISTINCT %s AS l, %s::text AS t FROM %s "
-							 "WHERE %s IS NOT NULL AND %s IS NOT NULL) s GROUP BY s.l ORDER BY s.l",
+							 "WHERE %s IS NOT NULL AND %s IS NOT NULL%s%s%s) s GROUP BY s.l ORDER BY s.l",
 							 src->label_column, src->label_column, src->relation,
-							 src->text_column, src->label_column);
+							 src->text_column, src->label_column,
+							 src->split_by ? " AND " : "", src->split_by ? src->split_by : "",
+							 src->split_by ? " IS NOT NULL" : "");
 
 	if (SPI_execute(q, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the labels");
@@ -215,15 +220,20 @@ typedef struct LabelEntry
 
 /*
  * Read and tokenize every usable row (SPI connected; arrays are allocated in
- * mcxt). Labels map to ds->classes; one that is not there is an error
- * (evaluation with a model that never saw it).
+ * mcxt), cut to max_tokens as the model cuts (head_tail or not). Labels map
+ * to ds->classes; one that is not there is an error (evaluation with a model
+ * that never saw it). With src->split_by the rows come oldest first and a
+ * NULL there makes a row unusable.
  */
 static void
-read_rows(const Source *src, const BtTokenizer *tk, int max_tokens, Dataset *ds, MemoryContext mcxt,
-		  const char *what)
+read_rows(const Source *src, const BtTokenizer *tk, int max_tokens, bool head_tail, Dataset *ds,
+		  MemoryContext mcxt, const char *what)
 {
-	char	   *q = psprintf("SELECT %s::text, %s::text FROM %s ORDER BY 1, 2",
-							 src->text_column, src->label_column, src->relation);
+	char	   *q = src->split_by ?
+		psprintf("SELECT %s::text, %s::text, %s IS NULL FROM %s ORDER BY %s, 1, 2",
+				 src->text_column, src->label_column, src->split_by, src->relation, src->split_by) :
+		psprintf("SELECT %s::text, %s::text, false FROM %s ORDER BY 1, 2",
+				 src->text_column, src->label_column, src->relation);
 	Portal		portal;
 	HTAB	   *map;
 	HASHCTL		ctl;
@@ -271,14 +281,16 @@ read_rows(const Source *src, const BtTokenizer *tk, int max_tokens, Dataset *ds,
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			bool		tnull,
-						lnull;
+						lnull,
+						snull;
 			Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &tnull);
 			Datum		l = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &lnull);
+			bool		no_split = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &snull));
 			LabelEntry *e;
 			char	   *label;
 			int64		need;
 
-			if (tnull || lnull)
+			if (tnull || lnull || no_split)
 			{
 				ds->skipped++;
 				continue;
@@ -289,7 +301,7 @@ read_rows(const Source *src, const BtTokenizer *tk, int max_tokens, Dataset *ds,
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("label \"%s\" is not one of %s's labels", pgbert_quote_limit(label), what)));
-			c = pgbert_tokenize_text(tk, DatumGetTextPP(t), max_tokens - 2);
+			c = pgbert_tokenize_truncated(tk, DatumGetTextPP(t), max_tokens - 2, head_tail);
 			if (ds->n == ds->cap_rows)
 			{
 				ds->cap_rows *= 2;
@@ -345,10 +357,13 @@ pack(const Dataset *ds, const int *rows, int k, int32 *offsets, int32 *ids, int3
  * Predict rows[0..n): accuracy and mean cross-entropy, and (when out is not
  * NULL) the metrics as JSON members: per-class precision/recall/F1,
  * macro-F1, confusion matrix (rows: true label, columns: predicted).
+ * Labels are picked by decision (NULL: the most probable); the loss is the
+ * model's own. logits_out, when not NULL, receives the n x C logits.
  */
 static void
 evaluate(TrainRun *run, const Dataset *ds, const int *rows, int n, int max_tokens,
-		 StringInfo out, double *accuracy_out, double *loss_out)
+		 const PgbertDecision *decision, StringInfo out, double *accuracy_out, double *loss_out,
+		 float *logits_out)
 {
 	int			C = ds->n_classes;
 	int			chunk = 32;
@@ -356,6 +371,7 @@ evaluate(TrainRun *run, const Dataset *ds, const int *rows, int n, int max_token
 	int32	   *ids = palloc(sizeof(int32) * chunk * max_tokens);
 	float	   *logits = palloc(sizeof(float) * chunk * C);
 	int64	   *confusion = palloc0(sizeof(int64) * C * C);
+	double	   *probs = palloc(sizeof(double) * C);
 	double		loss = 0.0,
 				macro_f1 = 0.0;
 	int64		correct = 0;
@@ -385,6 +401,10 @@ evaluate(TrainRun *run, const Dataset *ds, const int *rows, int n, int max_token
 					best = c;
 				max = Max(max, (double) z[c]);
 			}
+			if (decision && decision->weights)
+				best = pgbert_decide(decision, z, C, probs);
+			if (logits_out)
+				memcpy(logits_out + (Size) (i + s) * C, z, sizeof(float) * C);
 			for (int c = 0; c < C; c++)
 				sum += exp((double) z[c] - max);
 			loss += log(sum) + max - z[y];
@@ -403,6 +423,7 @@ evaluate(TrainRun *run, const Dataset *ds, const int *rows, int n, int max_token
 		pfree(ids);
 		pfree(logits);
 		pfree(confusion);
+		pfree(probs);
 		return;
 	}
 
@@ -454,6 +475,7 @@ evaluate(TrainRun *run, const Dataset *ds, const int *rows, int n, int max_token
 	pfree(ids);
 	pfree(logits);
 	pfree(confusion);
+	pfree(probs);
 }
 
 /* ---- training ---- */
@@ -516,20 +538,6 @@ write_large_object(const uint8_t *data, size_t len)
 	}
 	DirectFunctionCall1(be_lo_close, Int32GetDatum(fd));
 	return lo;
-}
-
-/* Schema-qualified name of one of the extension's functions (SPI connected). */
-static char *
-extension_function(const char *name)
-{
-	if (SPI_execute("SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
-					"JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgbert'",
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension \"pgbert\" is not installed in this database")));
-	return psprintf("%s.%s", SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
-					quote_identifier(name));
 }
 
 /*
@@ -619,6 +627,8 @@ typedef struct TrainArgs
 	Jsonb	   *class_weights;	/* NULL, "balanced" or {"label": weight} */
 	int			patience;		/* early stopping after this many epochs without a better validation loss; 0: off */
 	bool		keep_better;	/* do not deploy a version that validates worse than the deployed one */
+	char	   *split_by;		/* NULL, or the column whose newest rows are validated on */
+	int			head_tail;		/* long texts cut head + tail (1), from the start (0), as the base model (-1) */
 } TrainArgs;
 
 /* Raise unless x lies in [lo, hi]. */
@@ -669,15 +679,190 @@ check_target(const char *name)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of model \"%s\" to train a new version of it", name)));
 	/* a library newer than the database's SQL objects would fail only when storing the result */
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('pgbert.record_training(text,integer,jsonb,jsonb)') IS NULL",
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('pgbert.set_decision_rule_as(regrole,text,jsonb,integer)') IS NULL",
 					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up pgbert.record_training");
+		elog(ERROR, "could not look up pgbert.set_decision_rule_as");
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the pgbert extension in this database is older than its library"),
 				 errhint("Run ALTER EXTENSION pgbert UPDATE.")));
 	SPI_finish();
+}
+
+/* A C string as JSON: quoted and escaped, or null. */
+static char *
+json_or_null(const char *s)
+{
+	StringInfoData buf;
+
+	if (s == NULL)
+		return "null";
+	initStringInfo(&buf);
+	escape_json(&buf, s);
+	return buf.data;
+}
+
+/*
+ * Fit the temperature on held-out rows and append it as a "calibration"
+ * member: the rows, the temperature, and the cross-entropy and expected
+ * calibration error (15 bins) before and after. Returns the temperature.
+ */
+static double
+append_calibration(StringInfo out, const Dataset *ds, const int *rows, int n, const float *logits)
+{
+	int			C = ds->n_classes;
+	int		   *labels = palloc(sizeof(int) * Max(n, 1));
+	double		t;
+
+	for (int i = 0; i < n; i++)
+		labels[i] = ds->labels[rows[i]];
+	t = bt_fit_temperature(logits, labels, n, C);
+	appendStringInfo(out, "\"calibration\": {\"rows\": %d, \"temperature\": %s, ", n, float8out_internal(t));
+	appendStringInfo(out, "\"loss\": %s, ", float8out_internal(bt_cross_entropy(logits, labels, n, C, 1.0)));
+	appendStringInfo(out, "\"loss_calibrated\": %s, ", float8out_internal(bt_cross_entropy(logits, labels, n, C, t)));
+	appendStringInfo(out, "\"calibration_error\": %s, ",
+					 float8out_internal(bt_calibration_error(logits, labels, n, C, 1.0, 15)));
+	appendStringInfo(out, "\"calibration_error_calibrated\": %s}",
+					 float8out_internal(bt_calibration_error(logits, labels, n, C, t, 15)));
+	pfree(labels);
+	return t;
+}
+
+/*
+ * Record what a trained version's decision rule needs (SPI connected): the
+ * label mix the loss saw (training rows per class, times the class weight),
+ * and the temperature fitted on the validation rows (NAN: none).
+ */
+static void
+store_training_rule(const char *model, int version, const Dataset *ds, const int *train_rows, int n_train,
+					const float *class_weights, double temperature)
+{
+	double	   *mass = palloc0(sizeof(double) * ds->n_classes);
+	double		total = 0.0;
+	StringInfoData rule;
+
+	for (int i = 0; i < n_train; i++)
+		mass[ds->labels[train_rows[i]]] += class_weights ? class_weights[ds->labels[train_rows[i]]] : 1.0;
+	for (int c = 0; c < ds->n_classes; c++)
+		total += mass[c];
+	initStringInfo(&rule);
+	appendStringInfoString(&rule, "{\"training_priors\": {");
+	for (int c = 0; c < ds->n_classes; c++)
+	{
+		if (c > 0)
+			appendStringInfoString(&rule, ", ");
+		escape_json(&rule, ds->classes[c]);
+		appendStringInfo(&rule, ": %s", float8out_internal(mass[c] / total));
+	}
+	appendStringInfoChar(&rule, '}');
+	if (!isnan(temperature))
+		appendStringInfo(&rule, ", \"temperature\": %s", float8out_internal(temperature));
+	appendStringInfoChar(&rule, '}');
+	pgbert_store_decision_rule(model, version, rule.data);
+	pfree(mass);
+}
+
+/* truncation's value: 1 for 'head_tail', 0 for 'head'. */
+static int
+truncation_arg(text *arg)
+{
+	char	   *t = text_to_cstring(arg);
+
+	if (strcmp(t, "head_tail") == 0)
+		return 1;
+	if (strcmp(t, "head") == 0)
+		return 0;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("truncation must be 'head' or 'head_tail', not \"%s\"", pgbert_quote_limit(t))));
+	return 0;					/* keep the compiler quiet */
+}
+
+/* Check split_by names a column of the relation, and that there is something to validate on; quoted. */
+static char *
+split_column(Oid relid, const char *column, double validation_fraction)
+{
+	AttrNumber	att = get_attnum(relid, column);
+
+	if (att == InvalidAttrNumber || att < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist", column, get_rel_name(relid))));
+	if (validation_fraction <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("split_by needs validation rows"),
+				 errhint("Set validation_fraction above 0.")));
+	return (char *) quote_identifier(column);
+}
+
+/*
+ * Stratified split: within each class, shuffled with seed, a fraction is
+ * held out (at least one row of each class stays in training). The same seed
+ * and rows give the same split.
+ */
+static void
+split_stratified(const Dataset *ds, double fraction, int seed, int *train_rows, int *n_train,
+				 int *val_rows, int *n_val)
+{
+	uint64		state = (uint64) seed * UINT64CONST(0x2545F4914F6CDD1D) + 1;
+	int		   *rows = palloc(sizeof(int) * Max(ds->n, 1));
+
+	*n_train = *n_val = 0;
+	for (int c = 0; c < ds->n_classes; c++)
+	{
+		int			n_c = 0,
+					n_val_c;
+
+		for (int r = 0; r < ds->n; r++)
+			if (ds->labels[r] == c)
+				rows[n_c++] = r;
+		shuffle(rows, n_c, &state);
+		n_val_c = (int) floor(fraction * n_c + 0.5);
+		n_val_c = Min(n_val_c, n_c - 1);
+		for (int i = 0; i < n_c; i++)
+		{
+			if (i < n_val_c)
+				val_rows[(*n_val)++] = rows[i];
+			else
+				train_rows[(*n_train)++] = rows[i];
+		}
+	}
+	pfree(rows);
+}
+
+/*
+ * Split in time (the rows were read oldest first, by split_by): the newest
+ * fraction of them is held out, as a model is trained on the past and used
+ * on what comes next. Every class must keep a training row.
+ */
+static void
+split_newest(const Dataset *ds, double fraction, const char *split_by, int *train_rows, int *n_train,
+			 int *val_rows, int *n_val)
+{
+	int			first_val = ds->n - (int) floor(fraction * ds->n + 0.5);
+	bool	   *trained = palloc0(sizeof(bool) * ds->n_classes);
+
+	*n_train = *n_val = 0;
+	for (int r = 0; r < ds->n; r++)
+	{
+		if (r < first_val)
+		{
+			train_rows[(*n_train)++] = r;
+			trained[ds->labels[r]] = true;
+		}
+		else
+			val_rows[(*n_val)++] = r;
+	}
+	for (int c = 0; c < ds->n_classes; c++)
+		if (!trained[c])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("label \"%s\" occurs only in the newest %d rows by %s, which are held out for validation",
+							pgbert_quote_limit(ds->classes[c]), *n_val, split_by),
+					 errhint("Lower validation_fraction, or train without split_by.")));
+	pfree(trained);
 }
 
 PG_FUNCTION_INFO_V1(pgbert_train_classifier);
@@ -708,7 +893,6 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			   *val_rows;
 	int			n_train = 0,
 				n_val = 0;
-	int		   *per_class;
 	BtTrainOptions opts;
 	char		err[512];
 	int			batches_per_epoch,
@@ -724,6 +908,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	int			previous_version = 0;
 	double		previous_accuracy = NAN;
 	double		validation_accuracy = NAN;
+	double		temperature = NAN;
 	instr_time	start,
 				now,
 				last_notice;
@@ -770,6 +955,9 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	a.class_weights = PG_ARGISNULL(16) ? NULL : PG_GETARG_JSONB_P(16);
 	a.patience = PG_ARGISNULL(17) ? 0 : PG_GETARG_INT32(17);
 	a.keep_better = PG_ARGISNULL(18) ? false : PG_GETARG_BOOL(18);
+	/* 0.6.0's SQL definition has no split_by or truncation (a library newer than the database's objects) */
+	a.split_by = PG_NARGS() > 19 && !PG_ARGISNULL(19) ? pstrdup(NameStr(*PG_GETARG_NAME(19))) : NULL;
+	a.head_tail = PG_NARGS() > 20 && !PG_ARGISNULL(20) ? truncation_arg(PG_GETARG_TEXT_PP(20)) : -1;
 	check_range("epochs", a.epochs, 1, 10000);
 	check_range("batch_size", a.batch_size, 1, 65536);
 	check_range("learning_rate", a.learning_rate, 0, 1);
@@ -787,6 +975,8 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				 errhint("Set validation_fraction above 0, or early_stopping_patience to 0.")));
 
 	src = check_source(PG_GETARG_OID(0), PG_GETARG_NAME(1), PG_GETARG_NAME(2));
+	if (a.split_by)
+		src.split_by = split_column(PG_GETARG_OID(0), a.split_by, a.validation_fraction);
 	check_target(a.model);
 
 	/*
@@ -804,6 +994,8 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		vocab = base->vocab;
 		tokenizer_json = base->tokenizer_json;
 		max_tokens = Min(a.max_length, base->max_tokens);
+		if (a.head_tail < 0)
+			a.head_tail = base->head_tail;
 	}
 	else
 	{
@@ -813,6 +1005,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		tokenizer_json = "{\"do_lower_case\": true, \"tokenizer_class\": \"BertTokenizer\", \"model_max_length\": 512}";
 		max_tokens = Min(a.max_length, 512);
 	}
+	a.head_tail = Max(a.head_tail, 0);
 
 	/* the rows */
 	memset(&ds, 0, sizeof(ds));
@@ -828,42 +1021,19 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s has only one label (\"%s\"); a classifier needs at least two",
 						src.relation, pgbert_quote_limit(ds.classes[0]))));
-	read_rows(&src, tk, max_tokens, &ds, fn_mcxt, "the table");
+	read_rows(&src, tk, max_tokens, a.head_tail, &ds, fn_mcxt, "the table");
 	SPI_finish();
 	if (ds.skipped > 0)
 		ereport(NOTICE,
-				(errmsg("skipped " INT64_FORMAT " rows with a NULL text or label", ds.skipped)));
+				(errmsg("skipped " INT64_FORMAT " rows with a NULL %s", ds.skipped,
+						a.split_by ? "text, label or split_by value" : "text or label")));
 
-	/* stratified split: the same seed and rows give the same split */
 	train_rows = palloc(sizeof(int) * ds.n);
 	val_rows = palloc(sizeof(int) * ds.n);
-	per_class = palloc0(sizeof(int) * ds.n_classes);
-	{
-		uint64		state = (uint64) a.seed * UINT64CONST(0x2545F4914F6CDD1D) + 1;
-
-		for (int c = 0; c < ds.n_classes; c++)
-		{
-			int			n_c = 0,
-						n_val_c;
-			int		   *rows = palloc(sizeof(int) * ds.n);
-
-			for (int r = 0; r < ds.n; r++)
-				if (ds.labels[r] == c)
-					rows[n_c++] = r;
-			shuffle(rows, n_c, &state);
-			n_val_c = (int) floor(a.validation_fraction * n_c + 0.5);
-			n_val_c = Min(n_val_c, n_c - 1);
-			for (int i = 0; i < n_c; i++)
-			{
-				if (i < n_val_c)
-					val_rows[n_val++] = rows[i];
-				else
-					train_rows[n_train++] = rows[i];
-			}
-			per_class[c] = n_c;
-			pfree(rows);
-		}
-	}
+	if (a.split_by)
+		split_newest(&ds, a.validation_fraction, a.split_by, train_rows, &n_train, val_rows, &n_val);
+	else
+		split_stratified(&ds, a.validation_fraction, a.seed, train_rows, &n_train, val_rows, &n_val);
 
 	/* the optimizer's settings: HF Trainer's defaults, dropout from the config, then the caller's */
 	{
@@ -973,7 +1143,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 			double		acc,
 						vloss;
 
-			evaluate(run, &ds, val_rows, n_val, max_tokens, NULL, &acc, &vloss);
+			evaluate(run, &ds, val_rows, n_val, max_tokens, NULL, NULL, &acc, &vloss, NULL);
 			epochs_run = epoch + 1;
 			if (a.patience > 0)
 			{
@@ -1002,12 +1172,21 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	if (a.patience > 0 && best_epoch > 0 && best_epoch != epochs_run)
 		train_run_restore(run);
 
-	/* metrics on the held-out rows */
+	/* metrics on the held-out rows, and the temperature that calibrates the scores there */
 	initStringInfo(&metrics);
 	appendStringInfoString(&metrics, "{\"validation\": {");
 	if (n_val > 0)
-		evaluate(run, &ds, val_rows, n_val, max_tokens, &metrics, &validation_accuracy, NULL);
-	appendStringInfo(&metrics, "}, \"train_loss\": %s, \"rows_used\": %d, \"rows_skipped\": " INT64_FORMAT
+	{
+		float	   *val_logits = palloc(sizeof(float) * (Size) n_val * ds.n_classes);
+
+		evaluate(run, &ds, val_rows, n_val, max_tokens, NULL, &metrics, &validation_accuracy, NULL, val_logits);
+		appendStringInfoString(&metrics, "}, ");
+		temperature = append_calibration(&metrics, &ds, val_rows, n_val, val_logits);
+		pfree(val_logits);
+	}
+	else
+		appendStringInfoChar(&metrics, '}');
+	appendStringInfo(&metrics, ", \"train_loss\": %s, \"rows_used\": %d, \"rows_skipped\": " INT64_FORMAT
 					 ", \"train_rows\": %d, \"validation_rows\": %d, \"epochs\": %d, \"steps\": %d, "
 					 "\"best_epoch\": %d, \"stopped_early\": %s, "
 					 "\"train_seconds\": %s, \"train_rows_per_s\": %s, \"settings\": {\"base_model\": ",
@@ -1022,13 +1201,14 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	appendStringInfo(&metrics, ", \"batch_size\": %d, \"learning_rate\": %s, \"max_length\": %d, "
 					 "\"validation_fraction\": %s, \"seed\": %d, \"weight_decay\": %s, \"warmup_ratio\": %s, "
 					 "\"freeze_encoder\": %s, \"gradient_accumulation\": %d, \"max_grad_norm\": %s, "
-					 "\"early_stopping_patience\": %d, \"keep_better\": %s, \"cpu_threads\": %d, "
-					 "\"ran_in\": \"%s\"}}",
+					 "\"early_stopping_patience\": %d, \"keep_better\": %s, \"split_by\": %s, "
+					 "\"truncation\": \"%s\", \"cpu_threads\": %d, \"ran_in\": \"%s\"}}",
 					 a.batch_size, float8out_internal(a.learning_rate), max_tokens,
 					 float8out_internal(a.validation_fraction), a.seed, float8out_internal(a.weight_decay),
 					 float8out_internal(a.warmup_ratio), a.freeze_encoder ? "true" : "false",
 					 a.accumulation, float8out_internal(a.max_grad_norm), a.patience,
-					 a.keep_better ? "true" : "false",
+					 a.keep_better ? "true" : "false", json_or_null(a.split_by),
+					 a.head_tail ? "head_tail" : "head",
 					 in_worker ? pgbert_training_threads : pgbert_cpu_threads,
 					 in_worker ? "trainer" : "session");
 
@@ -1078,12 +1258,13 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		vals[5] = PointerGetDatum(construct_array(label_datums, ds.n_classes, TEXTOID, -1, false, TYPALIGN_INT));
 		vals[6] = a.base_model ? CStringGetTextDatum(psprintf("%s v%d", base->name, base->version)) : (Datum) 0;
 		nulls[6] = a.base_model ? ' ' : 'n';
-		q = psprintf("SELECT %s($1, $2, $3::jsonb || jsonb_build_object("
+		q = psprintf("SELECT %s($1, $2, ($3::jsonb - 'pgbert_truncation') || jsonb_build_object(%s"
 					 "'architectures', jsonb_build_array('BertForSequenceClassification'), "
 					 "'id2label', (SELECT jsonb_object_agg((i - 1)::text, $6[i]) FROM generate_subscripts($6, 1) i), "
 					 "'label2id', (SELECT jsonb_object_agg($6[i], i - 1) FROM generate_subscripts($6, 1) i)), "
 					 "$4, coalesce($5::jsonb, '{}') || jsonb_build_object('model_max_length', %d), $6, $7)",
-					 extension_function("import_model"), max_tokens);
+					 pgbert_extension_function("import_model"),
+					 a.head_tail ? "'pgbert_truncation', 'head_tail', " : "", max_tokens);
 		if (SPI_execute_with_args(q, 7, types, vals, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not record the trained model");
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -1100,6 +1281,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 									  4, utypes, uvals, NULL, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not store the metrics and the training log");
 		}
+		store_training_rule(a.model, version, &ds, train_rows, n_train, opts.class_weights, temperature);
 	}
 	/* keep_better: a version that validates worse than the deployed one is kept, not deployed */
 	{
@@ -1111,7 +1293,7 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 		if (a.keep_better && previous_version > 0 && n_val > 0 && !isnan(previous_accuracy) &&
 			validation_accuracy < previous_accuracy)
 		{
-			if (SPI_execute_with_args(psprintf("SELECT %s($1, $2)", extension_function("deploy_model")),
+			if (SPI_execute_with_args(psprintf("SELECT %s($1, $2)", pgbert_extension_function("deploy_model")),
 									  2, types, vals, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "could not keep the deployed version");
 			ereport(NOTICE,
@@ -1138,17 +1320,14 @@ pgbert_train_classifier(PG_FUNCTION_ARGS)
 	}
 }
 
-PG_FUNCTION_INFO_V1(pgbert_evaluate_classifier);
-
-/* evaluate_classifier(relation, text_column, label_column, model) RETURNS jsonb */
-Datum
-pgbert_evaluate_classifier(PG_FUNCTION_ARGS)
+/*
+ * What evaluate_classifier() and calibrate_model() share: the deployed
+ * version of a model (a private copy) and every usable row of a labelled
+ * table, tokenized and cut as that version cuts, with the model's labels.
+ */
+static void
+load_labelled_rows(FunctionCallInfo fcinfo, PgbertBaseModel *base, Dataset *ds, Source *src)
 {
-	Source		src;
-	Dataset		ds;
-	PgbertBaseModel *base = palloc0(sizeof(PgbertBaseModel));
-	StringInfoData out;
-	int		   *rows;
 	char	   *name;
 	MemoryContext fn_mcxt = CurrentMemoryContext;
 
@@ -1158,7 +1337,7 @@ pgbert_evaluate_classifier(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("relation, text_column, label_column and model must not be null")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	src = check_source(PG_GETARG_OID(0), PG_GETARG_NAME(1), PG_GETARG_NAME(2));
+	*src = check_source(PG_GETARG_OID(0), PG_GETARG_NAME(1), PG_GETARG_NAME(2));
 	pgbert_load_base_model(name, base, false);
 	if (base->model->num_classes == 0)
 		ereport(ERROR,
@@ -1166,7 +1345,7 @@ pgbert_evaluate_classifier(PG_FUNCTION_ARGS)
 				 errmsg("model \"%s\" has no classification head", name)));
 
 	/* the model's labels, in its order */
-	memset(&ds, 0, sizeof(ds));
+	memset(ds, 0, sizeof(*ds));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	{
@@ -1176,31 +1355,107 @@ pgbert_evaluate_classifier(PG_FUNCTION_ARGS)
 		if (SPI_execute_with_args("SELECT unnest(labels) FROM pgbert.model_versions WHERE name = $1 AND version = $2",
 								  2, types, vals, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the model's labels");
-		ds.n_classes = (int) SPI_processed;
-		ds.classes = MemoryContextAlloc(fn_mcxt, sizeof(char *) * Max(ds.n_classes, 1));
-		for (int c = 0; c < ds.n_classes; c++)
-			ds.classes[c] = MemoryContextStrdup(fn_mcxt,
-												SPI_getvalue(SPI_tuptable->vals[c], SPI_tuptable->tupdesc, 1));
+		ds->n_classes = (int) SPI_processed;
+		ds->classes = MemoryContextAlloc(fn_mcxt, sizeof(char *) * Max(ds->n_classes, 1));
+		for (int c = 0; c < ds->n_classes; c++)
+			ds->classes[c] = MemoryContextStrdup(fn_mcxt,
+												 SPI_getvalue(SPI_tuptable->vals[c], SPI_tuptable->tupdesc, 1));
 	}
-	read_rows(&src, base->tokenizer, base->max_tokens, &ds, fn_mcxt, psprintf("model \"%s\"", name));
+	read_rows(src, base->tokenizer, base->max_tokens, base->head_tail, ds, fn_mcxt,
+			  psprintf("model \"%s\"", name));
 	SPI_finish();
-	if (ds.n == 0)
+	if (ds->n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("%s has no rows with both a text and a label", src.relation)));
-	if (ds.skipped > 0)
+				 errmsg("%s has no rows with both a text and a label", src->relation)));
+	if (ds->skipped > 0)
 		ereport(NOTICE,
-				(errmsg("skipped " INT64_FORMAT " rows with a NULL text or label", ds.skipped)));
-	rows = palloc(sizeof(int) * ds.n);
-	for (int r = 0; r < ds.n; r++)
-		rows[r] = r;
+				(errmsg("skipped " INT64_FORMAT " rows with a NULL text or label", ds->skipped)));
+}
 
+/* Rows 0..n-1 of a dataset, in order. */
+static int *
+all_rows(const Dataset *ds)
+{
+	int		   *rows = palloc(sizeof(int) * ds->n);
+
+	for (int r = 0; r < ds->n; r++)
+		rows[r] = r;
+	return rows;
+}
+
+PG_FUNCTION_INFO_V1(pgbert_evaluate_classifier);
+
+/*
+ * evaluate_classifier(relation, text_column, label_column, model) RETURNS
+ * jsonb: the version's labels as classify() gives them (its decision rule
+ * applied), scored against the table's.
+ */
+Datum
+pgbert_evaluate_classifier(PG_FUNCTION_ARGS)
+{
+	Source		src;
+	Dataset		ds;
+	PgbertBaseModel *base = palloc0(sizeof(PgbertBaseModel));
+	PgbertDecision decision;
+	StringInfoData out;
+
+	load_labelled_rows(fcinfo, base, &ds, &src);
+	pgbert_decision_parse(base->decision_rule_json, ds.classes, ds.n_classes, &decision);
 	initStringInfo(&out);
 	appendStringInfo(&out, "{\"model\": ");
 	escape_json(&out, base->name);
 	appendStringInfo(&out, ", \"version\": %d, \"rows\": %d, \"rows_skipped\": " INT64_FORMAT ", ",
 					 base->version, ds.n, ds.skipped);
-	evaluate(train_run_wrap(base->model), &ds, rows, ds.n, base->max_tokens, &out, NULL, NULL);
+	evaluate(train_run_wrap(base->model), &ds, all_rows(&ds), ds.n, base->max_tokens, &decision, &out, NULL, NULL,
+			 NULL);
 	appendStringInfoChar(&out, '}');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+}
+
+PG_FUNCTION_INFO_V1(pgbert_calibrate_model);
+
+/*
+ * calibrate_model(relation, text_column, label_column, model, install)
+ * RETURNS jsonb: the temperature that minimizes the deployed version's
+ * cross-entropy on the table's rows, with the loss and calibration error
+ * before and after; install stores it in the version's decision rule.
+ */
+Datum
+pgbert_calibrate_model(PG_FUNCTION_ARGS)
+{
+	Source		src;
+	Dataset		ds;
+	PgbertBaseModel *base = palloc0(sizeof(PgbertBaseModel));
+	StringInfoData out;
+	float	   *logits;
+	int		   *rows;
+	double		t;
+	bool		install = PG_ARGISNULL(4) ? false : PG_GETARG_BOOL(4);
+
+	if (install)
+	{
+		PreventCommandIfReadOnly("calibrate_model(install => true)");
+		PreventCommandDuringRecovery("calibrate_model(install => true)");
+	}
+	load_labelled_rows(fcinfo, base, &ds, &src);
+	rows = all_rows(&ds);
+	logits = palloc(sizeof(float) * (Size) ds.n * ds.n_classes);
+	evaluate(train_run_wrap(base->model), &ds, rows, ds.n, base->max_tokens, NULL, NULL, NULL, NULL, logits);
+
+	initStringInfo(&out);
+	appendStringInfo(&out, "{\"model\": ");
+	escape_json(&out, base->name);
+	appendStringInfo(&out, ", \"version\": %d, \"installed\": %s, ", base->version, install ? "true" : "false");
+	t = append_calibration(&out, &ds, rows, ds.n, logits);
+	appendStringInfoChar(&out, '}');
+	if (install)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		pgbert_store_decision_rule(base->name, base->version,
+								   psprintf("{\"temperature\": %s}", float8out_internal(t)));
+		SPI_finish();
+	}
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 }

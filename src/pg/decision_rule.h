@@ -1,0 +1,35 @@
+/*
+ * decision_rule.h - a model version's decision rule in the SQL layer
+ * (decision_sql.c): read from pgbert.model_versions.decision_rule, applied by
+ * classify(), classify_batch(), the batching node and evaluate_classifier(),
+ * and written only through set_decision_rule(). The arithmetic is the
+ * engine's (decision.h).
+ */
+#ifndef PGBERT_DECISION_RULE_H
+#define PGBERT_DECISION_RULE_H
+
+/* A version's rule, ready to apply; every pointer NULL and temperature 1 without one. */
+typedef struct PgbertDecision
+{
+	double		temperature;	/* scores are softmax(logits / temperature) */
+	double	   *training_priors;	/* the training rows' label mix, or NULL when unknown */
+	double	   *weights;		/* per label: prior / training prior / threshold, or NULL: argmax */
+} PgbertDecision;
+
+/*
+ * Parse a stored rule (JSON text, or NULL) for labels[0..C), allocating in
+ * the current memory context. The catalog checks every rule it stores
+ * (pgbert.checked_decision_rule); parts that do not fit are ignored here.
+ */
+extern void pgbert_decision_parse(const char *rule_json, char *const *labels, int C, PgbertDecision *out);
+
+/* The label a rule decides for one logits row; probs (C) receives the calibrated scores. */
+extern int	pgbert_decide(const PgbertDecision *d, const float *logits, int C, double *probs);
+
+/*
+ * Merge rule (a JSON object, as text) into the decision rule of a model
+ * version through set_decision_rule(), as the calling role; SPI connected.
+ */
+extern void pgbert_store_decision_rule(const char *model, int version, const char *rule_json);
+
+#endif

@@ -1,0 +1,371 @@
+/*
+ * decision_sql.c - decision rules in the SQL layer: reading a version's rule,
+ * applying it to logits, storing changes through set_decision_rule(), and
+ * estimate_label_priors(), which estimates the label mix of unlabelled rows
+ * from the model's own calibrated scores (EM, decision.h).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "decision.h"
+#include "decision_rule.h"
+#include "pgbert.h"
+
+/* Bootstrap resamples behind estimate_label_priors()' interval, and its level. */
+#define PRIOR_RESAMPLES 200
+#define PRIOR_LEVEL 0.95
+
+/* A number stored under key in an object container, or NAN when absent or not a number. */
+static double
+number_at(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvNumeric)
+		return NAN;
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+}
+
+/* The object stored under key, or NULL. */
+static JsonbContainer *
+object_at(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		return NULL;
+	return v->val.binary.data;
+}
+
+/* Per-label numbers of an object (C of them, palloc'd), or NULL unless every label has a positive one. */
+static double *
+label_numbers(JsonbContainer *obj, char *const *labels, int C)
+{
+	double	   *out;
+
+	if (obj == NULL)
+		return NULL;
+	out = palloc(sizeof(double) * C);
+	for (int c = 0; c < C; c++)
+	{
+		out[c] = number_at(obj, labels[c]);
+		if (!(out[c] >= 0.0))
+		{
+			pfree(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+void
+pgbert_decision_parse(const char *rule_json, char *const *labels, int C, PgbertDecision *out)
+{
+	Jsonb	   *rule;
+	JsonbContainer *thresholds;
+	double	   *priors;
+	double		t;
+
+	out->temperature = 1.0;
+	out->training_priors = NULL;
+	out->weights = NULL;
+	if (rule_json == NULL || C < 2)
+		return;
+	rule = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(rule_json)));
+	if (!JB_ROOT_IS_OBJECT(rule))
+		return;
+	t = number_at(&rule->root, "temperature");
+	if (t > 0.0 && isfinite(t))
+		out->temperature = t;
+	out->training_priors = label_numbers(object_at(&rule->root, "training_priors"), labels, C);
+	priors = out->training_priors ? label_numbers(object_at(&rule->root, "priors"), labels, C) : NULL;
+	thresholds = object_at(&rule->root, "thresholds");
+	if (priors == NULL && thresholds == NULL)
+		return;
+
+	out->weights = palloc(sizeof(double) * C);
+	for (int c = 0; c < C; c++)
+		out->weights[c] = priors && out->training_priors[c] > 0.0 ? priors[c] / out->training_priors[c] : 1.0;
+	if (thresholds)
+	{
+		double		named = 0.0,
+					rest;
+		int			unnamed = 0;
+
+		for (int c = 0; c < C; c++)
+		{
+			double		th = number_at(thresholds, labels[c]);
+
+			if (th > 0.0 && th < 1.0)
+				named += th;
+			else
+				unnamed++;
+		}
+		/* labels without a threshold share what the named ones leave */
+		rest = unnamed ? (1.0 - named) / unnamed : 0.0;
+		for (int c = 0; c < C; c++)
+		{
+			double		th = number_at(thresholds, labels[c]);
+
+			if (!(th > 0.0 && th < 1.0))
+				th = rest > 0.0 ? rest : 1.0;
+			out->weights[c] /= th;
+		}
+	}
+}
+
+int
+pgbert_decide(const PgbertDecision *d, const float *logits, int C, double *probs)
+{
+	bt_softmax_scaled(logits, C, d->temperature, probs);
+	return bt_decide(probs, d->weights, C);
+}
+
+void
+pgbert_store_decision_rule(const char *model, int version, const char *rule_json)
+{
+	Oid			types[3] = {TEXTOID, JSONBOID, INT4OID};
+	Datum		vals[3];
+
+	vals[0] = CStringGetTextDatum(model);
+	vals[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(rule_json));
+	vals[2] = Int32GetDatum(version);
+	if (SPI_execute_with_args(psprintf("SELECT %s($1, $2, $3)", pgbert_extension_function("set_decision_rule")),
+							  3, types, vals, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not store the decision rule");
+}
+
+/* Append {"label": value, ...} for labels[0..C). */
+static void
+append_label_object(StringInfo out, char *const *labels, const double *values, int C)
+{
+	appendStringInfoChar(out, '{');
+	for (int c = 0; c < C; c++)
+	{
+		if (c > 0)
+			appendStringInfoString(out, ", ");
+		escape_json(out, labels[c]);
+		appendStringInfo(out, ": %s", float8out_internal(values[c]));
+	}
+	appendStringInfoChar(out, '}');
+}
+
+/* Calibrated scores of one relation's texts (n x C, palloc'd), and how often each label is decided. */
+typedef struct ScoredRows
+{
+	double	   *probs;
+	int64		n;
+	int64		cap;
+	int64		skipped;		/* NULL texts */
+	double	   *decided;		/* per label: rows classify() gives it */
+} ScoredRows;
+
+/* Score a chunk of texts and add their rows. */
+static void
+score_chunk(PgbertModel *pm, PgbertRunPlace *place, int k, text **texts, ScoredRows *sr)
+{
+	int			C = pm->num_labels;
+	float	   *logits = palloc(sizeof(float) * (Size) k * C);
+	double	   *decided_probs = palloc(sizeof(double) * C);
+
+	pgbert_classifier_logits(pm, place, k, texts, logits);
+	if (sr->n + k > sr->cap)
+	{
+		sr->cap = Max(sr->cap * 2, sr->n + k);
+		sr->probs = repalloc_huge(sr->probs, sizeof(double) * (Size) sr->cap * C);
+	}
+	for (int i = 0; i < k; i++)
+	{
+		const float *z = logits + (Size) i * C;
+
+		for (int c = 0; c < C; c++)
+			if (!isfinite(z[c]))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("model \"%s\" version %d produced a non-finite logit", pm->name, pm->version)));
+		/* EM needs the posterior under the training mix: calibrated, without the rule's priors */
+		bt_softmax_scaled(z, C, pm->decision.temperature, sr->probs + (Size) sr->n * C);
+		sr->decided[pgbert_decide(&pm->decision, z, C, decided_probs)] += 1.0;
+		sr->n++;
+	}
+	pfree(logits);
+	pfree(decided_probs);
+}
+
+/* Read the text column of a relation as the caller, scoring it a chunk at a time. */
+static void
+score_relation(PgbertModel *pm, PgbertRunPlace *place, Oid relid, Name column, ScoredRows *sr)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *q;
+	Portal		portal;
+	MemoryContext chunk_mcxt = AllocSetContextCreate(CurrentMemoryContext, "pgbert prior rows",
+													 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (get_attnum(relid, NameStr(*column)) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist", NameStr(*column), relname)));
+	q = psprintf("SELECT %s::text FROM %s", quote_identifier(NameStr(*column)),
+				 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	portal = SPI_cursor_open_with_args(NULL, q, 0, NULL, NULL, NULL, true, CURSOR_OPT_NO_SCROLL);
+	for (;;)
+	{
+		text	  **texts;
+		int			k = 0;
+
+		SPI_cursor_fetch(portal, true, 256);
+		if (SPI_processed == 0)
+			break;
+		/* the texts outlive the tuple table: the forward pass may use SPI itself */
+		MemoryContextSwitchTo(chunk_mcxt);
+		texts = palloc(sizeof(text *) * SPI_processed);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (isnull)
+				sr->skipped++;
+			else
+				texts[k++] = DatumGetTextPCopy(d);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextSwitchTo(caller);
+		if (k > 0)
+			score_chunk(pm, place, k, texts, sr);
+		MemoryContextReset(chunk_mcxt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	MemoryContextDelete(chunk_mcxt);
+}
+
+PG_FUNCTION_INFO_V1(pgbert_estimate_label_priors);
+
+/*
+ * estimate_label_priors(relation, text_column, model, install) RETURNS jsonb:
+ * the label mix of a relation's texts, estimated by EM from the deployed
+ * version's calibrated scores and its training mix, with a bootstrap
+ * interval, beside the mix classify() gives there; install makes the
+ * estimate the version's priors.
+ */
+Datum
+pgbert_estimate_label_priors(PG_FUNCTION_ARGS)
+{
+	PgbertRunPlace place;
+	PgbertModel *pm;
+	ScoredRows	sr;
+	int			C,
+				steps;
+	double	   *priors,
+			   *low,
+			   *high;
+	bool		install = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	StringInfoData out;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("relation and text_column must not be null")));
+	if (install)
+	{
+		PreventCommandIfReadOnly("estimate_label_priors(install => true)");
+		PreventCommandDuringRecovery("estimate_label_priors(install => true)");
+	}
+	pm = pgbert_classifier_for_call(fcinfo, 2, &place);
+	C = pm->num_labels;
+	if (C < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model \"%s\" has no classification head with two or more labels", pm->name)));
+	if (pm->decision.training_priors == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("model \"%s\" version %d has no training_priors in its decision rule", pm->name, pm->version),
+				 errdetail("Estimating a new label mix needs the mix the model was trained on."),
+				 errhint("train_classifier records it; for an imported model set it with "
+						 "set_decision_rule('%s', '{\"training_priors\": {...}}').", pm->name)));
+
+	memset(&sr, 0, sizeof(sr));
+	sr.cap = 1024;
+	sr.probs = palloc(sizeof(double) * sr.cap * C);
+	sr.decided = palloc0(sizeof(double) * C);
+	score_relation(pm, &place, PG_GETARG_OID(0), PG_GETARG_NAME(1), &sr);
+	if (sr.n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("relation \"%s\" has no rows with a text", get_rel_name(PG_GETARG_OID(0)))));
+
+	priors = palloc(sizeof(double) * C);
+	low = palloc(sizeof(double) * C);
+	high = palloc(sizeof(double) * C);
+	steps = bt_estimate_priors(sr.probs, (int) sr.n, C, pm->decision.training_priors, priors, 1000, 1e-6);
+	if (bt_prior_interval(sr.probs, (int) sr.n, C, pm->decision.training_priors, PRIOR_RESAMPLES, 42,
+						  PRIOR_LEVEL, low, high) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	for (int c = 0; c < C; c++)
+		sr.decided[c] /= sr.n;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, "{\"model\": ");
+	escape_json(&out, pm->name);
+	appendStringInfo(&out, ", \"version\": %d, \"rows\": " INT64_FORMAT ", \"rows_skipped\": " INT64_FORMAT
+					 ", \"labels\": [", pm->version, sr.n, sr.skipped);
+	for (int c = 0; c < C; c++)
+	{
+		if (c > 0)
+			appendStringInfoString(&out, ", ");
+		escape_json(&out, pm->labels[c]);
+	}
+	appendStringInfoString(&out, "], \"training_priors\": ");
+	append_label_object(&out, pm->labels, pm->decision.training_priors, C);
+	appendStringInfoString(&out, ", \"predicted_mix\": ");
+	append_label_object(&out, pm->labels, sr.decided, C);
+	appendStringInfoString(&out, ", \"priors\": ");
+	append_label_object(&out, pm->labels, priors, C);
+	appendStringInfoString(&out, ", \"low\": ");
+	append_label_object(&out, pm->labels, low, C);
+	appendStringInfoString(&out, ", \"high\": ");
+	append_label_object(&out, pm->labels, high, C);
+	appendStringInfo(&out, ", \"level\": %s, \"em_steps\": %d, \"installed\": %s}",
+					 float8out_internal(PRIOR_LEVEL), steps, install ? "true" : "false");
+	if (install)
+	{
+		StringInfoData rule;
+
+		initStringInfo(&rule);
+		appendStringInfoString(&rule, "{\"priors\": ");
+		append_label_object(&rule, pm->labels, priors, C);
+		appendStringInfoChar(&rule, '}');
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		pgbert_store_decision_rule(pm->name, pm->version, rule.data);
+		SPI_finish();
+	}
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+}
