@@ -4,9 +4,12 @@ recipe, and a TF-IDF + logistic regression baseline, on spam_split.py's split.
 
     python test/bench/quality_peers.py SPLIT_DIR MINILM_DIR EPOCHS MAX_LENGTH LR THREADS [SEEDS]
 
-SEEDS is a comma-separated list (default 42); HF Trainer runs once per seed.
+SEEDS is a comma-separated list (default 42); HF Trainer runs once per seed. TESTS (in the
+environment, default "test") names the test sets, comma-separated: each is SPLIT_DIR/NAME.csv
+(quality_drift.sh passes the later period and its resamples).
 
-Prints one JSON line per method: test accuracy, training seconds, training rows/s.
+Prints one JSON line per method and test set: accuracy (with the set's name), spam recall
+where a label is "spam", training seconds, training rows/s.
 Needs torch, transformers, accelerate and scikit-learn (not a CI dependency).
 """
 import csv
@@ -26,10 +29,22 @@ def load(name):
         return list(csv.DictReader(f))
 
 
-train, test = load("train"), load("test")
+train = load("train")
+tests = {name: load(name) for name in os.environ.get("TESTS", "test").split(",")}
 labels = sorted({r["label"] for r in train})
 y_train = [labels.index(r["label"]) for r in train]
-y_test = [labels.index(r["label"]) for r in test]
+y_tests = {name: [labels.index(r["label"]) for r in rows] for name, rows in tests.items()}
+
+
+def report(method, name, pred, **extra):
+    """One JSON line: the method's accuracy on one test set (and spam recall)."""
+    y = y_tests[name]
+    line = {"method": method, "set": name, "accuracy": float(sum(int(p) == t for p, t in zip(pred, y)) / len(y))}
+    if "spam" in labels:
+        spam = labels.index("spam")
+        line["spam_recall"] = float(sum(int(p) == t for p, t in zip(pred, y) if t == spam) / max(1, y.count(spam)))
+    line.update(extra)
+    print(json.dumps(line), flush=True)
 
 # TF-IDF + logistic regression
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -38,9 +53,10 @@ from sklearn.linear_model import LogisticRegression
 t0 = time.perf_counter()
 vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
 clf = LogisticRegression(C=10.0, max_iter=5000).fit(vec.fit_transform([r["text"] for r in train]), y_train)
-acc = (clf.predict(vec.transform([r["text"] for r in test])) == y_test).mean()
-print(json.dumps({"method": "TF-IDF + logistic regression", "accuracy": float(acc),
-                  "train_seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+seconds = time.perf_counter() - t0
+for name, rows in tests.items():
+    report("TF-IDF + logistic regression", name, clf.predict(vec.transform([r["text"] for r in rows])),
+           train_seconds=round(seconds, 1))
 
 # HF Trainer, same model, same recipe
 import torch
@@ -83,7 +99,7 @@ for seed in seeds:
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    pred = trainer.predict(Rows(test, y_test)).predictions.argmax(-1)
-    acc = float((pred == y_test).mean())
-    print(json.dumps({"method": "HF Trainer, MiniLM-L6 fine-tuned", "seed": seed, "accuracy": acc,
-                      "train_seconds": round(seconds, 1), "train_rows_per_s": round(epochs * len(train) / seconds, 2)}), flush=True)
+    for name, rows in tests.items():
+        pred = trainer.predict(Rows(rows, y_tests[name])).predictions.argmax(-1)
+        report("HF Trainer, MiniLM-L6 fine-tuned", name, pred, seed=seed, train_seconds=round(seconds, 1),
+               train_rows_per_s=round(epochs * len(train) / seconds, 2))
