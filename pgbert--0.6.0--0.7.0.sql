@@ -411,3 +411,188 @@ FROM (SELECT args AS a FROM pgbert.training_jobs
       WHERE id = job AND status = 'running' AND pid = pg_backend_pid()
         AND owner = quote_ident(current_user)::regrole) j
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Citus: a node serving the same weights under another decision rule answers
+-- differently, so the rule is part of a node's fingerprint and travels with the model.
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION pgbert.model_fingerprint(name text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v pgbert.model_versions;
+BEGIN
+    SELECT * INTO v FROM pgbert.model_versions m
+    WHERE m.name = model_fingerprint.name
+      AND m.version = (SELECT coalesce((SELECT d.version FROM pgbert.deployments d
+                                        WHERE d.name = model_fingerprint.name),
+                                       max(x.version))
+                       FROM pgbert.model_versions x WHERE x.name = model_fingerprint.name);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pgbert.require_weights_readable(v.weights, v.name);
+    RETURN jsonb_build_object('version', v.version,
+                              'sha256', encode(sha256(lo_get(v.weights)), 'hex'),
+                              'labels', to_jsonb(v.labels),
+                              'setup_sha256', pgbert.setup_digest(v.config, v.vocab, v.tokenizer_config),
+                              'decision_rule', v.decision_rule);
+END
+$$;
+
+-- As in 0.6.0, and the version's decision rule copied with it (in the imported config, or
+-- set on a node that already serves the same weights).
+CREATE OR REPLACE FUNCTION distribute_model(name text, version integer DEFAULT NULL,
+                                 chunk_bytes integer DEFAULT 16777216)
+RETURNS TABLE (node text, status text, node_version integer, detail text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    model_name text := distribute_model.name;
+    src pgbert.model_versions;
+    want jsonb;
+    blob bytea;
+    total integer;
+    n record;
+    r record;
+    lo oid;
+    pos integer;
+    import_sql text;
+    set_rule_sql text;
+BEGIN
+    IF model_name IS NULL THEN
+        RAISE EXCEPTION 'name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF chunk_bytes IS NULL OR chunk_bytes < 1024 OR chunk_bytes > 256 * 1024 * 1024 THEN
+        RAISE EXCEPTION 'chunk_bytes must be between 1 kB and 256 MB'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO src FROM pgbert.model_versions v
+    WHERE v.name = model_name
+      AND v.version = pgbert.resolve_version(model_name, distribute_model.version);
+    PERFORM pgbert.require_weights_readable(src.weights, model_name);
+    blob := lo_get(src.weights);
+    total := length(blob);
+    want := jsonb_build_object('sha256', encode(sha256(blob), 'hex'), 'labels', to_jsonb(src.labels),
+                               'setup_sha256', pgbert.setup_digest(src.config, src.vocab, src.tokenizer_config));
+    -- the copy carries the decision rule in its config, as an export does
+    import_sql := format('SELECT import_model(%L, %%s, %L::jsonb, decode(%L, ''base64''), %L::jsonb, %L::text[], %L)',
+                         model_name,
+                         src.config || coalesce(jsonb_build_object('pgbert_decision_rule', src.decision_rule), '{}'),
+                         encode(src.vocab, 'base64'), src.tokenizer_config, src.labels, src.base_model);
+    -- set_decision_rule merges: every key absent here is removed there
+    set_rule_sql := format('SELECT set_decision_rule(%L, %L::jsonb, %%s) IS NULL', model_name,
+                           '{"temperature": null, "training_priors": null, "priors": null, "thresholds": null}'::jsonb
+                           || coalesce(src.decision_rule, '{}'));
+    FOR n IN SELECT * FROM pgbert.citus_worker_nodes() LOOP
+        node := n.node_name || ':' || n.node_port;
+        node_version := NULL;
+        detail := NULL;
+        r := pgbert.run_on_node(n.node_name, n.node_port, format('SELECT pgbert.model_fingerprint(%L)', model_name));
+        IF NOT r.success THEN
+            status := 'failed';
+            detail := r.result;
+            RAISE WARNING 'could not reach node %: %', node, r.result;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF r.result <> '' AND r.result::jsonb - 'version' - 'decision_rule' = want THEN
+            status := 'up to date';
+            node_version := (r.result::jsonb ->> 'version')::integer;
+            -- the same weights deciding by another rule answer differently: bring the rule
+            IF (r.result::jsonb -> 'decision_rule') IS DISTINCT FROM coalesce(src.decision_rule, 'null'::jsonb) THEN
+                r := pgbert.run_on_node(n.node_name, n.node_port, format(set_rule_sql, node_version));
+                IF r.success THEN
+                    detail := 'decision rule copied';
+                ELSE
+                    status := 'failed';
+                    detail := r.result;
+                    RAISE WARNING 'could not copy the decision rule of model "%" to node %: %', model_name, node, r.result;
+                END IF;
+            END IF;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- a version that node already stores with these weights and labels (a rollback on
+        -- this node, say) is deployed there rather than copied again
+        -- (only versions of the same size are hashed)
+        r := pgbert.run_on_node(n.node_name, n.node_port, format(
+                'SELECT deploy_model(%L, s.v) FROM (SELECT max(v.version) v FROM pgbert.model_versions v
+                                                    WHERE v.name = %L AND v.size_bytes = %s AND v.labels = %L::text[]
+                                                      AND pgbert.setup_digest(v.config, v.vocab, v.tokenizer_config) = %L
+                                                      AND encode(sha256(lo_get(v.weights)), ''hex'') = %L) s
+                 WHERE s.v IS NOT NULL',
+                model_name, model_name, src.size_bytes, src.labels, want ->> 'setup_sha256', want ->> 'sha256'));
+        IF r.success AND r.result <> '' THEN
+            status := 'deployed';
+            node_version := r.result::integer;
+            detail := 'a version it already stored';
+            r := pgbert.run_on_node(n.node_name, n.node_port, format(set_rule_sql, node_version));
+            IF NOT r.success THEN
+                status := 'failed';
+                detail := r.result;
+                RAISE WARNING 'could not copy the decision rule of model "%" to node %: %', model_name, node, r.result;
+            END IF;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- the weights in chunks into a new large object there, then imported as the next version
+        lo := NULL;
+        pos := 0;
+        WHILE pos < total OR lo IS NULL LOOP
+            IF lo IS NULL THEN
+                r := pgbert.run_on_node(n.node_name, n.node_port,
+                        format('SELECT lo_from_bytea(0, decode(%L, ''base64''))',
+                               encode(substring(blob FROM 1 FOR chunk_bytes), 'base64')));
+                IF r.success THEN lo := r.result::oid; END IF;
+            ELSE
+                r := pgbert.run_on_node(n.node_name, n.node_port,
+                        format('SELECT lo_put(%s, %s, decode(%L, ''base64''))', lo, pos,
+                               encode(substring(blob FROM (pos + 1)::integer FOR chunk_bytes), 'base64')));
+            END IF;
+            EXIT WHEN NOT r.success;
+            pos := pos + chunk_bytes;
+        END LOOP;
+        IF r.success THEN
+            r := pgbert.run_on_node(n.node_name, n.node_port, format(import_sql, lo));
+        END IF;
+        IF r.success THEN
+            node_version := r.result::integer;
+            -- the copy as that node stores it: the same digest and labels, or it is dropped
+            r := pgbert.run_on_node(n.node_name, n.node_port, format(
+                    'SELECT CASE WHEN encode(sha256(lo_get(v.weights)), ''hex'') = %L AND v.labels = %L::text[]
+                                      AND pgbert.setup_digest(v.config, v.vocab, v.tokenizer_config) = %L
+                                 THEN ''ok'' ELSE ''dropped '' || drop_model(%L, %s) END
+                     FROM pgbert.model_versions v WHERE v.name = %L AND v.version = %s',
+                    want ->> 'sha256', src.labels, want ->> 'setup_sha256', model_name, node_version,
+                    model_name, node_version));
+            IF r.success AND r.result <> 'ok' THEN
+                r.success := false;
+                r.result := 'the copy''s digests or labels differ from this node''s; it was dropped there';
+            END IF;
+        END IF;
+        IF r.success THEN
+            -- a node that pins the name serves the copy from now on, as one that does not
+            r := pgbert.run_on_node(n.node_name, n.node_port, format(
+                    'SELECT deploy_model(%L, %s) FROM pgbert.deployments WHERE name = %L',
+                    model_name, node_version, model_name));
+        END IF;
+        IF NOT r.success THEN
+            IF lo IS NOT NULL AND node_version IS NULL THEN  -- an unfinished upload
+                PERFORM pgbert.run_on_node(n.node_name, n.node_port, format('SELECT lo_unlink(%s)', lo));
+            END IF;
+            status := 'failed';
+            detail := r.result;
+            RAISE WARNING 'could not copy model "%" to node %: %', model_name, node, r.result;
+        ELSE
+            status := 'copied';
+            detail := format('%s bytes', total);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;

@@ -187,6 +187,33 @@ def rollout_and_labelling(nodes, n_rows):
             "SELECT id, classify(body, 'm') FROM mails ORDER BY id",
             "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
 
+    # a decision rule set on the coordinator: the workers serve the same weights but answer
+    # otherwise until distribute_model brings them the rule
+    query(coord, "SELECT set_decision_rule('m', jsonb_build_object('thresholds', jsonb_build_object(labels[1], 0.9))) "
+                 "FROM pgbert.models WHERE name = 'm' AND deployed", fetch=False)
+    ruled = query(coord, "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and not state.get(node_key(w1), (None, True))[1]
+          and not state.get(node_key(w2), (None, True))[1] and isinstance(ruled, list)
+          and sum(a != b for a, b in zip(ruled, local_labels)) > 0,
+          "a decision rule set on the coordinator changes %s of its labels; cluster_models: the workers "
+          "no longer match (%s)" % (sum(a != b for a, b in zip(ruled, local_labels)) if isinstance(ruled, list)
+                                    else ruled, state))
+    done = distribute(coord)
+    check(isinstance(done, dict) and len(done) == 2
+          and all(v[0] == "up to date" and v[2] == "decision rule copied" for v in done.values()),
+          "distribute_model copies the rule to the workers and nothing else (%s)" % done)
+    state = cluster_state(coord)
+    check(isinstance(state, dict) and all(m for _, m, _ in state.values()),
+          "cluster_models after the rule's rollout: every node matches (%s)" % state)
+    compare(coord, "classify over the distributed table under the decision rule",
+            "SELECT id, classify(body, 'm') FROM mails ORDER BY id",
+            "SELECT id, classify(body, 'm') FROM mails_local ORDER BY id")
+    query(coord, "SELECT set_decision_rule('m', NULL)", fetch=False)
+    done = distribute(coord)
+    check(isinstance(done, dict) and all(v[2] == "decision rule copied" for v in done.values()),
+          "clearing the rule on the coordinator clears it on the workers (%s)" % done)
+
     # a rollback on the coordinator: each worker deploys the copy it already stores
     query(coord, "SELECT import_model('m', lo_from_bytea(0, lo_get(weights)), config, vocab, tokenizer_config, "
                  "ARRAY(SELECT l FROM unnest(labels) WITH ORDINALITY u(l, i) ORDER BY i DESC)) "
