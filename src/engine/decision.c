@@ -160,9 +160,13 @@ bt_calibration_error(const float *logits, const int *labels, int n, int C, doubl
 	return ece;
 }
 
-/* EM over rows with multiplicities (counts NULL: each row once); see bt_estimate_priors. */
+/*
+ * EM over rows with multiplicities (counts NULL: each row once), from the
+ * priors start; see bt_estimate_priors. ratio holds each row's posterior over
+ * its training prior, probs[i][c] / train[c], computed once by the caller.
+ */
 static int
-em_priors(const double *probs, const int *counts, int n, int C, const double *train, double *priors,
+em_priors(const double *ratio, const int *counts, int n, int C, const double *start, double *priors,
 		  double *next, int max_iter, double tol)
 {
 	double		total = 0.0;
@@ -170,7 +174,7 @@ em_priors(const double *probs, const int *counts, int n, int C, const double *tr
 
 	for (int i = 0; i < n; i++)
 		total += counts ? counts[i] : 1;
-	memcpy(priors, train, sizeof(double) * C);
+	memcpy(priors, start, sizeof(double) * C);
 	for (it = 1; it <= max_iter; it++)
 	{
 		double		moved = 0.0;
@@ -178,19 +182,19 @@ em_priors(const double *probs, const int *counts, int n, int C, const double *tr
 		memset(next, 0, sizeof(double) * C);
 		for (int i = 0; i < n; i++)
 		{
-			const double *p = probs + (size_t) i * C;
+			const double *r = ratio + (size_t) i * C;
 			double		sum = 0.0,
 						weight;
 
 			if (counts && counts[i] == 0)
 				continue;
 			for (int c = 0; c < C; c++)
-				sum += p[c] * priors[c] / train[c];
+				sum += r[c] * priors[c];
 			if (!(sum > 0.0))
 				continue;		/* every label the row could have is at prior 0 */
 			weight = (counts ? counts[i] : 1) / sum;
 			for (int c = 0; c < C; c++)
-				next[c] += p[c] * priors[c] / train[c] * weight;
+				next[c] += r[c] * priors[c] * weight;
 		}
 		for (int c = 0; c < C; c++)
 		{
@@ -204,21 +208,31 @@ em_priors(const double *probs, const int *counts, int n, int C, const double *tr
 	return it > max_iter ? max_iter : it;
 }
 
+/* probs[i][c] / train[c] for every row, malloc'd (NULL when memory runs out). */
+static double *
+training_ratios(const double *probs, int n, int C, const double *train)
+{
+	double	   *ratio = malloc(sizeof(double) * ((size_t) n * C + 1));
+
+	if (ratio)
+		for (size_t i = 0; i < (size_t) n * C; i++)
+			ratio[i] = probs[i] / train[i % C];
+	return ratio;
+}
+
 int
 bt_estimate_priors(const double *probs, int n, int C, const double *train, double *priors, int max_iter,
 				   double tol)
 {
 	double	   *next = malloc(sizeof(double) * C);
-	int			steps;
+	double	   *ratio = n > 0 ? training_ratios(probs, n, C, train) : NULL;
+	int			steps = 0;
 
-	if (next == NULL || n == 0)
-	{
-		memcpy(priors, train, sizeof(double) * C);
-		free(next);
-		return 0;
-	}
-	steps = em_priors(probs, NULL, n, C, train, priors, next, max_iter, tol);
+	memcpy(priors, train, sizeof(double) * C);
+	if (next && ratio)
+		steps = em_priors(ratio, NULL, n, C, train, priors, next, max_iter, tol);
 	free(next);
+	free(ratio);
 	return steps;
 }
 
@@ -255,10 +269,11 @@ quantile(const double *v, int n, double q)
 }
 
 int
-bt_prior_interval(const double *probs, int n, int C, const double *train, int n_boot, uint64_t seed,
-				  double level, double *low, double *high)
+bt_prior_interval(const double *probs, int n, int C, const double *train, const double *estimate, int n_boot,
+				  uint64_t seed, double level, double *low, double *high, BtStopFn stop, void *stop_arg)
 {
 	int		   *counts = malloc(sizeof(int) * (n > 0 ? n : 1));
+	double	   *ratio = training_ratios(probs, n > 0 ? n : 0, C, train);
 	double	   *draws = malloc(sizeof(double) * (size_t) n_boot * C);
 	double	   *column = malloc(sizeof(double) * n_boot);
 	double	   *priors = malloc(sizeof(double) * C);
@@ -266,7 +281,7 @@ bt_prior_interval(const double *probs, int n, int C, const double *train, int n_
 	uint64_t	state = seed;
 	int			rc = 0;
 
-	if (!counts || !draws || !column || !priors || !next)
+	if (!counts || !ratio || !draws || !column || !priors || !next)
 		rc = -1;
 	else if (n == 0 || n_boot < 2)
 	{
@@ -275,16 +290,22 @@ bt_prior_interval(const double *probs, int n, int C, const double *train, int n_
 	}
 	else
 	{
-		for (int b = 0; b < n_boot; b++)
+		for (int b = 0; b < n_boot && rc == 0; b++)
 		{
+			if (stop && stop(stop_arg))
+			{
+				rc = -2;
+				break;
+			}
 			memset(counts, 0, sizeof(int) * n);
 			for (int i = 0; i < n; i++)
 				counts[next_random(&state) % (uint64_t) n]++;
-			em_priors(probs, counts, n, C, train, priors, next, 1000, 1e-6);
+			/* a resample's percentiles need no more digits than this */
+			em_priors(ratio, counts, n, C, estimate ? estimate : train, priors, next, 1000, 1e-5);
 			for (int c = 0; c < C; c++)
 				draws[(size_t) c * n_boot + b] = priors[c];
 		}
-		for (int c = 0; c < C; c++)
+		for (int c = 0; c < C && rc == 0; c++)
 		{
 			memcpy(column, draws + (size_t) c * n_boot, sizeof(double) * n_boot);
 			qsort(column, n_boot, sizeof(double), compare_doubles);
@@ -293,6 +314,7 @@ bt_prior_interval(const double *probs, int n, int C, const double *train, int n_
 		}
 	}
 	free(counts);
+	free(ratio);
 	free(draws);
 	free(column);
 	free(priors);

@@ -54,13 +54,19 @@ extern double bt_calibration_error(const float *logits, const int *labels, int n
 extern int	bt_estimate_priors(const double *probs, int n, int C, const double *train, double *priors,
 							   int max_iter, double tol);
 
+/* Asked between bootstrap resamples: nonzero stops the work (a cancelled query). */
+typedef int (*BtStopFn) (void *arg);
+
 /*
  * Percentile bootstrap interval of those priors: n_boot resamples of the rows
- * (with replacement, from a generator seeded with seed), EM on each; low and
+ * (with replacement, from a generator seeded with seed), EM on each, started
+ * from estimate (the full rows' priors, so each takes a few steps); low and
  * high (C each) are the (1 - level) / 2 and (1 + level) / 2 quantiles.
- * Returns 0, or -1 when memory runs out.
+ * stop (may be NULL) is asked before each resample. Returns 0, -1 when memory
+ * runs out, -2 when stopped.
  */
-extern int	bt_prior_interval(const double *probs, int n, int C, const double *train, int n_boot,
-							  uint64_t seed, double level, double *low, double *high);
+extern int	bt_prior_interval(const double *probs, int n, int C, const double *train, const double *estimate,
+							  int n_boot, uint64_t seed, double level, double *low, double *high,
+							  BtStopFn stop, void *stop_arg);
 
 #endif

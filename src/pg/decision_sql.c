@@ -263,6 +263,13 @@ score_relation(PgbertModel *pm, PgbertRunPlace *place, Oid relid, Name column, S
 	MemoryContextDelete(chunk_mcxt);
 }
 
+/* The bootstrap's stop callback: a cancel or timeout is pending (handled once the engine returns). */
+static int
+interrupt_pending(void *arg)
+{
+	return INTERRUPTS_PENDING_CONDITION();
+}
+
 PG_FUNCTION_INFO_V1(pgbert_estimate_label_priors);
 
 /*
@@ -279,7 +286,8 @@ pgbert_estimate_label_priors(PG_FUNCTION_ARGS)
 	PgbertModel *pm;
 	ScoredRows	sr;
 	int			C,
-				steps;
+				steps,
+				rc;
 	double	   *priors,
 			   *low,
 			   *high;
@@ -323,8 +331,10 @@ pgbert_estimate_label_priors(PG_FUNCTION_ARGS)
 	low = palloc(sizeof(double) * C);
 	high = palloc(sizeof(double) * C);
 	steps = bt_estimate_priors(sr.probs, (int) sr.n, C, pm->decision.training_priors, priors, 1000, 1e-6);
-	if (bt_prior_interval(sr.probs, (int) sr.n, C, pm->decision.training_priors, PRIOR_RESAMPLES, 42,
-						  PRIOR_LEVEL, low, high) != 0)
+	rc = bt_prior_interval(sr.probs, (int) sr.n, C, pm->decision.training_priors, priors, PRIOR_RESAMPLES, 42,
+						   PRIOR_LEVEL, low, high, interrupt_pending, NULL);
+	CHECK_FOR_INTERRUPTS();
+	if (rc != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));

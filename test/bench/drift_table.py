@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 
 SETS = ["later", "later_p15", "later_p50", "later_p85"]
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith('{"method"')]
 groups = defaultdict(list)
 for r in rows:
     name = r["method"]

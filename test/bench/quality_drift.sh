@@ -60,5 +60,5 @@ if [ "$PEERS" = 1 ]; then
 fi
 echo
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $THREADS threads; $EPOCHS epochs, batch 32, lr $LR, max_length $MAX_LENGTH; seeds $SEEDS"
-cat "$work"/pgbert_*.jsonl "$work/peers.jsonl" 2>/dev/null | grep '^{' > "$work/all.jsonl" || true
+cat "$work"/pgbert_*.jsonl "$work/peers.jsonl" 2>/dev/null | grep '^{"method"' > "$work/all.jsonl" || true
 "$PY" test/bench/drift_table.py "$work/all.jsonl"

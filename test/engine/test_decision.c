@@ -136,6 +136,13 @@ mixture(double *probs, int n, double pi, double train_pi)
 	}
 }
 
+/* A stop callback that stops at its fourth call. */
+static int
+stop_after_three(void *arg)
+{
+	return ++*(int *) arg > 3;
+}
+
 static void
 test_priors(void)
 {
@@ -163,7 +170,7 @@ test_priors(void)
 		check(fabs(priors[1] - truths[k]) < 0.03 && fabs(priors[0] + priors[1] - 1.0) < 1e-9,
 			  "prior %.2f estimated as %.4f in %d steps (argmax mix %.4f)", truths[k], priors[1], steps,
 			  naive / N);
-		rc = bt_prior_interval(probs, N, 2, train, 200, 7, 0.95, low, high);
+		rc = bt_prior_interval(probs, N, 2, train, priors, 200, 7, 0.95, low, high, NULL, NULL);
 		check(rc == 0 && low[1] <= truths[k] && truths[k] <= high[1] && high[1] - low[1] < 0.08 &&
 			  low[1] <= priors[1] && priors[1] <= high[1],
 			  "its 95%% bootstrap interval [%.4f, %.4f] holds the truth and the estimate", low[1], high[1]);
@@ -203,6 +210,15 @@ test_priors(void)
 	}
 	check(bt_estimate_priors(probs, 0, 2, train, truths, 10, 1e-8) == 0 && truths[1] == 0.15,
 		  "no rows: the training priors");
+	{
+		double		low[2],
+					high[2];
+		int			asked = 0;
+		int			rc = bt_prior_interval(probs, N, 2, train, NULL, 200, 7, 0.95, low, high, stop_after_three, &asked);
+
+		check(rc == -2 && asked == 4, "a stop callback ends the bootstrap (asked %d times, stopped at the fourth)",
+			  asked);
+	}
 }
 
 int
