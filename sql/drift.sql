@@ -267,6 +267,8 @@ SELECT (r->>'version')::int AS version
 FROM train_classifier('moods', 'body', 'mood', model => 'moods_noval', epochs => 1, batch_size => 16,
                       learning_rate => 1e-3, max_length => 16, validation_fraction => 0) r;
 SELECT jsonb_object_keys(decision_rule) AS key FROM pgbert.models WHERE name = 'moods_noval' ORDER BY 1;
+-- its prior estimate says the scores were not calibrated
+SELECT (e->>'rows')::int AS rows FROM estimate_label_priors('later_moods', 'body', 'moods_noval') e;
 
 RESET pgbert.batching;
 SELECT drop_model(name) FROM (SELECT DISTINCT name FROM pgbert.models

@@ -12,6 +12,7 @@
 typedef struct PgbertDecision
 {
 	double		temperature;	/* scores are softmax(logits / temperature) */
+	bool		calibrated;		/* the rule has a temperature (fitted, or set by hand) */
 	double	   *training_priors;	/* the training rows' label mix, or NULL when unknown */
 	double	   *weights;		/* per label: prior / training prior / threshold, or NULL: argmax */
 } PgbertDecision;

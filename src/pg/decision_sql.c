@@ -81,6 +81,7 @@ pgbert_decision_parse(const char *rule_json, char *const *labels, int C, PgbertD
 	double		t;
 
 	out->temperature = 1.0;
+	out->calibrated = false;
 	out->training_priors = NULL;
 	out->weights = NULL;
 	if (rule_json == NULL || C < 2)
@@ -90,7 +91,10 @@ pgbert_decision_parse(const char *rule_json, char *const *labels, int C, PgbertD
 		return;
 	t = number_at(&rule->root, "temperature");
 	if (t > 0.0 && isfinite(t))
+	{
 		out->temperature = t;
+		out->calibrated = true;
+	}
 	out->training_priors = label_numbers(object_at(&rule->root, "training_priors"), labels, C);
 	priors = out->training_priors ? label_numbers(object_at(&rule->root, "priors"), labels, C) : NULL;
 	thresholds = object_at(&rule->root, "thresholds");
@@ -317,6 +321,12 @@ pgbert_estimate_label_priors(PG_FUNCTION_ARGS)
 				 errhint("train_classifier records it; for an imported model set it with "
 						 "set_decision_rule('%s', '{\"training_priors\": {...}}').", pm->name)));
 
+	if (!pm->decision.calibrated)
+		ereport(NOTICE,
+				(errmsg("model \"%s\" version %d has no temperature: its scores are taken as calibrated",
+						pm->name, pm->version),
+				 errdetail("EM trusts the scores; an overconfident model moves the estimate."),
+				 errhint("Fit one with calibrate_model() on recent labelled rows.")));
 	memset(&sr, 0, sizeof(sr));
 	sr.cap = 1024;
 	sr.probs = palloc(sizeof(double) * sr.cap * C);
