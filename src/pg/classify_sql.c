@@ -177,25 +177,12 @@ run_model(PgbertModel *pm, PgbertRunPlace *place, Want want, int n, text **texts
 static void
 softmax(const PgbertModel *pm, const float *logits, double *probs)
 {
-	int			C = pm->num_labels;
-	double		max = logits[0],
-				sum = 0.0;
-
-	for (int c = 0; c < C; c++)
-	{
+	for (int c = 0; c < pm->num_labels; c++)
 		if (!isfinite(logits[c]))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("model \"%s\" version %d produced a non-finite logit", pm->name, pm->version)));
-		max = Max(max, (double) logits[c]);
-	}
-	for (int c = 0; c < C; c++)
-	{
-		probs[c] = exp((double) logits[c] - max);
-		sum += probs[c];
-	}
-	for (int c = 0; c < C; c++)
-		probs[c] /= sum;
+	bt_softmax_scaled(logits, pm->num_labels, 1.0, probs);
 }
 
 /*
@@ -211,12 +198,9 @@ decided_label(PgbertModel *pm, const float *logits, double *probs)
 	softmax(pm, logits, probs);
 	if (pm->decision.weights == NULL)
 		return bt_decide(probs, NULL, pm->num_labels);
-	{
-		double	   *scores = palloc(sizeof(double) * pm->num_labels);
-
-		best = pgbert_decide(&pm->decision, logits, pm->num_labels, scores);
-		pfree(scores);
-	}
+	/* decide on the calibrated scores, then give probs back the model's own */
+	best = pgbert_decide(&pm->decision, logits, pm->num_labels, probs);
+	bt_softmax_scaled(logits, pm->num_labels, 1.0, probs);
 	return best;
 }
 
