@@ -184,7 +184,6 @@ score_chunk(PgbertModel *pm, PgbertRunPlace *place, int k, text **texts, ScoredR
 {
 	int			C = pm->num_labels;
 	float	   *logits = palloc(sizeof(float) * (Size) k * C);
-	double	   *decided_probs = palloc(sizeof(double) * C);
 
 	pgbert_classifier_logits(pm, place, k, texts, logits);
 	if (sr->n + k > sr->cap)
@@ -195,6 +194,7 @@ score_chunk(PgbertModel *pm, PgbertRunPlace *place, int k, text **texts, ScoredR
 	for (int i = 0; i < k; i++)
 	{
 		const float *z = logits + (Size) i * C;
+		double	   *p = sr->probs + (Size) sr->n * C;
 
 		for (int c = 0; c < C; c++)
 			if (!isfinite(z[c]))
@@ -202,12 +202,12 @@ score_chunk(PgbertModel *pm, PgbertRunPlace *place, int k, text **texts, ScoredR
 						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 						 errmsg("model \"%s\" version %d produced a non-finite logit", pm->name, pm->version)));
 		/* EM needs the posterior under the training mix: calibrated, without the rule's priors */
-		bt_softmax_scaled(z, C, pm->decision.temperature, sr->probs + (Size) sr->n * C);
-		sr->decided[pgbert_decide(&pm->decision, z, C, decided_probs)] += 1.0;
+		bt_softmax_scaled(z, C, pm->decision.temperature, p);
+		/* the same scores decide the label classify() gives (pgbert_decide) */
+		sr->decided[bt_decide(p, pm->decision.weights, C)] += 1.0;
 		sr->n++;
 	}
 	pfree(logits);
-	pfree(decided_probs);
 }
 
 /* Read the text column of a relation as the caller, scoring it a chunk at a time. */
