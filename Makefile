@@ -27,13 +27,14 @@ MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/
 	src/engine/serve.c src/engine/gpu_backend.c src/engine/gpu_train_backend.c \
 	src/engine/train.c src/engine/decision.c
 ENGINE_SRCS = $(TOKENIZER_SRCS) $(MODEL_SRCS)
-PG_SRCS = src/pg/pgbert.c src/pg/tokenize_sql.c src/pg/model_store.c src/pg/classify_sql.c \
-	src/pg/drop_guard.c src/pg/train_sql.c src/pg/progress.c \
-	src/pg/training_worker.c src/pg/encoder_worker.c src/pg/worker_client.c src/pg/worker_sql.c \
-	src/pg/train_run.c src/pg/batch_scan.c src/pg/catalog_door.c src/pg/decision_sql.c
+PG_SRCS = src/pg/pgbert.c src/pg/session_engine.c src/pg/quote.c src/pg/catalog_door.c src/pg/catalog_calls.c \
+	src/pg/tokenize_sql.c src/pg/decision_rule.c src/pg/model_store.c src/pg/classify_sql.c src/pg/batch_scan.c \
+	src/pg/decision_sql.c src/pg/dataset.c src/pg/evaluate_sql.c src/pg/train_run.c src/pg/train_sql.c \
+	src/pg/progress.c src/pg/training_jobs.c src/pg/drop_guard.c \
+	src/pg/encoder_worker.c src/pg/encoder_client.c src/pg/encoder_sql.c
 OBJS = $(ENGINE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
-PG_CPPFLAGS = -Isrc/engine -Ikernels
+PG_CPPFLAGS = -Isrc/engine -Ikernels -DPGBERT_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 SHLIB_LINK = -lutf8proc -ljansson -ldl -lm -lpthread
 
@@ -50,6 +51,10 @@ GPU_MODULE = pgbert_gpu$(DLSUFFIX)
 endif
 
 EXTRA_CLEAN = build kernels/*.o pgbert_gpu.so
+
+# Header dependencies (.deps/*.Po): without them a changed struct in a header
+# leaves objects built against the old layout, and the server crashes on them.
+override autodepend = yes
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -60,6 +60,7 @@
 #include "optimizer/planner.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -68,11 +69,14 @@
 
 #include "pg_compat.h"
 #include PGBERT_EXPLAIN_FORMAT_H	/* after pg_compat.h, which names it */
+#include "batch_scan.h"
+#include "classify_sql.h"
 #include "cpu.h"
-#include "pgbert.h"
+#include "session_engine.h"
 
-bool		pgbert_batching = true;
-int			pgbert_batch_rows = 256;
+/* settings: pgbert.batching, pgbert.batch_rows */
+static bool pgbert_batching = true;
+static int	pgbert_batch_rows = 256;
 
 static planner_hook_type prev_planner_hook = NULL;
 
@@ -1096,8 +1100,7 @@ batch_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 			/* the instruction set and arithmetic of this process's engine (cpu.h) */
 			bt_cpu_describe(path, sizeof(path));
 			ExplainPropertyText("CPU Path", path, es);
-			ExplainPropertyText("CPU Precision", pgbert_cpu_precision == PGBERT_CPU_BF16 ? "bf16" :
-								pgbert_cpu_precision == PGBERT_CPU_INT8 ? "int8" : "fp32", es);
+			ExplainPropertyText("CPU Precision", pgbert_cpu_precision_name(pgbert_cpu_precision), es);
 		}
 	}
 }
@@ -1116,10 +1119,18 @@ static CustomExecMethods batch_exec_methods = {
 	.ExplainCustomScan = batch_explain,
 };
 
-/* Register the node (plans travel to parallel workers by name) and install the planner hook. */
+/* Define the settings, register the node (plans travel to parallel workers by name), install the planner hook. */
 void
 pgbert_batch_scan_init(void)
 {
+	DefineCustomBoolVariable("pgbert.batching",
+							 "Batch per-row classify(), classify_scores() and embed() calls across rows.",
+							 "Applies to statements planned after it changes; EXPLAIN shows a PgbertBatch node.",
+							 &pgbert_batching, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.batch_rows",
+							"Most rows one batching node reads ahead and runs together.",
+							"Blocks start at one row and double up to this; 1 turns batching off.",
+							&pgbert_batch_rows, 256, 1, 65536, PGC_USERSET, 0, NULL, NULL, NULL);
 	RegisterCustomScanMethods(&batch_scan_methods);
 	prev_planner_hook = planner_hook;
 	planner_hook = batch_planner;

@@ -39,7 +39,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "pgbert.h"
+#include "catalog_door.h"
 
 PG_FUNCTION_INFO_V1(pgbert_catalog_call);
 

@@ -23,21 +23,19 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
-#include "pgbert.h"
+#include "classify_sql.h"
 #include "decision.h"
+#include "encoder_client.h"
 #include "serve.h"
+#include "session_engine.h"
+#include "tokenize_sql.h"
 
-/* What a forward pass over a batch should produce. */
-typedef enum Want
-{
-	WANT_LOGITS = BT_WANT_LOGITS,
-	WANT_MEAN = BT_WANT_MEAN,
-	WANT_CLS = BT_WANT_CLS,
-	WANT_POOLER = BT_WANT_POOLER
-} Want;
+/* pgbert.batch_tokens: most tokens in one engine call, which bounds the activations */
+static int	pgbert_batch_tokens = 4096;
 
 /* Start a call's place: the encoder worker when it is usable, else this backend. */
 static void
@@ -58,14 +56,14 @@ model_for_call(FunctionCallInfo fcinfo, int argno, PgbertRunPlace *place)
 
 /* Width of one sequence's output row (the label count equals the head's rows once loaded). */
 static int
-output_width(const PgbertModel *pm, Want want)
+output_width(const PgbertModel *pm, BtWant want)
 {
-	return want == WANT_LOGITS ? pm->num_labels : pm->hidden_size;
+	return want == BT_WANT_LOGITS ? pm->num_labels : pm->hidden_size;
 }
 
 /* Run the engine on one packed chunk; rows go to out (n_seq x width). */
 static void
-forward_chunk(PgbertModel *pm, PgbertRunPlace *place, Want want, int n_seq, const int32 *offsets,
+forward_chunk(PgbertModel *pm, PgbertRunPlace *place, BtWant want, int n_seq, const int32 *offsets,
 			  const int32 *ids, float *out)
 {
 	char		err[256];
@@ -86,18 +84,18 @@ forward_chunk(PgbertModel *pm, PgbertRunPlace *place, Want want, int n_seq, cons
 	place->served_by_worker = false;
 	pgbert_model_ensure_weights(pm);
 	pgbert_model_use_precision(pm);
-	if ((want == WANT_LOGITS || want == WANT_POOLER) && !pm->model->has_pooler)
+	if ((want == BT_WANT_LOGITS || want == BT_WANT_POOLER) && !pm->model->has_pooler)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("model \"%s\" has no pooler", pm->name),
 				 errhint("Use pooling => 'mean' or 'cls'.")));
 
 	memset(&o, 0, sizeof(o));
-	if (want == WANT_LOGITS)
+	if (want == BT_WANT_LOGITS)
 		o.logits = out;
-	else if (want == WANT_MEAN)
+	else if (want == BT_WANT_MEAN)
 		o.mean = out;
-	else if (want == WANT_POOLER)
+	else if (want == BT_WANT_POOLER)
 		o.pooled = out;
 	else
 		o.hidden = hidden = palloc(sizeof(float) * (Size) offsets[n_seq] * pm->model->cfg.hidden_size);
@@ -108,7 +106,7 @@ forward_chunk(PgbertModel *pm, PgbertRunPlace *place, Want want, int n_seq, cons
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("model \"%s\" version %d failed: %s", pm->name, pm->version, err)));
-	if (want == WANT_CLS)
+	if (want == BT_WANT_CLS)
 	{
 		int			H = pm->model->cfg.hidden_size;
 
@@ -123,7 +121,7 @@ forward_chunk(PgbertModel *pm, PgbertRunPlace *place, Want want, int n_seq, cons
  * to out. NULL texts (texts[i] == NULL) get no row written.
  */
 static void
-run_model(PgbertModel *pm, PgbertRunPlace *place, Want want, int n, text **texts, float *out)
+run_model(PgbertModel *pm, PgbertRunPlace *place, BtWant want, int n, text **texts, float *out)
 {
 	const BtTokenizer *tk = pm->tokenizer;
 	int			width = output_width(pm, want);
@@ -134,7 +132,7 @@ run_model(PgbertModel *pm, PgbertRunPlace *place, Want want, int n, text **texts
 	float	   *chunk_out = palloc(sizeof(float) * (Size) Max(n, 1) * Max(width, 1));
 	int			n_seq = 0;
 
-	if (want == WANT_LOGITS && pm->num_labels == 0)
+	if (want == BT_WANT_LOGITS && pm->num_labels == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("model \"%s\" has no classification head", pm->name),
@@ -223,15 +221,7 @@ scores_datum(PgbertModel *pm, const float *logits, double *probs)
 
 	softmax(pm, logits, probs);
 	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (int c = 0; c < pm->num_labels; c++)
-	{
-		if (c > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, pm->labels[c]);
-		appendStringInfo(&buf, ": %s", float8out_internal(probs[c]));
-	}
-	appendStringInfoChar(&buf, '}');
+	pgbert_append_label_numbers(&buf, pm->labels, probs, pm->num_labels);
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 
@@ -247,25 +237,25 @@ embedding_datum(const float *vec, int H)
 }
 
 /* What embed()'s pooling argument asks for (NULL: mean). */
-static Want
+static BtWant
 parse_pooling(text *pooling_arg)
 {
 	char	   *pooling;
 
 	if (pooling_arg == NULL)
-		return WANT_MEAN;
+		return BT_WANT_MEAN;
 	pooling = text_to_cstring(pooling_arg);
 	if (strcmp(pooling, "mean") == 0)
-		return WANT_MEAN;
+		return BT_WANT_MEAN;
 	if (strcmp(pooling, "cls") == 0)
-		return WANT_CLS;
+		return BT_WANT_CLS;
 	if (strcmp(pooling, "pooler") == 0)
-		return WANT_POOLER;
+		return BT_WANT_POOLER;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown pooling \"%s\"", pooling),
 			 errhint("Use 'mean', 'cls' or 'pooler'.")));
-	return WANT_MEAN;			/* keep the compiler quiet */
+	return BT_WANT_MEAN;			/* keep the compiler quiet */
 }
 
 PgbertModel *
@@ -277,7 +267,28 @@ pgbert_classifier_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertRunPl
 void
 pgbert_classifier_logits(PgbertModel *pm, PgbertRunPlace *place, int n, text **texts, float *logits)
 {
-	run_model(pm, place, WANT_LOGITS, n, texts, logits);
+	run_model(pm, place, BT_WANT_LOGITS, n, texts, logits);
+}
+
+/* A single-row call's model, where it runs, and its input's logits and room for the probabilities. */
+typedef struct SingleRow
+{
+	PgbertModel *pm;
+	PgbertRunPlace place;
+	float	   *logits;
+	double	   *probs;
+} SingleRow;
+
+/* Run the input (argument 0, not NULL) through the model argument 1 names. */
+static void
+run_single_row(FunctionCallInfo fcinfo, SingleRow *r)
+{
+	text	   *input = PG_GETARG_TEXT_PP(0);
+
+	r->pm = model_for_call(fcinfo, 1, &r->place);
+	r->logits = palloc(sizeof(float) * Max(r->pm->num_labels, 1));
+	r->probs = palloc(sizeof(double) * Max(r->pm->num_labels, 1));
+	run_model(r->pm, &r->place, BT_WANT_LOGITS, 1, &input, r->logits);
 }
 
 PG_FUNCTION_INFO_V1(pgbert_classify);
@@ -286,20 +297,12 @@ PG_FUNCTION_INFO_V1(pgbert_classify);
 Datum
 pgbert_classify(PG_FUNCTION_ARGS)
 {
-	PgbertModel *pm;
-	PgbertRunPlace		place;
-	text	   *input;
-	float	   *logits;
-	double	   *probs;
+	SingleRow	r;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = model_for_call(fcinfo, 1, &place);
-	input = PG_GETARG_TEXT_PP(0);
-	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
-	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
-	run_model(pm, &place, WANT_LOGITS, 1, &input, logits);
-	PG_RETURN_DATUM(label_datum(pm, &place, logits, probs));
+	run_single_row(fcinfo, &r);
+	PG_RETURN_DATUM(label_datum(r.pm, &r.place, r.logits, r.probs));
 }
 
 PG_FUNCTION_INFO_V1(pgbert_classify_scores);
@@ -308,20 +311,12 @@ PG_FUNCTION_INFO_V1(pgbert_classify_scores);
 Datum
 pgbert_classify_scores(PG_FUNCTION_ARGS)
 {
-	PgbertModel *pm;
-	PgbertRunPlace		place;
-	text	   *input;
-	float	   *logits;
-	double	   *probs;
+	SingleRow	r;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pm = model_for_call(fcinfo, 1, &place);
-	input = PG_GETARG_TEXT_PP(0);
-	logits = palloc(sizeof(float) * Max(pm->num_labels, 1));
-	probs = palloc(sizeof(double) * Max(pm->num_labels, 1));
-	run_model(pm, &place, WANT_LOGITS, 1, &input, logits);
-	PG_RETURN_DATUM(scores_datum(pm, logits, probs));
+	run_single_row(fcinfo, &r);
+	PG_RETURN_DATUM(scores_datum(r.pm, r.logits, r.probs));
 }
 
 PG_FUNCTION_INFO_V1(pgbert_classify_batch);
@@ -362,7 +357,7 @@ pgbert_classify_batch(PG_FUNCTION_ARGS)
 		texts[i] = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
 	logits = palloc(sizeof(float) * (Size) n * C);
 	probs = palloc(sizeof(double) * C);
-	run_model(pm, &place, WANT_LOGITS, n, texts, logits);
+	run_model(pm, &place, BT_WANT_LOGITS, n, texts, logits);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -394,7 +389,7 @@ pgbert_embed(PG_FUNCTION_ARGS)
 	PgbertModel *pm;
 	PgbertRunPlace		place;
 	text	   *input;
-	Want		want;
+	BtWant		want;
 	float	   *vec;
 
 	if (PG_ARGISNULL(0))
@@ -438,7 +433,7 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 	{
 		PgbertModel *pm;
 		PgbertRunPlace		place;
-		Want		want = WANT_LOGITS;
+		BtWant		want = BT_WANT_LOGITS;
 		int			k = 0,
 					width;
 		float	   *out;
@@ -487,4 +482,13 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 	pfree(done);
 	pfree(group);
 	pfree(texts);
+}
+
+void
+pgbert_classify_init(void)
+{
+	DefineCustomIntVariable("pgbert.batch_tokens",
+							"Most tokens run through the model in one engine call.",
+							"Bounds the activation memory of classify_batch(); the query can be cancelled between calls.",
+							&pgbert_batch_tokens, 4096, 64, 1048576, PGC_USERSET, 0, NULL, NULL, NULL);
 }

@@ -1,12 +1,14 @@
 /*
  * decision_rule.h - a model version's decision rule in the SQL layer
- * (decision_sql.c): read from pgbert.model_versions.decision_rule, applied by
- * classify(), classify_batch(), the batching node and evaluate_classifier(),
- * and written only through set_decision_rule(). The arithmetic is the
- * engine's (decision.h).
+ * (decision_rule.c): read from pgbert.model_versions.decision_rule, applied
+ * by classify(), classify_batch(), the batching node and
+ * evaluate_classifier(), and written only through set_decision_rule()
+ * (catalog_calls.h). The arithmetic is the engine's (decision.h).
  */
 #ifndef PGBERT_DECISION_RULE_H
 #define PGBERT_DECISION_RULE_H
+
+#include "lib/stringinfo.h"
 
 /* A version's rule, ready to apply; every pointer NULL and temperature 1 without one. */
 typedef struct PgbertDecision
@@ -27,10 +29,7 @@ extern void pgbert_decision_parse(const char *rule_json, char *const *labels, in
 /* The label a rule decides for one logits row; probs (C) receives the calibrated scores. */
 extern int	pgbert_decide(const PgbertDecision *d, const float *logits, int C, double *probs);
 
-/*
- * Merge rule (a JSON object, as text) into the decision rule of a model
- * version through set_decision_rule(), as the calling role; SPI connected.
- */
-extern void pgbert_store_decision_rule(const char *model, int version, const char *rule_json);
+/* Append {"label": value, ...} for labels[0..C), as rules and scores are written. */
+extern void pgbert_append_label_numbers(StringInfo out, char *const *labels, const double *values, int C);
 
 #endif

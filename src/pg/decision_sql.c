@@ -1,8 +1,8 @@
 /*
- * decision_sql.c - decision rules in the SQL layer: reading a version's rule,
- * applying it to logits, storing changes through set_decision_rule(), and
- * estimate_label_priors(), which estimates the label mix of unlabelled rows
- * from the model's own calibrated scores (EM, decision.h).
+ * decision_sql.c - estimate_label_priors() and label_drift(): the label mix of
+ * unlabelled rows, estimated from the model's own calibrated scores (EM,
+ * decision.h), with a bootstrap interval; install stores it as the version's
+ * priors.
  */
 #include "postgres.h"
 
@@ -21,152 +21,14 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "catalog_calls.h"
+#include "classify_sql.h"
 #include "decision.h"
 #include "decision_rule.h"
-#include "pgbert.h"
 
 /* Bootstrap resamples behind estimate_label_priors()' interval, and its level. */
 #define PRIOR_RESAMPLES 200
 #define PRIOR_LEVEL 0.95
-
-/* A number stored under key in an object container, or NAN when absent or not a number. */
-static double
-number_at(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
-
-	if (v == NULL || v->type != jbvNumeric)
-		return NAN;
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-}
-
-/* The object stored under key, or NULL. */
-static JsonbContainer *
-object_at(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
-
-	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		return NULL;
-	return v->val.binary.data;
-}
-
-/* Per-label numbers of an object (C of them, palloc'd), or NULL unless every label has a positive one. */
-static double *
-label_numbers(JsonbContainer *obj, char *const *labels, int C)
-{
-	double	   *out;
-
-	if (obj == NULL)
-		return NULL;
-	out = palloc(sizeof(double) * C);
-	for (int c = 0; c < C; c++)
-	{
-		out[c] = number_at(obj, labels[c]);
-		if (!(out[c] >= 0.0))
-		{
-			pfree(out);
-			return NULL;
-		}
-	}
-	return out;
-}
-
-void
-pgbert_decision_parse(const char *rule_json, char *const *labels, int C, PgbertDecision *out)
-{
-	Jsonb	   *rule;
-	JsonbContainer *thresholds;
-	double	   *priors;
-	double		t;
-
-	out->temperature = 1.0;
-	out->calibrated = false;
-	out->training_priors = NULL;
-	out->weights = NULL;
-	if (rule_json == NULL || C < 2)
-		return;
-	rule = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(rule_json)));
-	if (!JB_ROOT_IS_OBJECT(rule))
-		return;
-	t = number_at(&rule->root, "temperature");
-	if (t > 0.0 && isfinite(t))
-	{
-		out->temperature = t;
-		out->calibrated = true;
-	}
-	out->training_priors = label_numbers(object_at(&rule->root, "training_priors"), labels, C);
-	priors = out->training_priors ? label_numbers(object_at(&rule->root, "priors"), labels, C) : NULL;
-	thresholds = object_at(&rule->root, "thresholds");
-	if (priors == NULL && thresholds == NULL)
-		return;
-
-	out->weights = palloc(sizeof(double) * C);
-	for (int c = 0; c < C; c++)
-		out->weights[c] = priors && out->training_priors[c] > 0.0 ? priors[c] / out->training_priors[c] : 1.0;
-	if (thresholds)
-	{
-		double		named = 0.0,
-					rest;
-		int			unnamed = 0;
-
-		for (int c = 0; c < C; c++)
-		{
-			double		th = number_at(thresholds, labels[c]);
-
-			if (th > 0.0 && th < 1.0)
-				named += th;
-			else
-				unnamed++;
-		}
-		/* labels without a threshold share what the named ones leave */
-		rest = unnamed ? (1.0 - named) / unnamed : 0.0;
-		for (int c = 0; c < C; c++)
-		{
-			double		th = number_at(thresholds, labels[c]);
-
-			if (!(th > 0.0 && th < 1.0))
-				th = rest > 0.0 ? rest : 1.0;
-			out->weights[c] /= th;
-		}
-	}
-}
-
-int
-pgbert_decide(const PgbertDecision *d, const float *logits, int C, double *probs)
-{
-	bt_softmax_scaled(logits, C, d->temperature, probs);
-	return bt_decide(probs, d->weights, C);
-}
-
-void
-pgbert_store_decision_rule(const char *model, int version, const char *rule_json)
-{
-	Oid			types[3] = {TEXTOID, JSONBOID, INT4OID};
-	Datum		vals[3];
-
-	vals[0] = CStringGetTextDatum(model);
-	vals[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(rule_json));
-	vals[2] = Int32GetDatum(version);
-	if (SPI_execute_with_args(psprintf("SELECT %s($1, $2, $3)", pgbert_extension_function("set_decision_rule")),
-							  3, types, vals, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not store the decision rule");
-}
-
-/* Append {"label": value, ...} for labels[0..C). */
-static void
-append_label_object(StringInfo out, char *const *labels, const double *values, int C)
-{
-	appendStringInfoChar(out, '{');
-	for (int c = 0; c < C; c++)
-	{
-		if (c > 0)
-			appendStringInfoString(out, ", ");
-		escape_json(out, labels[c]);
-		appendStringInfo(out, ": %s", float8out_internal(values[c]));
-	}
-	appendStringInfoChar(out, '}');
-}
 
 /* Calibrated scores of one relation's texts (n x C, palloc'd), and how often each label is decided. */
 typedef struct ScoredRows
@@ -363,15 +225,15 @@ pgbert_estimate_label_priors(PG_FUNCTION_ARGS)
 		escape_json(&out, pm->labels[c]);
 	}
 	appendStringInfoString(&out, "], \"training_priors\": ");
-	append_label_object(&out, pm->labels, pm->decision.training_priors, C);
+	pgbert_append_label_numbers(&out, pm->labels, pm->decision.training_priors, C);
 	appendStringInfoString(&out, ", \"predicted_mix\": ");
-	append_label_object(&out, pm->labels, sr.decided, C);
+	pgbert_append_label_numbers(&out, pm->labels, sr.decided, C);
 	appendStringInfoString(&out, ", \"priors\": ");
-	append_label_object(&out, pm->labels, priors, C);
+	pgbert_append_label_numbers(&out, pm->labels, priors, C);
 	appendStringInfoString(&out, ", \"low\": ");
-	append_label_object(&out, pm->labels, low, C);
+	pgbert_append_label_numbers(&out, pm->labels, low, C);
 	appendStringInfoString(&out, ", \"high\": ");
-	append_label_object(&out, pm->labels, high, C);
+	pgbert_append_label_numbers(&out, pm->labels, high, C);
 	appendStringInfo(&out, ", \"level\": %s, \"em_steps\": %d, \"installed\": %s}",
 					 float8out_internal(PRIOR_LEVEL), steps, install ? "true" : "false");
 	if (install)
@@ -380,12 +242,9 @@ pgbert_estimate_label_priors(PG_FUNCTION_ARGS)
 
 		initStringInfo(&rule);
 		appendStringInfoString(&rule, "{\"priors\": ");
-		append_label_object(&rule, pm->labels, priors, C);
+		pgbert_append_label_numbers(&rule, pm->labels, priors, C);
 		appendStringInfoChar(&rule, '}');
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		pgbert_store_decision_rule(pm->name, pm->version, rule.data);
-		SPI_finish();
+		pgbert_catalog_set_decision_rule(pm->name, pm->version, rule.data);
 	}
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 }

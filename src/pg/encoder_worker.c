@@ -1,8 +1,9 @@
 /*
  * encoder_worker.c - the background workers that run sessions' requests in
- * engine processes: "pgbert encoder" takes forward passes from every session's
- * slot (worker.h), merges them into batches per model and runs them in its
- * engine process, pgbert_engine (src/engine/serve.h); "pgbert trainer" is the
+ * engine processes: "pgbert encoder" takes forward passes from every
+ * session's slot (encoder_worker.h), merges them into batches per model and
+ * runs them in its engine process, pgbert_engine (src/engine/serve.h);
+ * "pgbert trainer" is the
  * same loop with its own engine for training runs, so that a training step,
  * which may take seconds, never holds up a classify() behind it. The trainer's
  * engine runs at a lower CPU priority (pgbert.training_nice) with its own
@@ -17,6 +18,7 @@
 #include "postgres.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -36,8 +38,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "encoder_worker.h"
 #include "serve.h"
-#include "worker.h"
 
 PGDLLEXPORT void pgbert_encoder_main(Datum arg);
 
@@ -52,7 +54,30 @@ static const char *const role_names[ENGINE_ROLES] = {"pgbert encoder", "pgbert t
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-static const char *const device_names[] = {"auto", "cpu", "cuda"};
+/* settings (encoder_worker.h) */
+int			pgbert_worker_device = PGBERT_DEVICE_AUTO;
+int			pgbert_worker_threads = 1;
+int			pgbert_training_threads = 1;
+int			pgbert_training_nice = 10;
+int			pgbert_worker_batch_tokens = 8192;
+int			pgbert_worker_max_wait_ms = 0;
+int			pgbert_worker_memory_mb = 2048;
+int			pgbert_gpu_memory_mb = 0;
+int			pgbert_gpu_precision = PGBERT_GPU_BF16;
+
+/* pgbert.device's names, which are also what the engine's --device takes */
+static const struct config_enum_entry device_options[] = {
+	{"auto", PGBERT_DEVICE_AUTO, false},
+	{"cpu", PGBERT_DEVICE_CPU, false},
+	{"cuda", PGBERT_DEVICE_CUDA, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry gpu_precision_options[] = {
+	{"bf16", PGBERT_GPU_BF16, false},
+	{"fp32", PGBERT_GPU_FP32, false},
+	{NULL, 0, false}
+};
 
 /* The engine process, from the worker's side. */
 static int	engine_fd = -1;
@@ -73,12 +98,14 @@ static struct
 }			trainings[MAX_TRAININGS];
 static int	n_trainings = 0;
 
+/* The shared state: fixed part, then one request slot per backend. */
 static Size
 worker_shmem_size(void)
 {
 	return add_size(offsetof(WorkerShared, slots), mul_size(MaxBackends, sizeof(WorkerSlot)));
 }
 
+/* shmem_request_hook: reserve the shared state (PostgreSQL 15 asks for it here, not in _PG_init). */
 static void
 worker_shmem_request(void)
 {
@@ -87,6 +114,7 @@ worker_shmem_request(void)
 	RequestAddinShmemSpace(worker_shmem_size());
 }
 
+/* shmem_startup_hook: create and initialize the shared state once, attach to it after. */
 static void
 worker_shmem_startup(void)
 {
@@ -114,8 +142,56 @@ worker_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/* Define the workers' settings; they exist preloaded or not, so that sessions can show them. */
 void
-pgbert_worker_register(void)
+pgbert_encoder_worker_init(void)
+{
+	DefineCustomEnumVariable("pgbert.device",
+							 "Device the encoder worker's engine process runs models on.",
+							 "auto picks the GPU when the engine has one, else the CPU.",
+							 &pgbert_worker_device, PGBERT_DEVICE_AUTO, device_options, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_threads",
+							"Threads the encoder worker's engine process uses on the CPU.",
+							NULL,
+							&pgbert_worker_threads, 1, 1, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.training_threads",
+							"Threads the trainer's engine process uses on the CPU for training runs.",
+							"Training runs in its own engine beside the encoder's; give it the cores inference does not need.",
+							&pgbert_training_threads, 1, 1, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.training_nice",
+							"Scheduling priority (nice value) of the trainer's engine process.",
+							"Above 0, inference gets a core first when both want it. A change restarts the engine "
+							"when no training runs in it, else it applies when the engine next starts.",
+							&pgbert_training_nice, 10, 0, 19, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_batch_tokens",
+							"Most tokens the encoder worker merges into one batch.",
+							"One request larger than this still runs, alone.",
+							&pgbert_worker_batch_tokens, 8192, 64, 1048576, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_max_wait",
+							"How long the encoder worker holds a batch with room for more requests.",
+							"0: never; batches still merge what arrived while the previous one ran.",
+							&pgbert_worker_max_wait_ms, 0, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.worker_memory",
+							"Memory for model versions held by the encoder worker's engine process.",
+							"Least recently used versions are dropped beyond it.",
+							&pgbert_worker_memory_mb, 2048, 1, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.gpu_memory",
+							"Device memory the engine process may use on the GPU.",
+							"Weights and activations; a batch that would pass it fails alone. 0: the whole card.",
+							&pgbert_gpu_memory_mb, 0, 0, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("pgbert.gpu_precision",
+							 "Arithmetic of the GPU's matrix products.",
+							 "bf16: tensor cores with float32 accumulation; fp32: float32 throughout, for parity.",
+							 &pgbert_gpu_precision, PGBERT_GPU_BF16, gpu_precision_options, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+}
+
+/* Request the shared state and register the two background workers (only while preloading). */
+void
+pgbert_encoder_worker_register(void)
 {
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = worker_shmem_request;
@@ -362,7 +438,7 @@ spawn_engine(void)
 	char		fdarg[16],
 				threads[16],
 				gpu_memory[16];
-	const char *device = device_names[pgbert_worker_device];
+	const char *device = device_options[pgbert_worker_device].name;
 	int			n_threads = my_role == ENGINE_TRAIN ? pgbert_training_threads : pgbert_worker_threads;
 	int			nice_value = my_role == ENGINE_TRAIN ? pgbert_training_nice : 0;
 	int			sv[2];
@@ -409,7 +485,7 @@ spawn_engine(void)
 		snprintf(threads, sizeof(threads), "%d", n_threads);
 		snprintf(gpu_memory, sizeof(gpu_memory), "%d", pgbert_gpu_memory_mb);
 		execl(path, "pgbert_engine", fdarg, device, threads, gpu_memory,
-			  pgbert_gpu_precision == 1 ? "fp32" : "bf16", (char *) NULL);
+			  gpu_precision_options[pgbert_gpu_precision].name, (char *) NULL);
 		_exit(127);
 	}
 	close(sv[1]);
@@ -536,6 +612,7 @@ evict_model(int i)
  */
 #define FRESH_LOAD_MS 5000
 
+/* Whether a model was loaded within FRESH_LOAD_MS and has not served its first pass yet. */
 static bool
 fresh_load(const WorkerModel *m, TimestampTz now)
 {
@@ -850,6 +927,122 @@ run_pass(WorkerSlot *slot)
 	reap_after_device_failure(h.status);
 }
 
+/* FORWARD slots of one model and output kind merged into one engine request. */
+typedef struct ForwardBatch
+{
+	WorkerSlot **slots;
+	int			n;
+	dsm_segment **segs;			/* each slot's segment; NULL where the session is gone */
+	int32	   *offsets;		/* the merged sequences: n_seq + 1 offsets into ids */
+	int32	   *ids;
+	int			n_seq;
+	int			n_tokens;
+} ForwardBatch;
+
+/* Attach every slot's segment and pack their sequences after one another. */
+static void
+gather_forward_batch(ForwardBatch *fb)
+{
+	int			n_seq = 0,
+				n_tokens = 0;
+
+	for (int i = 0; i < fb->n; i++)
+	{
+		n_seq += fb->slots[i]->n_seq;
+		n_tokens += fb->slots[i]->n_tokens;
+	}
+	fb->segs = palloc0(sizeof(dsm_segment *) * fb->n);
+	fb->offsets = palloc(sizeof(int32) * (n_seq + 1));
+	fb->ids = palloc(sizeof(int32) * Max(n_tokens, 1));
+	fb->offsets[0] = 0;
+	fb->n_seq = 0;
+	fb->n_tokens = 0;
+	for (int i = 0; i < fb->n; i++)
+	{
+		WorkerSlot *s = fb->slots[i];
+		int32	   *their;
+
+		fb->segs[i] = dsm_attach(s->seg);
+		if (fb->segs[i] == NULL)
+			continue;			/* the session is gone; its rows are skipped */
+		their = dsm_segment_address(fb->segs[i]);
+		for (int q = 0; q < s->n_seq; q++)
+			fb->offsets[fb->n_seq + q + 1] = fb->n_tokens + their[q + 1];
+		memcpy(fb->ids + fb->n_tokens, their + s->n_seq + 1, sizeof(int32) * s->n_tokens);
+		fb->n_seq += s->n_seq;
+		fb->n_tokens += s->n_tokens;
+	}
+}
+
+/* Answer every slot of a batch with the same failure, detaching their segments. */
+static void
+fail_forward_batch(ForwardBatch *fb, int status, const char *message)
+{
+	for (int i = 0; i < fb->n; i++)
+	{
+		if (fb->segs[i])
+			dsm_detach(fb->segs[i]);
+		finish_slot(fb->slots[i], status, message);
+	}
+}
+
+/* Copy each session's rows (width floats each) into its segment, and detach it. */
+static void
+scatter_forward_rows(ForwardBatch *fb, int status, const char *payload, int width)
+{
+	int			row = 0;
+
+	for (int i = 0; i < fb->n; i++)
+	{
+		WorkerSlot *s = fb->slots[i];
+
+		if (fb->segs[i] == NULL)
+			continue;
+		/* rows as wide as the session expects, or none: its segment has room for exactly those */
+		if (status == BT_SERVE_OK && width == s->width)
+		{
+			char	   *base = dsm_segment_address(fb->segs[i]);
+			Size		out_at = sizeof(int32) * ((Size) s->n_seq + 1 + s->n_tokens);
+
+			memcpy(base + out_at, payload + sizeof(float) * (Size) row * width,
+				   sizeof(float) * (Size) s->n_seq * width);
+		}
+		row += s->n_seq;
+		dsm_detach(fb->segs[i]);
+	}
+}
+
+/* Add a served batch to the engine's and the model's counters. */
+static void
+count_forward_batch(ForwardBatch *fb, int status, TimestampTz start, TimestampTz end)
+{
+	WorkerShared *ws = pgbert_worker_shared;
+	int			m;
+
+	SpinLockAcquire(&ws->mutex);
+	me->batches++;
+	if (status == BT_SERVE_OK)
+	{
+		/* rows the engine computed: a batch refused as "load the model first" is retried */
+		me->batch_rows += fb->n_seq;
+		me->batch_tokens += fb->n_tokens;
+	}
+	me->requests += fb->n;
+	if (status != BT_SERVE_OK && status != BT_ERR_UNKNOWN_MODEL)
+		me->errors += fb->n;
+	me->busy_seconds += (double) (end - start) / USECS_PER_SEC;
+	for (int i = 0; i < fb->n; i++)
+		me->latency[latency_bucket(end - fb->slots[i]->submitted)]++;
+	if ((m = find_model(fb->slots[0]->key)) >= 0)
+	{
+		ws->models[m].last_used = end;
+		pg_atomic_fetch_add_u64(&ws->models[m].calls, fb->n);
+		if (status == BT_SERVE_OK)
+			pg_atomic_fetch_add_u64(&ws->models[m].rows, fb->n_seq);
+	}
+	SpinLockRelease(&ws->mutex);
+}
+
 /*
  * Serve a batch of FORWARD slots of one model and one output kind: pack their
  * sequences into one request, send it, and hand each slot its rows.
@@ -858,91 +1051,45 @@ static void
 run_forward(WorkerSlot **batch, int n)
 {
 	WorkerShared *ws = pgbert_worker_shared;
-	dsm_segment **segs = palloc0(sizeof(dsm_segment *) * n);
-	int			n_seq = 0,
-				n_tokens = 0,
-				width = 0;
-	int32	   *offsets,
-			   *ids;
+	ForwardBatch fb = {.slots = batch,.n = n};
 	BtForwardHead head;
 	BtMsgHeader h;
 	char	   *payload = NULL;
 	TimestampTz start = GetCurrentTimestamp(),
 				end;
-	TimestampTz *submitted = palloc(sizeof(TimestampTz) * n);
-	uint64		key = batch[0]->key;
+	int			width = 0;
 	int			m;
 
-	for (int i = 0; i < n; i++)
-	{
-		n_seq += batch[i]->n_seq;
-		n_tokens += batch[i]->n_tokens;
-		submitted[i] = batch[i]->submitted;
-	}
-	offsets = palloc(sizeof(int32) * (n_seq + 1));
-	ids = palloc(sizeof(int32) * Max(n_tokens, 1));
-	offsets[0] = 0;
-	n_seq = 0;
-	n_tokens = 0;
-	for (int i = 0; i < n; i++)
-	{
-		WorkerSlot *s = batch[i];
-		int32	   *their;
-
-		segs[i] = dsm_attach(s->seg);
-		if (segs[i] == NULL)
-			continue;			/* the session is gone; its rows are skipped */
-		their = dsm_segment_address(segs[i]);
-		for (int q = 0; q < s->n_seq; q++)
-			offsets[n_seq + q + 1] = n_tokens + their[q + 1];
-		memcpy(ids + n_tokens, their + s->n_seq + 1, sizeof(int32) * s->n_tokens);
-		n_seq += s->n_seq;
-		n_tokens += s->n_tokens;
-	}
-	if (n_seq == 0)
+	/* the loop's memory context is reset after each round, so early returns free nothing */
+	gather_forward_batch(&fb);
+	if (fb.n_seq == 0)
 	{
 		for (int i = 0; i < n; i++)
 			finish_slot(batch[i], -1, "the request's shared memory is gone");
 		return;
 	}
-	if ((m = find_model(key)) >= 0 && ws->models[m].stamp != batch[0]->stamp)
+	if ((m = find_model(batch[0]->key)) >= 0 && ws->models[m].stamp != batch[0]->stamp)
 	{
 		/* the engine holds a copy of another version of the catalog row: the session loads this one */
-		for (int i = 0; i < n; i++)
-		{
-			if (segs[i])
-				dsm_detach(segs[i]);
-			finish_slot(batch[i], BT_ERR_UNKNOWN_MODEL, "the engine holds another version of the catalog row");
-		}
-		pfree(offsets);
-		pfree(ids);
-		pfree(segs);
-		pfree(submitted);
+		fail_forward_batch(&fb, BT_ERR_UNKNOWN_MODEL, "the engine holds another version of the catalog row");
 		return;
 	}
 
-	set_activity("forward pass: %d rows of model \"%s\" version %d", n_seq, batch[0]->name,
+	set_activity("forward pass: %d rows of model \"%s\" version %d", fb.n_seq, batch[0]->name,
 				 batch[0]->version);
 	memset(&head, 0, sizeof(head));
 	head.want = batch[0]->want;
-	head.n_seq = n_seq;
+	head.n_seq = fb.n_seq;
 	head.precision = batch[0]->precision;
 	if (bt_msg_send(engine_fd, BT_MSG_FORWARD, 0, batch[0]->key, &head, sizeof(head),
-					offsets, sizeof(int32) * (n_seq + 1), ids, sizeof(int32) * n_tokens) != 0 ||
+					fb.offsets, sizeof(int32) * (fb.n_seq + 1), fb.ids, sizeof(int32) * fb.n_tokens) != 0 ||
 		read_reply(&h, &payload) != 0)
 	{
 		char		during[64],
 					msg[256];
-		int			status;
 
-		snprintf(during, sizeof(during), "while running a batch of %d rows", n_seq);
-		status = engine_lost(during, msg, sizeof(msg));
-		for (int i = 0; i < n; i++)
-		{
-			if (segs[i])
-				dsm_detach(segs[i]);
-			finish_slot(batch[i], status, msg);
-		}
+		snprintf(during, sizeof(during), "while running a batch of %d rows", fb.n_seq);
+		fail_forward_batch(&fb, engine_lost(during, msg, sizeof(msg)), msg);
 		SpinLockAcquire(&ws->mutex);
 		me->errors += n;
 		SpinLockRelease(&ws->mutex);
@@ -950,57 +1097,17 @@ run_forward(WorkerSlot **batch, int n)
 	}
 	if (h.status == BT_SERVE_OK)
 	{
-		width = h.len / sizeof(float) / n_seq;
-		if (h.len != sizeof(float) * (uint64) n_seq * width)
+		width = h.len / sizeof(float) / fb.n_seq;
+		if (h.len != sizeof(float) * (uint64) fb.n_seq * width)
 			width = -1;			/* not whole rows: no session gets any */
 	}
 	end = GetCurrentTimestamp();
-
-	n_seq = 0;
-	for (int i = 0; i < n; i++)
-	{
-		WorkerSlot *s = batch[i];
-
-		if (segs[i] == NULL)
-			continue;
-		/* rows as wide as the session expects, or none: its segment has room for exactly those */
-		if (h.status == BT_SERVE_OK && width == s->width)
-		{
-			char	   *base = dsm_segment_address(segs[i]);
-			Size		out_at = sizeof(int32) * ((Size) s->n_seq + 1 + s->n_tokens);
-
-			memcpy(base + out_at, payload + sizeof(float) * (Size) n_seq * width,
-				   sizeof(float) * (Size) s->n_seq * width);
-		}
-		n_seq += s->n_seq;
-		dsm_detach(segs[i]);
-	}
+	scatter_forward_rows(&fb, h.status, payload, width);
 
 	/* the counters first: a session that wakes up reads them with its batch included */
-	SpinLockAcquire(&ws->mutex);
-	me->batches++;
-	if (h.status == BT_SERVE_OK)
-	{
-		/* rows the engine computed: a batch refused as "load the model first" is retried */
-		me->batch_rows += n_seq;
-		me->batch_tokens += n_tokens;
-	}
-	me->requests += n;
-	if (h.status != BT_SERVE_OK && h.status != BT_ERR_UNKNOWN_MODEL)
-		me->errors += n;
-	me->busy_seconds += (double) (end - start) / USECS_PER_SEC;
+	count_forward_batch(&fb, h.status, start, end);
 	for (int i = 0; i < n; i++)
-		me->latency[latency_bucket(end - submitted[i])]++;
-	if ((m = find_model(key)) >= 0)
-	{
-		ws->models[m].last_used = end;
-		pg_atomic_fetch_add_u64(&ws->models[m].calls, n);
-		if (h.status == BT_SERVE_OK)
-			pg_atomic_fetch_add_u64(&ws->models[m].rows, n_seq);
-	}
-	SpinLockRelease(&ws->mutex);
-	for (int i = 0; i < n; i++)
-		if (segs[i] == NULL)
+		if (fb.segs[i] == NULL)
 			finish_slot(batch[i], -1, "the request's shared memory is gone");
 		else if (h.status == BT_SERVE_OK && width != batch[i]->width)
 		{
@@ -1012,9 +1119,9 @@ run_forward(WorkerSlot **batch, int n)
 		else
 			finish_slot(batch[i], h.status, h.status == BT_SERVE_OK ? NULL : payload);
 	pfree(payload);
-	pfree(offsets);
-	pfree(ids);
-	pfree(segs);
+	pfree(fb.offsets);
+	pfree(fb.ids);
+	pfree(fb.segs);
 	reap_after_device_failure(h.status);
 }
 
@@ -1170,6 +1277,7 @@ worker_exit(int code, Datum arg)
 				   "the pgbert encoder worker stopped");
 }
 
+/* Entry of both workers (its argument is the EngineRole): start the engine, serve until shutdown. */
 void
 pgbert_encoder_main(Datum arg)
 {

@@ -31,6 +31,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -39,12 +40,18 @@
 #include "utils/timestamp.h"
 
 #include "config.h"
+#include "model_store.h"
 #include "pg_compat.h"
-#include "pgbert.h"
+#include "quote.h"
 #include "safetensors.h"
+#include "session_engine.h"
 #include "vocab.h"
 
 #define MAX_CACHED 64
+
+/* settings: pgbert.default_model, pgbert.model_cache_size */
+static char *pgbert_default_model = NULL;
+static int	pgbert_model_cache_mb = 1024;
 
 static PgbertModel *cache[MAX_CACHED];
 static int	n_cached = 0;
@@ -380,6 +387,30 @@ loading_context(void *arg)
 }
 
 /*
+ * Run sql, a query of one catalog row by id, prepared once into *plan (SPI
+ * connected); the row is SPI_tuptable->vals[0]. Raises when the row is gone.
+ */
+static void
+read_version_row(SPIPlanPtr *plan, const char *sql, int64 id, const char *name, int version)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(id)};
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, 1, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the model query");
+		*plan = p;
+	}
+	if (SPI_execute_plan(*plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" version %d disappeared while loading", name, version)));
+}
+
+/*
  * Load a resolved row into the cache: its tokenizer, labels and config. The
  * weights follow on the first forward pass (load_weights), so tokenizing
  * with a model's vocabulary does not read its large object.
@@ -388,8 +419,6 @@ static PgbertModel *
 load_version(const ResolvedRow *row)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
 	bool		isnull;
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -416,22 +445,10 @@ load_version(const ResolvedRow *row)
 		evict(0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		/* to_jsonb: a database not yet updated to 0.7.0 has no decision_rule column */
-		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text, labels, "
-									"(to_jsonb(v) -> 'decision_rule')::text "
-									"FROM pgbert.model_versions v WHERE id = $1", 1, argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the model query");
-		plan = p;
-	}
-	args[0] = Int64GetDatum(row->id);
-	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("model \"%s\" version %d disappeared while loading", row->name, row->version)));
+	/* to_jsonb: a database not yet updated to 0.7.0 has no decision_rule column */
+	read_version_row(&plan, "SELECT config::text, vocab, tokenizer_config::text, labels, "
+					 "(to_jsonb(v) -> 'decision_rule')::text "
+					 "FROM pgbert.model_versions v WHERE id = $1", row->id, row->name, row->version);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	vocab = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
@@ -739,6 +756,25 @@ resolve_name(const char *given)
 	return row;
 }
 
+/*
+ * Mark a cached version used now, check its labels against its head when it
+ * will run, and load its weights when they are needed here; true when it
+ * loaded them.
+ */
+static bool
+ready_for_use(PgbertModel *pm, bool run, bool need_weights)
+{
+	pm->last_used = ++use_clock;
+	if (run)
+		check_labels_fit_head(pm);
+	if (need_weights && pm->model == NULL)
+	{
+		load_weights(pm);
+		return true;
+	}
+	return false;
+}
+
 PgbertModel *
 pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertModelUse use)
 {
@@ -770,14 +806,8 @@ pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *gi
 		(i = find_cached(site->id)) >= 0)
 	{
 		pm = cache[i];
-		pm->last_used = ++use_clock;
-		if (run)
-			check_labels_fit_head(pm);
-		if (need_weights && pm->model == NULL)
-		{
-			load_weights(pm);
+		if (ready_for_use(pm, run, need_weights))
 			enforce_budget(pm);
-		}
 		return pm;
 	}
 
@@ -802,11 +832,7 @@ pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *gi
 		}
 		pm = i >= 0 ? cache[i] : load_version(&row);
 		pm->uses++;
-		pm->last_used = ++use_clock;
-		if (run)
-			check_labels_fit_head(pm);
-		if (need_weights && pm->model == NULL)
-			load_weights(pm);
+		ready_for_use(pm, run, need_weights);
 		enforce_budget(pm);
 
 		if (site->name)
@@ -839,8 +865,6 @@ void
 pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoint)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
 	bool		isnull;
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -856,21 +880,9 @@ pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoin
 	check_weights_readable(row.name, row.version, row.weights);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare("SELECT config::text, vocab, tokenizer_config::text, "
-									"(to_jsonb(v) -> 'decision_rule')::text "
-									"FROM pgbert.model_versions v WHERE id = $1", 1, argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the model query");
-		plan = p;
-	}
-	args[0] = Int64GetDatum(row.id);
-	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("model \"%s\" version %d disappeared while loading", row.name, row.version)));
+	read_version_row(&plan, "SELECT config::text, vocab, tokenizer_config::text, "
+					 "(to_jsonb(v) -> 'decision_rule')::text "
+					 "FROM pgbert.model_versions v WHERE id = $1", row.id, row.name, row.version);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	out->name = MemoryContextStrdup(caller, row.name);
@@ -984,4 +996,19 @@ pgbert_cached_models(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* Define pgbert.default_model and pgbert.model_cache_size (_PG_init). */
+void
+pgbert_model_store_init(void)
+{
+	DefineCustomStringVariable("pgbert.default_model",
+							   "Model that classify() and embed() use when none is named.",
+							   "Empty: the only stored model, an error when there are several.",
+							   &pgbert_default_model, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbert.model_cache_size",
+							"Memory for model versions loaded in one backend.",
+							"Least recently used versions are freed beyond it; one model larger than it still loads.",
+							&pgbert_model_cache_mb, 1024, 1, INT_MAX / 2, PGC_USERSET, GUC_UNIT_MB,
+							NULL, NULL, NULL);
 }

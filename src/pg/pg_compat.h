@@ -6,8 +6,6 @@
 #ifndef PGBERT_PG_COMPAT_H
 #define PGBERT_PG_COMPAT_H
 
-#include "postgres.h"
-
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/acl.h"

@@ -21,9 +21,10 @@
 #include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
-#include "pgbert.h"
+#include "progress.h"
 
 #define PROGRESS_SLOTS 16
 
@@ -210,4 +211,17 @@ pgbert_training_progress(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* pgbert.progress_interval: seconds between a training run's progress notices */
+int			pgbert_progress_interval = 10;
+
+void
+pgbert_progress_init(void)
+{
+	DefineCustomIntVariable("pgbert.progress_interval",
+							"Seconds between progress notices of a training run.",
+							"0 turns them off.",
+							&pgbert_progress_interval, 10, 0, 86400, PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 }

@@ -17,8 +17,8 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "pgbert.h"
-#include "tokenizer.h"
+#include "model_store.h"
+#include "tokenize_sql.h"
 #include "unicode.h"
 
 #define BUNDLED_VOCAB_FILE "pgbert_vocab_uncased.txt"

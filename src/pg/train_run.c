@@ -13,7 +13,9 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "encoder_client.h"
 #include "serve.h"
+#include "session_engine.h"
 #include "train_run.h"
 
 struct TrainRun
@@ -53,6 +55,7 @@ free_run(void *arg)
 	run->ended = true;
 }
 
+/* An empty run whose engine side is freed with the current memory context. */
 static TrainRun *
 new_run(bool in_worker)
 {
@@ -68,8 +71,8 @@ new_run(bool in_worker)
 
 /* One engine message for this run through the worker; raises unless the engine says OK. */
 static char *
-call(TrainRun *run, int kind, const void *p1, Size n1, const void *p2, Size n2, const void *p3, Size n3,
-	 Size out_cap, Size *out_len)
+trainer_request(TrainRun *run, int kind, const void *p1, Size n1, const void *p2, Size n2, const void *p3,
+				Size n3, Size out_cap, Size *out_len)
 {
 	char		message[256];
 	char	   *reply;
@@ -147,7 +150,7 @@ train_run_begin(PgbertBaseModel *base, const char *config_json, int num_classes,
 		if (weights_len)
 			memcpy(payload + sizeof(b), opts->class_weights, weights_len);
 		memcpy(payload + sizeof(b) + weights_len, config_json, config_len);
-		reply = call(run, BT_MSG_TRAIN_BEGIN, payload, sizeof(b) + weights_len + config_len,
+		reply = trainer_request(run, BT_MSG_TRAIN_BEGIN, payload, sizeof(b) + weights_len + config_len,
 					 base ? base->checkpoint : NULL, base ? base->checkpoint_len : 0, NULL, 0,
 					 sizeof(BtTrainStarted), NULL);
 		run->num_params = ((BtTrainStarted *) reply)->num_params;
@@ -238,7 +241,8 @@ train_run_accumulate(TrainRun *run, const BtBatch *batch, const int32 *labels, f
 	{
 		Size		len;
 		char	   *p = pack_batch(batch, labels, scale, &len);
-		char	   *reply = call(run, BT_MSG_TRAIN_ACCUMULATE, p, len, NULL, 0, NULL, 0, sizeof(float), NULL);
+		char	   *reply = trainer_request(run, BT_MSG_TRAIN_ACCUMULATE, p, len, NULL, 0, NULL, 0, sizeof(float),
+												NULL);
 
 		memcpy(&loss, reply, sizeof(float));
 		pfree(p);
@@ -258,7 +262,7 @@ train_run_step(TrainRun *run, float *lr, float *norm)
 	{
 		BtTrainStepped r;
 
-		memcpy(&r, call(run, BT_MSG_TRAIN_STEP, NULL, 0, NULL, 0, NULL, 0, sizeof(r), NULL), sizeof(r));
+		memcpy(&r, trainer_request(run, BT_MSG_TRAIN_STEP, NULL, 0, NULL, 0, NULL, 0, sizeof(r), NULL), sizeof(r));
 		*lr = r.lr;
 		*norm = r.grad_norm;
 		run->steps = r.steps;
@@ -286,7 +290,7 @@ train_run_forward(TrainRun *run, const BtBatch *batch, float *logits)
 					out = sizeof(float) * (Size) batch->n_seq * run->num_classes;
 		char	   *p = pack_batch(batch, NULL, 0.0f, &len);
 
-		memcpy(logits, call(run, BT_MSG_TRAIN_FORWARD, p, len, NULL, 0, NULL, 0, out, NULL), out);
+		memcpy(logits, trainer_request(run, BT_MSG_TRAIN_FORWARD, p, len, NULL, 0, NULL, 0, out, NULL), out);
 		pfree(p);
 		return;
 	}
@@ -304,7 +308,7 @@ train_run_snapshot(TrainRun *run)
 {
 	if (run->in_worker)
 	{
-		call(run, BT_MSG_TRAIN_SNAPSHOT, NULL, 0, NULL, 0, NULL, 0, 0, NULL);
+		trainer_request(run, BT_MSG_TRAIN_SNAPSHOT, NULL, 0, NULL, 0, NULL, 0, 0, NULL);
 		return;
 	}
 	if (run->best == NULL)
@@ -321,7 +325,7 @@ train_run_restore(TrainRun *run)
 {
 	if (run->in_worker)
 	{
-		call(run, BT_MSG_TRAIN_RESTORE, NULL, 0, NULL, 0, NULL, 0, 0, NULL);
+		trainer_request(run, BT_MSG_TRAIN_RESTORE, NULL, 0, NULL, 0, NULL, 0, 0, NULL);
 		return;
 	}
 	Assert(run->best != NULL);
@@ -340,7 +344,7 @@ train_run_save(TrainRun *run, Size *len)
 	{
 		/* the parameters plus a header of a few kB per tensor name */
 		Size		cap = run->num_params * sizeof(float) + (Size) 1024 * 1024;
-		char	   *reply = call(run, BT_MSG_TRAIN_SAVE, NULL, 0, NULL, 0, NULL, 0, cap, len);
+		char	   *reply = trainer_request(run, BT_MSG_TRAIN_SAVE, NULL, 0, NULL, 0, NULL, 0, cap, len);
 
 		copy = MemoryContextAllocHuge(CurrentMemoryContext, *len);
 		memcpy(copy, reply, *len);
@@ -372,7 +376,7 @@ train_run_end(TrainRun *run)
 	if (run->in_worker && !run->ended)
 	{
 		run->ended = true;
-		call(run, BT_MSG_TRAIN_END, NULL, 0, NULL, 0, NULL, 0, 0, NULL);
+		trainer_request(run, BT_MSG_TRAIN_END, NULL, 0, NULL, 0, NULL, 0, 0, NULL);
 		pgbert_worker_shrink_buffer();
 	}
 }

@@ -7,7 +7,7 @@
 #ifndef PGBERT_TRAIN_RUN_H
 #define PGBERT_TRAIN_RUN_H
 
-#include "pgbert.h"
+#include "model_store.h"
 #include "train.h"
 
 typedef struct TrainRun TrainRun;

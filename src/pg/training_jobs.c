@@ -1,5 +1,5 @@
 /*
- * training_worker.c - start_training(): train_classifier() in a background
+ * training_jobs.c - start_training(): train_classifier() in a background
  * worker, so long jobs do not hold the caller's connection.
  *
  * start_training() records a job in pgbert.training_jobs and launches a
@@ -37,7 +37,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "pgbert.h"
+#include "catalog_door.h"
 
 /* What the launcher hands the worker in bgw_extra. */
 typedef struct JobTarget

@@ -1,5 +1,5 @@
 /*
- * worker.h - the encoder worker's shared state: one request slot per backend,
+ * encoder_worker.h - the encoder worker's shared state: one request slot per backend,
  * the table of models the serving engine holds, and each engine's state and
  * statistics.
  *
@@ -12,10 +12,8 @@
  * engine, writes each session's rows back and sets their latches. Exists only
  * when pgbert is in shared_preload_libraries.
  */
-#ifndef PGBERT_WORKER_H
-#define PGBERT_WORKER_H
-
-#include "postgres.h"
+#ifndef PGBERT_ENCODER_WORKER_H
+#define PGBERT_ENCODER_WORKER_H
 
 #include "storage/dsm.h"
 #include "storage/proc.h"
@@ -150,8 +148,23 @@ typedef struct WorkerShared
 /* The shared state, NULL when pgbert was not preloaded. */
 extern WorkerShared *pgbert_worker_shared;
 
-/* Settings of the worker (pgbert.c). */
-extern int	pgbert_worker_device;
+/* pgbert.device's values: where the serving engine runs models */
+typedef enum PgbertDevice
+{
+	PGBERT_DEVICE_AUTO,			/* the GPU when the engine finds one, else the CPU */
+	PGBERT_DEVICE_CPU,
+	PGBERT_DEVICE_CUDA
+} PgbertDevice;
+
+/* pgbert.gpu_precision's values */
+typedef enum PgbertGpuPrecision
+{
+	PGBERT_GPU_BF16,			/* tensor cores, float32 sums */
+	PGBERT_GPU_FP32
+} PgbertGpuPrecision;
+
+/* Settings of the workers, read by the workers and shown to sessions. */
+extern int	pgbert_worker_device;	/* a PgbertDevice */
 extern int	pgbert_worker_threads;
 extern int	pgbert_training_threads;
 extern int	pgbert_training_nice;
@@ -159,10 +172,13 @@ extern int	pgbert_worker_batch_tokens;
 extern int	pgbert_worker_max_wait_ms;
 extern int	pgbert_worker_memory_mb;
 extern int	pgbert_gpu_memory_mb;
-extern int	pgbert_gpu_precision;
+extern int	pgbert_gpu_precision;	/* a PgbertGpuPrecision */
 
-/* Shared memory and the worker's registration, from _PG_init while preloading. */
-extern void pgbert_worker_register(void);
+/* Define the workers' settings (_PG_init, preloaded or not: sessions show them). */
+extern void pgbert_encoder_worker_init(void);
+
+/* Shared memory and the workers' registration, from _PG_init while preloading. */
+extern void pgbert_encoder_worker_register(void);
 
 /* The worker that serves a kind of request: training messages go to the trainer. */
 static inline EngineRole

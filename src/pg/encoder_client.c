@@ -1,5 +1,5 @@
 /*
- * worker_client.c - a session's side of the encoder worker: post a packed
+ * encoder_client.c - a session's side of the encoder worker: post a packed
  * chunk to this backend's slot, wait on the latch, read the rows back; hand
  * the worker a model's checkpoint the first time it needs it.
  *
@@ -17,12 +17,26 @@
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "encoder_client.h"
+#include "encoder_worker.h"
 #include "pg_compat.h"
-#include "pgbert.h"
 #include "serve.h"
-#include "worker.h"
+#include "session_engine.h"
+
+/* pgbert.worker: whether sessions send their forward passes to the encoder worker */
+static int	pgbert_worker_mode = PGBERT_WORKER_AUTO;
+
+static const struct config_enum_entry worker_options[] = {
+	{"auto", PGBERT_WORKER_AUTO, false},
+	{"on", PGBERT_WORKER_ON, false},
+	{"off", PGBERT_WORKER_OFF, false},
+	{"true", PGBERT_WORKER_ON, true},
+	{"false", PGBERT_WORKER_OFF, true},
+	{NULL, 0, false}
+};
 
 /*
  * How many times one forward request may hand its version to the engine: a
@@ -47,20 +61,26 @@ my_slot(void)
 	return &ws->slots[index];
 }
 
-/* On backend exit: a request still queued is withdrawn, a running one abandoned. */
+/* Give up the slot's request: a queued or answered one is dropped, a running one left for the worker to free. */
 static void
-release_slot_at_exit(int code, Datum arg)
+withdraw_request(WorkerSlot *slot)
 {
-	WorkerSlot *slot = my_slot();
-
-	if (slot == NULL)
-		return;
 	SpinLockAcquire(&slot->mutex);
 	if (slot->state == SLOT_READY || slot->state == SLOT_DONE)
 		slot->state = SLOT_FREE;
 	else if (slot->state == SLOT_RUNNING)
 		slot->state = SLOT_ABANDONED;
 	SpinLockRelease(&slot->mutex);
+}
+
+/* On backend exit: a request still queued is withdrawn, a running one abandoned. */
+static void
+release_slot_at_exit(int code, Datum arg)
+{
+	WorkerSlot *slot = my_slot();
+
+	if (slot != NULL)
+		withdraw_request(slot);
 }
 
 /* One NOTICE per session and worker when the worker was expected but is not serving. */
@@ -215,12 +235,7 @@ post_and_wait(WorkerSlot *slot, char *message, size_t msglen)
 	PG_CATCH();
 	{
 		/* cancelled: a queued request is withdrawn, a running one's rows are dropped by the worker */
-		SpinLockAcquire(&slot->mutex);
-		if (slot->state == SLOT_READY || slot->state == SLOT_DONE)
-			slot->state = SLOT_FREE;
-		else if (slot->state == SLOT_RUNNING)
-			slot->state = SLOT_ABANDONED;
-		SpinLockRelease(&slot->mutex);
+		withdraw_request(slot);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -324,105 +339,21 @@ load_into_worker(WorkerSlot *slot, PgbertModel *pm, char *message, size_t msglen
 	return status;
 }
 
-bool
-pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets, const int32 *ids,
-					  float *out, int width)
+/* Raise the error a forward request ended with (status: the engine's or a WORKER_STATUS_*). */
+static void
+raise_forward_error(PgbertModel *pm, int want, int width, int status, const char *message)
 {
-	WorkerSlot *slot = my_slot();
-	int			n_tokens = offsets[n_seq];
-	Size		out_at = sizeof(int32) * ((Size) n_seq + 1 + n_tokens);
-	Size		size = out_at + sizeof(float) * (Size) n_seq * width;
-	char		message[256];
-	int			status;
-
-	int			loads = 0;
-	bool		retried_after_loss = false;
-
-	if (slot == NULL || !wait_slot_free(slot))
-		return false;
-	for (;;)
-	{
-		char	   *buf = session_buffer(size);
-
-		memcpy(buf, offsets, sizeof(int32) * (n_seq + 1));
-		memcpy(buf + sizeof(int32) * (n_seq + 1), ids, sizeof(int32) * n_tokens);
-		describe_model(slot, pm);
-		slot->kind = SLOT_FORWARD;
-		slot->seg = dsm_segment_handle(session_seg);
-		slot->want = want;
-		/* the session's setting, per request: the engine keeps both forms of a model */
-		slot->precision = pgbert_cpu_precision == PGBERT_CPU_INT8 ? BT_PRECISION_INT8 :
-			pgbert_cpu_precision == PGBERT_CPU_BF16 ? BT_PRECISION_BF16 : BT_PRECISION_FP32;
-		slot->width = width;
-		slot->n_seq = n_seq;
-		slot->n_tokens = n_tokens;
-		status = post_and_wait(slot, message, sizeof(message));
-		if (status == -2)
-		{
-			tell_fallback(message[0] ? message : "the encoder worker stopped");
-			return false;
-		}
-		SpinLockAcquire(&slot->mutex);
-		slot->state = SLOT_FREE;
-		SpinLockRelease(&slot->mutex);
-		if (status == BT_SERVE_OK)
-		{
-			memcpy(out, buf + out_at, sizeof(float) * (Size) n_seq * width);
-			return true;
-		}
-		/*
-		 * The engine died with the request (killed, or dying as it came): the
-		 * worker has started a fresh one. A forward pass changes nothing, so it
-		 * is sent once more; if it kills that engine too, its error stands.
-		 */
-		if (status == -1 && !retried_after_loss)
-		{
-			retried_after_loss = true;
-			loads = 0;
-			continue;
-		}
-
-		/*
-		 * The engine does not have this version (first use, evicted, or a new
-		 * engine): send it. Between our load and our forward pass another
-		 * session's load may evict it again (beyond pgbert.worker_memory, or a
-		 * version larger than the budget empties the engine), so a few loads
-		 * are allowed before "not loaded" is an error.
-		 */
-		if (status != BT_ERR_UNKNOWN_MODEL || loads >= WORKER_MAX_LOADS)
-			break;
-		loads++;
-		if (worker_holds(pm))
-			continue;			/* another session's load finished meanwhile */
-		status = load_into_worker(slot, pm, message, sizeof(message));
-		if (status == -2)
-		{
-			tell_fallback(message[0] ? message : "the encoder worker stopped");
-			return false;
-		}
-		/* an engine lost during the load counts as lost during the pass: once more */
-		if (status == -1 && !retried_after_loss)
-		{
-			retried_after_loss = true;
-			loads = 0;
-			continue;
-		}
-		if (status != BT_SERVE_OK)
-			break;
-	}
-
 	switch (status)
 	{
 		case BT_ERR_NO_CLASSIFIER:
-			ereport(ERROR,
-					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("model \"%s\" has no classification head", pm->name),
-					 errhint("Use embed() for its sentence embeddings.")));
-			break;
 		case BT_ERR_NO_POOLER:
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 status == BT_ERR_NO_CLASSIFIER ?
+					 errmsg("model \"%s\" has no classification head", pm->name) :
 					 errmsg("model \"%s\" has no pooler", pm->name),
+					 status == BT_ERR_NO_CLASSIFIER ?
+					 errhint("Use embed() for its sentence embeddings.") :
 					 errhint("Use pooling => 'mean' or 'cls'.")));
 			break;
 		case BT_ERR_MODEL:
@@ -450,7 +381,7 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("pgbert.cpu_precision = %s does not apply in the encoder worker: %s",
-							pgbert_cpu_precision == PGBERT_CPU_BF16 ? "bf16" : "int8", message),
+							pgbert_cpu_precision_name(pgbert_cpu_precision), message),
 					 errhint("SET pgbert.cpu_precision = fp32, or SET pgbert.worker = off to run these "
 							 "dense layers on this session's CPU.")));
 			break;
@@ -483,6 +414,110 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 					 errmsg("model \"%s\" version %d failed in the encoder worker: %s",
 							pm->name, pm->version, message)));
 	}
+}
+
+/* Post one forward request of the packed chunk in buf and wait; the slot is free again after it. */
+static int
+forward_once(WorkerSlot *slot, PgbertModel *pm, int want, int n_seq, int n_tokens, int width,
+			 char *message, size_t msglen)
+{
+	int			status;
+
+	describe_model(slot, pm);
+	slot->kind = SLOT_FORWARD;
+	slot->seg = dsm_segment_handle(session_seg);
+	slot->want = want;
+	/* the session's setting, per request: the engine keeps both forms of a model */
+	slot->precision = pgbert_cpu_precision == PGBERT_CPU_INT8 ? BT_PRECISION_INT8 :
+		pgbert_cpu_precision == PGBERT_CPU_BF16 ? BT_PRECISION_BF16 : BT_PRECISION_FP32;
+	slot->width = width;
+	slot->n_seq = n_seq;
+	slot->n_tokens = n_tokens;
+	status = post_and_wait(slot, message, msglen);
+	if (status != -2)
+	{
+		SpinLockAcquire(&slot->mutex);
+		slot->state = SLOT_FREE;
+		SpinLockRelease(&slot->mutex);
+	}
+	return status;
+}
+
+bool
+pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets, const int32 *ids,
+					  float *out, int width)
+{
+	WorkerSlot *slot = my_slot();
+	int			n_tokens = offsets[n_seq];
+	Size		out_at = sizeof(int32) * ((Size) n_seq + 1 + n_tokens);
+	Size		size = out_at + sizeof(float) * (Size) n_seq * width;
+	char		message[256];
+	int			status;
+	int			loads = 0;
+	bool		loading = false;	/* this round hands the engine the version rather than the rows */
+	bool		retried_after_loss = false;
+
+	if (slot == NULL || !wait_slot_free(slot))
+		return false;
+	for (;;)
+	{
+		char	   *buf = NULL;
+
+		if (loading)
+			status = load_into_worker(slot, pm, message, sizeof(message));
+		else
+		{
+			buf = session_buffer(size);
+			memcpy(buf, offsets, sizeof(int32) * (n_seq + 1));
+			memcpy(buf + sizeof(int32) * (n_seq + 1), ids, sizeof(int32) * n_tokens);
+			status = forward_once(slot, pm, want, n_seq, n_tokens, width, message, sizeof(message));
+		}
+		if (status == -2)
+		{
+			tell_fallback(message[0] ? message : "the encoder worker stopped");
+			return false;
+		}
+		if (!loading && status == BT_SERVE_OK)
+		{
+			memcpy(out, buf + out_at, sizeof(float) * (Size) n_seq * width);
+			return true;
+		}
+
+		/*
+		 * The engine died with the request, or during the load (killed, or
+		 * dying as it came): the worker has started a fresh one. A forward
+		 * pass changes nothing, so it is sent once more; if it kills that
+		 * engine too, its error stands.
+		 */
+		if (status == -1 && !retried_after_loss)
+		{
+			retried_after_loss = true;
+			loads = 0;
+			loading = false;
+			continue;
+		}
+		if (loading)
+		{
+			if (status != BT_SERVE_OK)
+				break;
+			loading = false;
+			continue;
+		}
+
+		/*
+		 * The engine does not have this version (first use, evicted, or a new
+		 * engine): send it. Between our load and our forward pass another
+		 * session's load may evict it again (beyond pgbert.worker_memory, or a
+		 * version larger than the budget empties the engine), so a few loads
+		 * are allowed before "not loaded" is an error.
+		 */
+		if (status != BT_ERR_UNKNOWN_MODEL || loads >= WORKER_MAX_LOADS)
+			break;
+		loads++;
+		/* unless another session's load finished meanwhile */
+		loading = !worker_holds(pm);
+	}
+	raise_forward_error(pm, want, width, status, message);
 	return false;
 }
 
@@ -600,4 +635,14 @@ pgbert_worker_shrink_buffer(void)
 		dsm_detach(session_seg);
 		session_seg = NULL;
 	}
+}
+
+void
+pgbert_encoder_client_init(void)
+{
+	DefineCustomEnumVariable("pgbert.worker",
+							 "Run models in the encoder worker when it is running.",
+							 "auto: when pgbert is preloaded; on: also say why when it cannot; off: in the session.",
+							 &pgbert_worker_mode, PGBERT_WORKER_AUTO, worker_options, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 }

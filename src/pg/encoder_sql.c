@@ -1,5 +1,5 @@
 /*
- * worker_sql.c - the encoder and trainer workers seen from SQL: the encoder's
+ * encoder_sql.c - the encoder and trainer workers seen from SQL: the encoder's
  * state and counters (pgbert.worker view), each engine process and what it is
  * doing (pgbert.worker_engines), and the model versions the serving engine
  * holds, with their serving counts (pgbert.worker_models view).
@@ -12,8 +12,9 @@
 #include "utils/builtins.h"
 #include "catalog/pg_type.h"
 
-#include "worker.h"
+#include "encoder_worker.h"
 
+/* A worker state as the views spell it. */
 static const char *
 state_name(WorkerState s)
 {
@@ -73,6 +74,21 @@ count_slots(EngineRole role, int *queued, int *running)
 	}
 }
 
+/* An engine's state, message, worker and engine pids and device: five columns from v[0], n[0]. */
+static void
+engine_columns(const WorkerEngine *e, Datum *v, bool *n)
+{
+	v[0] = CStringGetTextDatum(state_name(e->state));
+	v[1] = CStringGetTextDatum(e->message);
+	n[1] = e->message[0] == '\0';
+	v[2] = Int32GetDatum(e->worker_pid);
+	n[2] = e->worker_pid == 0;
+	v[3] = Int32GetDatum(e->engine_pid);
+	n[3] = e->engine_pid == 0;
+	v[4] = CStringGetTextDatum(e->device);
+	n[4] = e->device[0] == '\0';
+}
+
 PG_FUNCTION_INFO_V1(pgbert_worker_status);
 
 /* worker_status() RETURNS one row: the worker's state and counters since it started. */
@@ -118,15 +134,7 @@ pgbert_worker_status(PG_FUNCTION_ARGS)
 	SpinLockRelease(&ws->mutex);
 	count_slots(ENGINE_SERVE, &queued, &running);
 
-	v[0] = CStringGetTextDatum(state_name(copy.state));
-	v[1] = CStringGetTextDatum(copy.message);
-	n[1] = copy.message[0] == '\0';
-	v[2] = Int32GetDatum(copy.worker_pid);
-	n[2] = copy.worker_pid == 0;
-	v[3] = Int32GetDatum(copy.engine_pid);
-	n[3] = copy.engine_pid == 0;
-	v[4] = CStringGetTextDatum(copy.device);
-	n[4] = copy.device[0] == '\0';
+	engine_columns(&copy, v, n);
 	v[5] = TimestampTzGetDatum(copy.started_at);
 	n[5] = copy.started_at == 0;
 	v[6] = Int32GetDatum(models);
@@ -225,15 +233,7 @@ pgbert_worker_engines(PG_FUNCTION_ARGS)
 		count_slots(role, &queued, &running);
 		memset(n, 0, sizeof(n));
 		v[0] = CStringGetTextDatum(roles[role]);
-		v[1] = CStringGetTextDatum(state_name(e.state));
-		v[2] = CStringGetTextDatum(e.message);
-		n[2] = e.message[0] == '\0';
-		v[3] = Int32GetDatum(e.worker_pid);
-		n[3] = e.worker_pid == 0;
-		v[4] = Int32GetDatum(e.engine_pid);
-		n[4] = e.engine_pid == 0;
-		v[5] = CStringGetTextDatum(e.device);
-		n[5] = e.device[0] == '\0';
+		engine_columns(&e, v + 1, n + 1);
 		v[6] = Int32GetDatum(e.threads);
 		n[6] = e.engine_pid == 0;
 		v[7] = Int32GetDatum(e.nice);
