@@ -84,3 +84,6 @@ DROP TABLE docs;
 SELECT pgbert_info() ?& ARRAY['version', 'utf8proc_unicode', 'tokenizer_reference', 'cuda_compiled', 'cpu_path',
                              'cpu_bf16'] AS info_keys,
        (pgbert_info()->>'tokenizer_tables_current')::boolean AS tables_current;
+-- the library reports the release it was built as, which is the installed extension's
+SELECT pgbert_info()->>'version' = extversion AS library_matches_extension
+FROM pg_extension WHERE extname = 'pgbert';
