@@ -11,7 +11,7 @@ EXTENSION = pgbert
 EXTVERSION = 0.7.0
 MODULE_big = pgbert
 
-DATA = pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql pgbert--0.4.0--0.5.0.sql pgbert--0.5.0--0.6.0.sql pgbert--0.6.0--0.7.0.sql data/pgbert_vocab_uncased.txt
+DATA = pgbert--0.7.0.sql pgbert--0.1.0.sql pgbert--0.1.0--0.2.0.sql pgbert--0.2.0--0.3.0.sql pgbert--0.3.0--0.4.0.sql pgbert--0.4.0--0.5.0.sql pgbert--0.5.0--0.6.0.sql pgbert--0.6.0--0.7.0.sql data/pgbert_vocab_uncased.txt
 SCRIPTS = bin/pgbert_import bin/pgbert_export bin/pgbert_sync
 REGRESS = tokenizer tokenizer_parity encoding models classify batching plan_nodes permissions train drift hardening security labelling worker
 # REGRESS_OUT: where results and diffs go (scripts/test.sh keeps its two runs apart)

@@ -130,6 +130,21 @@ version_check() {
   cat "$version_logs/$1.log"
   return $rc
 }
+# CREATE EXTENSION pgbert (the release's full script) and CREATE EXTENSION pgbert VERSION
+# '0.1.0' + ALTER EXTENSION pgbert UPDATE (the upgrade chain) give the same catalog on 15
+# and on each version above, from what the stages before installed there, each in a
+# throw-away cluster (test/client/check_install_paths.sh); 17 through 18's pg_dump and psql
+install_paths() {
+  local rc=0 spec major client
+  echo "--- PostgreSQL 15"
+  test/client/check_install_paths.sh /usr/lib/postgresql/15/bin/pg_config || rc=1
+  for spec in 16:16 17:18 18:18; do
+    major=${spec%:*} client=${spec#*:}
+    echo "--- PostgreSQL $major"
+    test/client/check_install_paths.sh /opt/pgbert-pg/$major/bin/pg_config /opt/pgbert-pg/$client/bin/pg_config || rc=1
+  done
+  return $rc
+}
 
 # the Debian packages (debian/): built with dpkg-buildpackage from a copy of the tracked
 # files, installed with dpkg -i in place of the tree's make install, then the pg_regress
@@ -215,6 +230,7 @@ versions_start
 stage "PostgreSQL 16: -Werror build, pg_regress suites plain and preloaded" version_check 16
 stage "PostgreSQL 17: -Werror build, pg_regress suites plain and preloaded (psql, pg_regress of 18)" version_check 17
 stage "PostgreSQL 18: -Werror build, pg_regress suites plain and preloaded" version_check 18
+stage "install paths: CREATE EXTENSION (full script) = 0.1.0 + ALTER EXTENSION UPDATE (15, 16, 17, 18)" install_paths
 stage "PostgreSQL 18: client checks (worker, batching, models, standby, faults)" \
   scripts/pg_client_checks.sh /opt/pgbert-pg/18/bin/pg_config
 rm -rf "$version_logs"
