@@ -20,7 +20,7 @@ for k in "${srcs[@]}"; do
   python3 test/gpu/emu/extract.py "kernels/$k.cu" "$out/$k.cpp"
 done
 build() {  # src obj: recompiled when src or a header is newer
-  if [ ! -e "$2" ] || [ -n "$(find "$1" kernels/*.h test/gpu/emu/emu.h -newer "$2" 2>/dev/null | head -1)" ]; then
+  if [ ! -e "$2" ] || [ -n "$(find "$1" kernels/*.h kernels/*.cuh test/gpu/emu/emu.h -newer "$2" 2>/dev/null | head -1)" ]; then
     "$CXX" "${flags[@]}" -c "$1" -o "$2"
   fi
 }
