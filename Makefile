@@ -193,10 +193,6 @@ $(GPU_MODULE): $(CUDA_OBJS)
 install-gpu-module: $(GPU_MODULE) installdirs
 	$(INSTALL_SHLIB) $(GPU_MODULE) '$(DESTDIR)$(pkglibdir)/$(GPU_MODULE)'
 
-$(BUILD)/test_gpu_gemm: test/gpu/test_gpu_gemm.c $(CUDA_OBJS) kernels/gpu.h test/engine/tolerance.h
-	@mkdir -p $(dir $@)
-	$(ENGINE_CC) $(ENGINE_CFLAGS) -Ikernels -o $@ $< $(CUDA_OBJS) $(CUDA_LIBS) -lm
-
 # Fine-tuning on the device against the CPU trainer (and the MiniLM spam fine-tune, --finetune).
 $(BUILD)/test_gpu_train: test/gpu/test_gpu_train.c test/engine/testing.h test/engine/tolerance.h test/engine/copy_text.h $(ENGINE_LIB) $(GPU_MODULE)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)

@@ -42,5 +42,6 @@ NVCC_FLAGS  = -O3 -std=c++17 \
               $(CUDA_GENCODE)
 
 kernels/%.o: kernels/%.cu kernels/gpu.h kernels/gpu_errors.h kernels/gpu_internal.h \
-             kernels/gpu_model_internal.h kernels/gpu_train_internal.h kernels/gpu_flash.h
+             kernels/gpu_model_internal.h kernels/gpu_train_internal.h kernels/gpu_flash.h \
+             kernels/gpu_device_helpers.cuh kernels/gpu_batch_plan.h
 	$(NVCC) $(NVCC_FLAGS) -I kernels -c $< -o $@

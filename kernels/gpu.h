@@ -51,26 +51,6 @@ PgbertGpuContext *pgbert_gpu_open(int ordinal, char *errbuf, size_t errlen);
 /* Releases everything pgbert_gpu_open() created; NULL is accepted and ignored. */
 void		pgbert_gpu_close(PgbertGpuContext *ctx);
 
-/*
- * Row-major FP32 GEMM on host pointers, with the semantics of
- * cblas_sgemm(CblasRowMajor, ...):
- *
- *     C = alpha * op(A) * op(B) + beta * C
- *
- * where op(X) = X when trans_x == 0 and X^T otherwise, op(A) is m x k,
- * op(B) is k x n and C is m x n, all stored row-major with the given
- * leading dimensions (row strides, in elements).  When beta == 0, C is not
- * read (so it may hold garbage or NaN).  Computation is plain FP32 (no
- * TF32).  Returns 0 on success, -1 on bad arguments or CUDA/cuBLAS errors.
- */
-int			pgbert_gpu_sgemm(PgbertGpuContext *ctx, int trans_a, int trans_b,
-							 int m, int n, int k,
-							 float alpha, const float *a, int lda,
-							 const float *b, int ldb,
-							 float beta, float *c, int ldc,
-							 char *errbuf, size_t errlen);
-
-
 /* ---- BERT encoder on the device (gpu_model.cu) ---- */
 
 /* Arithmetic of the encoder's matrix products. */

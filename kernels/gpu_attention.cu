@@ -11,36 +11,8 @@
  *
  * No PostgreSQL header may be included here.
  */
+#include "gpu_device_helpers.cuh"
 #include "gpu_internal.h"
-
-__device__ __forceinline__ float
-as_float(float x)
-{
-	return x;
-}
-
-__device__ __forceinline__ float
-as_float(__nv_bfloat16 x)
-{
-	return __bfloat162float(x);
-}
-
-template <typename T>
-__device__ __forceinline__ T as_input(float x);
-
-template <>
-__device__ __forceinline__ float
-as_input<float>(float x)
-{
-	return x;
-}
-
-template <>
-__device__ __forceinline__ __nv_bfloat16
-as_input<__nv_bfloat16>(float x)
-{
-	return __float2bfloat16_rn(x);
-}
 
 /*
  * q/k/v[b, h, p, :] = qkv[token of slot (b, p)] + bias, split by head; zeros
@@ -63,10 +35,10 @@ scatter_qkv_kernel(Tin *q, Tin *k, Tin *v, const Ty *qkv, const float *bias,
 					c = e % H,
 					h = c / d,
 					dd = c % d;
-		float		val = tok >= 0 ? as_float(qkv[(size_t) tok * 3 * H + e]) + bias[e] : 0.0f;
+		float		val = tok >= 0 ? to_float(qkv[(size_t) tok * 3 * H + e]) + bias[e] : 0.0f;
 		Tin		   *dst = which == 0 ? q : which == 1 ? k : v;
 
-		dst[(((size_t) b * NH + h) * P + p) * d + dd] = as_input<Tin>(val);
+		dst[(((size_t) b * NH + h) * P + p) * d + dd] = from_float<Tin>(val);
 	}
 }
 
@@ -101,20 +73,18 @@ masked_softmax_kernel(Tin *probs, const float *scores, const int *lens, int B, i
 	if (i >= len)
 	{
 		for (int j = lane; j < P; j += 32)
-			pr[j] = as_input<Tin>(0.0f);
+			pr[j] = from_float<Tin>(0.0f);
 		return;
 	}
 	for (int j = lane; j < len; j += 32)
 		max = fmaxf(max, sr[j]);
-	for (int o = 16; o > 0; o >>= 1)
-		max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, o));
+	max = warp_max(max);
 	for (int j = lane; j < len; j += 32)
 		sum += expf(sr[j] - max);
-	for (int o = 16; o > 0; o >>= 1)
-		sum += __shfl_xor_sync(0xffffffffu, sum, o);
+	sum = warp_sum(sum);
 	inv = 1.0f / sum;
 	for (int j = lane; j < P; j += 32)
-		pr[j] = as_input<Tin>(j < len ? expf(sr[j] - max) * inv : 0.0f);
+		pr[j] = from_float<Tin>(j < len ? expf(sr[j] - max) * inv : 0.0f);
 }
 
 /* ctx_packed[token of slot (b, p), h * d + dd] = ctx[b, h, p, dd] for real slots. One block per slot. */

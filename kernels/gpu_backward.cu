@@ -11,6 +11,7 @@
  *
  * No PostgreSQL header may be included here.
  */
+#include "gpu_device_helpers.cuh"
 #include "gpu_train_internal.h"
 
 #include <math.h>
@@ -20,43 +21,6 @@
 #define COL_ROWS 64
 
 /* ---- helpers ---- */
-
-__device__ __forceinline__ float
-tr_to_float(float x)
-{
-	return x;
-}
-
-__device__ __forceinline__ float
-tr_to_float(__nv_bfloat16 x)
-{
-	return __bfloat162float(x);
-}
-
-template <typename T>
-__device__ __forceinline__ T tr_from_float(float x);
-
-template <>
-__device__ __forceinline__ float
-tr_from_float<float>(float x)
-{
-	return x;
-}
-
-template <>
-__device__ __forceinline__ __nv_bfloat16
-tr_from_float<__nv_bfloat16>(float x)
-{
-	return __float2bfloat16_rn(x);
-}
-
-__device__ __forceinline__ float
-tr_warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
 
 /* v dropped or scaled as element idx of the site (ops.c's bt_dropout_apply). */
 __device__ __forceinline__ float
@@ -72,32 +36,6 @@ drop_apply(const TrainDrop &d, uint64_t idx, float v)
 	return (uint64_t) r < d.threshold ? 0.0f : v * d.scale;
 }
 
-#define GELU_SQRT1_2 0.7071067811865476f
-#define GELU_TANH_C 0.7978845608028654f	/* sqrt(2 / pi) */
-#define GELU_INV_SQRT_2PI 0.3989422804014327f
-
-__device__ __forceinline__ float
-gelu_f(float x, int gelu_tanh)
-{
-	if (gelu_tanh)
-		return 0.5f * x * (1.0f + tanhf(GELU_TANH_C * (x + 0.044715f * x * x * x)));
-	return 0.5f * x * (1.0f + erff(x * GELU_SQRT1_2));
-}
-
-/* gelu'(x), ops.c's bt_gelu_backward */
-__device__ __forceinline__ float
-gelu_grad(float x, int gelu_tanh)
-{
-	if (gelu_tanh)
-	{
-		float		th = tanhf(GELU_TANH_C * (x + 0.044715f * x * x * x)),
-					du = GELU_TANH_C * (1.0f + 3.0f * 0.044715f * x * x);
-
-		return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
-	}
-	return 0.5f * (1.0f + erff(x * GELU_SQRT1_2)) + x * GELU_INV_SQRT_2PI * expf(-0.5f * x * x);
-}
-
 /*
  * The LayerNorm of a row already written to in (H floats, this warp's lanes
  * wrote their own elements): statistics into mean/rstd, then
@@ -108,27 +46,16 @@ __device__ __forceinline__ void
 ln_row_train(const float *in, float *mean, float *rstd, float *xs, Tin *xin, const float *w, const float *b,
 			 int H, float eps, int lane, const TrainDrop &drop, uint64_t base)
 {
-	float		sum = 0.0f,
-				var = 0.0f,
-				mu,
+	float		mu,
 				r;
 
-	for (int i = lane; i < H; i += 32)
-		sum += in[i];
-	mu = tr_warp_sum(sum) / H;
-	for (int i = lane; i < H; i += 32)
-	{
-		float		d = in[i] - mu;
-
-		var += d * d;
-	}
-	r = rsqrtf(tr_warp_sum(var) / H + eps);
+	layernorm_stats(H, eps, lane, [&](int i) { return in[i]; }, &mu, &r);
 	for (int i = lane; i < H; i += 32)
 	{
 		float		y = drop_apply(drop, base + i, ((in[i] - mu) * r) * w[i] + b[i]);
 
 		xs[i] = y;
-		xin[i] = tr_from_float<Tin>(y);
+		xin[i] = from_float<Tin>(y);
 	}
 	if (lane == 0)
 	{
@@ -200,7 +127,7 @@ train_gelu_kernel(Tin *act, float *ffn, const float *bias, size_t n, int I)
 			v += bias[i % I];
 			ffn[i] = v;
 		}
-		act[i] = tr_from_float<Tin>(gelu_f(v, TANH));
+		act[i] = from_float<Tin>(gelu(v, TANH));
 	}
 }
 
@@ -221,7 +148,7 @@ train_attn_dropout_kernel(Tin *pin, const float *probs, const int *lens, const u
 
 		if (i < S && j < S)
 			v = drop_apply(drop, pbase[b] + ((uint64_t) h * S + i) * S + j, probs[e]);
-		pin[e] = tr_from_float<Tin>(v);
+		pin[e] = from_float<Tin>(v);
 	}
 }
 
@@ -272,8 +199,8 @@ train_ln_backward_kernel(float *dx, Tin *dbr, float *dw, float *db, float *dbias
 			atomicAdd(&sdw[i], gi * xhat);
 			atomicAdd(&sdb[i], gi);
 		}
-		sum_g = tr_warp_sum(sum_g) / H;
-		sum_gx = tr_warp_sum(sum_gx) / H;
+		sum_g = warp_sum(sum_g) / H;
+		sum_gx = warp_sum(sum_gx) / H;
 		/* dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat)) */
 		for (int i = lane; i < H; i += 32)
 		{
@@ -286,7 +213,7 @@ train_ln_backward_kernel(float *dx, Tin *dbr, float *dw, float *db, float *dbias
 			{
 				float		bv = drop_apply(drop_br, row + i, v);
 
-				dbr[row + i] = tr_from_float<Tin>(bv);
+				dbr[row + i] = from_float<Tin>(bv);
 				if (dbias)
 					atomicAdd(&sdbias[i], bv);
 			}
@@ -333,7 +260,7 @@ train_gelu_backward_kernel(Tin *gin, const float *g, const float *ffn, float *db
 		size_t		e = (size_t) r * I + c;
 		float		v = g[e] * gelu_grad(ffn[e], TANH);
 
-		gin[e] = tr_from_float<Tin>(v);
+		gin[e] = from_float<Tin>(v);
 		sum += v;
 	}
 	atomicAdd(dbias + c, sum);
@@ -385,7 +312,7 @@ train_scatter_heads_kernel(Tin *dst, const float *src, const int *slot_token, in
 		int			h = c / d,
 					dd = c % d;
 
-		dst[(((size_t) b * NH + h) * P + p) * d + dd] = tr_from_float<Tin>(tok >= 0 ? src[(size_t) tok * H + c] : 0.0f);
+		dst[(((size_t) b * NH + h) * P + p) * d + dd] = from_float<Tin>(tok >= 0 ? src[(size_t) tok * H + c] : 0.0f);
 	}
 }
 
@@ -419,7 +346,7 @@ train_softmax_backward_kernel(Tin *ds, float *dp, const float *probs, const int 
 	if (i >= S)
 	{
 		for (int j = lane; j < P; j += 32)
-			dr[j] = tr_from_float<Tin>(0.0f);
+			dr[j] = from_float<Tin>(0.0f);
 		return;
 	}
 	base = pbase[b] + ((uint64_t) h * S + i) * S;
@@ -430,9 +357,9 @@ train_softmax_backward_kernel(Tin *ds, float *dp, const float *probs, const int 
 		gr[j] = g;
 		dot += pr[j] * g;
 	}
-	dot = tr_warp_sum(dot);
+	dot = warp_sum(dot);
 	for (int j = lane; j < P; j += 32)
-		dr[j] = tr_from_float<Tin>(j < S ? pr[j] * (gr[j] - dot) : 0.0f);
+		dr[j] = from_float<Tin>(j < S ? pr[j] * (gr[j] - dot) : 0.0f);
 }
 
 template <typename Tin>
@@ -460,7 +387,7 @@ train_gather_qkv_kernel(float *g, Tin *gin, const float *dq, const float *dk, co
 
 		g[o] = v;
 		if ((void *) gin != (void *) g)
-			gin[o] = tr_from_float<Tin>(v);
+			gin[o] = from_float<Tin>(v);
 	}
 }
 
@@ -492,8 +419,7 @@ block_sum_double(double v)
 	int			lane = threadIdx.x % 32,
 				warp = threadIdx.x / 32;
 
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
+	v = warp_sum(v);
 	if (lane == 0)
 		part[warp] = v;
 	__syncthreads();
@@ -501,8 +427,7 @@ block_sum_double(double v)
 	if (warp == 0)
 	{
 		v = lane < (int) (blockDim.x / 32) ? part[lane] : 0.0;
-		for (int o = 16; o > 0; o >>= 1)
-			v += __shfl_xor_sync(0xffffffffu, v, o);
+		v = warp_sum(v);
 	}
 	return v;					/* valid in thread 0 */
 }

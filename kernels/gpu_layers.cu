@@ -9,57 +9,10 @@
  *
  * No PostgreSQL header may be included here.
  */
+#include "gpu_device_helpers.cuh"
 #include "gpu_internal.h"
 
 #include <math.h>
-
-/* Reads a value of a matrix-product input type as float. */
-__device__ __forceinline__ float
-to_float(float x)
-{
-	return x;
-}
-
-__device__ __forceinline__ float
-to_float(__nv_bfloat16 x)
-{
-	return __bfloat162float(x);
-}
-
-/* Writes a float as a matrix-product input type (round to nearest even for bf16). */
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-
-template <>
-__device__ __forceinline__ float
-from_float<float>(float x)
-{
-	return x;
-}
-
-template <>
-__device__ __forceinline__ __nv_bfloat16
-from_float<__nv_bfloat16>(float x)
-{
-	return __float2bfloat16_rn(x);
-}
-
-/* Sum over the 32 lanes of a warp, every lane gets it. */
-__device__ __forceinline__ float
-warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-
-__device__ __forceinline__ float
-warp_max(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-	return v;
-}
 
 #define ROWS_PER_BLOCK 8		/* one warp per row, 256 threads */
 
@@ -72,21 +25,10 @@ template <typename Tin, typename Load>
 __device__ __forceinline__ void
 layernorm_row(float *x, Tin *xin, const float *w, const float *b, int H, float eps, int lane, Load load)
 {
-	float		sum = 0.0f,
-				var = 0.0f,
-				mean,
+	float		mean,
 				rstd;
 
-	for (int i = lane; i < H; i += 32)
-		sum += load(i);
-	mean = warp_sum(sum) / H;
-	for (int i = lane; i < H; i += 32)
-	{
-		float		d = load(i) - mean;
-
-		var += d * d;
-	}
-	rstd = rsqrtf(warp_sum(var) / H + eps);
+	layernorm_stats(H, eps, lane, load, &mean, &rstd);
 	for (int i = lane; i < H; i += 32)
 	{
 		float		y = (load(i) - mean) * rstd * w[i] + b[i];
@@ -146,14 +88,9 @@ bias_gelu_kernel(Tin *out, const Ty *y, const float *bias, size_t n, int I, int 
 {
 	for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x)
 	{
-		float		v = to_float(y[i]) + bias[i % I],
-					g;
+		float		v = to_float(y[i]) + bias[i % I];
 
-		if (gelu_tanh)
-			g = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-		else
-			g = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
-		out[i] = from_float<Tin>(g);
+		out[i] = from_float<Tin>(gelu(v, gelu_tanh));
 	}
 }
 

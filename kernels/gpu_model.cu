@@ -21,6 +21,7 @@
  *
  * No PostgreSQL header may be included here.
  */
+#include "gpu_batch_plan.h"
 #include "gpu_flash.h"
 #include "gpu_internal.h"
 #include "gpu_model_internal.h"
@@ -32,7 +33,6 @@
 #include <string.h>
 
 #define GRAPH_MAX_TOKENS 4096	/* larger batches are not launch-bound */
-#define ATTENTION_BUDGET ((size_t) 256 << 20)	/* bytes of padded attention scratch per bucket */
 
 typedef struct Bucket
 {
@@ -332,18 +332,6 @@ pgbert_gpu_model_use_graphs(PgbertGpuModel *m, int on)
 
 /* ---- planning ---- */
 
-static int
-compare_len_desc(const void *a, const void *b, void *arg)
-{
-	const int  *offsets = (const int *) arg;
-	int			sa = *(const int *) a,
-				sb = *(const int *) b;
-	int			la = offsets[sa + 1] - offsets[sa],
-				lb = offsets[sb + 1] - offsets[sb];
-
-	return la != lb ? lb - la : sa - sb;
-}
-
 /* Padded attention bytes of one sequence of padded length P. */
 static size_t
 attention_bytes_per_seq(const PgbertGpuModel *m, int P)
@@ -385,9 +373,7 @@ make_plan(const PgbertGpuModel *m, int n_seq, const int *offsets, int want, Plan
 	pl->buckets = static_cast<Bucket *>(malloc(sizeof(Bucket) * n_seq));
 	if (pl->buckets == NULL)
 		return -1;
-	for (int s = 0; s < n_seq; s++)
-		order[s] = s;
-	qsort_r(order, n_seq, sizeof(int), compare_len_desc, (void *) offsets);
+	sort_longest_first(n_seq, offsets, order);
 	pl->max_len = offsets[order[0] + 1] - offsets[order[0]];
 
 	o = 0;
@@ -403,23 +389,10 @@ make_plan(const PgbertGpuModel *m, int n_seq, const int *offsets, int want, Plan
 	o += n_seq + 1;
 	for (int s = 0; s < n_seq && bucketed;)
 	{
-		int			len = offsets[order[s] + 1] - offsets[order[s]];
-		int			P = (len + 7) & ~7;
-		size_t		per_seq = attention_bytes_per_seq(m, P);
-		int			cap = (int) (ATTENTION_BUDGET / per_seq);
+		int			P = bucket_padded_len(offsets[order[s] + 1] - offsets[order[s]]);
+		int			B = bucket_take(n_seq, offsets, order, s, P, attention_bytes_per_seq(m, P));
 		Bucket	   *bk = &pl->buckets[pl->n_buckets++];
-		int			B = 0;
 
-		if (cap < 1)
-			cap = 1;
-		while (s + B < n_seq && B < cap)
-		{
-			int			l = offsets[order[s + B] + 1] - offsets[order[s + B]];
-
-			if (B > 0 && (size_t) ((l + 7) & ~7) * 4 < (size_t) P * 3)
-				break;
-			B++;
-		}
 		bk->B = B;
 		bk->P = P;
 		bk->slots = o;
@@ -466,98 +439,52 @@ fill_staging(PgbertGpuModel *m, const Plan *pl, const int *order, const int *off
 	int		   *st = m->h_ints;
 	int			s0 = 0;
 
-	memcpy(st + pl->i_ids, ids, sizeof(int) * pl->T);
-	if (type_ids)
-		memcpy(st + pl->i_types, type_ids, sizeof(int) * pl->T);
-	else
-		memset(st + pl->i_types, 0, sizeof(int) * pl->T);
-	for (int s = 0; s < pl->n_seq; s++)
-	{
-		for (int t = offsets[s]; t < offsets[s + 1]; t++)
-			st[pl->i_pos + t] = t - offsets[s];
-		st[pl->i_cls + s] = offsets[s];
-	}
+	stage_tokens(pl->n_seq, offsets, ids, type_ids, st + pl->i_ids, st + pl->i_types, st + pl->i_pos,
+				 st + pl->i_cls);
 	memcpy(st + pl->i_offsets, offsets, sizeof(int) * (pl->n_seq + 1));
 	for (int bi = 0; bi < pl->n_buckets; bi++)
 	{
 		const Bucket *bk = &pl->buckets[bi];
 
-		for (int b = 0; b < bk->B; b++)
-		{
-			int			s = order[s0 + b];
-			int			len = offsets[s + 1] - offsets[s];
-
-			for (int p = 0; p < bk->P; p++)
-				st[bk->slots + (size_t) b * bk->P + p] = p < len ? offsets[s] + p : -1;
-			st[bk->lens + b] = len;
-		}
+		stage_bucket(bk->B, bk->P, order + s0, offsets, st + bk->slots, st + bk->lens);
 		s0 += bk->B;
 	}
+}
+
+/* Before a buffer the graphs read moves: they are dropped, and the generation says so. */
+static void
+forget_graphs(PgbertGpuModel *m)
+{
+	(void) cudaStreamSynchronize(m->ctx->stream);
+	drop_graphs(m);
+	m->generation++;
 }
 
 /* Grows the workspace and the pinned buffers to the plan; moving any invalidates the graphs. */
 static int
 reserve(PgbertGpuModel *m, const Plan *pl, char *errbuf, size_t errlen)
 {
-	PgbertGpuContext *ctx = m->ctx;
-	cudaError_t err;
 	size_t		out_floats = (size_t) pl->n_seq * pl->out_cols;
 
 	if (pl->total > m->ws_bytes)
 	{
-		size_t		want = pl->total + pl->total / 4;
-
-		(void) cudaStreamSynchronize(ctx->stream);
-		drop_graphs(m);
-		gpu_free(ctx, m->ws, m->ws_bytes);
-		m->ws = NULL;
-		m->ws_bytes = 0;
-		m->generation++;
-		/* without the headroom when only the exact size fits */
-		if (gpu_alloc(ctx, (void **) &m->ws, want, "a batch's activations", NULL, 0) == 0)
-			m->ws_bytes = want;
-		else if (gpu_alloc(ctx, (void **) &m->ws, pl->total, "a batch's activations", errbuf, errlen) == 0)
-			m->ws_bytes = pl->total;
-		else
+		forget_graphs(m);
+		if (grow_workspace(m->ctx, &m->ws, &m->ws_bytes, pl->total, "a batch's activations", errbuf, errlen) != 0)
 			return -1;
 	}
 	if (pl->n_ints > m->h_ints_cap)
 	{
-		size_t		want = pl->n_ints + pl->n_ints / 4 + 1024;
-
-		(void) cudaStreamSynchronize(ctx->stream);
-		drop_graphs(m);
-		if (m->h_ints)
-			(void) cudaFreeHost(m->h_ints);
-		m->h_ints = NULL;
-		m->h_ints_cap = 0;
-		m->generation++;
-		if ((err = cudaHostAlloc((void **) &m->h_ints, want * sizeof(int), cudaHostAllocDefault)) != cudaSuccess)
-		{
-			m->h_ints = NULL;
-			set_cuda_error(errbuf, errlen, "cudaHostAlloc of the batch staging", err);
+		forget_graphs(m);
+		if (grow_pinned((void **) &m->h_ints, &m->h_ints_cap, pl->n_ints, sizeof(int), 1024, "the batch staging",
+						errbuf, errlen) != 0)
 			return -1;
-		}
-		m->h_ints_cap = want;
 	}
 	if (out_floats > m->h_out_cap)
 	{
-		size_t		want = out_floats + out_floats / 4 + 1024;
-
-		(void) cudaStreamSynchronize(ctx->stream);
-		drop_graphs(m);
-		if (m->h_out)
-			(void) cudaFreeHost(m->h_out);
-		m->h_out = NULL;
-		m->h_out_cap = 0;
-		m->generation++;
-		if ((err = cudaHostAlloc((void **) &m->h_out, want * sizeof(float), cudaHostAllocDefault)) != cudaSuccess)
-		{
-			m->h_out = NULL;
-			set_cuda_error(errbuf, errlen, "cudaHostAlloc of the result staging", err);
+		forget_graphs(m);
+		if (grow_pinned((void **) &m->h_out, &m->h_out_cap, out_floats, sizeof(float), 1024, "the result staging",
+						errbuf, errlen) != 0)
 			return -1;
-		}
-		m->h_out_cap = want;
 	}
 	return 0;
 }
@@ -837,17 +764,8 @@ check_batch(const PgbertGpuModel *m, int n_seq, const int *offsets, const int *i
 		set_error(errbuf, errlen, "empty or malformed batch");
 		return -1;
 	}
-	for (int s = 0; s < n_seq; s++)
-	{
-		int			len = offsets[s + 1] - offsets[s];
-
-		if (len < 1 || len > d->max_position)
-		{
-			set_error(errbuf, errlen, "sequence %d has %d tokens; the model takes 1 to %d", s, len,
-					  d->max_position);
-			return -1;
-		}
-	}
+	if (check_sequence_lengths(n_seq, offsets, d->max_position, errbuf, errlen) != 0)
+		return -1;
 	for (int t = 0; t < offsets[n_seq]; t++)
 		if (ids[t] < 0 || ids[t] >= d->vocab || (type_ids && (type_ids[t] < 0 || type_ids[t] >= d->type_vocab)))
 		{

@@ -27,6 +27,7 @@
  *
  * No PostgreSQL header may be included here.
  */
+#include "gpu_batch_plan.h"
 #include "gpu_internal.h"
 #include "gpu_model_internal.h"
 #include "gpu_train_internal.h"
@@ -36,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRAIN_ATTENTION_BUDGET ((size_t) 256 << 20)	/* bytes of padded attention scratch per bucket */
 #define MAX_SEGMENTS 24
 
 /* Dropout sites of one forward pass, train.c's */
@@ -409,23 +409,10 @@ pgbert_gpu_trainer_steps(const PgbertGpuTrainer *t)
 
 /* ---- planning ---- */
 
-static int
-train_compare_len_desc(const void *a, const void *b, void *arg)
-{
-	const int  *offsets = (const int *) arg;
-	int			sa = *(const int *) a,
-				sb = *(const int *) b;
-	int			la = offsets[sa + 1] - offsets[sa],
-				lb = offsets[sb + 1] - offsets[sb];
-
-	return la != lb ? lb - la : sa - sb;
-}
-
 /*
- * Buckets (longest first; a sequence joins the open bucket while its padded
- * length wastes at most a quarter of the bucket's and the bucket's scratch
- * fits the budget, gpu_model.cu's rule), the staging and the workspace.
- * order receives the sequence order. 0, or -1 when out of host memory.
+ * Buckets (gpu_batch_plan.cu's rule, as the inference pass's), the staging
+ * and the workspace. order receives the sequence order. 0, or -1 when out
+ * of host memory.
  */
 static int
 make_train_plan(const PgbertGpuTrainer *t, int n_seq, const int *offsets, TPlan *pl, int *order)
@@ -449,9 +436,7 @@ make_train_plan(const PgbertGpuTrainer *t, int n_seq, const int *offsets, TPlan 
 	pl->bk = static_cast<TBucket *>(malloc(sizeof(TBucket) * n_seq));
 	if (pl->bk == NULL)
 		return -1;
-	for (int s = 0; s < n_seq; s++)
-		order[s] = s;
-	qsort_r(order, n_seq, sizeof(int), train_compare_len_desc, (void *) offsets);
+	sort_longest_first(n_seq, offsets, order);
 
 	o = 0;
 	pl->s_ids = o;
@@ -464,24 +449,12 @@ make_train_plan(const PgbertGpuTrainer *t, int n_seq, const int *offsets, TPlan 
 	o += n * sizeof(int);
 	for (int s = 0; s < n_seq;)
 	{
-		int			len = offsets[order[s] + 1] - offsets[order[s]];
-		int			P = (len + 7) & ~7;
+		int			P = bucket_padded_len(offsets[order[s] + 1] - offsets[order[s]]);
 		size_t		per_seq = NH * (size_t) P * (dh * (5 * sz + 3 * sizeof(float)) +
 												 (size_t) P * (sizeof(float) + 2 * sz));
-		size_t		cap = TRAIN_ATTENTION_BUDGET / per_seq;
+		int			B = bucket_take(n_seq, offsets, order, s, P, per_seq);
 		TBucket    *bk = &pl->bk[pl->nb++];
-		int			B = 0;
 
-		if (cap < 1)
-			cap = 1;
-		while (s + B < n_seq && (size_t) B < cap)
-		{
-			int			l = offsets[order[s + B] + 1] - offsets[order[s + B]];
-
-			if (B > 0 && (size_t) ((l + 7) & ~7) * 4 < (size_t) P * 3)
-				break;
-			B++;
-		}
 		bk->B = B;
 		bk->P = P;
 		bk->slots = o;
@@ -572,95 +545,46 @@ fill_train_staging(PgbertGpuTrainer *t, const TPlan *pl, const int *order, const
 			   *s_cls = (int *) (st + pl->s_cls);
 	int			s0 = 0;
 
-	memcpy(s_ids, ids, sizeof(int) * pl->T);
-	if (type_ids)
-		memcpy(s_types, type_ids, sizeof(int) * pl->T);
-	else
-		memset(s_types, 0, sizeof(int) * pl->T);
-	for (int s = 0; s < pl->n; s++)
-	{
-		for (int tk = offsets[s]; tk < offsets[s + 1]; tk++)
-			s_pos[tk] = tk - offsets[s];
-		s_cls[s] = offsets[s];
-	}
+	stage_tokens(pl->n, offsets, ids, type_ids, s_ids, s_types, s_pos, s_cls);
 	for (int bi = 0; bi < pl->nb; bi++)
 	{
 		const TBucket *bk = &pl->bk[bi];
-		int		   *slots = (int *) (st + bk->slots),
-				   *lens = (int *) (st + bk->lens);
 		unsigned long long *pbase = (unsigned long long *) (st + bk->pbase);
 
+		stage_bucket(bk->B, bk->P, order + s0, offsets, (int *) (st + bk->slots), (int *) (st + bk->lens));
 		for (int b = 0; b < bk->B; b++)
-		{
-			int			s = order[s0 + b];
-			int			len = offsets[s + 1] - offsets[s];
-
-			for (int p = 0; p < bk->P; p++)
-				slots[(size_t) b * bk->P + p] = p < len ? offsets[s] + p : -1;
-			lens[b] = len;
-			pbase[b] = prefix[s];
-		}
+			pbase[b] = prefix[order[s0 + b]];
 		s0 += bk->B;
 	}
 }
 
-/* Grows the workspace and the pinned buffers to the plan. 0, or -1 + message (nothing else changes). */
+/* Grows the workspace and the pinned buffers to the plan. 0, or -1 + message. */
 static int
 reserve_train(PgbertGpuTrainer *t, const TPlan *pl, char *errbuf, size_t errlen)
 {
 	PgbertGpuContext *ctx = t->m->ctx;
-	cudaError_t err;
 	size_t		io = 2 * (size_t) pl->n * t->m->d.num_classes;
 
 	if (pl->total > t->ws_bytes)
 	{
-		size_t		want = pl->total + pl->total / 4;
-
 		(void) cudaStreamSynchronize(ctx->stream);
-		gpu_free(ctx, t->ws, t->ws_bytes);
-		t->ws = NULL;
-		t->ws_bytes = 0;
-		/* without the headroom when only the exact size fits */
-		if (gpu_alloc(ctx, (void **) &t->ws, want, "a training batch's activations", NULL, 0) == 0)
-			t->ws_bytes = want;
-		else if (gpu_alloc(ctx, (void **) &t->ws, pl->total, "a training batch's activations", errbuf, errlen) == 0)
-			t->ws_bytes = pl->total;
-		else
+		if (grow_workspace(ctx, &t->ws, &t->ws_bytes, pl->total, "a training batch's activations", errbuf,
+						   errlen) != 0)
 			return -1;
 	}
 	if (pl->s_bytes > t->h_stage_cap)
 	{
-		size_t		want = pl->s_bytes + pl->s_bytes / 4 + 4096;
-
 		(void) cudaStreamSynchronize(ctx->stream);
-		if (t->h_stage)
-			(void) cudaFreeHost(t->h_stage);
-		t->h_stage = NULL;
-		t->h_stage_cap = 0;
-		if ((err = cudaHostAlloc((void **) &t->h_stage, want, cudaHostAllocDefault)) != cudaSuccess)
-		{
-			t->h_stage = NULL;
-			set_cuda_error(errbuf, errlen, "cudaHostAlloc of the training batch staging", err);
+		if (grow_pinned((void **) &t->h_stage, &t->h_stage_cap, pl->s_bytes, 1, 4096, "the training batch staging",
+						errbuf, errlen) != 0)
 			return -1;
-		}
-		t->h_stage_cap = want;
 	}
 	if (io > t->h_io_cap)
 	{
-		size_t		want = io + io / 4 + 1024;
-
 		(void) cudaStreamSynchronize(ctx->stream);
-		if (t->h_io)
-			(void) cudaFreeHost(t->h_io);
-		t->h_io = NULL;
-		t->h_io_cap = 0;
-		if ((err = cudaHostAlloc((void **) &t->h_io, want * sizeof(float), cudaHostAllocDefault)) != cudaSuccess)
-		{
-			t->h_io = NULL;
-			set_cuda_error(errbuf, errlen, "cudaHostAlloc of the logits staging", err);
+		if (grow_pinned((void **) &t->h_io, &t->h_io_cap, io, sizeof(float), 1024, "the logits staging", errbuf,
+						errlen) != 0)
 			return -1;
-		}
-		t->h_io_cap = want;
 	}
 	return 0;
 }
@@ -1042,17 +966,8 @@ check_train_batch(const PgbertGpuTrainer *t, int n_seq, const int *offsets, cons
 		set_error(errbuf, errlen, "batch has no sequences");
 		return -1;
 	}
-	for (int s = 0; s < n_seq; s++)
-	{
-		int			len = offsets[s + 1] - offsets[s];
-
-		if (len < 1 || len > d->max_position)
-		{
-			set_error(errbuf, errlen, "sequence %d has %d tokens; the model takes 1 to %d", s, len,
-					  d->max_position);
-			return -1;
-		}
-	}
+	if (check_sequence_lengths(n_seq, offsets, d->max_position, errbuf, errlen) != 0)
+		return -1;
 	for (int i = 0; i < offsets[n_seq]; i++)
 	{
 		if (ids[i] < 0 || ids[i] >= d->vocab)

@@ -22,8 +22,8 @@ rm -rf .device/gpu .device/pg
 mkdir -p .device/gpu/bin .device/gpu/debs .device/gpu/minilm-f16 .device/pg/debs
 
 make -s USE_CUDA=1
-make -s USE_CUDA=1 build/test_gpu_gemm build/test_gpu_model build/bench_gpu
-progs="build/test_gpu_gemm build/test_gpu_model build/bench_gpu"
+make -s USE_CUDA=1 build/test_gpu_model build/bench_gpu
+progs="build/test_gpu_model build/bench_gpu"
 [ -f test/gpu/test_gpu_train.c ] && { make -s USE_CUDA=1 build/test_gpu_train; progs="$progs build/test_gpu_train"; }
 cp $progs pgbert_gpu.so .device/gpu/bin/
 

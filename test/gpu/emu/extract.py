@@ -12,11 +12,14 @@ calls the real launchers with their real grids. The rewrite:
   - `kernel<<<grid, block[, smem[, stream]]>>>(args)` -> emu::launch("kernel", [=] { kernel(args); }, grid, block, ...)
     (by value: an emulated runtime may record the launch in a graph and run it later);
   - the file's __global__ functions are registered, so that the test can fail on one it never launched.
+  - a local `#include "x.cuh"` (kernels/' shared device helpers) is pasted in first, so that its
+    device functions get the same rewrite as the file's own.
   - the inline-PTX helpers named in ASM_HELPERS (mma.sync, ldmatrix in gpu_flash.cu) get bodies that
     call emu.h's warp collectives; the helper must be found with the expected parameters.
 Anything device-only that the emulator does not provide (other inline asm, other
 intrinsics) stops the build with its name, instead of being silently wrong.
 """
+import os
 import re
 import sys
 
@@ -156,9 +159,23 @@ def replace_asm_helpers(s, src):
     return s, n
 
 
+def paste_cuh_includes(src):
+    """the file's text with each `#include "x.cuh"` replaced by x.cuh (next to src), #line-marked"""
+    out = []
+    for n, line in enumerate(open(src).read().split('\n'), 1):
+        m = re.match(r'\s*#\s*include\s+"([^"]+\.cuh)"', line)
+        if m:
+            inc = os.path.join(os.path.dirname(src), m.group(1))
+            if not os.path.exists(inc):
+                fail('%s includes %s, which is not there' % (src, inc))
+            line = '#line 1 "%s"\n%s\n#line %d "%s"' % (inc, open(inc).read(), n + 1, src)
+        out.append(line)
+    return '\n'.join(out)
+
+
 def main():
     src, dst = sys.argv[1], sys.argv[2]
-    s = strip_comments(open(src).read())
+    s = strip_comments(paste_cuh_includes(src))
     s, helpers = replace_asm_helpers(s, src)
     bad = sorted(set(m.group(0) for m in re.finditer(UNSUPPORTED, s)))
     if bad:

@@ -13,14 +13,14 @@ out=build/gpu-emu-lib
 mkdir -p "$out"
 flags=(-std=c++20 -O2 -g -fPIC -ffp-contract=off -pthread -Wall -Wextra -Wno-unused-parameter -Wno-attributes -Wno-unknown-pragmas -Wno-class-memaccess
        -isystem "$CUDA_HOME/include" -Ikernels -Itest/gpu/emu)
-srcs=(gpu_gemm gpu_device gpu_model gpu_layers gpu_attention gpu_flash gpu_train gpu_backward)
+srcs=(gpu_gemm gpu_device gpu_batch_plan gpu_model gpu_layers gpu_attention gpu_flash gpu_train gpu_backward)
 objs=()
 pids=()
 for k in "${srcs[@]}"; do
   python3 test/gpu/emu/extract.py "kernels/$k.cu" "$out/$k.cpp"
 done
 build() {  # src obj: recompiled when src or a header is newer
-  if [ ! -e "$2" ] || [ -n "$(find "$1" kernels/*.h test/gpu/emu/emu.h -newer "$2" 2>/dev/null | head -1)" ]; then
+  if [ ! -e "$2" ] || [ -n "$(find "$1" kernels/*.h kernels/*.cuh test/gpu/emu/emu.h -newer "$2" 2>/dev/null | head -1)" ]; then
     "$CXX" "${flags[@]}" -c "$1" -o "$2"
   fi
 }
