@@ -40,6 +40,7 @@ k_blocks(int K)
 	return (K + BT_Q8_KC - 1) / BT_Q8_KC;
 }
 
+/* n rounded up to 64 bytes, so that arrays carved one after another from one allocation stay 64-byte aligned. */
 static inline size_t
 round64(size_t n)
 {

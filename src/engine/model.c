@@ -984,6 +984,7 @@ typedef struct WeightFormat
 	const char *oom;			/* the error when memory runs out */
 } WeightFormat;
 
+/* WeightFormat.convert for each format: the converters take their own weight type. */
 static void
 quantize_q8(void *weight, void *mem, const float *w, int O, int K)
 {

@@ -238,6 +238,7 @@ compute_flags(int32_t cp)
 	return f;
 }
 
+/* Flags of every BMP code point, computed once (pthread_once) so that the tokenizer's lookups are a table read. */
 static void
 build_bmp_cache(void)
 {
