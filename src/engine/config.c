@@ -131,6 +131,25 @@ get_labels(json_t *root, BtBertConfig *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Nonzero with err when key is present, not null, and other than the one
+ * value the engine computes: a model it would load and compute wrongly.
+ */
+static int
+require_string(json_t *root, const char *key, const char *only, char *err, size_t errlen)
+{
+	json_t	   *v = json_object_get(root, key);
+	char		q[QUOTE_BUF];
+
+	if (v == NULL || json_is_null(v) || (json_is_string(v) && strcmp(json_string_value(v), only) == 0))
+		return 0;
+	snprintf(err, errlen, "%s %s%s%s is not supported (only \"%s\")", key,
+			 json_is_string(v) ? "\"" : "",
+			 json_is_string(v) ? quote_limit(json_string_value(v), q) : "(not a string)",
+			 json_is_string(v) ? "\"" : "", only);
+	return 1;
+}
+
 int
 bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char *err, size_t errlen)
 {
@@ -190,30 +209,9 @@ bt_config_parse(const char *json, size_t len, BtBertConfig *cfg, char *err, size
 	 * older BERT checkpoints (and transformers' BertConfig when it writes no
 	 * key) have none.
 	 */
-	v = json_object_get(root, "model_type");
-	if (v != NULL && !json_is_null(v) &&
-		(!json_is_string(v) || strcmp(json_string_value(v), "bert") != 0))
-	{
-		char		q[QUOTE_BUF];
-
-		snprintf(err, errlen, "model_type %s%s%s is not supported (only \"bert\")",
-				 json_is_string(v) ? "\"" : "",
-				 json_is_string(v) ? quote_limit(json_string_value(v), q) : "(not a string)",
-				 json_is_string(v) ? "\"" : "");
+	if (require_string(root, "model_type", "bert", err, errlen) ||
+		require_string(root, "position_embedding_type", "absolute", err, errlen))
 		goto done;
-	}
-	v = json_object_get(root, "position_embedding_type");
-	if (v != NULL && !json_is_null(v) &&
-		(!json_is_string(v) || strcmp(json_string_value(v), "absolute") != 0))
-	{
-		char		q[QUOTE_BUF];
-
-		snprintf(err, errlen, "position_embedding_type %s%s%s is not supported (only \"absolute\")",
-				 json_is_string(v) ? "\"" : "",
-				 json_is_string(v) ? quote_limit(json_string_value(v), q) : "(not a string)",
-				 json_is_string(v) ? "\"" : "");
-		goto done;
-	}
 
 	act = json_object_get(root, "hidden_act");
 	if (act != NULL && !json_is_null(act))

@@ -220,10 +220,7 @@ tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const ui
 AMX static void
 amx_block(float *c, const uint16_t *a, size_t lda, const uint16_t *b0, const uint16_t *b1, int K, bool two)
 {
-	_tile_zero(0);
-	_tile_zero(1);
-	_tile_zero(2);
-	_tile_zero(3);
+	bt_amx_zero_sums();
 	for (int k = 0; k < K; k += 32)
 	{
 		_tile_loadd(4, a + k, lda * 2);
@@ -238,13 +235,7 @@ amx_block(float *c, const uint16_t *a, size_t lda, const uint16_t *b0, const uin
 			_tile_dpbf16ps(3, 5, 7);
 		}
 	}
-	_tile_stored(0, c, 32 * 4);
-	_tile_stored(2, c + 16 * 32, 32 * 4);
-	if (two)
-	{
-		_tile_stored(1, c + 16, 32 * 4);
-		_tile_stored(3, c + 16 * 32 + 16, 32 * 4);
-	}
+	bt_amx_store_sums(c, two);
 }
 
 /* bt_gemm_bf16 on AMX tiles; K % 32 == 0. The bias is added as each block's sums are stored. */

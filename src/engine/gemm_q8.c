@@ -40,6 +40,7 @@ k_blocks(int K)
 	return (K + BT_Q8_KC - 1) / BT_Q8_KC;
 }
 
+/* n rounded up to 64 bytes, so that arrays carved one after another from one allocation stay 64-byte aligned. */
 static inline size_t
 round64(size_t n)
 {
@@ -480,10 +481,7 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 AMXI8 static void
 amx_sums(int32_t *c, const uint8_t *a, size_t lda, const int8_t *b0, const int8_t *b1, int kc, bool two)
 {
-	_tile_zero(0);
-	_tile_zero(1);
-	_tile_zero(2);
-	_tile_zero(3);
+	bt_amx_zero_sums();
 	for (int k = 0; k < kc; k += 64)
 	{
 		_tile_loadd(4, a + k, lda);
@@ -498,13 +496,7 @@ amx_sums(int32_t *c, const uint8_t *a, size_t lda, const int8_t *b0, const int8_
 			_tile_dpbusd(3, 5, 7);
 		}
 	}
-	_tile_stored(0, c, 32 * 4);
-	_tile_stored(2, c + 16 * 32, 32 * 4);
-	if (two)
-	{
-		_tile_stored(1, c + 16, 32 * 4);
-		_tile_stored(3, c + 16 * 32 + 16, 32 * 4);
-	}
+	bt_amx_store_sums(c, two);
 }
 
 /*

@@ -8,7 +8,6 @@
 #include "gpu_train_backend.h"
 #include "ops.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,46 +93,11 @@ bt_gpu_trainer_free(BtGpuTrainer *t)
 	free(t);
 }
 
-/* The CPU trainer's checks of a training batch (bt_trainer_accumulate's). */
-static int
-check_batch_labels(const BtGpuTrainer *t, const BtBatch *batch, const int32_t *labels, float scale, char *err,
-				   size_t errlen)
-{
-	const BtBertModel *m = t->m;
-
-	if (bt_check_batch(m, batch, err, errlen) != 0)
-		return -1;
-	for (int s = 0; s < batch->n_seq; s++)
-		if (labels[s] < 0 || labels[s] >= m->num_classes)
-		{
-			snprintf(err, errlen, "label %d of sequence %d is outside 0 to %d", labels[s], s, m->num_classes - 1);
-			return -1;
-		}
-	if (!isfinite(scale))
-	{
-		snprintf(err, errlen, "gradient scale must be finite");
-		return -1;
-	}
-	if (t->class_weights)
-	{
-		double		wsum = 0.0;
-
-		for (int s = 0; s < batch->n_seq; s++)
-			wsum += t->class_weights[labels[s]];
-		if (!(wsum > 0.0))
-		{
-			snprintf(err, errlen, "the class weights of the batch's labels sum to 0");
-			return -1;
-		}
-	}
-	return 0;
-}
-
 int
 bt_gpu_trainer_accumulate(BtGpuTrainer *t, const BtBatch *batch, const int32_t *labels, float scale,
 						  float *loss_out, char *err, size_t errlen)
 {
-	if (check_batch_labels(t, batch, labels, scale, err, errlen) != 0)
+	if (bt_check_training_batch(t->m, t->class_weights, batch, labels, scale, err, errlen) != 0)
 		return BT_GPU_TRAIN_BAD_INPUT;
 	if (t->api->trainer_accumulate(t->t, batch->n_seq, batch->offsets, batch->ids, batch->type_ids, labels, scale,
 								   loss_out, err, errlen) != 0)

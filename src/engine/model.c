@@ -974,14 +974,91 @@ encoder_weight(const BtBertModel *m, int i, int *O, int *K)
 	}
 }
 
-int
-bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
+/* A form the encoder's weights can also be held in beside float32: 8-bit codes or bf16. */
+typedef struct WeightFormat
+{
+	int			(*fits) (int O, int K);
+	size_t		(*bytes) (int O, int K);
+	void		(*convert) (void *weight, void *mem, const float *w, int O, int K);
+	size_t		weight_size;	/* of its BtQ8Weight or BtBf16Weight */
+	const char *oom;			/* the error when memory runs out */
+} WeightFormat;
+
+/* WeightFormat.convert for each format: the converters take their own weight type. */
+static void
+quantize_q8(void *weight, void *mem, const float *w, int O, int K)
+{
+	bt_q8_quantize(weight, mem, w, O, K, 1);
+}
+
+static void
+convert_bf16(void *weight, void *mem, const float *w, int O, int K)
+{
+	bt_bf16_convert(weight, mem, w, O, K, 1);
+}
+
+static const WeightFormat q8_format = {bt_q8_fits, bt_q8_bytes, quantize_q8, sizeof(BtQ8Weight),
+"out of memory quantizing the weights"};
+static const WeightFormat bf16_format = {bt_bf16_fits, bt_bf16_bytes, convert_bf16, sizeof(BtBf16Weight),
+"out of memory converting the weights to bf16"};
+
+/*
+ * The encoder weights that fit format f, converted: *weights (*count of
+ * them, in encoder_weight's order) over one 64-byte aligned allocation *mem.
+ * 0 (*count 0 and nothing allocated when none fits), or -1 with err.
+ */
+static int
+convert_encoder_weights(const BtBertModel *m, const WeightFormat *f, void **weights, void **mem, int *count,
+						char *err, size_t errlen)
 {
 	int			n = 0,
 				O,
 				K;
 	size_t		bytes = 0;
-	char	   *mem;
+	char	   *at;
+
+	*weights = *mem = NULL;
+	*count = 0;
+	/* one pass to size the allocation, one to fill it */
+	for (int i = 0; i < 4 * m->cfg.num_layers; i++)
+	{
+		encoder_weight(m, i, &O, &K);
+		if (f->fits(O, K))
+		{
+			bytes += f->bytes(O, K);
+			n++;
+		}
+	}
+	if (n == 0)
+		return 0;
+	*weights = calloc(n, f->weight_size);
+	at = *mem = aligned_alloc(64, bytes);
+	if (*weights == NULL || at == NULL)
+	{
+		free(*weights);
+		free(*mem);
+		*weights = *mem = NULL;
+		snprintf(err, errlen, "%s", f->oom);
+		return -1;
+	}
+	for (int i = 0; i < 4 * m->cfg.num_layers; i++)
+	{
+		const float *w = encoder_weight(m, i, &O, &K);
+
+		if (!f->fits(O, K))
+			continue;
+		f->convert((char *) *weights + (size_t) (*count)++ * f->weight_size, at, w, O, K);
+		at += f->bytes(O, K);
+	}
+	return 0;
+}
+
+int
+bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
+{
+	void	   *weights,
+			   *mem;
+	int			n;
 
 	if (m->q8 != NULL)
 	{
@@ -993,38 +1070,13 @@ bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 		return -1;
 	if (!m->packed)
 		return 0;				/* no AVX2: float32 stays */
-	/* one pass to size the allocation, one to fill it */
-	for (int i = 0; i < 4 * m->cfg.num_layers; i++)
-	{
-		encoder_weight(m, i, &O, &K);
-		if (bt_q8_fits(O, K))
-		{
-			bytes += bt_q8_bytes(O, K);
-			n++;
-		}
-	}
+	if (convert_encoder_weights(m, &q8_format, &weights, &mem, &n, err, errlen) != 0)
+		return -1;
 	if (n == 0)
 		return 0;
-	m->q8 = calloc(n, sizeof(BtQ8Weight));
-	mem = m->q8_mem = aligned_alloc(64, bytes);
-	if (m->q8 == NULL || mem == NULL)
-	{
-		free(m->q8);
-		free(m->q8_mem);
-		m->q8 = NULL;
-		m->q8_mem = NULL;
-		snprintf(err, errlen, "out of memory quantizing the weights");
-		return -1;
-	}
-	for (int i = 0; i < 4 * m->cfg.num_layers; i++)
-	{
-		const float *w = encoder_weight(m, i, &O, &K);
-
-		if (!bt_q8_fits(O, K))
-			continue;
-		bt_q8_quantize(&m->q8[m->n_q8++], mem, w, O, K, 1);
-		mem += bt_q8_bytes(O, K);
-	}
+	m->q8 = weights;
+	m->q8_mem = mem;
+	m->n_q8 = n;
 	m->use_q8 = true;
 	m->use_bf16 = false;
 	return 0;
@@ -1043,11 +1095,9 @@ bt_model_q8_bytes(const BtBertModel *m)
 int
 bt_model_to_bf16(BtBertModel *m, char *err, size_t errlen)
 {
-	int			n = 0,
-				O,
-				K;
-	size_t		bytes = 0;
-	char	   *mem;
+	void	   *weights,
+			   *mem;
+	int			n;
 
 	if (!bt_cpu_bf16())
 	{
@@ -1061,37 +1111,13 @@ bt_model_to_bf16(BtBertModel *m, char *err, size_t errlen)
 	{
 		if (bt_model_pack(m, err, errlen) != 0)
 			return -1;
-		for (int i = 0; i < 4 * m->cfg.num_layers; i++)
-		{
-			encoder_weight(m, i, &O, &K);
-			if (bt_bf16_fits(O, K))
-			{
-				bytes += bt_bf16_bytes(O, K);
-				n++;
-			}
-		}
+		if (convert_encoder_weights(m, &bf16_format, &weights, &mem, &n, err, errlen) != 0)
+			return -1;
 		if (n == 0)
 			return 0;			/* nothing fits: float32 stays */
-		m->bf16 = calloc(n, sizeof(BtBf16Weight));
-		mem = m->bf16_mem = aligned_alloc(64, bytes);
-		if (m->bf16 == NULL || mem == NULL)
-		{
-			free(m->bf16);
-			free(m->bf16_mem);
-			m->bf16 = NULL;
-			m->bf16_mem = NULL;
-			snprintf(err, errlen, "out of memory converting the weights to bf16");
-			return -1;
-		}
-		for (int i = 0; i < 4 * m->cfg.num_layers; i++)
-		{
-			const float *w = encoder_weight(m, i, &O, &K);
-
-			if (!bt_bf16_fits(O, K))
-				continue;
-			bt_bf16_convert(&m->bf16[m->n_bf16++], mem, w, O, K, 1);
-			mem += bt_bf16_bytes(O, K);
-		}
+		m->bf16 = weights;
+		m->bf16_mem = mem;
+		m->n_bf16 = n;
 	}
 	m->use_bf16 = true;
 	m->use_q8 = false;

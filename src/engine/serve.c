@@ -148,6 +148,7 @@ bt_msg_send(int fd, uint16_t kind, uint16_t status, uint64_t key,
 static int	reply_error(int fd, uint16_t kind, BtServeStatus status, uint64_t key, const char *fmt,...)
 			__attribute__((format(printf, 5, 6)));
 
+/* Answer a request with an error status and its message (printf-style), the payload empty. */
 static int
 reply_error(int fd, uint16_t kind, BtServeStatus status, uint64_t key, const char *fmt,...)
 {
@@ -170,6 +171,7 @@ find_model(uint64_t key)
 	return -1;
 }
 
+/* Free a served model and its device copy (replaced, evicted by the backend, or at reset); no-op when not loaded. */
 static void
 evict_model(uint64_t key)
 {
@@ -419,6 +421,7 @@ bt_train_begin_options(const BtTrainBegin *b, const float *class_weights)
 
 /* ---- training ---- */
 
+/* Index of a running training, or -1. */
 static int
 find_trainer(uint64_t key)
 {
@@ -428,6 +431,7 @@ find_trainer(uint64_t key)
 	return -1;
 }
 
+/* Free a training (its trainer, GPU trainer and model copy); no-op when there is none. */
 static void
 end_trainer(uint64_t key)
 {

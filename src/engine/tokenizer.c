@@ -100,12 +100,14 @@ bt_tokenizer_free(BtTokenizer *tk)
 	free(tk);
 }
 
+/* A code point's flags: the BMP from the precomputed table, the rest computed (rare). */
 static inline uint8_t
 flags_of(const EncodeState *st, int32_t cp)
 {
 	return cp < 0x10000 ? st->tk->bmp_flags[cp] : bt_uc_flags(cp);
 }
 
+/* Send one token id on: to the sink, or as its text to word_fn; stops for good once either says stop. */
 static inline void
 emit(EncodeState *st, int32_t id)
 {
@@ -172,6 +174,7 @@ wordpiece(EncodeState *st)
 		emit(st, pieces[i]);
 }
 
+/* The current word is complete: hand it to word_fn, or split it into WordPieces ([UNK] when too long). */
 static inline void
 word_end(EncodeState *st)
 {
@@ -448,6 +451,7 @@ decode_utf8(const unsigned char *p, size_t avail, int32_t *cp)
 	return 0;
 }
 
+/* Decode text and drive each code point through the normalizer, pretokenizer and WordPiece into sink (or word_fn). */
 static BtStatus
 run_pipeline(const BtTokenizer *tk, const char *text, size_t len, BtSink *sink,
 			 BtWordFn word_fn, void *word_arg)

@@ -541,13 +541,9 @@ train_backward(BtTrainer *t, const BtBatch *b)
 }
 
 int
-bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels, float scale,
-					  float *loss_out, char *err, size_t errlen)
+bt_check_training_batch(const BtBertModel *m, const float *class_weights, const BtBatch *batch,
+						const int32_t *labels, float scale, char *err, size_t errlen)
 {
-	const BtBertModel *m = t->m;
-	size_t		need;
-	double		loss;
-
 	if (bt_check_batch(m, batch, err, errlen) != 0)
 		return -1;
 	for (int s = 0; s < batch->n_seq; s++)
@@ -562,18 +558,31 @@ bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels,
 		snprintf(err, errlen, "gradient scale must be finite");
 		return -1;
 	}
-	if (t->class_weights)
+	if (class_weights)
 	{
 		double		wsum = 0.0;
 
 		for (int s = 0; s < batch->n_seq; s++)
-			wsum += t->class_weights[labels[s]];
+			wsum += class_weights[labels[s]];
 		if (!(wsum > 0.0))
 		{
 			snprintf(err, errlen, "the class weights of the batch's labels sum to 0");
 			return -1;
 		}
 	}
+	return 0;
+}
+
+int
+bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels, float scale,
+					  float *loss_out, char *err, size_t errlen)
+{
+	const BtBertModel *m = t->m;
+	size_t		need;
+	double		loss;
+
+	if (bt_check_training_batch(m, t->class_weights, batch, labels, scale, err, errlen) != 0)
+		return -1;
 	if (bt_sgemm == NULL && bt_blas_load(NULL, 0, err, errlen) != 0)
 		return -1;
 

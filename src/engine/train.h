@@ -53,6 +53,15 @@ extern BtTrainer *bt_trainer_create(BtBertModel *m, const BtTrainOptions *opts, 
 extern void bt_trainer_free(BtTrainer *t);
 
 /*
+ * The checks bt_trainer_accumulate (and the GPU trainer's) make of a batch
+ * before any work: bt_check_batch's, labels in 0..num_classes-1, a finite
+ * scale, and class weights (NULL: none) of the batch's labels summing above
+ * 0. 0, or -1 with err.
+ */
+extern int	bt_check_training_batch(const BtBertModel *m, const float *class_weights, const BtBatch *batch,
+									const int32_t *labels, float scale, char *err, size_t errlen);
+
+/*
  * Forward (dropout on) and backward over a packed batch with one label per
  * sequence; adds d(loss)/d(params) * scale to the gradient buffer (scale =
  * 1 / accumulation steps). loss_out gets the batch's mean cross-entropy

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <utf8proc.h>
 
 #include "reference_tables.h"
@@ -124,72 +125,70 @@ bt_uc_default_lower(int32_t cp, int32_t *out)
 	return 1;
 }
 
-/* Binary search in a sorted int32 list. */
-static int
-in_sorted(const int32_t *list, size_t n, int32_t cp)
+/*
+ * Index of the entry whose code points [first, last] hold cp in a table sorted
+ * by code point, or -1. Entries are `stride` bytes with int32 bounds at
+ * first_at and last_at (one offset twice for tables of single code points),
+ * so that the three reference tables share one search.
+ */
+static inline ptrdiff_t
+find_code_point(const void *table, size_t n, size_t stride, size_t first_at, size_t last_at, int32_t cp)
 {
+	const char *base = table;
 	size_t		lo = 0,
 				hi = n;
 
 	while (lo < hi)
 	{
 		size_t		mid = lo + (hi - lo) / 2;
+		int32_t		first,
+					last;
 
-		if (list[mid] < cp)
+		memcpy(&first, base + mid * stride + first_at, sizeof(first));
+		memcpy(&last, base + mid * stride + last_at, sizeof(last));
+		if (last < cp)
 			lo = mid + 1;
-		else if (list[mid] > cp)
+		else if (first > cp)
 			hi = mid;
 		else
-			return 1;
+			return (ptrdiff_t) mid;
 	}
-	return 0;
+	return -1;
+}
+
+#define TABLE_LENGTH(t) (sizeof(t) / sizeof((t)[0]))
+
+/* Whether cp is in a sorted int32 list. */
+static int
+in_sorted(const int32_t *list, size_t n, int32_t cp)
+{
+	return find_code_point(list, n, sizeof(int32_t), 0, 0, cp) >= 0;
 }
 
 /* Reference flag override for cp, or -1. */
 static int
 ref_flag_override(int32_t cp)
 {
-	size_t		lo = 0,
-				hi = sizeof(bt_ref_flags) / sizeof(bt_ref_flags[0]);
+	ptrdiff_t	i = find_code_point(bt_ref_flags, TABLE_LENGTH(bt_ref_flags), sizeof(BtRefFlagRange),
+									offsetof(BtRefFlagRange, lo), offsetof(BtRefFlagRange, hi), cp);
 
-	while (lo < hi)
-	{
-		size_t		mid = lo + (hi - lo) / 2;
-
-		if (bt_ref_flags[mid].hi < cp)
-			lo = mid + 1;
-		else if (bt_ref_flags[mid].lo > cp)
-			hi = mid;
-		else
-			return bt_ref_flags[mid].flags;
-	}
-	return -1;
+	return i < 0 ? -1 : bt_ref_flags[i].flags;
 }
 
+/* The reference's lowercasing of cp where it differs from utf8proc's, or NULL. */
 static const BtRefLower *
 ref_lower_override(int32_t cp)
 {
-	size_t		lo = 0,
-				hi = sizeof(bt_ref_lower) / sizeof(bt_ref_lower[0]);
+	ptrdiff_t	i = find_code_point(bt_ref_lower, TABLE_LENGTH(bt_ref_lower), sizeof(BtRefLower),
+									offsetof(BtRefLower, cp), offsetof(BtRefLower, cp), cp);
 
-	while (lo < hi)
-	{
-		size_t		mid = lo + (hi - lo) / 2;
-
-		if (bt_ref_lower[mid].cp < cp)
-			lo = mid + 1;
-		else if (bt_ref_lower[mid].cp > cp)
-			hi = mid;
-		else
-			return &bt_ref_lower[mid];
-	}
-	return NULL;
+	return i < 0 ? NULL : &bt_ref_lower[i];
 }
 
 int
 bt_uc_ccc(int32_t cp)
 {
-	if (in_sorted(bt_ref_starters, sizeof(bt_ref_starters) / sizeof(int32_t), cp))
+	if (in_sorted(bt_ref_starters, TABLE_LENGTH(bt_ref_starters), cp))
 		return 0;
 	return bt_uc_default_ccc(cp);
 }
@@ -197,7 +196,7 @@ bt_uc_ccc(int32_t cp)
 int
 bt_uc_decompose(int32_t cp, int32_t *out)
 {
-	if (in_sorted(bt_ref_no_decomp, sizeof(bt_ref_no_decomp) / sizeof(int32_t), cp))
+	if (in_sorted(bt_ref_no_decomp, TABLE_LENGTH(bt_ref_no_decomp), cp))
 	{
 		out[0] = cp;
 		return 1;
@@ -239,6 +238,7 @@ compute_flags(int32_t cp)
 	return f;
 }
 
+/* Flags of every BMP code point, computed once (pthread_once) so that the tokenizer's lookups are a table read. */
 static void
 build_bmp_cache(void)
 {

@@ -77,6 +77,7 @@ map_insert(BtVocab *v, BtPieceMap *map, uint32_t id, size_t key_skip)
 		map->max_len = (uint32_t) len;
 }
 
+/* An empty open-addressing table for n keys: a power of two above 2n, so probes stay short. */
 static int
 map_init(BtPieceMap *map, uint32_t n)
 {
