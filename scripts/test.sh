@@ -206,6 +206,8 @@ engine_lower_paths() {
 stage "cpu-only build (USE_CUDA=0)" cpu_only_build
 stage "build and install (PostgreSQL 15, -Werror)" bash -c 'make -s COPT=-Werror && make -s install'
 stage "library linkage" check_linkage
+stage "structure: no call or include cycle, functions under 150 lines, architecture.md names every file" \
+  python3 test/structure/check_structure.py
 stage "engine tests (the CPU's best ISA path)" make -s engine-check
 stage "engine tests on the lower ISA paths (PGBERT_CPU_PATH)" engine_lower_paths
 stage "engine tests under ASan/UBSan" make -s engine-check-sanitized
