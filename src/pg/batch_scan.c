@@ -1119,7 +1119,7 @@ static CustomExecMethods batch_exec_methods = {
 	.ExplainCustomScan = batch_explain,
 };
 
-/* Define the settings, register the node (plans travel to parallel workers by name), install the planner hook. */
+/* Define the settings, register the node (plans reach parallel workers by its name), install the hook. */
 void
 pgbert_batch_scan_init(void)
 {

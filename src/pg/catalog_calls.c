@@ -48,6 +48,7 @@ first_value(int col, bool *isnull)
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
 }
 
+/* Refuse a training whose result the caller could not store under name. */
 void
 pgbert_catalog_check_owner(const char *name)
 {
@@ -63,6 +64,7 @@ pgbert_catalog_check_owner(const char *name)
 	SPI_finish();
 }
 
+/* Refuse a training whose result the database's older SQL objects could not store. */
 void
 pgbert_catalog_check_current(void)
 {
@@ -81,6 +83,7 @@ pgbert_catalog_check_current(void)
 	SPI_finish();
 }
 
+/* What keep_better compares a new version with. */
 bool
 pgbert_catalog_deployed(const char *model, int *version, double *accuracy)
 {
@@ -101,6 +104,7 @@ pgbert_catalog_deployed(const char *model, int *version, double *accuracy)
 	return found;
 }
 
+/* Whether a stored version ended up deployed (keep_better may have kept the old one). */
 int
 pgbert_catalog_resolve_version(const char *model)
 {
@@ -114,6 +118,7 @@ pgbert_catalog_resolve_version(const char *model)
 	return isnull ? 0 : DatumGetInt32(v);
 }
 
+/* The labels evaluation maps a table's labels to. */
 char **
 pgbert_catalog_version_labels(const char *model, int version, int *n)
 {
@@ -134,6 +139,7 @@ pgbert_catalog_version_labels(const char *model, int version, int *n)
 	return labels;
 }
 
+/* A trained version into the catalog, named and labelled as transformers would save it. */
 int
 pgbert_catalog_import_version(const PgbertNewVersion *v)
 {
@@ -173,6 +179,7 @@ pgbert_catalog_import_version(const PgbertNewVersion *v)
 	return version;
 }
 
+/* The metrics and log of a version train_classifier stored. */
 void
 pgbert_catalog_record_training(const char *model, int version, const char *metrics_json, const char *log_json)
 {
@@ -190,6 +197,7 @@ pgbert_catalog_record_training(const char *model, int version, const char *metri
 	SPI_finish();
 }
 
+/* Put a version (back) in service. */
 void
 pgbert_catalog_deploy(const char *model, int version)
 {
@@ -203,6 +211,7 @@ pgbert_catalog_deploy(const char *model, int version)
 	SPI_finish();
 }
 
+/* Merge keys into a version's decision rule, as the calling role. */
 void
 pgbert_catalog_set_decision_rule(const char *model, int version, const char *rule_json)
 {

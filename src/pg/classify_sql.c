@@ -258,12 +258,14 @@ parse_pooling(text *pooling_arg)
 	return BT_WANT_MEAN;			/* keep the compiler quiet */
 }
 
+/* The classifier a call names, with where its passes will run. */
 PgbertModel *
 pgbert_classifier_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertRunPlace *place)
 {
 	return model_for_call(fcinfo, model_argno, place);
 }
 
+/* Logits of many texts, in chunks, where classify() would run them. */
 void
 pgbert_classifier_logits(PgbertModel *pm, PgbertRunPlace *place, int n, text **texts, float *logits)
 {
@@ -484,6 +486,7 @@ pgbert_batch_eval(PgbertBatchFn fn, void **site_extra, MemoryContext site_mcxt, 
 	pfree(texts);
 }
 
+/* Define pgbert.batch_tokens. */
 void
 pgbert_classify_init(void)
 {

@@ -429,6 +429,7 @@ dataset_class_weights(Jsonb *spec, const Dataset *ds, const int *train_rows, int
 	return w;
 }
 
+/* Every row, for evaluating on a whole table. */
 int *
 dataset_all_rows(const Dataset *ds)
 {

@@ -59,6 +59,7 @@ label_numbers(JsonbContainer *obj, char *const *labels, int C)
 	return out;
 }
 
+/* A stored rule ready to apply; unusable parts fall back to the plain argmax. */
 void
 pgbert_decision_parse(const char *rule_json, char *const *labels, int C, PgbertDecision *out)
 {
@@ -119,6 +120,7 @@ pgbert_decision_parse(const char *rule_json, char *const *labels, int C, PgbertD
 	}
 }
 
+/* Scale, weigh and pick: the label classify() returns for one row. */
 int
 pgbert_decide(const PgbertDecision *d, const float *logits, int C, double *probs)
 {
@@ -126,6 +128,7 @@ pgbert_decide(const PgbertDecision *d, const float *logits, int C, double *probs
 	return bt_decide(probs, d->weights, C);
 }
 
+/* The JSON object form of per-label numbers (scores, priors). */
 void
 pgbert_append_label_numbers(StringInfo out, char *const *labels, const double *values, int C)
 {

@@ -61,7 +61,7 @@ my_slot(void)
 	return &ws->slots[index];
 }
 
-/* Give up the slot's request: a queued or answered one is dropped, a running one left for the worker to free. */
+/* Give up the request: a queued or answered one is dropped, a running one left for the worker to free. */
 static void
 withdraw_request(WorkerSlot *slot)
 {
@@ -135,12 +135,14 @@ engine_usable(EngineRole role)
 	return false;
 }
 
+/* Whether this call's forward passes should go to the encoder worker. */
 bool
 pgbert_worker_usable(void)
 {
 	return engine_usable(ENGINE_SERVE);
 }
 
+/* Whether a training run should live in the trainer's engine. */
 bool
 pgbert_trainer_usable(void)
 {
@@ -521,6 +523,7 @@ pgbert_worker_forward(PgbertModel *pm, int want, int n_seq, const int32 *offsets
 	return false;
 }
 
+/* Count a decided label for pgbert.worker_models (only when the worker exists). */
 void
 pgbert_worker_count_label(const PgbertModel *pm, int label)
 {
@@ -626,6 +629,7 @@ pgbert_worker_call(int kind, uint64 key, const void *p1, Size n1, const void *p2
 	return status;
 }
 
+/* Free a segment a large request grew, so an idle session holds little shared memory. */
 void
 pgbert_worker_shrink_buffer(void)
 {
@@ -637,6 +641,7 @@ pgbert_worker_shrink_buffer(void)
 	}
 }
 
+/* Define pgbert.worker. */
 void
 pgbert_encoder_client_init(void)
 {

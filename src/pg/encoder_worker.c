@@ -293,6 +293,7 @@ hand_back(WorkerSlot *slot)
 static void
 set_activity(const char *fmt,...) pg_attribute_printf(1, 2);
 
+/* The text pgbert.worker_engines shows for this engine, and since when. */
 static void
 set_activity(const char *fmt,...)
 {

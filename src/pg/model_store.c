@@ -573,6 +573,7 @@ load_weights(PgbertModel *pm)
 	error_context_stack = errcb.previous;
 }
 
+/* The in-process path's weights, loaded on first need. */
 void
 pgbert_model_ensure_weights(PgbertModel *pm)
 {
@@ -582,6 +583,7 @@ pgbert_model_ensure_weights(PgbertModel *pm)
 	enforce_budget(pm);
 }
 
+/* Switch a cached version to the session's pgbert.cpu_precision, converting once. */
 void
 pgbert_model_use_precision(PgbertModel *pm)
 {
@@ -622,6 +624,7 @@ pgbert_model_use_precision(PgbertModel *pm)
 	m->use_q8 = int8;
 }
 
+/* The weights as bytes, for handing them to the encoder worker. */
 char *
 pgbert_read_checkpoint(PgbertModel *pm, Size *len)
 {
@@ -775,6 +778,7 @@ ready_for_use(PgbertModel *pm, bool run, bool need_weights)
 	return false;
 }
 
+/* A call site's model: its model argument resolved once per statement. */
 PgbertModel *
 pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertModelUse use)
 {
@@ -783,6 +787,7 @@ pgbert_model_for_call(FunctionCallInfo fcinfo, int model_argno, PgbertModelUse u
 	return pgbert_model_for_site(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, given, use);
 }
 
+/* The same for the batching node, which has no fcinfo. */
 PgbertModel *
 pgbert_model_for_site(void **site_extra, MemoryContext site_mcxt, const char *given, PgbertModelUse use)
 {
@@ -861,6 +866,7 @@ free_base_model(void *arg)
 	b->tokenizer = NULL;
 }
 
+/* A private copy of the deployed version, for fine-tuning or evaluation. */
 void
 pgbert_load_base_model(const char *name, PgbertBaseModel *out, bool as_checkpoint)
 {

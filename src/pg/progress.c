@@ -88,6 +88,7 @@ progress_shared(void)
 	return shared;
 }
 
+/* Take a free progress slot for a run, or -1 when all are busy. */
 int
 pgbert_progress_begin(const char *model, int epochs, int total_steps)
 {
@@ -131,6 +132,7 @@ pgbert_progress_begin(const char *model, int epochs, int total_steps)
 	return -1;
 }
 
+/* Publish a run's position for pgbert.training_progress. */
 void
 pgbert_progress_update(int slot, int epoch, int step, double loss, double rows_per_s, double seconds_left)
 {
@@ -149,6 +151,7 @@ pgbert_progress_update(int slot, int epoch, int step, double loss, double rows_p
 	SpinLockRelease(&s->mutex);
 }
 
+/* Free a run's slot (also called on error, through a memory context callback). */
 void
 pgbert_progress_end(int slot)
 {
@@ -216,6 +219,7 @@ pgbert_training_progress(PG_FUNCTION_ARGS)
 /* pgbert.progress_interval: seconds between a training run's progress notices */
 int			pgbert_progress_interval = 10;
 
+/* Define pgbert.progress_interval. */
 void
 pgbert_progress_init(void)
 {

@@ -20,6 +20,7 @@ static const struct config_enum_entry cpu_precision_options[] = {
 	{NULL, 0, false}
 };
 
+/* Define the settings of in-process engine calls. */
 void
 pgbert_session_engine_init(void)
 {
@@ -37,6 +38,7 @@ pgbert_session_engine_init(void)
 							 NULL);
 }
 
+/* How EXPLAIN and messages spell a precision. */
 const char *
 pgbert_cpu_precision_name(int precision)
 {
@@ -46,6 +48,7 @@ pgbert_cpu_precision_name(int precision)
 	return "fp32";
 }
 
+/* OpenBLAS with this session's thread count, before the first pass here. */
 void
 pgbert_load_blas(void)
 {

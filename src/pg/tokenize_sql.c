@@ -103,6 +103,7 @@ get_bundled_tokenizer(bool lowercase)
 	return bundled_tokenizer[lowercase];
 }
 
+/* The bundled vocabulary's uncased tokenizer, which models trained from scratch use. */
 const BtTokenizer *
 pgbert_bundled_tokenizer(void)
 {
@@ -170,6 +171,7 @@ pgbert_tokenize_text(const BtTokenizer *tk, text *input, int64 limit)
 	return c;
 }
 
+/* A text cut the way the model it is for cuts long inputs. */
 IdCollector
 pgbert_tokenize_truncated(const BtTokenizer *tk, text *input, int64 limit, bool head_tail)
 {

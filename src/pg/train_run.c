@@ -189,6 +189,7 @@ train_run_begin(PgbertBaseModel *base, const char *config_json, int num_classes,
 	return run;
 }
 
+/* A run around an existing model, so evaluation shares training's forward path. */
 TrainRun *
 train_run_wrap(BtBertModel *m)
 {
@@ -200,12 +201,14 @@ train_run_wrap(BtBertModel *m)
 	return run;
 }
 
+/* Whether the run's model lives in the trainer's engine. */
 bool
 train_run_in_worker(const TrainRun *run)
 {
 	return run->in_worker;
 }
 
+/* The head's size, for sizing logits. */
 int
 train_run_classes(const TrainRun *run)
 {
@@ -231,6 +234,7 @@ pack_batch(const BtBatch *batch, const int32 *labels, float scale, Size *len)
 	return p;
 }
 
+/* Forward and backward over one batch, adding to the gradients. */
 float
 train_run_accumulate(TrainRun *run, const BtBatch *batch, const int32 *labels, float scale)
 {
@@ -255,6 +259,7 @@ train_run_accumulate(TrainRun *run, const BtBatch *batch, const int32 *labels, f
 	return loss;
 }
 
+/* An AdamW step on the accumulated gradients. */
 void
 train_run_step(TrainRun *run, float *lr, float *norm)
 {
@@ -272,12 +277,14 @@ train_run_step(TrainRun *run, float *lr, float *norm)
 	run->steps = bt_trainer_steps(run->trainer);
 }
 
+/* Steps taken so far, for the log and progress. */
 int
 train_run_steps(const TrainRun *run)
 {
 	return run->steps;
 }
 
+/* Logits without dropout, for validation. */
 void
 train_run_forward(TrainRun *run, const BtBatch *batch, float *logits)
 {
@@ -303,6 +310,7 @@ train_run_forward(TrainRun *run, const BtBatch *batch, float *logits)
 				 errmsg("evaluation failed: %s", err)));
 }
 
+/* Remember the current weights (the best epoch so far). */
 void
 train_run_snapshot(TrainRun *run)
 {
@@ -320,6 +328,7 @@ train_run_snapshot(TrainRun *run)
 	memcpy(run->best, run->model->params, sizeof(float) * run->model->num_params);
 }
 
+/* Go back to the remembered weights. */
 void
 train_run_restore(TrainRun *run)
 {
@@ -332,6 +341,7 @@ train_run_restore(TrainRun *run)
 	memcpy(run->model->params, run->best, sizeof(float) * run->model->num_params);
 }
 
+/* The trained model as a safetensors blob. */
 char *
 train_run_save(TrainRun *run, Size *len)
 {
@@ -370,6 +380,7 @@ train_run_save(TrainRun *run, Size *len)
 	return copy;
 }
 
+/* Free the engine side now instead of at memory context reset. */
 void
 train_run_end(TrainRun *run)
 {
