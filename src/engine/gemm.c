@@ -294,14 +294,7 @@ AVX512 static void
 tile512_dispatch(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
 				 const float *bias, bool first, int R, int P)
 {
-	if (R == 2 && P == 2)
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 2, 2);
-	else if (R == 2)
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 2, 1);
-	else if (P == 2)
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 1, 2);
-	else
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 1, 1);
+	BT_TILE_SHAPES(R, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first);
 }
 
 /* block() for the AVX-512 kernel: pairs of panels by pairs of row tiles; the GELU after each tile's store. */

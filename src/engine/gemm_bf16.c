@@ -190,14 +190,7 @@ AVX512BF16 static void
 tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next,
 				   int pairs, const float *bias, bool first, int R, int P)
 {
-	if (R == 2 && P == 2)
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 2, 2);
-	else if (R == 2)
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 2, 1);
-	else if (P == 2)
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 1, 2);
-	else
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 1, 1);
+	BT_TILE_SHAPES(R, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first);
 }
 
 /* ---- AMX: 32 rows by 2 panels in four 16x16 tiles ---- */
