@@ -75,6 +75,7 @@ bt_gemm_packed_plain(float *out, int ldo, const float *in, int T, const float *w
 #define AVX2 __attribute__((target("avx2,fma")))
 
 #include "simd_math.h"
+#include "gemm_tiles.h"
 
 #define MR 6
 #define KC 384
@@ -266,12 +267,7 @@ tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t
 {
 	__m512		acc[2 * MR][2];
 
-#pragma GCC unroll 12
-	for (int r = 0; r < MR * R; r++)
-#pragma GCC unroll 2
-		for (int p = 0; p < P; p++)
-			acc[r][p] = !first ? _mm512_loadu_ps(c + (size_t) r * ldc + 16 * p) :
-				bias ? _mm512_loadu_ps(bias + 16 * p) : _mm512_setzero_ps();
+	bt_tile512_start(acc, c, ldc, bias, first, MR * R, P);
 	for (int k = 0; k < kc; k++)
 	{
 		__m512		b0 = _mm512_loadu_ps(b + 16 * k),
@@ -290,11 +286,7 @@ tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t
 				acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
 		}
 	}
-#pragma GCC unroll 12
-	for (int r = 0; r < MR * R; r++)
-#pragma GCC unroll 2
-		for (int p = 0; p < P; p++)
-			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * p, acc[r][p]);
+	bt_tile512_store(c, ldc, acc, MR * R, P);
 }
 
 /* tile512 for R tiles and P panels, the four shapes as separate functions. */
@@ -302,14 +294,7 @@ AVX512 static void
 tile512_dispatch(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
 				 const float *bias, bool first, int R, int P)
 {
-	if (R == 2 && P == 2)
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 2, 2);
-	else if (R == 2)
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 2, 1);
-	else if (P == 2)
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 1, 2);
-	else
-		tile512(c, ldc, a, a_next, b, b_next, kc, bias, first, 1, 1);
+	BT_TILE_SHAPES(R, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first);
 }
 
 /* block() for the AVX-512 kernel: pairs of panels by pairs of row tiles; the GELU after each tile's store. */

@@ -116,6 +116,7 @@ bt_gemm_bf16_plain(float *out, int ldo, const float *in, int T, const BtBf16Weig
 #include <immintrin.h>
 
 #include "amx.h"
+#include "gemm_tiles.h"
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 
@@ -162,12 +163,7 @@ tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b
 {
 	__m512		acc[2 * MR][2];
 
-#pragma GCC unroll 12
-	for (int r = 0; r < MR * R; r++)
-#pragma GCC unroll 2
-		for (int p = 0; p < P; p++)
-			acc[r][p] = !first ? _mm512_loadu_ps(c + (size_t) r * ldc + 16 * p) :
-				bias ? _mm512_loadu_ps(bias + 16 * p) : _mm512_setzero_ps();
+	bt_tile512_start(acc, c, ldc, bias, first, MR * R, P);
 	for (int j = 0; j < pairs; j++)
 	{
 		__m512bh	b0 = (__m512bh) _mm512_loadu_si512(b + 32 * j),
@@ -186,11 +182,7 @@ tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b
 				acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
 		}
 	}
-#pragma GCC unroll 12
-	for (int r = 0; r < MR * R; r++)
-#pragma GCC unroll 2
-		for (int p = 0; p < P; p++)
-			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * p, acc[r][p]);
+	bt_tile512_store(c, ldc, acc, MR * R, P);
 }
 
 /* tile_bf16 for R tiles and P panels, the four shapes as separate functions. */
@@ -198,14 +190,7 @@ AVX512BF16 static void
 tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next,
 				   int pairs, const float *bias, bool first, int R, int P)
 {
-	if (R == 2 && P == 2)
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 2, 2);
-	else if (R == 2)
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 2, 1);
-	else if (P == 2)
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 1, 2);
-	else
-		tile_bf16(c, ldc, a, a_next, b, b_next, pairs, bias, first, 1, 1);
+	BT_TILE_SHAPES(R, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first);
 }
 
 /* ---- AMX: 32 rows by 2 panels in four 16x16 tiles ---- */

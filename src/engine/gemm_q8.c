@@ -176,6 +176,7 @@ bt_gemm_q8_plain(float *out, int ldo, const float *in, int T, const BtQ8Weight *
 #include <immintrin.h>
 
 #include "amx.h"
+#include "gemm_tiles.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
@@ -416,14 +417,7 @@ tile_q8_vnni_dispatch(float *c, int ldc, const uint8_t *a, size_t lda, const int
 					  const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
 					  bool first, int R, int P)
 {
-	if (R == 2 && P == 2)
-		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 2, 2);
-	else if (R == 2)
-		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 2, 1);
-	else if (P == 2)
-		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 1, 2);
-	else
-		tile_q8_vnni(c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, 1, 1);
+	BT_TILE_SHAPES(R, P, tile_q8_vnni, c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first);
 }
 
 /* One K block of bt_gemm_q8 on the VNNI kernel: panels in pairs, rows in tiles of 12; the GELU after each store. */

@@ -980,11 +980,12 @@ typedef struct WeightFormat
 	int			(*fits) (int O, int K);
 	size_t		(*bytes) (int O, int K);
 	void		(*convert) (void *weight, void *mem, const float *w, int O, int K);
+	void		(*keep) (BtBertModel *m, void *weights, void *mem, int n);	/* into the model's fields */
 	size_t		weight_size;	/* of its BtQ8Weight or BtBf16Weight */
 	const char *oom;			/* the error when memory runs out */
 } WeightFormat;
 
-/* WeightFormat.convert for each format: the converters take their own weight type. */
+/* WeightFormat.convert and .keep for each format: the converters take their own weight type. */
 static void
 quantize_q8(void *weight, void *mem, const float *w, int O, int K)
 {
@@ -997,47 +998,87 @@ convert_bf16(void *weight, void *mem, const float *w, int O, int K)
 	bt_bf16_convert(weight, mem, w, O, K, 1);
 }
 
-static const WeightFormat q8_format = {bt_q8_fits, bt_q8_bytes, quantize_q8, sizeof(BtQ8Weight),
+static void
+keep_q8(BtBertModel *m, void *weights, void *mem, int n)
+{
+	m->q8 = weights;
+	m->q8_mem = mem;
+	m->n_q8 = n;
+}
+
+static void
+keep_bf16(BtBertModel *m, void *weights, void *mem, int n)
+{
+	m->bf16 = weights;
+	m->bf16_mem = mem;
+	m->n_bf16 = n;
+}
+
+static const WeightFormat q8_format = {bt_q8_fits, bt_q8_bytes, quantize_q8, keep_q8, sizeof(BtQ8Weight),
 "out of memory quantizing the weights"};
-static const WeightFormat bf16_format = {bt_bf16_fits, bt_bf16_bytes, convert_bf16, sizeof(BtBf16Weight),
+static const WeightFormat bf16_format = {bt_bf16_fits, bt_bf16_bytes, convert_bf16, keep_bf16, sizeof(BtBf16Weight),
 "out of memory converting the weights to bf16"};
 
-/*
- * The encoder weights that fit format f, converted: *weights (*count of
- * them, in encoder_weight's order) over one 64-byte aligned allocation *mem.
- * 0 (*count 0 and nothing allocated when none fits), or -1 with err.
- */
-static int
-convert_encoder_weights(const BtBertModel *m, const WeightFormat *f, void **weights, void **mem, int *count,
-						char *err, size_t errlen)
+/* The bytes of format f's arrays for the encoder weights that fit it, *n of them. */
+static size_t
+fitting_bytes(const BtBertModel *m, const WeightFormat *f, int *n)
 {
-	int			n = 0,
-				O,
-				K;
 	size_t		bytes = 0;
-	char	   *at;
+	int			O,
+				K;
 
-	*weights = *mem = NULL;
-	*count = 0;
-	/* one pass to size the allocation, one to fill it */
+	*n = 0;
 	for (int i = 0; i < 4 * m->cfg.num_layers; i++)
 	{
 		encoder_weight(m, i, &O, &K);
 		if (f->fits(O, K))
 		{
 			bytes += f->bytes(O, K);
-			n++;
+			(*n)++;
 		}
 	}
+	return bytes;
+}
+
+/* What format f's held weights take, their structs included: 0 before any are held, else all that fit. */
+static size_t
+held_bytes(const BtBertModel *m, const WeightFormat *f, int held)
+{
+	int			n;
+	size_t		bytes;
+
+	if (held == 0)
+		return 0;
+	bytes = fitting_bytes(m, f, &n);
+	return bytes + (size_t) n * f->weight_size;
+}
+
+/*
+ * The encoder weights that fit format f, converted and kept in m (f->keep):
+ * an array of them, in encoder_weight's order, over one 64-byte aligned
+ * allocation. 0 (m unchanged and nothing allocated when none fits), or -1
+ * with err (m unchanged).
+ */
+static int
+convert_encoder_weights(BtBertModel *m, const WeightFormat *f, char *err, size_t errlen)
+{
+	int			n,
+				count = 0,
+				O,
+				K;
+	size_t		bytes = fitting_bytes(m, f, &n);	/* one pass to size the allocation, one to fill it */
+	char	   *weights,
+			   *mem,
+			   *at;
+
 	if (n == 0)
 		return 0;
-	*weights = calloc(n, f->weight_size);
-	at = *mem = aligned_alloc(64, bytes);
-	if (*weights == NULL || at == NULL)
+	weights = calloc(n, f->weight_size);
+	at = mem = aligned_alloc(64, bytes);
+	if (weights == NULL || mem == NULL)
 	{
-		free(*weights);
-		free(*mem);
-		*weights = *mem = NULL;
+		free(weights);
+		free(mem);
 		snprintf(err, errlen, "%s", f->oom);
 		return -1;
 	}
@@ -1047,19 +1088,16 @@ convert_encoder_weights(const BtBertModel *m, const WeightFormat *f, void **weig
 
 		if (!f->fits(O, K))
 			continue;
-		f->convert((char *) *weights + (size_t) (*count)++ * f->weight_size, at, w, O, K);
+		f->convert(weights + (size_t) count++ * f->weight_size, at, w, O, K);
 		at += f->bytes(O, K);
 	}
+	f->keep(m, weights, mem, count);
 	return 0;
 }
 
 int
 bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 {
-	void	   *weights,
-			   *mem;
-	int			n;
-
 	if (m->q8 != NULL)
 	{
 		m->use_q8 = true;
@@ -1070,35 +1108,18 @@ bt_model_quantize(BtBertModel *m, char *err, size_t errlen)
 		return -1;
 	if (!m->packed)
 		return 0;				/* no AVX2: float32 stays */
-	if (convert_encoder_weights(m, &q8_format, &weights, &mem, &n, err, errlen) != 0)
+	if (convert_encoder_weights(m, &q8_format, err, errlen) != 0)
 		return -1;
-	if (n == 0)
+	if (m->n_q8 == 0)
 		return 0;
-	m->q8 = weights;
-	m->q8_mem = mem;
-	m->n_q8 = n;
 	m->use_q8 = true;
 	m->use_bf16 = false;
 	return 0;
 }
 
-size_t
-bt_model_q8_bytes(const BtBertModel *m)
-{
-	size_t		bytes = 0;
-
-	for (int i = 0; i < m->n_q8; i++)
-		bytes += bt_q8_bytes(m->q8[i].O, m->q8[i].K) + sizeof(BtQ8Weight);
-	return bytes;
-}
-
 int
 bt_model_to_bf16(BtBertModel *m, char *err, size_t errlen)
 {
-	void	   *weights,
-			   *mem;
-	int			n;
-
 	if (!bt_cpu_bf16())
 	{
 		char		path[128];
@@ -1111,13 +1132,10 @@ bt_model_to_bf16(BtBertModel *m, char *err, size_t errlen)
 	{
 		if (bt_model_pack(m, err, errlen) != 0)
 			return -1;
-		if (convert_encoder_weights(m, &bf16_format, &weights, &mem, &n, err, errlen) != 0)
+		if (convert_encoder_weights(m, &bf16_format, err, errlen) != 0)
 			return -1;
-		if (n == 0)
+		if (m->n_bf16 == 0)
 			return 0;			/* nothing fits: float32 stays */
-		m->bf16 = weights;
-		m->bf16_mem = mem;
-		m->n_bf16 = n;
 	}
 	m->use_bf16 = true;
 	m->use_q8 = false;
@@ -1125,11 +1143,13 @@ bt_model_to_bf16(BtBertModel *m, char *err, size_t errlen)
 }
 
 size_t
+bt_model_q8_bytes(const BtBertModel *m)
+{
+	return held_bytes(m, &q8_format, m->n_q8);
+}
+
+size_t
 bt_model_bf16_bytes(const BtBertModel *m)
 {
-	size_t		bytes = 0;
-
-	for (int i = 0; i < m->n_bf16; i++)
-		bytes += bt_bf16_bytes(m->bf16[i].O, m->bf16[i].K) + sizeof(BtBf16Weight);
-	return bytes;
+	return held_bytes(m, &bf16_format, m->n_bf16);
 }

@@ -30,15 +30,30 @@ tail_mask(size_t n)
 	return _mm256_cmpgt_epi32(_mm256_set1_epi32((int) n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* The eight lanes of v combined by max (largest) or else by addition (sum): halves, then quarters, then pairs. */
+AVX2 static inline __attribute__((always_inline)) float
+hcombine(__m256 v, const bool max)
+{
+	__m128		s = max ? _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)) :
+					_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	s = max ? _mm_max_ps(s, _mm_movehl_ps(s, s)) : _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = max ? _mm_max_ss(s, _mm_movehdup_ps(s)) : _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
 /* Sum of the eight lanes. */
 AVX2 static inline float
 hsum(__m256 v)
 {
-	__m128		s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	return hcombine(v, false);
+}
 
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
+/* Largest of the eight lanes. */
+AVX2 static inline float
+hmax(__m256 v)
+{
+	return hcombine(v, true);
 }
 
 /* Sum of the four double lanes. */
@@ -48,17 +63,6 @@ hsum_pd(__m256d v)
 	__m128d		s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
 
 	return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-}
-
-/* Largest of the eight lanes. */
-AVX2 static inline float
-hmax(__m256 v)
-{
-	__m128		s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-
-	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_max_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
 }
 
 /* out[i] = f(in[i]) for all n, eight at a time and a masked tail; f is inlined where this is. */

@@ -360,6 +360,31 @@ dropout_at(const BtTrainer *t, float p, uint64_t site)
 	return d;
 }
 
+/* Batch b's sizes against the model's config, as train_forward and train_backward index their activations. */
+typedef struct TrainShape
+{
+	size_t		T,				/* tokens */
+				n,				/* sequences */
+				H,				/* hidden size */
+				I,				/* intermediate size */
+				TH,				/* T H: one layer's hidden states */
+				P;				/* one layer's attention probabilities (bt_batch_probs_size) */
+} TrainShape;
+
+static TrainShape
+train_shape(const BtBertConfig *c, const BtBatch *b)
+{
+	TrainShape	sh;
+
+	sh.T = b->offsets[b->n_seq];
+	sh.n = b->n_seq;
+	sh.H = c->hidden_size;
+	sh.I = c->intermediate_size;
+	sh.TH = sh.T * sh.H;
+	sh.P = bt_batch_probs_size(b, c->num_heads);
+	return sh;
+}
+
 /* Forward over batch b, keeping what backward needs in t->a; logits in t->a.logits (n, C). */
 static void
 train_forward(BtTrainer *t, const BtBatch *b)
@@ -368,64 +393,61 @@ train_forward(BtTrainer *t, const BtBatch *b)
 	const BtBertConfig *c = &m->cfg;
 	const BtBertParams *p = &m->p;
 	Acts	   *a = &t->a;
-	size_t		T = b->offsets[b->n_seq],
-				n = b->n_seq,
-				H = c->hidden_size,
-				I = c->intermediate_size,
-				TH = T * H,
-				P = bt_batch_probs_size(b, c->num_heads);
+	TrainShape	sh = train_shape(c, b);
 	float		eps = c->layer_norm_eps;
 	BtDropout	d;
 
 	/* embeddings: x[0] = dropout(LayerNorm(word + position + type)) */
 	bt_embeddings_forward(a->emb, m, b);
-	bt_layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, p->emb_ln_w, p->emb_ln_b, T, H, eps);
+	bt_layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, p->emb_ln_w, p->emb_ln_b, sh.T, sh.H, eps);
 	d = dropout_at(t, t->opts.hidden_dropout, SITE_EMB);
-	bt_dropout_apply(a->x, TH, &d, 0);
+	bt_dropout_apply(a->x, sh.TH, &d, 0);
 
 	for (int l = 0; l < c->num_layers; l++)
 	{
-		const float *x = a->x + l * TH;
-		float	   *qkv = a->qkv + l * 3 * TH,
-				   *ctx = a->ctx + l * TH,
-				   *res1 = a->res1 + l * TH,
-				   *x1 = a->x1 + l * TH,
-				   *ffn = a->ffn + l * T * I,
-				   *res2 = a->res2 + l * TH;
+		const float *x = a->x + l * sh.TH;
+		float	   *qkv = a->qkv + l * 3 * sh.TH,
+				   *ctx = a->ctx + l * sh.TH,
+				   *res1 = a->res1 + l * sh.TH,
+				   *x1 = a->x1 + l * sh.TH,
+				   *ffn = a->ffn + l * sh.T * sh.I,
+				   *res2 = a->res2 + l * sh.TH;
 
 		/* attention block: x1 = LayerNorm(x + dropout(dense(attention(qkv(x))))) */
-		bt_dense_forward(qkv, x, p->qkv_w + l * 3 * H * H, p->qkv_b + l * 3 * H, T, 3 * H, H);
+		bt_dense_forward(qkv, x, p->qkv_w + l * 3 * sh.H * sh.H, p->qkv_b + l * 3 * sh.H, sh.T, 3 * sh.H, sh.H);
 		d = dropout_at(t, t->opts.attention_dropout, SITE_LAYER + 3 * l);
-		bt_attention_forward(ctx, a->probs + l * P, true, a->pd, &d, qkv, b, H, c->num_heads);
-		bt_dense_forward(a->tmp, ctx, p->attn_out_w + l * H * H, p->attn_out_b + l * H, T, H, H);
+		bt_attention_forward(ctx, a->probs + l * sh.P, true, a->pd, &d, qkv, b, sh.H, c->num_heads);
+		bt_dense_forward(a->tmp, ctx, p->attn_out_w + l * sh.H * sh.H, p->attn_out_b + l * sh.H, sh.T, sh.H, sh.H);
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 1);
-		bt_dropout_apply(a->tmp, TH, &d, 0);
-		memcpy(res1, x, TH * sizeof(float));
-		bt_residual_forward(res1, a->tmp, TH);
-		bt_layernorm_forward(x1, a->mean1 + l * T, a->rstd1 + l * T, res1, p->attn_ln_w + l * H,
-							 p->attn_ln_b + l * H, T, H, eps);
+		bt_dropout_apply(a->tmp, sh.TH, &d, 0);
+		memcpy(res1, x, sh.TH * sizeof(float));
+		bt_residual_forward(res1, a->tmp, sh.TH);
+		bt_layernorm_forward(x1, a->mean1 + l * sh.T, a->rstd1 + l * sh.T, res1, p->attn_ln_w + l * sh.H,
+							 p->attn_ln_b + l * sh.H, sh.T, sh.H, eps);
 
 		/* feed-forward block: x[l + 1] = LayerNorm(x1 + dropout(dense(gelu(dense(x1))))) */
-		bt_dense_forward(ffn, x1, p->ffn_in_w + l * I * H, p->ffn_in_b + l * I, T, I, H);
-		bt_gelu_forward(a->act, ffn, T * I, c->activation);
-		bt_dense_forward(a->tmp, a->act, p->ffn_out_w + l * H * I, p->ffn_out_b + l * H, T, H, I);
+		bt_dense_forward(ffn, x1, p->ffn_in_w + l * sh.I * sh.H, p->ffn_in_b + l * sh.I, sh.T, sh.I, sh.H);
+		bt_gelu_forward(a->act, ffn, sh.T * sh.I, c->activation);
+		bt_dense_forward(a->tmp, a->act, p->ffn_out_w + l * sh.H * sh.I, p->ffn_out_b + l * sh.H, sh.T, sh.H,
+						 sh.I);
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 2);
-		bt_dropout_apply(a->tmp, TH, &d, 0);
-		memcpy(res2, x1, TH * sizeof(float));
-		bt_residual_forward(res2, a->tmp, TH);
-		bt_layernorm_forward(a->x + (l + 1) * TH, a->mean2 + l * T, a->rstd2 + l * T, res2,
-							 p->ffn_ln_w + l * H, p->ffn_ln_b + l * H, T, H, eps);
+		bt_dropout_apply(a->tmp, sh.TH, &d, 0);
+		memcpy(res2, x1, sh.TH * sizeof(float));
+		bt_residual_forward(res2, a->tmp, sh.TH);
+		bt_layernorm_forward(a->x + (l + 1) * sh.TH, a->mean2 + l * sh.T, a->rstd2 + l * sh.T, res2,
+							 p->ffn_ln_w + l * sh.H, p->ffn_ln_b + l * sh.H, sh.T, sh.H, eps);
 	}
 
 	/* head: logits = classifier(dropout(tanh(pooler(hidden state of [CLS])))) */
-	for (size_t s = 0; s < n; s++)
-		memcpy(a->cls + s * H, a->x + c->num_layers * TH + (size_t) b->offsets[s] * H, H * sizeof(float));
-	bt_dense_forward(a->pooled, a->cls, p->pool_w, p->pool_b, (int) n, H, H);
-	bt_tanh_forward(a->pooled, n * H);
-	memcpy(a->pooled_drop, a->pooled, n * H * sizeof(float));
+	for (size_t s = 0; s < sh.n; s++)
+		memcpy(a->cls + s * sh.H, a->x + c->num_layers * sh.TH + (size_t) b->offsets[s] * sh.H,
+			   sh.H * sizeof(float));
+	bt_dense_forward(a->pooled, a->cls, p->pool_w, p->pool_b, (int) sh.n, sh.H, sh.H);
+	bt_tanh_forward(a->pooled, sh.n * sh.H);
+	memcpy(a->pooled_drop, a->pooled, sh.n * sh.H * sizeof(float));
 	d = dropout_at(t, t->opts.hidden_dropout, SITE_CLS);
-	bt_dropout_apply(a->pooled_drop, n * H, &d, 0);
-	bt_dense_forward(a->logits, a->pooled_drop, p->cls_w, p->cls_b, (int) n, m->num_classes, H);
+	bt_dropout_apply(a->pooled_drop, sh.n * sh.H, &d, 0);
+	bt_dense_forward(a->logits, a->pooled_drop, p->cls_w, p->cls_b, (int) sh.n, m->num_classes, sh.H);
 }
 
 /*
@@ -472,72 +494,72 @@ train_backward(BtTrainer *t, const BtBatch *b)
 	const BtBertParams *p = &m->p;
 	const BtBertParams *g = &t->g;
 	Acts	   *a = &t->a;
-	size_t		T = b->offsets[b->n_seq],
-				n = b->n_seq,
-				H = c->hidden_size,
-				I = c->intermediate_size,
-				TH = T * H,
-				P = bt_batch_probs_size(b, c->num_heads);
+	TrainShape	sh = train_shape(c, b);
 	BtDropout	d;
 
 	/* classifier: logits = pooled_drop @ cls_w^T + cls_b */
 	bt_dense_backward(t->opts.freeze_encoder ? NULL : a->g_pooled, false, g->cls_w, g->cls_b,
-					  a->g_logits, a->pooled_drop, p->cls_w, (int) n, m->num_classes, H);
+					  a->g_logits, a->pooled_drop, p->cls_w, (int) sh.n, m->num_classes, sh.H);
 	if (t->opts.freeze_encoder)
 		return;
 
 	/* pooler: pooled = tanh(cls @ pool_w^T + pool_b), after the classifier's dropout */
 	d = dropout_at(t, t->opts.hidden_dropout, SITE_CLS);
-	bt_dropout_apply(a->g_pooled, n * H, &d, 0);
-	bt_tanh_backward(a->g_pooled, a->pooled, n * H);
-	bt_dense_backward(a->g_cls, false, g->pool_w, g->pool_b, a->g_pooled, a->cls, p->pool_w, (int) n, H, H);
+	bt_dropout_apply(a->g_pooled, sh.n * sh.H, &d, 0);
+	bt_tanh_backward(a->g_pooled, a->pooled, sh.n * sh.H);
+	bt_dense_backward(a->g_cls, false, g->pool_w, g->pool_b, a->g_pooled, a->cls, p->pool_w, (int) sh.n, sh.H,
+					  sh.H);
 
 	/* g_x = gradient of the final hidden state: nonzero on the [CLS] rows only */
-	memset(a->g_x, 0, TH * sizeof(float));
-	for (size_t s = 0; s < n; s++)
-		memcpy(a->g_x + (size_t) b->offsets[s] * H, a->g_cls + s * H, H * sizeof(float));
+	memset(a->g_x, 0, sh.TH * sizeof(float));
+	for (size_t s = 0; s < sh.n; s++)
+		memcpy(a->g_x + (size_t) b->offsets[s] * sh.H, a->g_cls + s * sh.H, sh.H * sizeof(float));
 
 	for (int l = c->num_layers - 1; l >= 0; l--)
 	{
-		const float *x = a->x + l * TH,
-				   *qkv = a->qkv + l * 3 * TH,
-				   *ctx = a->ctx + l * TH,
-				   *x1 = a->x1 + l * TH,
-				   *ffn = a->ffn + l * T * I;
+		const float *x = a->x + l * sh.TH,
+				   *qkv = a->qkv + l * 3 * sh.TH,
+				   *ctx = a->ctx + l * sh.TH,
+				   *x1 = a->x1 + l * sh.TH,
+				   *ffn = a->ffn + l * sh.T * sh.I;
 
 		/* feed-forward block; g_x holds d x[l + 1] */
-		bt_layernorm_backward(a->g_t, g->ffn_ln_w + l * H, g->ffn_ln_b + l * H, a->g_x, a->res2 + l * TH,
-							  a->mean2 + l * T, a->rstd2 + l * T, p->ffn_ln_w + l * H, T, H);
-		memcpy(a->g_x, a->g_t, TH * sizeof(float));	/* g_t: residual into x1; g_x: the branch */
+		bt_layernorm_backward(a->g_t, g->ffn_ln_w + l * sh.H, g->ffn_ln_b + l * sh.H, a->g_x,
+							  a->res2 + l * sh.TH,
+							  a->mean2 + l * sh.T, a->rstd2 + l * sh.T, p->ffn_ln_w + l * sh.H, sh.T, sh.H);
+		memcpy(a->g_x, a->g_t, sh.TH * sizeof(float));	/* g_t: residual into x1; g_x: the branch */
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 2);
-		bt_dropout_apply(a->g_x, TH, &d, 0);
-		bt_gelu_forward(a->act, ffn, T * I, c->activation);	/* recomputed, not saved */
-		bt_dense_backward(a->g_ffn, false, g->ffn_out_w + l * H * I, g->ffn_out_b + l * H, a->g_x, a->act,
-						  p->ffn_out_w + l * H * I, T, H, I);
-		bt_gelu_backward(a->g_ffn, ffn, T * I, c->activation);
-		bt_dense_backward(a->g_t, true, g->ffn_in_w + l * I * H, g->ffn_in_b + l * I, a->g_ffn, x1,
-						  p->ffn_in_w + l * I * H, T, I, H);
+		bt_dropout_apply(a->g_x, sh.TH, &d, 0);
+		bt_gelu_forward(a->act, ffn, sh.T * sh.I, c->activation);	/* recomputed, not saved */
+		bt_dense_backward(a->g_ffn, false, g->ffn_out_w + l * sh.H * sh.I, g->ffn_out_b + l * sh.H, a->g_x,
+						  a->act,
+						  p->ffn_out_w + l * sh.H * sh.I, sh.T, sh.H, sh.I);
+		bt_gelu_backward(a->g_ffn, ffn, sh.T * sh.I, c->activation);
+		bt_dense_backward(a->g_t, true, g->ffn_in_w + l * sh.I * sh.H, g->ffn_in_b + l * sh.I, a->g_ffn, x1,
+						  p->ffn_in_w + l * sh.I * sh.H, sh.T, sh.I, sh.H);
 
 		/* attention block; g_t holds d x1 */
-		bt_layernorm_backward(a->g_x, g->attn_ln_w + l * H, g->attn_ln_b + l * H, a->g_t, a->res1 + l * TH,
-							  a->mean1 + l * T, a->rstd1 + l * T, p->attn_ln_w + l * H, T, H);
-		memcpy(a->g_t, a->g_x, TH * sizeof(float));	/* g_x: residual into x; g_t: the branch */
+		bt_layernorm_backward(a->g_x, g->attn_ln_w + l * sh.H, g->attn_ln_b + l * sh.H, a->g_t,
+							  a->res1 + l * sh.TH,
+							  a->mean1 + l * sh.T, a->rstd1 + l * sh.T, p->attn_ln_w + l * sh.H, sh.T, sh.H);
+		memcpy(a->g_t, a->g_x, sh.TH * sizeof(float));	/* g_x: residual into x; g_t: the branch */
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 1);
-		bt_dropout_apply(a->g_t, TH, &d, 0);
-		bt_dense_backward(a->g_c, false, g->attn_out_w + l * H * H, g->attn_out_b + l * H, a->g_t, ctx,
-						  p->attn_out_w + l * H * H, T, H, H);
+		bt_dropout_apply(a->g_t, sh.TH, &d, 0);
+		bt_dense_backward(a->g_c, false, g->attn_out_w + l * sh.H * sh.H, g->attn_out_b + l * sh.H, a->g_t, ctx,
+						  p->attn_out_w + l * sh.H * sh.H, sh.T, sh.H, sh.H);
 		d = dropout_at(t, t->opts.attention_dropout, SITE_LAYER + 3 * l);
-		bt_attention_backward(a->g_qkv, a->dp, a->pd, a->g_c, qkv, a->probs + l * P, &d, b, H, c->num_heads);
-		bt_dense_backward(a->g_x, true, g->qkv_w + l * 3 * H * H, g->qkv_b + l * 3 * H, a->g_qkv, x,
-						  p->qkv_w + l * 3 * H * H, T, 3 * H, H);
+		bt_attention_backward(a->g_qkv, a->dp, a->pd, a->g_c, qkv, a->probs + l * sh.P, &d, b, sh.H,
+							  c->num_heads);
+		bt_dense_backward(a->g_x, true, g->qkv_w + l * 3 * sh.H * sh.H, g->qkv_b + l * 3 * sh.H, a->g_qkv, x,
+						  p->qkv_w + l * 3 * sh.H * sh.H, sh.T, 3 * sh.H, sh.H);
 	}
 
 	/* embeddings; g_x holds d x[0] */
 	d = dropout_at(t, t->opts.hidden_dropout, SITE_EMB);
-	bt_dropout_apply(a->g_x, TH, &d, 0);
+	bt_dropout_apply(a->g_x, sh.TH, &d, 0);
 	bt_layernorm_backward(a->g_t, g->emb_ln_w, g->emb_ln_b, a->g_x, a->emb, a->emb_mean, a->emb_rstd,
-						  p->emb_ln_w, T, H);
-	bt_embeddings_backward(g->word_emb, g->pos_emb, g->type_emb, a->g_t, b, H, c->pad_token_id);
+						  p->emb_ln_w, sh.T, sh.H);
+	bt_embeddings_backward(g->word_emb, g->pos_emb, g->type_emb, a->g_t, b, sh.H, c->pad_token_id);
 }
 
 int

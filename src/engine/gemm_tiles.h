@@ -1,0 +1,57 @@
+/*
+ * gemm_tiles.h - what the AVX-512 register-tile kernels of gemm.c (float32),
+ * gemm_bf16.c (bf16) and gemm_q8.c (8-bit VNNI) share: the choice of their
+ * four shapes (1 or 2 row tiles by 1 or 2 panels) as constants, and, for the
+ * float32 and bf16 kernels, the loading and storing of their up to 12 rows by
+ * 2 vectors of 16 float sums. The multiply loops stay in each file (FMA,
+ * vdpbf16ps, vpdpbusd). Always inlined with constant rows and vectors, so the
+ * loops unroll and the sums stay in registers, as when they were written in
+ * each kernel. Include after <immintrin.h>, on x86-64 only. PostgreSQL-free.
+ */
+#ifndef PGBERT_GEMM_TILES_H
+#define PGBERT_GEMM_TILES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* acc (rows x P vectors) = first ? the P bias vectors, or 0 without bias : c's rows (stride ldc). */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+bt_tile512_start(__m512 acc[][2], const float *c, int ldc, const float *bias, bool first, const int rows,
+				 const int P)
+{
+#pragma GCC unroll 12
+	for (int r = 0; r < rows; r++)
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++)
+			acc[r][p] = !first ? _mm512_loadu_ps(c + (size_t) r * ldc + 16 * p) :
+				bias ? _mm512_loadu_ps(bias + 16 * p) : _mm512_setzero_ps();
+}
+
+/* c's rows (stride ldc) = acc (rows x P vectors). */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+bt_tile512_store(float *c, int ldc, __m512 acc[][2], const int rows, const int P)
+{
+#pragma GCC unroll 12
+	for (int r = 0; r < rows; r++)
+#pragma GCC unroll 2
+		for (int p = 0; p < P; p++)
+			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * p, acc[r][p]);
+}
+
+/*
+ * kernel(..., R, P) with R row tiles and P panels (1 or 2 each) passed as
+ * constants: each of the four shapes is its own inlined copy of the kernel.
+ */
+#define BT_TILE_SHAPES(R, P, kernel, ...) \
+	do { \
+		if ((R) == 2 && (P) == 2) \
+			kernel(__VA_ARGS__, 2, 2); \
+		else if ((R) == 2) \
+			kernel(__VA_ARGS__, 2, 1); \
+		else if ((P) == 2) \
+			kernel(__VA_ARGS__, 1, 2); \
+		else \
+			kernel(__VA_ARGS__, 1, 1); \
+	} while (0)
+
+#endif
