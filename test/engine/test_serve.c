@@ -283,7 +283,7 @@ main(int argc, char **argv)
 		{
 			/* offsets whose differences overflow int (the sanitized build aborted on them) */
 			int32_t		wrap_offsets[4] = {0, 4, INT32_MIN, 7};
-			BtForwardHead wrap_head = {BT_WANT_LOGITS, 3};
+			BtForwardHead wrap_head = {.want = BT_WANT_LOGITS, .n_seq = 3, .precision = BT_PRECISION_FP32};
 
 			st_code = ask(BT_MSG_FORWARD, 7, &wrap_head, sizeof(wrap_head), wrap_offsets, sizeof(wrap_offsets),
 						  ids, sizeof(ids), &payload, NULL);
