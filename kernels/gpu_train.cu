@@ -591,17 +591,6 @@ reserve_train(PgbertGpuTrainer *t, const TPlan *pl, char *errbuf, size_t errlen)
 
 /* ---- the products, row-major ---- */
 
-/* y (rows, O) = x (rows, K) @ w (O, K)^T */
-static cublasStatus_t
-mm_fwd(cublasHandle_t h, cudaDataType_t t, float *y, const void *x, const void *w, int rows, int O, int K)
-{
-	const float one = 1.0f,
-				zero = 0.0f;
-
-	return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, O, rows, K, &one, w, t, K, x, t, K, &zero,
-						y, CUDA_R_32F, O, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-}
-
 /* dx (rows, K) = dy (rows, O) @ w (O, K), plus beta dx */
 static cublasStatus_t
 mm_dx(cublasHandle_t h, cudaDataType_t t, float *dx, const void *dy, const void *w, int rows, int O, int K,
@@ -709,7 +698,7 @@ train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf,
 		TrainDrop	ad = drop_at(t, t->o.attention_dropout, SITE_LAYER + 3 * l);
 
 		/* attention block: x1 = LayerNorm(x + dropout(dense(attention(qkv(x))))) */
-		BLAS(mm_fwd(h, tin, qkv, xin, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H));
+		BLAS(gemm_dense(h, tin, CUDA_R_32F, qkv, xin, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H));
 		for (int bi = 0; bi < pl->nb; bi++)
 		{
 			const TBucket *bk = &pl->bk[bi];
@@ -730,15 +719,15 @@ train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf,
 							pin, tin, P, (long long) P * P, ctxp, tin, dh, (long long) P * dh, nb));
 			launch_gather_ctx<Tin>(s, ctxl, ctxp, slots, bk->B, P, H, NH);
 		}
-		BLAS(mm_fwd(h, tin, y, ctxl, wp + d->attn_out_w + (size_t) l * HH, T, H, H));
+		BLAS(gemm_dense(h, tin, CUDA_R_32F, y, ctxl, wp + d->attn_out_w + (size_t) l * HH, T, H, H));
 		launch_train_residual_ln<Tin>(s, res1, mean1, rstd1, xs, x1, y, fp + d->attn_out_b + (size_t) l * H,
 									  fp + d->attn_ln_w + (size_t) l * H, fp + d->attn_ln_b + (size_t) l * H,
 									  T, H, eps, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 1));
 
 		/* feed-forward block: x[l + 1] = LayerNorm(x1 + dropout(dense(gelu(dense(x1))))) */
-		BLAS(mm_fwd(h, tin, ffn, x1, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H));
+		BLAS(gemm_dense(h, tin, CUDA_R_32F, ffn, x1, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H));
 		launch_train_gelu<Tin>(s, act, ffn, fp + d->ffn_in_b + (size_t) l * I, T, I, d->gelu_tanh);
-		BLAS(mm_fwd(h, tin, y, act, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I));
+		BLAS(gemm_dense(h, tin, CUDA_R_32F, y, act, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I));
 		launch_train_residual_ln<Tin>(s, res2, mean2, rstd2, xs, xnext, y, fp + d->ffn_out_b + (size_t) l * H,
 									  fp + d->ffn_ln_w + (size_t) l * H, fp + d->ffn_ln_b + (size_t) l * H,
 									  T, H, eps, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 2));
@@ -746,11 +735,11 @@ train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf,
 
 	/* head, in float32: logits = classifier(dropout(tanh(pooler(hidden state of [CLS])))) */
 	launch_gather_rows(s, WS(float, cls), xs, clsrows, n, H);
-	BLAS(mm_fwd(h, CUDA_R_32F, WS(float, pooled), WS(float, cls), fp + d->pool_w, n, H, H));
+	BLAS(gemm_dense(h, CUDA_R_32F, CUDA_R_32F, WS(float, pooled), WS(float, cls), fp + d->pool_w, n, H, H));
 	launch_bias_act(s, WS(float, pooled), fp + d->pool_b, n, H, 1);
 	launch_train_dropout_copy(s, WS(float, pooled_drop), WS(float, pooled), (size_t) n * H,
 							  drop_at(t, t->o.hidden_dropout, SITE_CLS));
-	BLAS(mm_fwd(h, CUDA_R_32F, WS(float, logits), WS(float, pooled_drop), fp + d->cls_w, n, C, H));
+	BLAS(gemm_dense(h, CUDA_R_32F, CUDA_R_32F, WS(float, logits), WS(float, pooled_drop), fp + d->cls_w, n, C, H));
 	launch_bias_act(s, WS(float, logits), fp + d->cls_b, n, C, 0);
 	err = cudaGetLastError();
 	if (err != cudaSuccess)
