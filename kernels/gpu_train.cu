@@ -1371,49 +1371,45 @@ pgbert_gpu_trainer_step(PgbertGpuTrainer *t, float *lr_out, float *grad_norm_out
 
 /* ---- parameters in and out ---- */
 
+/* Bytes from the device into host memory on the context's stream, waited for: 0, or -1 + message naming what. */
+static int
+copy_down(PgbertGpuContext *ctx, void *dst, const void *src, size_t bytes, const char *what, char *errbuf,
+		  size_t errlen)
+{
+	cudaError_t err;
+
+	if ((err = cudaSetDevice(ctx->ordinal)) != cudaSuccess ||
+		(err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream)) != cudaSuccess)
+	{
+		set_cuda_error(errbuf, errlen, what, err);
+		return -1;
+	}
+	return sync_check(ctx, what, errbuf, errlen);
+}
+
 extern "C" int
 pgbert_gpu_trainer_download_params(PgbertGpuTrainer *t, float *params, char *errbuf, size_t errlen)
 {
-	PgbertGpuContext *ctx;
-	cudaError_t err;
-
 	if (t == NULL || params == NULL)
 	{
 		set_error(errbuf, errlen, "pgbert_gpu_trainer_download_params: null argument");
 		return -1;
 	}
-	ctx = t->m->ctx;
-	if ((err = cudaSetDevice(ctx->ordinal)) != cudaSuccess ||
-		(err = cudaMemcpyAsync(params, t->m->params, t->m->d.num_params * sizeof(float), cudaMemcpyDeviceToHost,
-							   ctx->stream)) != cudaSuccess)
-	{
-		set_cuda_error(errbuf, errlen, "copying the weights from the gpu", err);
-		return -1;
-	}
-	return sync_check(ctx, "copying the weights from the gpu", errbuf, errlen);
+	return copy_down(t->m->ctx, params, t->m->params, t->m->d.num_params * sizeof(float),
+					 "copying the weights from the gpu", errbuf, errlen);
 }
 
 extern "C" int
 pgbert_gpu_trainer_download_grads(PgbertGpuTrainer *t, float *grads, char *errbuf, size_t errlen)
 {
-	PgbertGpuContext *ctx;
-	cudaError_t err;
-
 	if (t == NULL || grads == NULL)
 	{
 		set_error(errbuf, errlen, "pgbert_gpu_trainer_download_grads: null argument");
 		return -1;
 	}
-	ctx = t->m->ctx;
 	memset(grads, 0, t->train_off * sizeof(float));
-	if ((err = cudaSetDevice(ctx->ordinal)) != cudaSuccess ||
-		(err = cudaMemcpyAsync(grads + t->train_off, t->grads, t->vec_bytes, cudaMemcpyDeviceToHost,
-							   ctx->stream)) != cudaSuccess)
-	{
-		set_cuda_error(errbuf, errlen, "copying the gradients from the gpu", err);
-		return -1;
-	}
-	return sync_check(ctx, "copying the gradients from the gpu", errbuf, errlen);
+	return copy_down(t->m->ctx, grads + t->train_off, t->grads, t->vec_bytes, "copying the gradients from the gpu",
+					 errbuf, errlen);
 }
 
 extern "C" int
