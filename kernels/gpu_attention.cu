@@ -23,22 +23,15 @@ __global__ void
 scatter_qkv_kernel(Tin *q, Tin *k, Tin *v, const Ty *qkv, const float *bias,
 				   const int *slot_token, int P, int H, int NH)
 {
-	int			slot = blockIdx.x;
-	int			b = slot / P,
-				p = slot % P;
-	int			tok = slot_token[slot];
-	int			d = H / NH;
+	BucketSlot	bs = block_bucket_slot(slot_token, P, H, NH);
 
 	for (int e = threadIdx.x; e < 3 * H; e += blockDim.x)
 	{
-		int			which = e / H,
-					c = e % H,
-					h = c / d,
-					dd = c % d;
-		float		val = tok >= 0 ? to_float(qkv[(size_t) tok * 3 * H + e]) + bias[e] : 0.0f;
+		int			which = e / H;
+		float		val = bs.tok >= 0 ? to_float(qkv[(size_t) bs.tok * 3 * H + e]) + bias[e] : 0.0f;
 		Tin		   *dst = which == 0 ? q : which == 1 ? k : v;
 
-		dst[(((size_t) b * NH + h) * P + p) * d + dd] = from_float<Tin>(val);
+		dst[head_slot_index(bs, e % H, P, NH)] = from_float<Tin>(val);
 	}
 }
 
@@ -92,21 +85,12 @@ template <typename Tin>
 __global__ void
 gather_ctx_kernel(Tin *ctx_packed, const Tin *ctx, const int *slot_token, int P, int H, int NH)
 {
-	int			slot = blockIdx.x;
-	int			b = slot / P,
-				p = slot % P;
-	int			tok = slot_token[slot];
-	int			d = H / NH;
+	BucketSlot	bs = block_bucket_slot(slot_token, P, H, NH);
 
-	if (tok < 0)
+	if (bs.tok < 0)
 		return;
 	for (int c = threadIdx.x; c < H; c += blockDim.x)
-	{
-		int			h = c / d,
-					dd = c % d;
-
-		ctx_packed[(size_t) tok * H + c] = ctx[(((size_t) b * NH + h) * P + p) * d + dd];
-	}
+		ctx_packed[(size_t) bs.tok * H + c] = ctx[head_slot_index(bs, c, P, NH)];
 }
 
 template <typename Tin, typename Ty>

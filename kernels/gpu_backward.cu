@@ -66,6 +66,7 @@ ln_row_train(const float *in, float *mean, float *rstd, float *xs, Tin *xin, con
 
 /* ---- training forward ---- */
 
+/* One warp per token row; launch_train_embed_ln (gpu_train_internal.h) says what it saves. */
 template <typename Tin>
 __global__ void
 train_embed_ln_kernel(float *emb, float *mean, float *rstd, float *xs, Tin *xin, const int *ids, const int *types,
@@ -90,6 +91,7 @@ train_embed_ln_kernel(float *emb, float *mean, float *rstd, float *xs, Tin *xin,
 	}
 }
 
+/* One warp per token row; launch_train_residual_ln says what it saves. */
 template <typename Tin>
 __global__ void
 train_residual_ln_kernel(float *res, float *mean, float *rstd, float *xs, Tin *xin, const float *y,
@@ -114,6 +116,7 @@ train_residual_ln_kernel(float *res, float *mean, float *rstd, float *xs, Tin *x
 	}
 }
 
+/* Grid-stride over (T, I); the backward calls it again with no bias to recompute the activation. */
 template <typename Tin, int TANH>
 __global__ void
 train_gelu_kernel(Tin *act, float *ffn, const float *bias, size_t n, int I)
@@ -131,6 +134,7 @@ train_gelu_kernel(Tin *act, float *ffn, const float *bias, size_t n, int I)
 	}
 }
 
+/* One warp per probability row, indexed in the engine's packed layout so both trainers drop alike. */
 template <typename Tin>
 __global__ void
 train_attn_dropout_kernel(Tin *pin, const float *probs, const int *lens, const unsigned long long *pbase,
@@ -152,6 +156,7 @@ train_attn_dropout_kernel(Tin *pin, const float *probs, const int *lens, const u
 	}
 }
 
+/* Grid-stride: the pooler output's dropout, element i of the site being index i. */
 __global__ void
 train_dropout_copy_kernel(float *dst, const float *src, size_t n, TrainDrop drop)
 {
@@ -161,6 +166,7 @@ train_dropout_copy_kernel(float *dst, const float *src, size_t n, TrainDrop drop
 
 /* ---- backward ---- */
 
+/* One warp per row, recomputing xhat from the saved input and statistics instead of storing it. */
 template <typename Tin>
 __global__ void
 train_ln_backward_kernel(float *dx, Tin *dbr, float *dw, float *db, float *dbias, const float *dy,
@@ -229,8 +235,15 @@ train_ln_backward_kernel(float *dx, Tin *dbr, float *dw, float *db, float *dbias
 	}
 }
 
-__global__ void
-train_colsum_kernel(float *dst, const float *src, int rows, int cols, int rows_per)
+/*
+ * The column kernels' loop: the thread of column c in block row y adds
+ * value(e) over the elements e of rows [y rows_per, (y + 1) rows_per) of
+ * that column of a (rows, cols) matrix (value may also write element e),
+ * then adds the sum to dst[c].
+ */
+template <typename Value>
+__device__ __forceinline__ void
+column_sum_into(float *dst, int rows, int cols, int rows_per, Value value)
 {
 	int			c = blockIdx.x * blockDim.x + threadIdx.x;
 	int			r0 = blockIdx.y * rows_per,
@@ -240,54 +253,44 @@ train_colsum_kernel(float *dst, const float *src, int rows, int cols, int rows_p
 	if (c >= cols)
 		return;
 	for (int r = r0; r < r1; r++)
-		sum += src[(size_t) r * cols + c];
+		sum += value((size_t) r * cols + c);
 	atomicAdd(dst + c, sum);
 }
 
+/* A bias gradient: column sums of a (rows, cols) gradient. */
+__global__ void
+train_colsum_kernel(float *dst, const float *src, int rows, int cols, int rows_per)
+{
+	column_sum_into(dst, rows, cols, rows_per, [&](size_t e) { return src[e]; });
+}
+
+/* TANH a template argument, so that the choice of GELU is made once per launch, not per element. */
 template <typename Tin, int TANH>
 __global__ void
 train_gelu_backward_kernel(Tin *gin, const float *g, const float *ffn, float *dbias, int T, int I, int rows_per)
 {
-	int			c = blockIdx.x * blockDim.x + threadIdx.x;
-	int			r0 = blockIdx.y * rows_per,
-				r1 = min(T, r0 + rows_per);
-	float		sum = 0.0f;
-
-	if (c >= I)
-		return;
-	for (int r = r0; r < r1; r++)
-	{
-		size_t		e = (size_t) r * I + c;
+	column_sum_into(dbias, T, I, rows_per, [&](size_t e) {
 		float		v = g[e] * gelu_grad(ffn[e], TANH);
 
 		gin[e] = from_float<Tin>(v);
-		sum += v;
-	}
-	atomicAdd(dbias + c, sum);
+		return v;
+	});
 }
 
+/* The pooler's backward: its dropout, then tanh', in place. */
 __global__ void
 train_tanh_backward_kernel(float *g, const float *y, float *dbias, int n, int H, int rows_per, TrainDrop drop)
 {
-	int			c = blockIdx.x * blockDim.x + threadIdx.x;
-	int			r0 = blockIdx.y * rows_per,
-				r1 = min(n, r0 + rows_per);
-	float		sum = 0.0f;
-
-	if (c >= H)
-		return;
-	for (int r = r0; r < r1; r++)
-	{
-		size_t		e = (size_t) r * H + c;
+	column_sum_into(dbias, n, H, rows_per, [&](size_t e) {
 		float		v = drop_apply(drop, e, g[e]);
 
 		v *= 1.0f - y[e] * y[e];
 		g[e] = v;
-		sum += v;
-	}
-	atomicAdd(dbias + c, sum);
+		return v;
+	});
 }
 
+/* Grid-stride: puts the [CLS] rows' gradient back at their packed rows. */
 __global__ void
 train_scatter_rows_kernel(float *dst, const float *src, const int *rows, int n, int H)
 {
@@ -297,25 +300,18 @@ train_scatter_rows_kernel(float *dst, const float *src, const int *rows, int n, 
 		dst[(size_t) rows[i / H] * H + i % H] = src[i];
 }
 
+/* The gathered context's gradient split back by head for the batched products; zeros in padding. */
 template <typename Tin>
 __global__ void
 train_scatter_heads_kernel(Tin *dst, const float *src, const int *slot_token, int P, int H, int NH)
 {
-	int			slot = blockIdx.x;
-	int			b = slot / P,
-				p = slot % P;
-	int			tok = slot_token[slot];
-	int			d = H / NH;
+	BucketSlot	bs = block_bucket_slot(slot_token, P, H, NH);
 
 	for (int c = threadIdx.x; c < H; c += blockDim.x)
-	{
-		int			h = c / d,
-					dd = c % d;
-
-		dst[(((size_t) b * NH + h) * P + p) * d + dd] = from_float<Tin>(tok >= 0 ? src[(size_t) tok * H + c] : 0.0f);
-	}
+		dst[head_slot_index(bs, c, P, NH)] = from_float<Tin>(bs.tok >= 0 ? src[(size_t) bs.tok * H + c] : 0.0f);
 }
 
+/* One warp per row: ds = p (g - sum p g) through the attention dropout, 0 outside the sequence. */
 template <typename Tin>
 __global__ void
 train_softmax_backward_kernel(Tin *ds, float *dp, const float *probs, const int *lens,
@@ -362,28 +358,22 @@ train_softmax_backward_kernel(Tin *ds, float *dp, const float *probs, const int 
 		dr[j] = from_float<Tin>(j < S ? pr[j] * (gr[j] - dot) : 0.0f);
 }
 
+/* The per-head dq, dk, dv back into packed (T, 3H) rows; the Tin copy only when it is another buffer. */
 template <typename Tin>
 __global__ void
 train_gather_qkv_kernel(float *g, Tin *gin, const float *dq, const float *dk, const float *dv,
 						const int *slot_token, int P, int H, int NH)
 {
-	int			slot = blockIdx.x;
-	int			b = slot / P,
-				p = slot % P;
-	int			tok = slot_token[slot];
-	int			d = H / NH;
+	BucketSlot	bs = block_bucket_slot(slot_token, P, H, NH);
 
-	if (tok < 0)
+	if (bs.tok < 0)
 		return;
 	for (int e = threadIdx.x; e < 3 * H; e += blockDim.x)
 	{
-		int			which = e / H,
-					c = e % H,
-					h = c / d,
-					dd = c % d;
+		int			which = e / H;
 		const float *src = which == 0 ? dq : which == 1 ? dk : dv;
-		float		v = src[(((size_t) b * NH + h) * P + p) * d + dd];
-		size_t		o = (size_t) tok * 3 * H + e;
+		float		v = src[head_slot_index(bs, e % H, P, NH)];
+		size_t		o = (size_t) bs.tok * 3 * H + e;
 
 		g[o] = v;
 		if ((void *) gin != (void *) g)
@@ -391,6 +381,7 @@ train_gather_qkv_kernel(float *g, Tin *gin, const float *dq, const float *dk, co
 	}
 }
 
+/* Atomics, since tokens share embedding rows; the padding token's word row gets none (padding_idx). */
 __global__ void
 train_embed_backward_kernel(float *dword, float *dpos, float *dtype, const float *dx, const int *ids,
 							const int *types, const int *pos, int T, int H, int pad_id)
@@ -412,6 +403,7 @@ train_embed_backward_kernel(float *dword, float *dpos, float *dtype, const float
 
 /* ---- optimizer ---- */
 
+/* Sum over a block (warps, then warp 0), in double for the gradient norm; thread 0 gets it. */
 __device__ __forceinline__ double
 block_sum_double(double v)
 {
@@ -432,6 +424,7 @@ block_sum_double(double v)
 	return v;					/* valid in thread 0 */
 }
 
+/* The norm's first pass: per-block partial sums of squares in double, no atomics (a fixed order). */
 __global__ void
 train_sumsq_kernel(double *partials, const float *g, size_t n)
 {
@@ -444,6 +437,7 @@ train_sumsq_kernel(double *partials, const float *g, size_t n)
 		partials[blockIdx.x] = s;
 }
 
+/* The norm's second pass: one block adds the partial sums. */
 __global__ void
 train_sum_partials_kernel(double *out, const double *partials, int n)
 {
@@ -456,6 +450,7 @@ train_sum_partials_kernel(double *out, const double *partials, int n)
 		*out = s;
 }
 
+/* Grid-stride AdamW over one parameter segment, rounded step by step as train.c's CPU code rounds. */
 __global__ void
 train_adamw_kernel(float *p, const float *grad, float *m, float *v, size_t n, int clip, float coef, int wd,
 				   float decay, float one_minus_b1, float b2, float one_minus_b2, float bc2_sqrt, float eps,
@@ -486,6 +481,7 @@ train_adamw_kernel(float *p, const float *grad, float *m, float *v, size_t n, in
 
 /* ---- launchers ---- */
 
+/* Blocks for the one-warp-per-row kernels (WARP_ROWS rows a block). */
 static unsigned int
 warp_row_blocks(size_t rows)
 {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* qsort_r order: longer first, ties by index, so that the order is the same on every run. */
 static int
 compare_len_desc(const void *a, const void *b, void *arg)
 {

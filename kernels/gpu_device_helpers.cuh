@@ -2,8 +2,9 @@
  * kernels/gpu_device_helpers.cuh
  *     The device functions that the row kernels of several .cu files share:
  *     the matrix-product input type (float or bf16) read and written as
- *     float, warp reductions, GELU and its derivative, and the statistics of
- *     a LayerNorm row held by a warp. All __forceinline__, so that each
+ *     float, warp reductions, a bucket slot and its per-head index,
+ *     GELU and its derivative, and the statistics of a LayerNorm row held
+ *     by a warp. All __forceinline__, so that each
  *     kernel compiles to what it did with its own copy. Plain CUDA; no
  *     PostgreSQL header may be included here. test/gpu/emu/extract.py
  *     pastes this file into the .cu files it rewrites for the emulator.
@@ -62,6 +63,39 @@ warp_max(float v)
 	for (int o = 16; o > 0; o >>= 1)
 		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
 	return v;
+}
+
+/*
+ * The attention bucket slot of this block, for kernels that run one block
+ * per slot: sequence b, position p, packed token tok (-1 in a padding slot)
+ * and the head width d.
+ */
+struct BucketSlot
+{
+	int			b,
+				p,
+				tok,
+				d;
+};
+
+__device__ __forceinline__ BucketSlot
+block_bucket_slot(const int *slot_token, int P, int H, int NH)
+{
+	int			slot = blockIdx.x;
+	BucketSlot	bs;
+
+	bs.b = slot / P;
+	bs.p = slot % P;
+	bs.tok = slot_token[slot];
+	bs.d = H / NH;
+	return bs;
+}
+
+/* Where column c (of H = NH d) of slot bs sits in the bucket's per-head (B, NH, P, d) layout. */
+__device__ __forceinline__ size_t
+head_slot_index(const BucketSlot &bs, int c, int P, int NH)
+{
+	return (((size_t) bs.b * NH + c / bs.d) * P + bs.p) * bs.d + c % bs.d;
 }
 
 #define GELU_SQRT1_2 0.7071067811865476f

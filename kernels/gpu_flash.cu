@@ -58,6 +58,7 @@ flash_attention_supported(int H, int NH, int max_len)
 	return d == 32 || d == 64;
 }
 
+/* Two floats as the bf16 pair an mma operand register holds. */
 __device__ __forceinline__ uint32_t
 pack_bf16(float lo, float hi)
 {
@@ -68,6 +69,7 @@ pack_bf16(float lo, float hi)
 	return u;
 }
 
+/* Two adjacent bf16 from shared memory as one 32-bit operand register. */
 __device__ __forceinline__ uint32_t
 lds32(const __nv_bfloat16 *p)
 {
@@ -403,6 +405,7 @@ launch_flash_attention(cudaStream_t s, __nv_bfloat16 *ctx, const __nv_bfloat16 *
 
 /* ---------------------------------------------------------------- self-test */
 
+/* A float rounded to bf16 and widened, as the kernel sees its inputs. */
 __device__ __forceinline__ double
 bf16_rounded(float x)
 {
@@ -469,6 +472,7 @@ flash_reference_kernel(float *ref, const __nv_bfloat16 *qkv, const float *bias, 
 		ref[(size_t) tok * H + h * d + i] = (float) (o[i] / sum);
 }
 
+/* bf16 bits of a float on the host, for the test's inputs. */
 static uint16_t
 host_bf16(float f)
 {
@@ -479,6 +483,7 @@ host_bf16(float f)
 	return (uint16_t) (u >> 16);
 }
 
+/* The float of bf16 bits, on the host. */
 static float
 host_float(uint16_t b)
 {
@@ -489,6 +494,7 @@ host_float(uint16_t b)
 	return f;
 }
 
+/* xorshift32: seeded, so that a failing self-test can be rerun on the same inputs. */
 static float
 uniform(uint32_t *st, float lo, float hi)
 {
@@ -503,63 +509,265 @@ uniform(uint32_t *st, float lo, float hi)
 
 #define SELFTEST_GUARD_ROWS 64
 
-extern "C" __attribute__((visibility("default"))) int
-pgbert_gpu_flash_selftest(int n_seq, const int *lengths, int H, int NH, unsigned seed, double *max_abs_err,
-						  char *errbuf, size_t errlen)
+/* One self-test's shape and buffers, host and device; the buffers NULL until made. */
+typedef struct FlashSelftest
 {
-	int			rc = -1,
-				ndev = 0,
-				T = 0,
-				max_len = 0,
-				d;
-	size_t		ctx_elems;
-	uint32_t	rng = seed != 0 ? seed : 0x9e3779b9u;
-	cudaError_t err;
-	cudaStream_t st = NULL;
-	cudaGraph_t graph = NULL;
-	cudaGraphExec_t exec = NULL;
-	int		   *h_off = NULL,
-			   *h_seq = NULL,
-			   *d_off = NULL,
-			   *d_seq = NULL;
-	uint16_t   *h_qkv = NULL,
-			   *h_ctx1 = NULL,
-			   *h_ctx2 = NULL;
-	float	   *h_bias = NULL,
-			   *h_ref = NULL,
-			   *d_bias = NULL,
-			   *d_ref = NULL;
-	__nv_bfloat16 *d_qkv = NULL,
-			   *d_ctx = NULL;
-	double		worst = 0.0;
+	int			n_seq,
+				T,
+				max_len,
+				H,
+				NH;
+	float		scale;
+	size_t		ctx_elems;		/* output elements, guard rows included */
+	cudaStream_t st;
+	cudaGraph_t graph;
+	cudaGraphExec_t exec;
+	int		   *h_off,
+			   *h_seq,
+			   *d_off,
+			   *d_seq;
+	uint16_t   *h_qkv,
+			   *h_ctx1,
+			   *h_ctx2;
+	float	   *h_bias,
+			   *h_ref,
+			   *d_bias,
+			   *d_ref;
+	__nv_bfloat16 *d_qkv,
+			   *d_ctx;
+} FlashSelftest;
 
-#define CK(call, what) do { if ((err = (call)) != cudaSuccess) { \
-		set_cuda_error(errbuf, errlen, what, err); goto done; } } while (0)
+/* Fails the calling step (0, or -1 + message) when a CUDA call fails. */
+#define CK(call, what) do { cudaError_t err_ = (call); if (err_ != cudaSuccess) { \
+		set_cuda_error(errbuf, errlen, what, err_); return -1; } } while (0)
 
-	if (max_abs_err == NULL || lengths == NULL || n_seq < 1)
+/* The self-test's arguments: the batch's token count and longest sequence, or -1 + message. */
+static int
+selftest_check_args(FlashSelftest *ft, const int *lengths, double *max_abs_err, char *errbuf, size_t errlen)
+{
+	if (max_abs_err == NULL || lengths == NULL || ft->n_seq < 1)
 	{
 		set_error(errbuf, errlen, "pgbert_gpu_flash_selftest: bad arguments");
 		return -1;
 	}
 	*max_abs_err = INFINITY;
-	for (int i = 0; i < n_seq; i++)
+	for (int i = 0; i < ft->n_seq; i++)
 	{
-		if (lengths[i] < 0 || lengths[i] > FLASH_MAX_LEN || T > INT_MAX / 2 - lengths[i])
+		if (lengths[i] < 0 || lengths[i] > FLASH_MAX_LEN || ft->T > INT_MAX / 2 - lengths[i])
 		{
 			set_error(errbuf, errlen, "pgbert_gpu_flash_selftest: bad length %d", lengths[i]);
 			return -1;
 		}
-		T += lengths[i];
-		if (lengths[i] > max_len)
-			max_len = lengths[i];
+		ft->T += lengths[i];
+		if (lengths[i] > ft->max_len)
+			ft->max_len = lengths[i];
 	}
-	if (!flash_attention_supported(H, NH, max_len))
+	if (!flash_attention_supported(ft->H, ft->NH, ft->max_len))
 	{
 		set_error(errbuf, errlen, "pgbert_gpu_flash_selftest: unsupported shape H %d, heads %d, max_len %d",
-				  H, NH, max_len);
+				  ft->H, ft->NH, ft->max_len);
 		return -1;
 	}
-	d = H / NH;
+	return 0;
+}
+
+/* The host side of the inputs: offsets, each token's sequence, random qkv and bias from seed. */
+static int
+selftest_host_inputs(FlashSelftest *ft, const int *lengths, unsigned seed, char *errbuf, size_t errlen)
+{
+	int			T = ft->T,
+				H = ft->H;
+	uint32_t	rng = seed != 0 ? seed : 0x9e3779b9u;
+
+	ft->ctx_elems = (size_t) (T + SELFTEST_GUARD_ROWS) * H;
+	ft->h_off = (int *) malloc(sizeof(int) * (ft->n_seq + 1));
+	ft->h_seq = (int *) malloc(sizeof(int) * (T + 1));
+	ft->h_qkv = (uint16_t *) malloc(sizeof(uint16_t) * ((size_t) T * 3 * H + 1));
+	ft->h_bias = (float *) malloc(sizeof(float) * 3 * H);
+	ft->h_ref = (float *) malloc(sizeof(float) * ((size_t) T * H + 1));
+	ft->h_ctx1 = (uint16_t *) malloc(sizeof(uint16_t) * ft->ctx_elems);
+	ft->h_ctx2 = (uint16_t *) malloc(sizeof(uint16_t) * ft->ctx_elems);
+	if (!ft->h_off || !ft->h_seq || !ft->h_qkv || !ft->h_bias || !ft->h_ref || !ft->h_ctx1 || !ft->h_ctx2)
+	{
+		set_error(errbuf, errlen, "pgbert_gpu_flash_selftest: out of host memory");
+		return -1;
+	}
+	ft->h_off[0] = 0;
+	for (int i = 0; i < ft->n_seq; i++)
+	{
+		ft->h_off[i + 1] = ft->h_off[i] + lengths[i];
+		for (int tkn = ft->h_off[i]; tkn < ft->h_off[i + 1]; tkn++)
+			ft->h_seq[tkn] = i;
+	}
+	for (size_t e = 0; e < (size_t) T * 3 * H; e++)
+		ft->h_qkv[e] = host_bf16(uniform(&rng, -1.0f, 1.0f));
+	for (int e = 0; e < 3 * H; e++)
+		ft->h_bias[e] = uniform(&rng, -0.25f, 0.25f);
+	return 0;
+}
+
+/* A stream of the test's own, the device buffers, and the inputs copied to them. */
+static int
+selftest_upload(FlashSelftest *ft, char *errbuf, size_t errlen)
+{
+	int			T = ft->T,
+				H = ft->H;
+	cudaStream_t st;
+
+	CK(cudaStreamCreateWithFlags(&ft->st, cudaStreamNonBlocking), "cudaStreamCreate");
+	st = ft->st;
+	CK(cudaMalloc((void **) &ft->d_off, sizeof(int) * (ft->n_seq + 1)), "cudaMalloc");
+	CK(cudaMalloc((void **) &ft->d_seq, sizeof(int) * (T + 1)), "cudaMalloc");
+	CK(cudaMalloc((void **) &ft->d_qkv, sizeof(uint16_t) * ((size_t) T * 3 * H + 8)), "cudaMalloc");
+	CK(cudaMalloc((void **) &ft->d_bias, sizeof(float) * 3 * H), "cudaMalloc");
+	CK(cudaMalloc((void **) &ft->d_ref, sizeof(float) * ((size_t) T * H + 1)), "cudaMalloc");
+	CK(cudaMalloc((void **) &ft->d_ctx, sizeof(uint16_t) * ft->ctx_elems), "cudaMalloc");
+	CK(cudaMemcpyAsync(ft->d_off, ft->h_off, sizeof(int) * (ft->n_seq + 1), cudaMemcpyHostToDevice, st),
+	   "cudaMemcpy");
+	CK(cudaMemcpyAsync(ft->d_seq, ft->h_seq, sizeof(int) * T, cudaMemcpyHostToDevice, st), "cudaMemcpy");
+	CK(cudaMemcpyAsync(ft->d_qkv, ft->h_qkv, sizeof(uint16_t) * (size_t) T * 3 * H, cudaMemcpyHostToDevice, st),
+	   "cudaMemcpy");
+	CK(cudaMemcpyAsync(ft->d_bias, ft->h_bias, sizeof(float) * 3 * H, cudaMemcpyHostToDevice, st), "cudaMemcpy");
+	return 0;
+}
+
+/* First run: flash attention into poisoned output (0xffff is a bf16 NaN), and the reference, both copied down. */
+static int
+selftest_first_run(FlashSelftest *ft, char *errbuf, size_t errlen)
+{
+	cudaStream_t st = ft->st;
+	int			T = ft->T;
+
+	CK(cudaMemsetAsync(ft->d_ctx, 0xff, sizeof(uint16_t) * ft->ctx_elems, st), "cudaMemset");
+	CK(flash_attention_prepare(), "flash_attention_prepare");
+	CK(launch_flash_attention(st, ft->d_ctx, ft->d_qkv, ft->d_bias, ft->d_off, ft->n_seq, ft->max_len, ft->H,
+							  ft->NH, ft->scale), "launch_flash_attention");
+	if (T > 0)
+	{
+		flash_reference_kernel<<<(T * ft->NH + 127) / 128, 128, 0, st>>>(ft->d_ref, ft->d_qkv, ft->d_bias,
+																		  ft->d_off, ft->d_seq, T, ft->H, ft->NH,
+																		  ft->scale);
+		CK(cudaGetLastError(), "flash_reference_kernel");
+	}
+	CK(cudaMemcpyAsync(ft->h_ctx1, ft->d_ctx, sizeof(uint16_t) * ft->ctx_elems, cudaMemcpyDeviceToHost, st),
+	   "cudaMemcpy");
+	CK(cudaMemcpyAsync(ft->h_ref, ft->d_ref, sizeof(float) * (size_t) T * ft->H, cudaMemcpyDeviceToHost, st),
+	   "cudaMemcpy");
+	CK(cudaStreamSynchronize(st), "running the flash attention self-test");
+	return 0;
+}
+
+/* Second run: captured into a graph, replayed on the re-poisoned output, copied down. */
+static int
+selftest_graph_run(FlashSelftest *ft, char *errbuf, size_t errlen)
+{
+	cudaStream_t st = ft->st;
+	cudaError_t err,
+				err2;
+
+	CK(cudaMemsetAsync(ft->d_ctx, 0xff, sizeof(uint16_t) * ft->ctx_elems, st), "cudaMemset");
+	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+	err = launch_flash_attention(st, ft->d_ctx, ft->d_qkv, ft->d_bias, ft->d_off, ft->n_seq, ft->max_len, ft->H,
+								 ft->NH, ft->scale);
+	err2 = cudaStreamEndCapture(st, &ft->graph);
+	if (err == cudaSuccess)
+		err = err2;
+	CK(err, "capturing launch_flash_attention");
+	if (ft->graph != NULL)
+	{
+		CK(cudaGraphInstantiate(&ft->exec, ft->graph, 0), "cudaGraphInstantiate");
+		CK(cudaGraphLaunch(ft->exec, st), "cudaGraphLaunch");
+	}
+	CK(cudaMemcpyAsync(ft->h_ctx2, ft->d_ctx, sizeof(uint16_t) * ft->ctx_elems, cudaMemcpyDeviceToHost, st),
+	   "cudaMemcpy");
+	CK(cudaStreamSynchronize(st), "replaying the flash attention graph");
+	return 0;
+}
+
+/*
+ * The guard rows untouched by both runs, the runs bitwise equal, and the
+ * first run's largest difference from the reference in *max_abs_err.
+ */
+static int
+selftest_compare(const FlashSelftest *ft, double *max_abs_err, char *errbuf, size_t errlen)
+{
+	size_t		n = (size_t) ft->T * ft->H;
+	double		worst = 0.0;
+
+	for (size_t e = n; e < ft->ctx_elems; e++)
+		if (ft->h_ctx1[e] != 0xffffu || ft->h_ctx2[e] != 0xffffu)
+		{
+			set_error(errbuf, errlen, "flash attention wrote past the batch's last row (element %zu)", e);
+			return -1;
+		}
+	if (memcmp(ft->h_ctx1, ft->h_ctx2, sizeof(uint16_t) * n) != 0)
+	{
+		size_t		e = 0;
+
+		while (ft->h_ctx1[e] == ft->h_ctx2[e])
+			e++;
+		set_error(errbuf, errlen, "flash attention is not deterministic: the graph replay differs at "
+				  "token %zu, column %zu (a race?)", e / ft->H, e % ft->H);
+		return -1;
+	}
+	for (size_t e = 0; e < n; e++)
+	{
+		double		v = host_float(ft->h_ctx1[e]),
+					diff = fabs(v - (double) ft->h_ref[e]);
+
+		if (!(diff <= worst))	/* NaN (an unwritten element) counts as infinite */
+			worst = isfinite(diff) ? diff : INFINITY;
+	}
+	*max_abs_err = worst;
+	return 0;
+}
+
+#undef CK
+
+/* Releases what the self-test made, after its stream has finished. */
+static void
+selftest_free(FlashSelftest *ft)
+{
+	if (ft->exec)
+		(void) cudaGraphExecDestroy(ft->exec);
+	if (ft->graph)
+		(void) cudaGraphDestroy(ft->graph);
+	if (ft->st)
+	{
+		(void) cudaStreamSynchronize(ft->st);
+		(void) cudaStreamDestroy(ft->st);
+	}
+	(void) cudaFree(ft->d_off);
+	(void) cudaFree(ft->d_seq);
+	(void) cudaFree(ft->d_qkv);
+	(void) cudaFree(ft->d_bias);
+	(void) cudaFree(ft->d_ref);
+	(void) cudaFree(ft->d_ctx);
+	free(ft->h_off);
+	free(ft->h_seq);
+	free(ft->h_qkv);
+	free(ft->h_bias);
+	free(ft->h_ref);
+	free(ft->h_ctx1);
+	free(ft->h_ctx2);
+}
+
+extern "C" __attribute__((visibility("default"))) int
+pgbert_gpu_flash_selftest(int n_seq, const int *lengths, int H, int NH, unsigned seed, double *max_abs_err,
+						  char *errbuf, size_t errlen)
+{
+	FlashSelftest ft;
+	int			rc = -1,
+				ndev = 0;
+	cudaError_t err;
+
+	memset(&ft, 0, sizeof ft);
+	ft.n_seq = n_seq;
+	ft.H = H;
+	ft.NH = NH;
+	if (selftest_check_args(&ft, lengths, max_abs_err, errbuf, errlen) != 0)
+		return -1;
+	ft.scale = 1.0f / sqrtf((float) (H / NH));
 
 	err = cudaGetDeviceCount(&ndev);
 	if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver || (err == cudaSuccess && ndev == 0))
@@ -568,133 +776,16 @@ pgbert_gpu_flash_selftest(int n_seq, const int *lengths, int H, int NH, unsigned
 		set_error(errbuf, errlen, "no device");
 		return 1;
 	}
-	CK(err, "cudaGetDeviceCount");
-
-	ctx_elems = (size_t) (T + SELFTEST_GUARD_ROWS) * H;
-	h_off = (int *) malloc(sizeof(int) * (n_seq + 1));
-	h_seq = (int *) malloc(sizeof(int) * (T + 1));
-	h_qkv = (uint16_t *) malloc(sizeof(uint16_t) * ((size_t) T * 3 * H + 1));
-	h_bias = (float *) malloc(sizeof(float) * 3 * H);
-	h_ref = (float *) malloc(sizeof(float) * ((size_t) T * H + 1));
-	h_ctx1 = (uint16_t *) malloc(sizeof(uint16_t) * ctx_elems);
-	h_ctx2 = (uint16_t *) malloc(sizeof(uint16_t) * ctx_elems);
-	if (!h_off || !h_seq || !h_qkv || !h_bias || !h_ref || !h_ctx1 || !h_ctx2)
-	{
-		set_error(errbuf, errlen, "pgbert_gpu_flash_selftest: out of host memory");
-		goto done;
-	}
-	h_off[0] = 0;
-	for (int i = 0; i < n_seq; i++)
-	{
-		h_off[i + 1] = h_off[i] + lengths[i];
-		for (int tkn = h_off[i]; tkn < h_off[i + 1]; tkn++)
-			h_seq[tkn] = i;
-	}
-	for (size_t e = 0; e < (size_t) T * 3 * H; e++)
-		h_qkv[e] = host_bf16(uniform(&rng, -1.0f, 1.0f));
-	for (int e = 0; e < 3 * H; e++)
-		h_bias[e] = uniform(&rng, -0.25f, 0.25f);
-
-	CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
-	CK(cudaMalloc((void **) &d_off, sizeof(int) * (n_seq + 1)), "cudaMalloc");
-	CK(cudaMalloc((void **) &d_seq, sizeof(int) * (T + 1)), "cudaMalloc");
-	CK(cudaMalloc((void **) &d_qkv, sizeof(uint16_t) * ((size_t) T * 3 * H + 8)), "cudaMalloc");
-	CK(cudaMalloc((void **) &d_bias, sizeof(float) * 3 * H), "cudaMalloc");
-	CK(cudaMalloc((void **) &d_ref, sizeof(float) * ((size_t) T * H + 1)), "cudaMalloc");
-	CK(cudaMalloc((void **) &d_ctx, sizeof(uint16_t) * ctx_elems), "cudaMalloc");
-	CK(cudaMemcpyAsync(d_off, h_off, sizeof(int) * (n_seq + 1), cudaMemcpyHostToDevice, st), "cudaMemcpy");
-	CK(cudaMemcpyAsync(d_seq, h_seq, sizeof(int) * T, cudaMemcpyHostToDevice, st), "cudaMemcpy");
-	CK(cudaMemcpyAsync(d_qkv, h_qkv, sizeof(uint16_t) * (size_t) T * 3 * H, cudaMemcpyHostToDevice, st),
-	   "cudaMemcpy");
-	CK(cudaMemcpyAsync(d_bias, h_bias, sizeof(float) * 3 * H, cudaMemcpyHostToDevice, st), "cudaMemcpy");
-
-	/* first run: poisoned output (0xffff is a bf16 NaN) */
-	CK(cudaMemsetAsync(d_ctx, 0xff, sizeof(uint16_t) * ctx_elems, st), "cudaMemset");
-	CK(flash_attention_prepare(), "flash_attention_prepare");
-	CK(launch_flash_attention(st, d_ctx, d_qkv, d_bias, d_off, n_seq, max_len, H, NH, 1.0f / sqrtf((float) d)),
-	   "launch_flash_attention");
-	if (T > 0)
-	{
-		flash_reference_kernel<<<(T * NH + 127) / 128, 128, 0, st>>>(d_ref, d_qkv, d_bias, d_off, d_seq, T, H,
-																	  NH, 1.0f / sqrtf((float) d));
-		CK(cudaGetLastError(), "flash_reference_kernel");
-	}
-	CK(cudaMemcpyAsync(h_ctx1, d_ctx, sizeof(uint16_t) * ctx_elems, cudaMemcpyDeviceToHost, st), "cudaMemcpy");
-	CK(cudaMemcpyAsync(h_ref, d_ref, sizeof(float) * (size_t) T * H, cudaMemcpyDeviceToHost, st), "cudaMemcpy");
-	CK(cudaStreamSynchronize(st), "running the flash attention self-test");
-
-	/* second run: captured into a graph, replayed on the re-poisoned output */
-	CK(cudaMemsetAsync(d_ctx, 0xff, sizeof(uint16_t) * ctx_elems, st), "cudaMemset");
-	CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-	err = launch_flash_attention(st, d_ctx, d_qkv, d_bias, d_off, n_seq, max_len, H, NH,
-								 1.0f / sqrtf((float) d));
-	{
-		cudaError_t err2 = cudaStreamEndCapture(st, &graph);
-
-		if (err == cudaSuccess)
-			err = err2;
-	}
-	CK(err, "capturing launch_flash_attention");
-	if (graph != NULL)
-	{
-		CK(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
-		CK(cudaGraphLaunch(exec, st), "cudaGraphLaunch");
-	}
-	CK(cudaMemcpyAsync(h_ctx2, d_ctx, sizeof(uint16_t) * ctx_elems, cudaMemcpyDeviceToHost, st), "cudaMemcpy");
-	CK(cudaStreamSynchronize(st), "replaying the flash attention graph");
-
-	for (size_t e = (size_t) T * H; e < ctx_elems; e++)
-		if (h_ctx1[e] != 0xffffu || h_ctx2[e] != 0xffffu)
-		{
-			set_error(errbuf, errlen, "flash attention wrote past the batch's last row (element %zu)", e);
-			goto done;
-		}
-	if (memcmp(h_ctx1, h_ctx2, sizeof(uint16_t) * (size_t) T * H) != 0)
-	{
-		size_t		e = 0;
-
-		while (h_ctx1[e] == h_ctx2[e])
-			e++;
-		set_error(errbuf, errlen, "flash attention is not deterministic: the graph replay differs at "
-				  "token %zu, column %zu (a race?)", e / H, e % H);
-		goto done;
-	}
-	for (size_t e = 0; e < (size_t) T * H; e++)
-	{
-		double		v = host_float(h_ctx1[e]),
-					diff = fabs(v - (double) h_ref[e]);
-
-		if (!(diff <= worst))	/* NaN (an unwritten element) counts as infinite */
-			worst = isfinite(diff) ? diff : INFINITY;
-	}
-	*max_abs_err = worst;
-	rc = 0;
-
-done:
-	if (exec)
-		(void) cudaGraphExecDestroy(exec);
-	if (graph)
-		(void) cudaGraphDestroy(graph);
-	if (st)
-	{
-		(void) cudaStreamSynchronize(st);
-		(void) cudaStreamDestroy(st);
-	}
-	(void) cudaFree(d_off);
-	(void) cudaFree(d_seq);
-	(void) cudaFree(d_qkv);
-	(void) cudaFree(d_bias);
-	(void) cudaFree(d_ref);
-	(void) cudaFree(d_ctx);
-	free(h_off);
-	free(h_seq);
-	free(h_qkv);
-	free(h_bias);
-	free(h_ref);
-	free(h_ctx1);
-	free(h_ctx2);
+	if (err != cudaSuccess)
+		set_cuda_error(errbuf, errlen, "cudaGetDeviceCount", err);
+	else if (selftest_host_inputs(&ft, lengths, seed, errbuf, errlen) == 0 &&
+			 selftest_upload(&ft, errbuf, errlen) == 0 &&
+			 selftest_first_run(&ft, errbuf, errlen) == 0 &&
+			 selftest_graph_run(&ft, errbuf, errlen) == 0 &&
+			 selftest_compare(&ft, max_abs_err, errbuf, errlen) == 0)
+		rc = 0;
+	selftest_free(&ft);
 	if (rc != 0)
 		(void) cudaGetLastError();
 	return rc;
-#undef CK
 }

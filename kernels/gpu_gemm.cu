@@ -1,7 +1,8 @@
 /*
  * kernels/gpu_gemm.cu
- *     GPU context (cuBLAS handle + stream + workspace) and device-memory
- *     accounting under a limit, for pgbert (see gpu.h for the contract).
+ *     GPU context (cuBLAS handle + stream + workspace), device-memory
+ *     accounting under a limit, and the dense product the inference pass and
+ *     the trainer share, for pgbert (see gpu.h for the contract).
  *
  * No PostgreSQL header may be included here.
  */
@@ -22,6 +23,18 @@ set_cublas_error(char *errbuf, size_t errlen, const char *what,
 {
 	set_error(errbuf, errlen, "%s failed: %s (%s)",
 			  what, cublasGetStatusName(st), cublasGetStatusString(st));
+}
+
+cublasStatus_t
+gemm_dense(cublasHandle_t h, cudaDataType_t xt, cudaDataType_t yt, void *y, const void *x, const void *w, int rows,
+		   int O, int K)
+{
+	const float one = 1.0f,
+				zero = 0.0f;
+
+	/* column-major, y^T (O, rows) = w (K, O)^T x^T (K, rows) */
+	return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, O, rows, K, &one, w, xt, K, x, xt, K, &zero,
+						y, yt, O, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
 int

@@ -1,7 +1,8 @@
 /*
  * kernels/gpu_internal.h
  *     What the .cu files share and gpu.h does not export: the context's
- *     layout, device-memory accounting, cuBLAS error text and the kernel
+ *     layout, device-memory accounting, cuBLAS error text, the dense
+ *     product and the kernel
  *     launchers of gpu_layers.cu and gpu_attention.cu. CUDA code only; no
  *     PostgreSQL header may be included here.
  */
@@ -35,6 +36,14 @@ void		gpu_free(PgbertGpuContext *ctx, void *ptr, size_t bytes);
 
 /* Formats a cuBLAS error with its status name and description. */
 void		set_cublas_error(char *errbuf, size_t errlen, const char *what, cublasStatus_t st);
+
+/*
+ * y (rows, O) = x (rows, K) @ w (O, K)^T, row-major, x and w of type xt, y
+ * of type yt (float, or rounded once to xt), fp32 accumulation: the dense
+ * layers of the inference pass and the trainer's forward products.
+ */
+cublasStatus_t gemm_dense(cublasHandle_t h, cudaDataType_t xt, cudaDataType_t yt, void *y, const void *x,
+						  const void *w, int rows, int O, int K);
 
 /* Blocks of at most 256 threads over n items, capped for grid-stride loops. */
 static inline unsigned int

@@ -94,6 +94,7 @@ bias_gelu_kernel(Tin *out, const Ty *y, const float *bias, size_t n, int I, int 
 	}
 }
 
+/* Grid-stride float to the input type: the bf16 copy of the weights. */
 template <typename Tout>
 __global__ void
 convert_kernel(Tout *dst, const float *src, size_t n)

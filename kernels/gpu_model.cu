@@ -80,6 +80,7 @@ typedef struct Plan
 	int			max_len;		/* the longest sequence */
 } Plan;
 
+/* Workspace offsets on 256 bytes, as cuBLAS and vector loads like. */
 static size_t
 align256(size_t n)
 {
@@ -99,6 +100,7 @@ shape_hash(int want, int n_seq, const int *offsets)
 	return h;
 }
 
+/* Bytes of one matrix-product input element at the model's precision. */
 static size_t
 input_size(const PgbertGpuModel *m)
 {
@@ -291,6 +293,7 @@ fail:
 	return NULL;
 }
 
+/* Destroys the captured graphs and forgets the shapes seen (on free, graphs off, or buffers moving). */
 static void
 drop_graphs(PgbertGpuModel *m)
 {
@@ -491,18 +494,6 @@ reserve(PgbertGpuModel *m, const Plan *pl, char *errbuf, size_t errlen)
 
 /* ---- the pass ---- */
 
-/* y (rows, O) = x (rows, K) @ w (O, K)^T, all three of type t (the precision's input type, or float). */
-static cublasStatus_t
-dense(cublasHandle_t h, cudaDataType_t t, void *y, const void *x, const void *w, int rows, int O, int K)
-{
-	const float one = 1.0f,
-				zero = 0.0f;
-
-	/* fp32 accumulation; the output is rounded once to the input type (bf16 or float) */
-	return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, O, rows, K, &one, w, t, K, x, t, K, &zero,
-						y, t, O, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-}
-
 /* Issues the whole forward pass of a plan on the stream (eagerly, or into a capture). */
 template <typename Tin>
 static int
@@ -556,7 +547,7 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 	{
 		size_t		HH = (size_t) H * H;
 
-		BLAS(dense(h, tin, qkv, xin, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H));
+		BLAS(gemm_dense(h, tin, tin, qkv, xin, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H));
 		if constexpr (sizeof(Tin) == sizeof(__nv_bfloat16))
 		{
 			if (m->fused_attention)
@@ -591,13 +582,13 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 											CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 			launch_gather_ctx<Tin>(s, ctxin, ctxp, ints + bk->slots, bk->B, P, H, NH);
 		}
-		BLAS(dense(h, tin, y, ctxin, wp + d->attn_out_w + (size_t) l * HH, T, H, H));
+		BLAS(gemm_dense(h, tin, tin, y, ctxin, wp + d->attn_out_w + (size_t) l * HH, T, H, H));
 		launch_bias_residual_ln<Tin, Tin>(s, x, xin, y, fp + d->attn_out_b + (size_t) l * H,
 									 fp + d->attn_ln_w + (size_t) l * H, fp + d->attn_ln_b + (size_t) l * H,
 									 T, H, d->layer_norm_eps);
-		BLAS(dense(h, tin, ffn, xin, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H));
+		BLAS(gemm_dense(h, tin, tin, ffn, xin, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H));
 		launch_bias_gelu<Tin, Tin>(s, ffnin, ffn, fp + d->ffn_in_b + (size_t) l * I, T, I, d->gelu_tanh);
-		BLAS(dense(h, tin, y, ffnin, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I));
+		BLAS(gemm_dense(h, tin, tin, y, ffnin, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I));
 		launch_bias_residual_ln<Tin, Tin>(s, x, xin, y, fp + d->ffn_out_b + (size_t) l * H,
 									 fp + d->ffn_ln_w + (size_t) l * H, fp + d->ffn_ln_b + (size_t) l * H,
 									 T, H, d->layer_norm_eps);
@@ -623,11 +614,11 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 				launch_gather_rows(s, cls, x, ints + pl->i_cls, n, H);
 				if (pl->want == PGBERT_GPU_WANT_POOLER)
 					pooled = out;
-				BLAS(dense(h, CUDA_R_32F, pooled, cls, fp + d->pool_w, n, H, H));
+				BLAS(gemm_dense(h, CUDA_R_32F, CUDA_R_32F, pooled, cls, fp + d->pool_w, n, H, H));
 				launch_bias_act(s, pooled, fp + d->pool_b, n, H, 1);
 				if (pl->want == PGBERT_GPU_WANT_LOGITS)
 				{
-					BLAS(dense(h, CUDA_R_32F, out, pooled, fp + d->cls_w, n, d->num_classes, H));
+					BLAS(gemm_dense(h, CUDA_R_32F, CUDA_R_32F, out, pooled, fp + d->cls_w, n, d->num_classes, H));
 					launch_bias_act(s, out, fp + d->cls_b, n, d->num_classes, 0);
 				}
 				break;
@@ -650,6 +641,7 @@ record_forward(PgbertGpuModel *m, const Plan *pl, const Tin *wp, char *errbuf, s
 	return 0;
 }
 
+/* record_forward at the model's precision. */
 static int
 record(PgbertGpuModel *m, const Plan *pl, char *errbuf, size_t errlen)
 {

@@ -167,12 +167,14 @@ struct PgbertGpuTrainer
 	uint64_t	passes;			/* forward passes run (each draws new dropout masks) */
 };
 
+/* Workspace offsets on 256 bytes, as cuBLAS and vector loads like. */
 static size_t
 talign(size_t n)
 {
 	return (n + 255) & ~(size_t) 255;
 }
 
+/* Bytes of one matrix-product input element at the model's precision. */
 static size_t
 tin_size(const PgbertGpuModel *m)
 {
@@ -591,17 +593,6 @@ reserve_train(PgbertGpuTrainer *t, const TPlan *pl, char *errbuf, size_t errlen)
 
 /* ---- the products, row-major ---- */
 
-/* y (rows, O) = x (rows, K) @ w (O, K)^T */
-static cublasStatus_t
-mm_fwd(cublasHandle_t h, cudaDataType_t t, float *y, const void *x, const void *w, int rows, int O, int K)
-{
-	const float one = 1.0f,
-				zero = 0.0f;
-
-	return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, O, rows, K, &one, w, t, K, x, t, K, &zero,
-						y, CUDA_R_32F, O, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-}
-
 /* dx (rows, K) = dy (rows, O) @ w (O, K), plus beta dx */
 static cublasStatus_t
 mm_dx(cublasHandle_t h, cudaDataType_t t, float *dx, const void *dy, const void *w, int rows, int O, int K,
@@ -641,33 +632,145 @@ mm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, 
 /* Views of one plan's workspace. */
 #define WS(T_, field) ((T_ *) (t->ws + pl->field))
 
-/* ---- training forward ---- */
+/* ---- what both passes of a batch read ---- */
 
+/* The sizes, the stream and handle, and the batch's integers that the forward and the backward both use. */
+typedef struct TrainPass
+{
+	const PgbertGpuModelDesc *d;
+	const float *fp;			/* the float32 parameters */
+	cudaStream_t s;
+	cublasHandle_t h;
+	cudaDataType_t tin;			/* the products' input type */
+	int			T,
+				n,
+				H,
+				I,
+				NH,
+				dh,
+				C;
+	size_t		HH;
+	float		scale;			/* of the attention scores: 1 / sqrt(dh) */
+	const char *ints;			/* the batch's integers in the workspace */
+	const int  *ids,
+			   *types,
+			   *pos,
+			   *clsrows;
+} TrainPass;
+
+/* A batch's TrainPass, for products fed Tin. */
 template <typename Tin>
-static int
-train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf, size_t errlen)
+static TrainPass
+train_pass(const PgbertGpuTrainer *t, const TPlan *pl)
 {
 	const PgbertGpuModel *m = t->m;
-	const PgbertGpuModelDesc *d = &m->d;
-	cudaStream_t s = m->ctx->stream;
-	cublasHandle_t h = m->ctx->handle;
-	cudaDataType_t tin = sizeof(Tin) == 2 ? CUDA_R_16BF : CUDA_R_32F;
-	const float *fp = m->params;
-	int			T = pl->T,
-				n = pl->n,
-				H = d->hidden,
-				I = d->intermediate,
-				NH = d->heads,
-				dh = H / NH,
-				C = d->num_classes;
-	size_t		HH = (size_t) H * H;
-	float		eps = d->layer_norm_eps,
-				scale = 1.0f / sqrtf((float) dh);
-	const char *ints = t->ws + pl->ints;
-	const int  *ids = (const int *) (ints + pl->s_ids),
-			   *types = (const int *) (ints + pl->s_types),
-			   *pos = (const int *) (ints + pl->s_pos),
-			   *clsrows = (const int *) (ints + pl->s_cls);
+	TrainPass	tp;
+
+	tp.d = &m->d;
+	tp.fp = m->params;
+	tp.s = m->ctx->stream;
+	tp.h = m->ctx->handle;
+	tp.tin = sizeof(Tin) == 2 ? CUDA_R_16BF : CUDA_R_32F;
+	tp.T = pl->T;
+	tp.n = pl->n;
+	tp.H = m->d.hidden;
+	tp.I = m->d.intermediate;
+	tp.NH = m->d.heads;
+	tp.dh = tp.H / tp.NH;
+	tp.C = m->d.num_classes;
+	tp.HH = (size_t) tp.H * tp.H;
+	tp.scale = 1.0f / sqrtf((float) tp.dh);
+	tp.ints = t->ws + pl->ints;
+	tp.ids = (const int *) (tp.ints + pl->s_ids);
+	tp.types = (const int *) (tp.ints + pl->s_types);
+	tp.pos = (const int *) (tp.ints + pl->s_pos);
+	tp.clsrows = (const int *) (tp.ints + pl->s_cls);
+	return tp;
+}
+
+/* One layer's activations that the forward saves for the backward, and its output (the next layer's input). */
+template <typename Tin>
+struct TLayerSaved
+{
+	Tin		   *xin,
+			   *xout,
+			   *ctx,
+			   *x1;
+	float	   *qkv,
+			   *probs,
+			   *res1,
+			   *res2,
+			   *ffn,
+			   *mean1,
+			   *rstd1,
+			   *mean2,
+			   *rstd2;
+};
+
+/* Where layer l's saved activations sit in the plan's workspace. */
+template <typename Tin>
+static TLayerSaved<Tin>
+layer_saved(const PgbertGpuTrainer *t, const TPlan *pl, int l)
+{
+	TLayerSaved<Tin> a;
+
+	a.xin = (Tin *) (t->ws + pl->xin + l * pl->st_in);
+	a.xout = (Tin *) (t->ws + pl->xin + (l + 1) * pl->st_in);
+	a.ctx = (Tin *) (t->ws + pl->ctx + l * pl->st_in);
+	a.x1 = (Tin *) (t->ws + pl->x1 + l * pl->st_in);
+	a.qkv = (float *) (t->ws + pl->qkv + l * pl->st_qkv);
+	a.probs = (float *) (t->ws + pl->probs + l * pl->st_probs);
+	a.res1 = (float *) (t->ws + pl->res1 + l * pl->st_res);
+	a.res2 = (float *) (t->ws + pl->res2 + l * pl->st_res);
+	a.ffn = (float *) (t->ws + pl->ffn + l * pl->st_ffn);
+	a.mean1 = (float *) (t->ws + pl->mean1 + l * pl->st_stat);
+	a.rstd1 = (float *) (t->ws + pl->rstd1 + l * pl->st_stat);
+	a.mean2 = (float *) (t->ws + pl->mean2 + l * pl->st_stat);
+	a.rstd2 = (float *) (t->ws + pl->rstd2 + l * pl->st_stat);
+	return a;
+}
+
+/* A bucket's integers in the workspace: slot tokens, lengths, probability offsets in the engine's layout. */
+typedef struct TBucketInts
+{
+	const int  *slots,
+			   *lens;
+	const unsigned long long *pbase;
+} TBucketInts;
+
+/* Where a bucket's integers sit in the workspace. */
+static TBucketInts
+bucket_ints(const TrainPass *tp, const TBucket *bk)
+{
+	TBucketInts bi;
+
+	bi.slots = (const int *) (tp->ints + bk->slots);
+	bi.lens = (const int *) (tp->ints + bk->lens);
+	bi.pbase = (const unsigned long long *) (tp->ints + bk->pbase);
+	return bi;
+}
+
+/* ---- training forward ---- */
+
+/* Encoder layer l of the training forward, x[l] to x[l + 1], saving what the backward reads. */
+template <typename Tin>
+static int
+train_forward_layer(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, const TrainPass *tp, int l,
+					char *errbuf, size_t errlen)
+{
+	const PgbertGpuModelDesc *d = tp->d;
+	const float *fp = tp->fp;
+	cudaStream_t s = tp->s;
+	cublasHandle_t h = tp->h;
+	cudaDataType_t tin = tp->tin;
+	int			T = tp->T,
+				H = tp->H,
+				I = tp->I,
+				NH = tp->NH,
+				dh = tp->dh;
+	size_t		HH = tp->HH;
+	float		eps = d->layer_norm_eps;
+	TLayerSaved<Tin> a = layer_saved<Tin>(t, pl, l);
 	float	   *xs = WS(float, xs),
 			   *y = WS(float, y),
 			   *scores = WS(float, scores);
@@ -677,6 +780,55 @@ train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf,
 			   *v = WS(Tin, v),
 			   *ctxp = WS(Tin, ctxp),
 			   *pin = WS(Tin, pin);
+	TrainDrop	ad = drop_at(t, t->o.attention_dropout, SITE_LAYER + 3 * l);
+
+	/* attention block: x1 = LayerNorm(x + dropout(dense(attention(qkv(x))))) */
+	BLAS(gemm_dense(h, tin, CUDA_R_32F, a.qkv, a.xin, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H));
+	for (int bi = 0; bi < pl->nb; bi++)
+	{
+		const TBucket *bk = &pl->bk[bi];
+		TBucketInts bki = bucket_ints(tp, bk);
+		int			P = bk->P,
+					nb = bk->B * NH;
+
+		launch_scatter_qkv<Tin>(s, q, k, v, a.qkv, fp + d->qkv_b + (size_t) l * 3 * H, bki.slots, bk->B, P, H, NH);
+		/* scores (P, P) = scale q k^T, as col-major scores^T = k q^T */
+		BLAS(mm_batched(h, CUBLAS_OP_T, CUBLAS_OP_N, P, P, dh, tp->scale, k, tin, dh, (long long) P * dh,
+						q, tin, dh, (long long) P * dh, scores, CUDA_R_32F, P, (long long) P * P, nb));
+		launch_masked_softmax<float>(s, a.probs + bk->probs, scores, bki.lens, bk->B, NH, P);
+		launch_train_attn_dropout<Tin>(s, pin, a.probs + bk->probs, bki.lens, bki.pbase, bk->B, NH, P, ad);
+		/* ctx (P, d) = dropout(probs) v */
+		BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_N, dh, P, P, 1.0f, v, tin, dh, (long long) P * dh,
+						pin, tin, P, (long long) P * P, ctxp, tin, dh, (long long) P * dh, nb));
+		launch_gather_ctx<Tin>(s, a.ctx, ctxp, bki.slots, bk->B, P, H, NH);
+	}
+	BLAS(gemm_dense(h, tin, CUDA_R_32F, y, a.ctx, wp + d->attn_out_w + (size_t) l * HH, T, H, H));
+	launch_train_residual_ln<Tin>(s, a.res1, a.mean1, a.rstd1, xs, a.x1, y, fp + d->attn_out_b + (size_t) l * H,
+								  fp + d->attn_ln_w + (size_t) l * H, fp + d->attn_ln_b + (size_t) l * H,
+								  T, H, eps, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 1));
+
+	/* feed-forward block: x[l + 1] = LayerNorm(x1 + dropout(dense(gelu(dense(x1))))) */
+	BLAS(gemm_dense(h, tin, CUDA_R_32F, a.ffn, a.x1, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H));
+	launch_train_gelu<Tin>(s, act, a.ffn, fp + d->ffn_in_b + (size_t) l * I, T, I, d->gelu_tanh);
+	BLAS(gemm_dense(h, tin, CUDA_R_32F, y, act, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I));
+	launch_train_residual_ln<Tin>(s, a.res2, a.mean2, a.rstd2, xs, a.xout, y, fp + d->ffn_out_b + (size_t) l * H,
+								  fp + d->ffn_ln_w + (size_t) l * H, fp + d->ffn_ln_b + (size_t) l * H,
+								  T, H, eps, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 2));
+	return 0;
+}
+
+/* The training forward of a staged batch, from its copy to the device to the logits. */
+template <typename Tin>
+static int
+train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf, size_t errlen)
+{
+	const TrainPass tp = train_pass<Tin>(t, pl);
+	const PgbertGpuModelDesc *d = tp.d;
+	const float *fp = tp.fp;
+	cudaStream_t s = tp.s;
+	cublasHandle_t h = tp.h;
+	int			n = tp.n,
+				H = tp.H;
 	cudaError_t err;
 
 	err = cudaMemcpyAsync(t->ws + pl->ints, t->h_stage, pl->s_bytes, cudaMemcpyHostToDevice, s);
@@ -687,71 +839,23 @@ train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf,
 	}
 
 	/* embeddings: x[0] = dropout(LayerNorm(word + position + type)) */
-	launch_train_embed_ln<Tin>(s, WS(float, emb), WS(float, emb_mean), WS(float, emb_rstd), xs, WS(Tin, xin),
-							   ids, types, pos, fp + d->word_emb, fp + d->pos_emb, fp + d->type_emb,
-							   fp + d->emb_ln_w, fp + d->emb_ln_b, T, H, eps,
+	launch_train_embed_ln<Tin>(s, WS(float, emb), WS(float, emb_mean), WS(float, emb_rstd), WS(float, xs),
+							   WS(Tin, xin), tp.ids, tp.types, tp.pos, fp + d->word_emb, fp + d->pos_emb,
+							   fp + d->type_emb, fp + d->emb_ln_w, fp + d->emb_ln_b, tp.T, H, d->layer_norm_eps,
 							   drop_at(t, t->o.hidden_dropout, SITE_EMB));
 	for (int l = 0; l < d->layers; l++)
-	{
-		Tin		   *xin = (Tin *) (t->ws + pl->xin + l * pl->st_in),
-				   *xnext = (Tin *) (t->ws + pl->xin + (l + 1) * pl->st_in),
-				   *ctxl = (Tin *) (t->ws + pl->ctx + l * pl->st_in),
-				   *x1 = (Tin *) (t->ws + pl->x1 + l * pl->st_in);
-		float	   *qkv = (float *) (t->ws + pl->qkv + l * pl->st_qkv),
-				   *probs = (float *) (t->ws + pl->probs + l * pl->st_probs),
-				   *res1 = (float *) (t->ws + pl->res1 + l * pl->st_res),
-				   *res2 = (float *) (t->ws + pl->res2 + l * pl->st_res),
-				   *ffn = (float *) (t->ws + pl->ffn + l * pl->st_ffn),
-				   *mean1 = (float *) (t->ws + pl->mean1 + l * pl->st_stat),
-				   *rstd1 = (float *) (t->ws + pl->rstd1 + l * pl->st_stat),
-				   *mean2 = (float *) (t->ws + pl->mean2 + l * pl->st_stat),
-				   *rstd2 = (float *) (t->ws + pl->rstd2 + l * pl->st_stat);
-		TrainDrop	ad = drop_at(t, t->o.attention_dropout, SITE_LAYER + 3 * l);
-
-		/* attention block: x1 = LayerNorm(x + dropout(dense(attention(qkv(x))))) */
-		BLAS(mm_fwd(h, tin, qkv, xin, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H));
-		for (int bi = 0; bi < pl->nb; bi++)
-		{
-			const TBucket *bk = &pl->bk[bi];
-			int			P = bk->P,
-						nb = bk->B * NH;
-			const int  *slots = (const int *) (ints + bk->slots),
-					   *lens = (const int *) (ints + bk->lens);
-			const unsigned long long *pbase = (const unsigned long long *) (ints + bk->pbase);
-
-			launch_scatter_qkv<Tin>(s, q, k, v, qkv, fp + d->qkv_b + (size_t) l * 3 * H, slots, bk->B, P, H, NH);
-			/* scores (P, P) = scale q k^T, as col-major scores^T = k q^T */
-			BLAS(mm_batched(h, CUBLAS_OP_T, CUBLAS_OP_N, P, P, dh, scale, k, tin, dh, (long long) P * dh,
-							q, tin, dh, (long long) P * dh, scores, CUDA_R_32F, P, (long long) P * P, nb));
-			launch_masked_softmax<float>(s, probs + bk->probs, scores, lens, bk->B, NH, P);
-			launch_train_attn_dropout<Tin>(s, pin, probs + bk->probs, lens, pbase, bk->B, NH, P, ad);
-			/* ctx (P, d) = dropout(probs) v */
-			BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_N, dh, P, P, 1.0f, v, tin, dh, (long long) P * dh,
-							pin, tin, P, (long long) P * P, ctxp, tin, dh, (long long) P * dh, nb));
-			launch_gather_ctx<Tin>(s, ctxl, ctxp, slots, bk->B, P, H, NH);
-		}
-		BLAS(mm_fwd(h, tin, y, ctxl, wp + d->attn_out_w + (size_t) l * HH, T, H, H));
-		launch_train_residual_ln<Tin>(s, res1, mean1, rstd1, xs, x1, y, fp + d->attn_out_b + (size_t) l * H,
-									  fp + d->attn_ln_w + (size_t) l * H, fp + d->attn_ln_b + (size_t) l * H,
-									  T, H, eps, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 1));
-
-		/* feed-forward block: x[l + 1] = LayerNorm(x1 + dropout(dense(gelu(dense(x1))))) */
-		BLAS(mm_fwd(h, tin, ffn, x1, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H));
-		launch_train_gelu<Tin>(s, act, ffn, fp + d->ffn_in_b + (size_t) l * I, T, I, d->gelu_tanh);
-		BLAS(mm_fwd(h, tin, y, act, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I));
-		launch_train_residual_ln<Tin>(s, res2, mean2, rstd2, xs, xnext, y, fp + d->ffn_out_b + (size_t) l * H,
-									  fp + d->ffn_ln_w + (size_t) l * H, fp + d->ffn_ln_b + (size_t) l * H,
-									  T, H, eps, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 2));
-	}
+		if (train_forward_layer<Tin>(t, pl, wp, &tp, l, errbuf, errlen) != 0)
+			return -1;
 
 	/* head, in float32: logits = classifier(dropout(tanh(pooler(hidden state of [CLS])))) */
-	launch_gather_rows(s, WS(float, cls), xs, clsrows, n, H);
-	BLAS(mm_fwd(h, CUDA_R_32F, WS(float, pooled), WS(float, cls), fp + d->pool_w, n, H, H));
+	launch_gather_rows(s, WS(float, cls), WS(float, xs), tp.clsrows, n, H);
+	BLAS(gemm_dense(h, CUDA_R_32F, CUDA_R_32F, WS(float, pooled), WS(float, cls), fp + d->pool_w, n, H, H));
 	launch_bias_act(s, WS(float, pooled), fp + d->pool_b, n, H, 1);
 	launch_train_dropout_copy(s, WS(float, pooled_drop), WS(float, pooled), (size_t) n * H,
 							  drop_at(t, t->o.hidden_dropout, SITE_CLS));
-	BLAS(mm_fwd(h, CUDA_R_32F, WS(float, logits), WS(float, pooled_drop), fp + d->cls_w, n, C, H));
-	launch_bias_act(s, WS(float, logits), fp + d->cls_b, n, C, 0);
+	BLAS(gemm_dense(h, CUDA_R_32F, CUDA_R_32F, WS(float, logits), WS(float, pooled_drop), fp + d->cls_w, n, tp.C,
+					H));
+	launch_bias_act(s, WS(float, logits), fp + d->cls_b, n, tp.C, 0);
 	err = cudaGetLastError();
 	if (err != cudaSuccess)
 	{
@@ -766,151 +870,192 @@ train_forward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf,
 /* The gradient of the parameter at offset off (a trained one). */
 #define GRAD(off) (t->grads + ((off) - t->train_off))
 
-template <typename Tin>
+/*
+ * The classifier's gradients and, unless the encoder is frozen, the
+ * pooler's, leaving in g_x the gradient of the final hidden state.
+ */
 static int
-train_backward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf, size_t errlen)
+train_backward_head(PgbertGpuTrainer *t, const TPlan *pl, const TrainPass *tp, char *errbuf, size_t errlen)
 {
-	const PgbertGpuModel *m = t->m;
-	const PgbertGpuModelDesc *d = &m->d;
-	cudaStream_t s = m->ctx->stream;
-	cublasHandle_t h = m->ctx->handle;
-	cudaDataType_t tin = sizeof(Tin) == 2 ? CUDA_R_16BF : CUDA_R_32F;
-	const float *fp = m->params;
-	int			T = pl->T,
-				n = pl->n,
-				H = d->hidden,
-				I = d->intermediate,
-				NH = d->heads,
-				dh = H / NH,
-				C = d->num_classes;
-	size_t		HH = (size_t) H * H;
-	float		scale = 1.0f / sqrtf((float) dh);
-	const char *ints = t->ws + pl->ints;
-	const int  *ids = (const int *) (ints + pl->s_ids),
-			   *types = (const int *) (ints + pl->s_types),
-			   *pos = (const int *) (ints + pl->s_pos),
-			   *clsrows = (const int *) (ints + pl->s_cls);
+	const PgbertGpuModelDesc *d = tp->d;
+	cudaStream_t s = tp->s;
+	cublasHandle_t h = tp->h;
+	int			n = tp->n,
+				H = tp->H,
+				C = tp->C;
 	float	   *dlogits = WS(float, dlogits),
 			   *g_pooled = WS(float, g_pooled),
 			   *g_cls = WS(float, g_cls),
-			   *g_x = WS(float, g_x),
-			   *g_t = WS(float, g_t),
-			   *g_c = WS(float, g_c),
-			   *g_ffn = WS(float, g_ffn),
+			   *g_x = WS(float, g_x);
+	cudaError_t err;
+
+	/* classifier: logits = pooled_drop @ cls_w^T + cls_b */
+	BLAS(mm_dw(h, CUDA_R_32F, GRAD(d->cls_w), dlogits, WS(float, pooled_drop), n, C, H));
+	launch_train_colsum(s, GRAD(d->cls_b), dlogits, n, C);
+	if (t->o.freeze_encoder)
+		return 0;
+
+	/* pooler: pooled = tanh(cls @ pool_w^T + pool_b), then the classifier's dropout */
+	BLAS(mm_dx(h, CUDA_R_32F, g_pooled, dlogits, tp->fp + d->cls_w, n, C, H, 0.0f));
+	launch_train_tanh_backward(s, g_pooled, WS(float, pooled), GRAD(d->pool_b), n, H,
+							   drop_at(t, t->o.hidden_dropout, SITE_CLS));
+	BLAS(mm_dw(h, CUDA_R_32F, GRAD(d->pool_w), g_pooled, WS(float, cls), n, H, H));
+	BLAS(mm_dx(h, CUDA_R_32F, g_cls, g_pooled, tp->fp + d->pool_w, n, H, H, 0.0f));
+
+	/* g_x = gradient of the final hidden state: nonzero on the [CLS] rows only */
+	if ((err = cudaMemsetAsync(g_x, 0, (size_t) tp->T * H * sizeof(float), s)) != cudaSuccess)
+	{
+		set_cuda_error(errbuf, errlen, "cudaMemsetAsync", err);
+		return -1;
+	}
+	launch_train_scatter_rows(s, g_x, g_cls, tp->clsrows, n, H);
+	return 0;
+}
+
+/*
+ * The backward of attention's buckets in layer l: from g_c, the gradient of
+ * the gathered context, to g_qkv (float) and g_qkv_in (Tin), the gradient
+ * of the QKV product's output.
+ */
+template <typename Tin>
+static int
+train_backward_attention(PgbertGpuTrainer *t, const TPlan *pl, const TrainPass *tp, const TLayerSaved<Tin> *a,
+						 int l, char *errbuf, size_t errlen)
+{
+	const PgbertGpuModelDesc *d = tp->d;
+	cudaStream_t s = tp->s;
+	cublasHandle_t h = tp->h;
+	cudaDataType_t tin = tp->tin;
+	int			H = tp->H,
+				NH = tp->NH,
+				dh = tp->dh;
+	float		scale = tp->scale;
+	float	   *g_c = WS(float, g_c),
 			   *g_qkv = WS(float, g_qkv),
 			   *dq = WS(float, dq),
 			   *dk = WS(float, dk),
 			   *dv = WS(float, dv),
 			   *dp = WS(float, scores);
-	Tin		   *act = WS(Tin, act),
-			   *g_br = WS(Tin, g_br),
-			   *g_ffn_in = WS(Tin, g_ffn_in),
-			   *g_qkv_in = WS(Tin, g_qkv_in),
+	Tin		   *g_qkv_in = WS(Tin, g_qkv_in),
 			   *q = WS(Tin, q),
 			   *k = WS(Tin, k),
 			   *v = WS(Tin, v),
 			   *pv = WS(Tin, pin),
 			   *dcp = WS(Tin, dcp),
 			   *ds = WS(Tin, ds);
+	TrainDrop	ad = drop_at(t, t->o.attention_dropout, SITE_LAYER + 3 * l);
+
+	for (int bi = 0; bi < pl->nb; bi++)
+	{
+		const TBucket *bk = &pl->bk[bi];
+		TBucketInts bki = bucket_ints(tp, bk);
+		int			P = bk->P,
+					nb = bk->B * NH;
+		long long	sq = (long long) P * dh,
+					ss = (long long) P * P;
+		const float *pb = a->probs + bk->probs;
+
+		launch_scatter_qkv<Tin>(s, q, k, v, a->qkv, tp->fp + d->qkv_b + (size_t) l * 3 * H, bki.slots, bk->B, P,
+								H, NH);
+		launch_train_scatter_heads<Tin>(s, dcp, g_c, bki.slots, bk->B, P, H, NH);
+		launch_train_attn_dropout<Tin>(s, pv, pb, bki.lens, bki.pbase, bk->B, NH, P, ad);
+		/* dv (P, d) = pv^T dctx */
+		BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_T, dh, P, P, 1.0f, dcp, tin, dh, sq, pv, tin, P, ss,
+						dv, CUDA_R_32F, dh, sq, nb));
+		/* dpv (P, P) = dctx v^T */
+		BLAS(mm_batched(h, CUBLAS_OP_T, CUBLAS_OP_N, P, P, dh, 1.0f, v, tin, dh, sq, dcp, tin, dh, sq,
+						dp, CUDA_R_32F, P, ss, nb));
+		launch_train_softmax_backward<Tin>(s, ds, dp, pb, bki.lens, bki.pbase, bk->B, NH, P, ad);
+		/* dq (P, d) = scale ds k; dk (P, d) = scale ds^T q */
+		BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_N, dh, P, P, scale, k, tin, dh, sq, ds, tin, P, ss,
+						dq, CUDA_R_32F, dh, sq, nb));
+		BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_T, dh, P, P, scale, q, tin, dh, sq, ds, tin, P, ss,
+						dk, CUDA_R_32F, dh, sq, nb));
+		launch_train_gather_qkv<Tin>(s, g_qkv, g_qkv_in, dq, dk, dv, bki.slots, bk->B, P, H, NH);
+	}
+	return 0;
+}
+
+/* The backward of encoder layer l: g_x holds d x[l + 1] on entry and d x[l] on return. */
+template <typename Tin>
+static int
+train_backward_layer(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, const TrainPass *tp, int l,
+					 char *errbuf, size_t errlen)
+{
+	const PgbertGpuModelDesc *d = tp->d;
+	int			T = tp->T,
+				H = tp->H,
+				I = tp->I;
+	size_t		HH = tp->HH,
+				lH = (size_t) l * H;
+	const TLayerSaved<Tin> a = layer_saved<Tin>(t, pl, l);
+	float	   *g_x = WS(float, g_x),
+			   *g_t = WS(float, g_t),
+			   *g_c = WS(float, g_c),
+			   *g_ffn = WS(float, g_ffn);
+	Tin		   *act = WS(Tin, act),
+			   *g_br = WS(Tin, g_br),
+			   *g_ffn_in = WS(Tin, g_ffn_in);
+
+	/* feed-forward block; g_x holds d x[l + 1]; g_t gets d x1 through the residual */
+	launch_train_ln_backward<Tin>(tp->s, g_t, g_br, GRAD(d->ffn_ln_w) + lH, GRAD(d->ffn_ln_b) + lH,
+								  GRAD(d->ffn_out_b) + lH, g_x, a.res2, a.mean2, a.rstd2, tp->fp + d->ffn_ln_w + lH,
+								  T, H, no_drop, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 2));
+	launch_train_gelu<Tin>(tp->s, act, a.ffn, NULL, T, I, d->gelu_tanh);	/* recomputed, not saved */
+	BLAS(mm_dx(tp->h, tp->tin, g_ffn, g_br, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I, 0.0f));
+	BLAS(mm_dw(tp->h, tp->tin, GRAD(d->ffn_out_w) + (size_t) l * H * I, g_br, act, T, H, I));
+	launch_train_gelu_backward<Tin>(tp->s, g_ffn_in, g_ffn, a.ffn, GRAD(d->ffn_in_b) + (size_t) l * I, T, I,
+									d->gelu_tanh);
+	BLAS(mm_dx(tp->h, tp->tin, g_t, g_ffn_in, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H, 1.0f));
+	BLAS(mm_dw(tp->h, tp->tin, GRAD(d->ffn_in_w) + (size_t) l * I * H, g_ffn_in, a.x1, T, I, H));
+
+	/* attention block; g_t holds d x1; g_x gets d x through the residual */
+	launch_train_ln_backward<Tin>(tp->s, g_x, g_br, GRAD(d->attn_ln_w) + lH, GRAD(d->attn_ln_b) + lH,
+								  GRAD(d->attn_out_b) + lH, g_t, a.res1, a.mean1, a.rstd1,
+								  tp->fp + d->attn_ln_w + lH, T, H, no_drop,
+								  drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 1));
+	BLAS(mm_dx(tp->h, tp->tin, g_c, g_br, wp + d->attn_out_w + (size_t) l * HH, T, H, H, 0.0f));
+	BLAS(mm_dw(tp->h, tp->tin, GRAD(d->attn_out_w) + (size_t) l * HH, g_br, a.ctx, T, H, H));
+	if (train_backward_attention<Tin>(t, pl, tp, &a, l, errbuf, errlen) != 0)
+		return -1;
+	launch_train_colsum(tp->s, GRAD(d->qkv_b) + (size_t) l * 3 * H, WS(float, g_qkv), T, 3 * H);
+	BLAS(mm_dx(tp->h, tp->tin, g_x, WS(Tin, g_qkv_in), wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H, 1.0f));
+	BLAS(mm_dw(tp->h, tp->tin, GRAD(d->qkv_w) + (size_t) l * 3 * HH, WS(Tin, g_qkv_in), a.xin, T, 3 * H, H));
+	return 0;
+}
+
+/* The embeddings' gradients; g_x holds d x[0], the dropout after their LayerNorm comes first. */
+template <typename Tin>
+static void
+train_backward_embeddings(PgbertGpuTrainer *t, const TPlan *pl, const TrainPass *tp)
+{
+	const PgbertGpuModelDesc *d = tp->d;
+	float	   *g_t = WS(float, g_t);
+
+	launch_train_ln_backward<Tin>(tp->s, g_t, (Tin *) NULL, GRAD(d->emb_ln_w), GRAD(d->emb_ln_b), NULL,
+								  WS(float, g_x), WS(float, emb), WS(float, emb_mean), WS(float, emb_rstd),
+								  tp->fp + d->emb_ln_w, tp->T, tp->H, drop_at(t, t->o.hidden_dropout, SITE_EMB),
+								  no_drop);
+	launch_train_embed_backward(tp->s, GRAD(d->word_emb), GRAD(d->pos_emb), GRAD(d->type_emb), g_t, tp->ids,
+								tp->types, tp->pos, tp->T, tp->H, t->o.pad_token_id);
+}
+
+/* The backward of a batch whose dlogits are set: gradients added into t->grads. */
+template <typename Tin>
+static int
+train_backward(PgbertGpuTrainer *t, const TPlan *pl, const Tin *wp, char *errbuf, size_t errlen)
+{
+	const TrainPass tp = train_pass<Tin>(t, pl);
 	cudaError_t err;
 
-	/* classifier: logits = pooled_drop @ cls_w^T + cls_b */
-	BLAS(mm_dw(h, CUDA_R_32F, GRAD(d->cls_w), dlogits, WS(float, pooled_drop), n, C, H));
-	launch_train_colsum(s, GRAD(d->cls_b), dlogits, n, C);
+	if (train_backward_head(t, pl, &tp, errbuf, errlen) != 0)
+		return -1;
 	if (!t->o.freeze_encoder)
 	{
-		/* pooler: pooled = tanh(cls @ pool_w^T + pool_b), then the classifier's dropout */
-		BLAS(mm_dx(h, CUDA_R_32F, g_pooled, dlogits, fp + d->cls_w, n, C, H, 0.0f));
-		launch_train_tanh_backward(s, g_pooled, WS(float, pooled), GRAD(d->pool_b), n, H,
-								   drop_at(t, t->o.hidden_dropout, SITE_CLS));
-		BLAS(mm_dw(h, CUDA_R_32F, GRAD(d->pool_w), g_pooled, WS(float, cls), n, H, H));
-		BLAS(mm_dx(h, CUDA_R_32F, g_cls, g_pooled, fp + d->pool_w, n, H, H, 0.0f));
-
-		/* g_x = gradient of the final hidden state: nonzero on the [CLS] rows only */
-		if ((err = cudaMemsetAsync(g_x, 0, (size_t) T * H * sizeof(float), s)) != cudaSuccess)
-		{
-			set_cuda_error(errbuf, errlen, "cudaMemsetAsync", err);
-			return -1;
-		}
-		launch_train_scatter_rows(s, g_x, g_cls, clsrows, n, H);
-
-		for (int l = d->layers - 1; l >= 0; l--)
-		{
-			const Tin  *xin = (const Tin *) (t->ws + pl->xin + l * pl->st_in),
-					   *ctxl = (const Tin *) (t->ws + pl->ctx + l * pl->st_in),
-					   *x1 = (const Tin *) (t->ws + pl->x1 + l * pl->st_in);
-			const float *qkv = (const float *) (t->ws + pl->qkv + l * pl->st_qkv),
-					   *probs = (const float *) (t->ws + pl->probs + l * pl->st_probs),
-					   *res1 = (const float *) (t->ws + pl->res1 + l * pl->st_res),
-					   *res2 = (const float *) (t->ws + pl->res2 + l * pl->st_res),
-					   *ffn = (const float *) (t->ws + pl->ffn + l * pl->st_ffn),
-					   *mean1 = (const float *) (t->ws + pl->mean1 + l * pl->st_stat),
-					   *rstd1 = (const float *) (t->ws + pl->rstd1 + l * pl->st_stat),
-					   *mean2 = (const float *) (t->ws + pl->mean2 + l * pl->st_stat),
-					   *rstd2 = (const float *) (t->ws + pl->rstd2 + l * pl->st_stat);
-			size_t		lH = (size_t) l * H;
-			TrainDrop	ad = drop_at(t, t->o.attention_dropout, SITE_LAYER + 3 * l);
-
-			/* feed-forward block; g_x holds d x[l + 1]; g_t gets d x1 through the residual */
-			launch_train_ln_backward<Tin>(s, g_t, g_br, GRAD(d->ffn_ln_w) + lH, GRAD(d->ffn_ln_b) + lH,
-										  GRAD(d->ffn_out_b) + lH, g_x, res2, mean2, rstd2, fp + d->ffn_ln_w + lH,
-										  T, H, no_drop, drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 2));
-			launch_train_gelu<Tin>(s, act, (float *) ffn, NULL, T, I, d->gelu_tanh);	/* recomputed, not saved */
-			BLAS(mm_dx(h, tin, g_ffn, g_br, wp + d->ffn_out_w + (size_t) l * H * I, T, H, I, 0.0f));
-			BLAS(mm_dw(h, tin, GRAD(d->ffn_out_w) + (size_t) l * H * I, g_br, act, T, H, I));
-			launch_train_gelu_backward<Tin>(s, g_ffn_in, g_ffn, ffn, GRAD(d->ffn_in_b) + (size_t) l * I, T, I,
-											d->gelu_tanh);
-			BLAS(mm_dx(h, tin, g_t, g_ffn_in, wp + d->ffn_in_w + (size_t) l * I * H, T, I, H, 1.0f));
-			BLAS(mm_dw(h, tin, GRAD(d->ffn_in_w) + (size_t) l * I * H, g_ffn_in, x1, T, I, H));
-
-			/* attention block; g_t holds d x1; g_x gets d x through the residual */
-			launch_train_ln_backward<Tin>(s, g_x, g_br, GRAD(d->attn_ln_w) + lH, GRAD(d->attn_ln_b) + lH,
-										  GRAD(d->attn_out_b) + lH, g_t, res1, mean1, rstd1,
-										  fp + d->attn_ln_w + lH, T, H, no_drop,
-										  drop_at(t, t->o.hidden_dropout, SITE_LAYER + 3 * l + 1));
-			BLAS(mm_dx(h, tin, g_c, g_br, wp + d->attn_out_w + (size_t) l * HH, T, H, H, 0.0f));
-			BLAS(mm_dw(h, tin, GRAD(d->attn_out_w) + (size_t) l * HH, g_br, ctxl, T, H, H));
-			for (int bi = 0; bi < pl->nb; bi++)
-			{
-				const TBucket *bk = &pl->bk[bi];
-				int			P = bk->P,
-							nb = bk->B * NH;
-				long long	sq = (long long) P * dh,
-							ss = (long long) P * P;
-				const int  *slots = (const int *) (ints + bk->slots),
-						   *lens = (const int *) (ints + bk->lens);
-				const unsigned long long *pbase = (const unsigned long long *) (ints + bk->pbase);
-				const float *pb = probs + bk->probs;
-
-				launch_scatter_qkv<Tin>(s, q, k, v, qkv, fp + d->qkv_b + (size_t) l * 3 * H, slots, bk->B, P, H,
-										NH);
-				launch_train_scatter_heads<Tin>(s, dcp, g_c, slots, bk->B, P, H, NH);
-				launch_train_attn_dropout<Tin>(s, pv, pb, lens, pbase, bk->B, NH, P, ad);
-				/* dv (P, d) = pv^T dctx */
-				BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_T, dh, P, P, 1.0f, dcp, tin, dh, sq, pv, tin, P, ss,
-								dv, CUDA_R_32F, dh, sq, nb));
-				/* dpv (P, P) = dctx v^T */
-				BLAS(mm_batched(h, CUBLAS_OP_T, CUBLAS_OP_N, P, P, dh, 1.0f, v, tin, dh, sq, dcp, tin, dh, sq,
-								dp, CUDA_R_32F, P, ss, nb));
-				launch_train_softmax_backward<Tin>(s, ds, dp, pb, lens, pbase, bk->B, NH, P, ad);
-				/* dq (P, d) = scale ds k; dk (P, d) = scale ds^T q */
-				BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_N, dh, P, P, scale, k, tin, dh, sq, ds, tin, P, ss,
-								dq, CUDA_R_32F, dh, sq, nb));
-				BLAS(mm_batched(h, CUBLAS_OP_N, CUBLAS_OP_T, dh, P, P, scale, q, tin, dh, sq, ds, tin, P, ss,
-								dk, CUDA_R_32F, dh, sq, nb));
-				launch_train_gather_qkv<Tin>(s, g_qkv, g_qkv_in, dq, dk, dv, slots, bk->B, P, H, NH);
-			}
-			launch_train_colsum(s, GRAD(d->qkv_b) + (size_t) l * 3 * H, g_qkv, T, 3 * H);
-			BLAS(mm_dx(h, tin, g_x, g_qkv_in, wp + d->qkv_w + (size_t) l * 3 * HH, T, 3 * H, H, 1.0f));
-			BLAS(mm_dw(h, tin, GRAD(d->qkv_w) + (size_t) l * 3 * HH, g_qkv_in, xin, T, 3 * H, H));
-		}
-
-		/* embeddings; g_x holds d x[0], the dropout after their LayerNorm comes first */
-		launch_train_ln_backward<Tin>(s, g_t, (Tin *) NULL, GRAD(d->emb_ln_w), GRAD(d->emb_ln_b), NULL, g_x,
-									  WS(float, emb), WS(float, emb_mean), WS(float, emb_rstd), fp + d->emb_ln_w,
-									  T, H, drop_at(t, t->o.hidden_dropout, SITE_EMB), no_drop);
-		launch_train_embed_backward(s, GRAD(d->word_emb), GRAD(d->pos_emb), GRAD(d->type_emb), g_t, ids, types,
-									pos, T, H, t->o.pad_token_id);
+		for (int l = tp.d->layers - 1; l >= 0; l--)
+			if (train_backward_layer<Tin>(t, pl, wp, &tp, l, errbuf, errlen) != 0)
+				return -1;
+		train_backward_embeddings<Tin>(t, pl, &tp);
 	}
 	err = cudaGetLastError();
 	if (err != cudaSuccess)
@@ -1226,49 +1371,45 @@ pgbert_gpu_trainer_step(PgbertGpuTrainer *t, float *lr_out, float *grad_norm_out
 
 /* ---- parameters in and out ---- */
 
+/* Bytes from the device into host memory on the context's stream, waited for: 0, or -1 + message naming what. */
+static int
+copy_down(PgbertGpuContext *ctx, void *dst, const void *src, size_t bytes, const char *what, char *errbuf,
+		  size_t errlen)
+{
+	cudaError_t err;
+
+	if ((err = cudaSetDevice(ctx->ordinal)) != cudaSuccess ||
+		(err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream)) != cudaSuccess)
+	{
+		set_cuda_error(errbuf, errlen, what, err);
+		return -1;
+	}
+	return sync_check(ctx, what, errbuf, errlen);
+}
+
 extern "C" int
 pgbert_gpu_trainer_download_params(PgbertGpuTrainer *t, float *params, char *errbuf, size_t errlen)
 {
-	PgbertGpuContext *ctx;
-	cudaError_t err;
-
 	if (t == NULL || params == NULL)
 	{
 		set_error(errbuf, errlen, "pgbert_gpu_trainer_download_params: null argument");
 		return -1;
 	}
-	ctx = t->m->ctx;
-	if ((err = cudaSetDevice(ctx->ordinal)) != cudaSuccess ||
-		(err = cudaMemcpyAsync(params, t->m->params, t->m->d.num_params * sizeof(float), cudaMemcpyDeviceToHost,
-							   ctx->stream)) != cudaSuccess)
-	{
-		set_cuda_error(errbuf, errlen, "copying the weights from the gpu", err);
-		return -1;
-	}
-	return sync_check(ctx, "copying the weights from the gpu", errbuf, errlen);
+	return copy_down(t->m->ctx, params, t->m->params, t->m->d.num_params * sizeof(float),
+					 "copying the weights from the gpu", errbuf, errlen);
 }
 
 extern "C" int
 pgbert_gpu_trainer_download_grads(PgbertGpuTrainer *t, float *grads, char *errbuf, size_t errlen)
 {
-	PgbertGpuContext *ctx;
-	cudaError_t err;
-
 	if (t == NULL || grads == NULL)
 	{
 		set_error(errbuf, errlen, "pgbert_gpu_trainer_download_grads: null argument");
 		return -1;
 	}
-	ctx = t->m->ctx;
 	memset(grads, 0, t->train_off * sizeof(float));
-	if ((err = cudaSetDevice(ctx->ordinal)) != cudaSuccess ||
-		(err = cudaMemcpyAsync(grads + t->train_off, t->grads, t->vec_bytes, cudaMemcpyDeviceToHost,
-							   ctx->stream)) != cudaSuccess)
-	{
-		set_cuda_error(errbuf, errlen, "copying the gradients from the gpu", err);
-		return -1;
-	}
-	return sync_check(ctx, "copying the gradients from the gpu", errbuf, errlen);
+	return copy_down(t->m->ctx, grads + t->train_off, t->grads, t->vec_bytes, "copying the gradients from the gpu",
+					 errbuf, errlen);
 }
 
 extern "C" int
