@@ -196,7 +196,8 @@ install-gpu-module: $(GPU_MODULE) installdirs
 # Fine-tuning on the device against the CPU trainer (and the MiniLM spam fine-tune, --finetune).
 $(BUILD)/test_gpu_train: test/gpu/test_gpu_train.c test/engine/testing.h test/engine/tolerance.h test/engine/copy_text.h $(ENGINE_LIB) $(GPU_MODULE)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
-kernels/gpu_train.o kernels/gpu_backward.o: kernels/gpu_train_internal.h
+GPU_LAYER_OBJS = $(patsubst %,kernels/gpu_%.o,embeddings layernorm gelu attention head dense optimizer)
+kernels/gpu_train.o $(GPU_LAYER_OBJS): kernels/gpu_train_internal.h
 kernels/gpu_model.o kernels/gpu_train.o: kernels/gpu_model_internal.h
 
 # Programs that reach the GPU the way the engine does: pgbert_gpu.so by dlopen.
@@ -204,9 +205,10 @@ $(BUILD)/test_gpu_model $(BUILD)/bench_gpu: $(BUILD)/%: test/gpu/%.c test/gpu/gp
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -O2 -Isrc/engine -Ikernels -Itest/engine -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 endif
 
-# The row kernels of gpu_layers.cu, gpu_attention.cu and gpu_backward.cu under host emulation
-# against references in double (test/gpu/emu/run.sh): no GPU, only g++ and the CUDA headers;
-# skipped without the headers.
+# The row kernels of the layers' .cu files (gpu_embeddings.cu, gpu_layernorm.cu, gpu_gelu.cu,
+# gpu_attention.cu, gpu_head.cu, gpu_dense.cu, gpu_optimizer.cu) under host emulation against
+# references in double (test/gpu/emu/run.sh): no GPU, only g++ and the CUDA headers; skipped
+# without the headers.
 EMU_CUDA_HOME = $(or $(CUDA_HOME),/usr/local/cuda)
 .PHONY: gpu-emulation
 gpu-emulation:

@@ -43,5 +43,5 @@ NVCC_FLAGS  = -O3 -std=c++17 \
 
 kernels/%.o: kernels/%.cu kernels/gpu.h kernels/gpu_errors.h kernels/gpu_internal.h \
              kernels/gpu_model_internal.h kernels/gpu_train_internal.h kernels/gpu_flash.h \
-             kernels/gpu_device_helpers.cuh kernels/gpu_batch_plan.h
+             kernels/gpu_device_helpers.cuh kernels/gpu_layer_helpers.cuh kernels/gpu_batch_plan.h
 	$(NVCC) $(NVCC_FLAGS) -I kernels -c $< -o $@

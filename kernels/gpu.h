@@ -186,7 +186,7 @@ typedef struct PgbertGpuApi
 const PgbertGpuApi *pgbert_gpu_api(void);
 
 
-/* ---- fine-tuning on the device (gpu_train.cu, gpu_backward.cu) ---- */
+/* ---- fine-tuning on the device (gpu_train.cu and the layers' .cu files) ---- */
 
 /*
  * BertForSequenceClassification fine-tuning over an uploaded model, with the

@@ -2,9 +2,10 @@
  * kernels/gpu_internal.h
  *     What the .cu files share and gpu.h does not export: the context's
  *     layout, device-memory accounting, cuBLAS error text, the dense
- *     product and the kernel
- *     launchers of gpu_layers.cu and gpu_attention.cu. CUDA code only; no
- *     PostgreSQL header may be included here.
+ *     product and the inference forward's kernel launchers (gpu_embeddings.cu,
+ *     gpu_layernorm.cu, gpu_gelu.cu, gpu_dense.cu, gpu_head.cu,
+ *     gpu_attention.cu). CUDA code only; no PostgreSQL header may be included
+ *     here.
  */
 #ifndef PGBERT_KERNELS_GPU_INTERNAL_H
 #define PGBERT_KERNELS_GPU_INTERNAL_H
@@ -55,11 +56,13 @@ grid_for(size_t n, unsigned int threads)
 }
 
 /*
- * Kernel launchers (gpu_layers.cu). T is the packed token count; "in" buffers
- * of type Tin are the matrix products' inputs (float or __nv_bfloat16), y
- * buffers of type Ty their outputs (float, or bf16 in the bf16 forward pass);
- * x is the float32 residual stream. All run on stream s and check nothing: the
- * caller checks cudaGetLastError after a layer.
+ * Kernel launchers, each in its layer's file (gpu_embeddings.cu,
+ * gpu_layernorm.cu, gpu_gelu.cu, gpu_dense.cu, gpu_head.cu). T is the packed
+ * token count; "in" buffers of type Tin are the matrix products' inputs
+ * (float or __nv_bfloat16), y buffers of type Ty their outputs (float, or
+ * bf16 in the bf16 forward pass); x is the float32 residual stream. All run
+ * on stream s and check nothing: the caller checks cudaGetLastError after a
+ * layer.
  */
 template <typename Tin>
 void		launch_embed_ln(cudaStream_t s, float *x, Tin *xin, const int *ids, const int *types,

@@ -1,8 +1,10 @@
 /*
  * kernels/gpu_train_internal.h
- *     The training kernels' launchers (gpu_backward.cu) that the trainer
- *     (gpu_train.cu) issues: the training forward's row kernels (they save
- *     what backward needs and apply dropout), the backward of each layer, the
+ *     The training kernels' launchers that the trainer (gpu_train.cu)
+ *     issues, each in its layer's file (gpu_embeddings.cu, gpu_layernorm.cu,
+ *     gpu_gelu.cu, gpu_attention.cu, gpu_head.cu, gpu_dense.cu,
+ *     gpu_optimizer.cu): the training forward's row kernels (they save what
+ *     backward needs and apply dropout), the backward of each layer, the
  *     gradient norm and AdamW. T is the packed token count; "in" buffers of
  *     type Tin are the matrix products' inputs (float or __nv_bfloat16). All
  *     run on stream s and check nothing: the caller checks cudaGetLastError.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites a kernels/*.cu file, as it is now, into host C++ for the emulator (emu.h).
 
-    extract.py kernels/gpu_layers.cu out.cpp
+    extract.py kernels/gpu_layernorm.cu out.cpp
 
 The whole file is kept (device helpers, kernels and launchers), so the test
 calls the real launchers with their real grids. The rewrite:

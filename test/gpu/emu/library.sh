@@ -13,7 +13,8 @@ out=build/gpu-emu-lib
 mkdir -p "$out"
 flags=(-std=c++20 -O2 -g -fPIC -ffp-contract=off -pthread -Wall -Wextra -Wno-unused-parameter -Wno-attributes -Wno-unknown-pragmas -Wno-class-memaccess
        -isystem "$CUDA_HOME/include" -Ikernels -Itest/gpu/emu)
-srcs=(gpu_gemm gpu_device gpu_batch_plan gpu_model gpu_layers gpu_attention gpu_flash gpu_train gpu_backward)
+srcs=(gpu_gemm gpu_device gpu_batch_plan gpu_model gpu_flash gpu_train
+      gpu_embeddings gpu_layernorm gpu_gelu gpu_attention gpu_head gpu_dense gpu_optimizer)
 objs=()
 pids=()
 for k in "${srcs[@]}"; do

@@ -1,7 +1,8 @@
 /*
  * test/gpu/emu/test_kernels.cpp
- *     The row kernels of kernels/gpu_layers.cu, gpu_attention.cu and
- *     gpu_backward.cu run under host emulation (emu.h; the .cu files are
+ *     The row kernels of the layers' files (kernels/gpu_embeddings.cu,
+ *     gpu_layernorm.cu, gpu_gelu.cu, gpu_attention.cu, gpu_head.cu,
+ *     gpu_dense.cu, gpu_optimizer.cu) run under host emulation (emu.h; the .cu files are
  *     rewritten by extract.py at build time, so this follows their edits),
  *     through their real launchers, against references in double written
  *     from the CPU engine's semantics (src/engine/ops.c, train.c). Outputs
@@ -425,7 +426,7 @@ gelu_lim(double v, double dv, int tanh_form)
 }
 
 /*
- * The bound of gpu_backward.cu's float gelu_grad(x) = A + B:
+ * The bound of gpu_gelu.cu's float gelu_grad(x) = A + B:
  *  - erf form: A = 0.5 (1 + erff(x c)) off as the GELU's bracket above;
  *    B = x c' expf(-0.5 x x): the argument rounds (u x^2 / 2, absolute, so
  *    relative in the value), expf math_err32(2), two products and c' 3u;
@@ -586,7 +587,7 @@ struct Bucket
 	}
 };
 
-/* ==== gpu_layers.cu ==== */
+/* ==== inference forward: gpu_embeddings.cu, gpu_layernorm.cu, gpu_gelu.cu, gpu_dense.cu, gpu_head.cu ==== */
 
 template <typename Tin>
 static void
@@ -800,7 +801,7 @@ test_bias_act(int rows, int cols, int act_tanh, unsigned cap)
 	});
 }
 
-/* ==== gpu_attention.cu ==== */
+/* ==== inference forward: gpu_attention.cu ==== */
 
 template <typename Tin, typename Ty>
 static void
@@ -922,7 +923,7 @@ test_gather_ctx(int B, int P, int H, int NH)
 	c.expect_untouched("ctx_packed", packed.data(), packed.size(), [&](size_t i) { return src[i] < 0; });
 }
 
-/* ==== gpu_backward.cu: training forward ==== */
+/* ==== training forward: gpu_embeddings.cu, gpu_layernorm.cu, gpu_gelu.cu, gpu_attention.cu, gpu_head.cu ==== */
 
 template <typename Tin>
 static void
@@ -1118,7 +1119,7 @@ test_train_dropout_copy(size_t n, Drop drop, unsigned cap)
 					[&](size_t i) { return drop.round() * fabs(drop.apply(i, src[i])); });	/* one product */
 }
 
-/* ==== gpu_backward.cu: backward ==== */
+/* ==== backward (each layer's file), gpu_dense.cu's bias gradient, gpu_optimizer.cu ==== */
 
 template <typename Tin>
 static void
@@ -1688,7 +1689,7 @@ main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 #define RUN(name, ...) do { if (!only || strstr(name, only)) { __VA_ARGS__; } } while (0)
 
-	/* ---- gpu_layers.cu ---- */
+	/* ---- inference forward: embeddings, LayerNorm, GELU, dense, head ---- */
 	for (int T : Ts)
 		for (int H : Hs)
 		{
@@ -1708,7 +1709,7 @@ main(int argc, char **argv)
 	RUN("mean_rows", test_mean_rows(1, 48); test_mean_rows(5, 384); test_mean_rows(3, 768));
 	RUN("bias_act", test_bias_act(5, 768, 1, 0); test_bias_act(37, 3, 0, 0); test_bias_act(37, 384, 1, 2));
 
-	/* ---- gpu_attention.cu ---- */
+	/* ---- inference forward: attention ---- */
 	RUN("scatter_qkv", test_scatter_qkv<float, float>(3, 37, 48, 3); test_scatter_qkv<bf16, float>(2, 5, 384, 6));
 	RUN("scatter_qkv", test_scatter_qkv<bf16, bf16>(2, 9, 768, 12); test_scatter_qkv<float, float>(1, 1, 768, 12));
 	for (int P : {1, 5, 37, 70})
@@ -1716,7 +1717,7 @@ main(int argc, char **argv)
 	RUN("gather_ctx", test_gather_ctx<float>(3, 37, 48, 3); test_gather_ctx<bf16>(2, 5, 384, 6));
 	RUN("gather_ctx", test_gather_ctx<bf16>(2, 9, 768, 12); test_gather_ctx<float>(1, 1, 768, 12));
 
-	/* ---- gpu_backward.cu: training forward ---- */
+	/* ---- training forward ---- */
 	for (int T : Ts)
 		for (int H : Hs)
 		{
@@ -1734,7 +1735,7 @@ main(int argc, char **argv)
 	RUN("train_dropout_copy", test_train_dropout_copy(1001, d10, 0); test_train_dropout_copy(5 * 768, d50, 2));
 	RUN("train_dropout_copy", test_train_dropout_copy(77, NO_DROP, 0); test_train_dropout_copy(77, d100, 0));
 
-	/* ---- gpu_backward.cu: backward ---- */
+	/* ---- backward and optimizer ---- */
 	for (int T : Ts)
 		for (int H : Hs)
 		{
