@@ -83,32 +83,61 @@ bt_bf16_convert(BtBf16Weight *bw, void *mem, const float *w, int O, int K, int p
 	}
 }
 
-void
-bt_gemm_bf16_plain(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
-				   int p0, int p1, const BtActivation *gelu)
+/* Element (i, k) of a strided matrix, 0 past its K columns. */
+static inline float
+strided_at(const BtStrided *a, int i, int k)
+{
+	return k < a->K ? a->p[(size_t) i * a->rs + (size_t) k * a->cs] : 0.0f;
+}
+
+/*
+ * Columns of panels p0 .. p1 - 1 of out = (accumulate ? out : bias or 0) +
+ * bf16(a) @ bf16(W)^T with plain loops: each pair of products added to the
+ * float32 sum as vdpbf16ps adds them (the odd k first).
+ */
+static void
+plain_rows(float *out, int ldo, const BtStrided *a, int T, const BtBf16Weight *bw, const float *bias, int p0,
+		   int p1, bool accumulate)
 {
 	int			K = bw->K;
 
 	for (int t = 0; t < T; t++)
-	{
-		const float *x = in + (size_t) t * K;
-
 		for (int o = p0 * 16; o < p1 * 16; o++)
 		{
-			float		acc = bias ? bias[o] : 0.0f;
+			float	   *c = out + (size_t) t * ldo + o;
+			float		acc = accumulate ? *c : bias ? bias[o] : 0.0f;
 
 			/* bf16 products are exact in float: each pair adds two rounded sums, the odd k first */
 			for (int k = 0; k < K; k += 2)
 			{
-				acc += bf16_value(bt_bf16_round(x[k + 1])) * bf16_value(bw->w[bf16_index(K, o, k + 1)]);
-				acc += bf16_value(bt_bf16_round(x[k])) * bf16_value(bw->w[bf16_index(K, o, k)]);
+				acc += bf16_value(bt_bf16_round(strided_at(a, t, k + 1))) *
+					bf16_value(bw->w[bf16_index(K, o, k + 1)]);
+				acc += bf16_value(bt_bf16_round(strided_at(a, t, k))) * bf16_value(bw->w[bf16_index(K, o, k)]);
 			}
-			out[(size_t) t * ldo + o] = acc;
+			*c = acc;
 		}
-		if (gelu && p1 > p0)
+}
+
+void
+bt_gemm_bf16_plain(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
+				   int p0, int p1, const BtActivation *gelu)
+{
+	BtStrided	a = {in, (size_t) bw->K, 1, bw->K};
+
+	plain_rows(out, ldo, &a, T, bw, bias, p0, p1, false);
+	if (gelu && p1 > p0)
+		for (int t = 0; t < T; t++)
 			bt_gelu_forward(out + (size_t) t * ldo + p0 * 16, out + (size_t) t * ldo + p0 * 16,
 							(size_t) (p1 - p0) * 16, *gelu);
-	}
+}
+
+/* Panels p0 .. p1 - 1 of bw from the strided b with plain loops (any strides). */
+static void
+convert_strided_plain(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int p1)
+{
+	for (int n = p0 * 16; n < p1 * 16; n++)
+		for (int k = 0; k < bw->K; k++)
+			bw->w[bf16_index(bw->K, n, k)] = n < N ? bt_bf16_round(strided_at(b, n, k)) : 0;
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(BT_PORTABLE)
@@ -120,25 +149,61 @@ bt_gemm_bf16_plain(float *out, int ldo, const float *in, int T, const BtBf16Weig
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 
+/* Words of a pair of float vectors: word i = bf16(lo[i]) | bf16(hi[i]) << 16. */
+AVX512BF16 static inline __m512i
+pair_words(__m512 lo, __m512 hi)
+{
+	__m512i		l = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(lo)),
+				h = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(hi));
+
+	return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
+
 /*
- * dst = rows (<= MC) of in, k0 .. k0 + kc - 1 (kc even), rounded to bf16, as
- * tiles of MR rows: per pair of k, MR 32-bit words (rows past `rows` zero).
+ * dst = rows m0 .. m0 + rows - 1 (rows <= MC) of a, k0 .. k0 + kc - 1 (kc
+ * even), rounded to bf16, as tiles of MR rows: per pair of k, MR 32-bit words
+ * (rows past `rows`, and k past a->K, zero).
  */
 AVX512BF16 static void
-pack_rows_bf16(uint32_t *dst, const float *in, int K, int rows, int k0, int kc)
+pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int kc)
 {
 	int			pairs = kc / 2,
-				tiles = (rows + MR - 1) / MR;
+				tiles = (rows + MR - 1) / MR,
+				kend = a->K - k0 < kc ? a->K - k0 : kc;	/* columns that exist */
 
 	memset(dst, 0, (size_t) tiles * MR * pairs * sizeof(uint32_t));
+	if (a->cs != 1)
+	{
+		/* k strided, rows contiguous (a transposed operand): 16 rows of a pair at a time */
+		for (int j = 0; j < pairs; j++)
+		{
+			const float *x0 = a->p + (size_t) (k0 + 2 * j) * a->cs + m0;
+			bool		has_odd = 2 * j + 1 < kend;
+
+			if (2 * j >= kend)
+				break;
+			for (int r0 = 0; r0 < rows; r0 += 16)
+			{
+				__mmask16	live = rows - r0 >= 16 ? 0xffff : (__mmask16) ((1u << (rows - r0)) - 1);
+				uint32_t	words[16];
+
+				_mm512_storeu_si512(words, pair_words(_mm512_maskz_loadu_ps(live, x0 + r0),
+													  has_odd ? _mm512_maskz_loadu_ps(live, x0 + a->cs + r0) :
+													  _mm512_setzero_ps()));
+				for (int q = 0; q < 16 && r0 + q < rows; q++)
+					dst[(size_t) ((r0 + q) / MR) * MR * pairs + (size_t) j * MR + (r0 + q) % MR] = words[q];
+			}
+		}
+		return;
+	}
 	for (int r = 0; r < rows; r++)
 	{
-		const float *x = in + (size_t) r * K + k0;
+		const float *x = a->p + (size_t) (m0 + r) * a->rs + k0;
 		uint32_t   *tile = dst + (size_t) (r / MR) * MR * pairs + r % MR;
 		uint32_t	words[16];
 		int			k = 0;
 
-		for (; k + 32 <= kc; k += 32)
+		for (; k + 32 <= kend; k += 32)
 		{
 			/* 32 floats become 32 bf16 in order: 16 words of (even k, odd k) */
 			__m512bh	h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
@@ -147,8 +212,9 @@ pack_rows_bf16(uint32_t *dst, const float *in, int K, int rows, int k0, int kc)
 			for (int j = 0; j < 16; j++)
 				tile[(size_t) (k / 2 + j) * MR] = words[j];
 		}
-		for (; k < kc; k += 2)
-			tile[(size_t) (k / 2) * MR] = bt_bf16_round(x[k]) | (uint32_t) bt_bf16_round(x[k + 1]) << 16;
+		for (; k < kend; k += 2)
+			tile[(size_t) (k / 2) * MR] = bt_bf16_round(x[k]) |
+				(uint32_t) (k + 1 < kend ? bt_bf16_round(x[k + 1]) : 0) << 16;
 	}
 }
 
@@ -285,35 +351,34 @@ gemm_amx(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, co
 	return true;
 }
 
-void
-bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
-			 int p0, int p1, const BtActivation *gelu)
+/*
+ * The AVX512-BF16 kernel over panels p0 .. p1 - 1 for T rows of a (see
+ * bt_gemm_bf16_strided; gelu as in bt_gemm_bf16). False when it could not
+ * get memory, before writing anything.
+ */
+AVX512BF16 static bool
+gemm_rows_avx512(float *out, int ldo, const BtStrided *in, int T, const BtBf16Weight *bw, const float *bias,
+				 int p0, int p1, const BtActivation *gelu, bool accumulate)
 {
 	int			K = bw->K,
 				rows_max = T < MC ? (T + MR - 1) / MR * MR : MC;
-	uint32_t   *tiles;
+	uint32_t   *tiles = aligned_alloc(64, round64((size_t) rows_max * (K < KC ? K : KC) / 2 * sizeof(uint32_t)));
 	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
 
-	if (bt_cpu_amx() && K % 32 == 0 && T > 0 && p1 > p0 && gemm_amx(out, ldo, in, T, bw, bias, p0, p1, gelu))
-		return;
-	if (!bt_cpu_bf16() || T <= 0 || p1 <= p0 ||
-		(tiles = aligned_alloc(64, round64((size_t) rows_max * (K < KC ? K : KC) / 2 * sizeof(uint32_t)))) == NULL)
-	{
-		bt_gemm_bf16_plain(out, ldo, in, T, bw, bias, p0, p1, gelu);
-		return;
-	}
+	if (tiles == NULL)
+		return false;
 	for (int k0 = 0; k0 < K; k0 += KC)
 	{
 		int			kc = K - k0 < KC ? K - k0 : KC,
 					pairs = kc / 2;
-		bool		first = k0 == 0,
+		bool		first = k0 == 0 && !accumulate,
 					last = k0 + kc == K;
 
 		for (int m0 = 0; m0 < T; m0 += MC)
 		{
 			int			mc = T - m0 < MC ? T - m0 : MC;
 
-			pack_rows_bf16(tiles, in + (size_t) m0 * K, K, mc, k0, kc);
+			pack_rows_bf16(tiles, in, m0, mc, k0, kc);
 			for (int p = p0; p < p1; p += 2)
 			{
 				int			P = p + 1 < p1 ? 2 : 1;
@@ -346,6 +411,96 @@ bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw
 		}
 	}
 	free(tiles);
+	return true;
+}
+
+void
+bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw, const float *bias,
+			 int p0, int p1, const BtActivation *gelu)
+{
+	BtStrided	a = {in, (size_t) bw->K, 1, bw->K};
+
+	if (T <= 0 || p1 <= p0)
+		return;
+	if (bt_cpu_amx() && bw->K % 32 == 0 && gemm_amx(out, ldo, in, T, bw, bias, p0, p1, gelu))
+		return;
+	if (!bt_cpu_bf16() || !gemm_rows_avx512(out, ldo, &a, T, bw, bias, p0, p1, gelu, false))
+		bt_gemm_bf16_plain(out, ldo, in, T, bw, bias, p0, p1, gelu);
+}
+
+void
+bt_gemm_bf16_strided(float *out, int ldo, const BtStrided *a, int T, const BtBf16Weight *bw, const float *bias,
+					 int p0, int p1, bool accumulate)
+{
+	if (T <= 0 || p1 <= p0)
+		return;
+	/* AMX reads whole rows of bf16: a contiguous input of whole tiles' width, nothing to add to */
+	if (bt_cpu_amx() && a->cs == 1 && a->rs == (size_t) bw->K && a->K == bw->K && bw->K % 32 == 0 && !accumulate &&
+		gemm_amx(out, ldo, a->p, T, bw, bias, p0, p1, NULL))
+		return;
+	if (!bt_cpu_bf16() || !gemm_rows_avx512(out, ldo, a, T, bw, bias, p0, p1, NULL, accumulate))
+		plain_rows(out, ldo, a, T, bw, bias, p0, p1, accumulate);
+}
+
+/* bt_bf16_convert_strided with AVX512-BF16 where one of b's strides is 1. */
+AVX512BF16 static void
+convert_strided_avx512(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int p1)
+{
+	int			K = bw->K;
+	uint32_t   *w32 = (uint32_t *) bw->w;	/* word p 8 K + 16 j + c: pair j of output 16 p + c */
+
+	if (b->cs == 1)
+	{
+		/* each output's k contiguous: 32 k become 16 pair words, one per 16-output row of the panel */
+		for (int n = p0 * 16; n < p1 * 16; n++)
+		{
+			uint32_t   *dst = w32 + (size_t) (n / 16) * 8 * K + n % 16;
+			const float *row = b->p + (size_t) n * b->rs;
+			uint32_t	words[16];
+			int			k = 0;
+
+			if (n >= N)
+			{
+				for (int j = 0; j < K / 2; j++)
+					dst[(size_t) j * 16] = 0;
+				continue;
+			}
+			for (; k + 32 <= b->K; k += 32)
+			{
+				_mm512_storeu_si512(words, (__m512i) _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + k + 16),
+																		 _mm512_loadu_ps(row + k)));
+				for (int j = 0; j < 16; j++)
+					dst[(size_t) (k / 2 + j) * 16] = words[j];
+			}
+			for (; k < K; k += 2)
+				dst[(size_t) (k / 2) * 16] = bt_bf16_round(strided_at(b, n, k)) |
+					(uint32_t) bt_bf16_round(strided_at(b, n, k + 1)) << 16;
+		}
+		return;
+	}
+	/* outputs contiguous (b->rs == 1), k strided: a pair of k for 16 outputs is one 64-byte store */
+	for (int p = p0; p < p1; p++)
+	{
+		__mmask16	live = N - 16 * p >= 16 ? 0xffff : N <= 16 * p ? 0 : (__mmask16) ((1u << (N - 16 * p)) - 1);
+
+		for (int j = 0; j < K / 2; j++)
+		{
+			const float *x0 = b->p + (size_t) (2 * j) * b->cs + 16 * p;
+			__m512		lo = 2 * j < b->K ? _mm512_maskz_loadu_ps(live, x0) : _mm512_setzero_ps(),
+						hi = 2 * j + 1 < b->K ? _mm512_maskz_loadu_ps(live, x0 + b->cs) : _mm512_setzero_ps();
+
+			_mm512_storeu_si512(w32 + (size_t) p * 8 * K + 16 * j, pair_words(lo, hi));
+		}
+	}
+}
+
+void
+bt_bf16_convert_strided(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int p1)
+{
+	if (bt_cpu_bf16() && (b->cs == 1 || b->rs == 1))
+		convert_strided_avx512(bw, b, N, p0, p1);
+	else
+		convert_strided_plain(bw, b, N, p0, p1);
 }
 
 #else							/* not x86-64: plain loops */
@@ -355,6 +510,19 @@ bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw
 			 int p0, int p1, const BtActivation *gelu)
 {
 	bt_gemm_bf16_plain(out, ldo, in, T, bw, bias, p0, p1, gelu);
+}
+
+void
+bt_gemm_bf16_strided(float *out, int ldo, const BtStrided *a, int T, const BtBf16Weight *bw, const float *bias,
+					 int p0, int p1, bool accumulate)
+{
+	plain_rows(out, ldo, a, T, bw, bias, p0, p1, accumulate);
+}
+
+void
+bt_bf16_convert_strided(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int p1)
+{
+	convert_strided_plain(bw, b, N, p0, p1);
 }
 
 #endif

@@ -18,6 +18,7 @@
 #ifndef PGBERT_GEMM_BF16_H
 #define PGBERT_GEMM_BF16_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,5 +68,30 @@ extern void bt_gemm_bf16(float *out, int ldo, const float *in, int T, const BtBf
  */
 extern void bt_gemm_bf16_plain(float *out, int ldo, const float *in, int T, const BtBf16Weight *bw,
 							   const float *bias, int p0, int p1, const BtActivation *gelu);
+
+/* A float matrix read through strides: element (i, k) at p[i rs + k cs], k < K. */
+typedef struct BtStrided
+{
+	const float *p;
+	size_t		rs,
+				cs;
+	int			K;
+} BtStrided;
+
+/*
+ * Panels p0 .. p1 - 1 of bw (whose O, K and w the caller set: N and b's K
+ * rounded up to 16 and 2) = rows n of b, (N, K) read through strides,
+ * rounded to bf16; outputs past N and k past b->K are zero. For weights that
+ * change (training), converted on every use.
+ */
+extern void bt_bf16_convert_strided(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int p1);
+
+/*
+ * bt_gemm_bf16 reading the input through strides (its K may be bw->K - 1),
+ * starting from out's values when accumulate (bias then NULL), without the
+ * GELU.
+ */
+extern void bt_gemm_bf16_strided(float *out, int ldo, const BtStrided *a, int T, const BtBf16Weight *bw,
+								 const float *bias, int p0, int p1, bool accumulate);
 
 #endif

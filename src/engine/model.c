@@ -465,7 +465,7 @@ layer_dense(const BtBertModel *m, BtTeam *team, float *out, const float *in, con
 	if (m->packed)
 		layer_dense_panels(m, team, out, O, in, w, b, T, O, K, 0, bt_gemm_panels(O), NULL);
 	else
-		bt_dense_forward(out, in, w, b, T, O, K);
+		bt_dense_forward(NULL, out, in, w, b, T, O, K);
 }
 
 /* ffn (T, I) = GELU(x (T, H) @ w^T + b), the GELU inside the GEMM when the weights are packed. */
@@ -480,7 +480,7 @@ layer_ffn_in(const BtBertModel *m, BtTeam *team, float *ffn, const float *x, con
 	else
 	{
 		/* no team: teams run packed models only */
-		bt_dense_forward(ffn, x, w, b, T, I, H);
+		bt_dense_forward(NULL, ffn, x, w, b, T, I, H);
 		bt_gelu_forward(ffn, ffn, (size_t) T * I, m->cfg.activation);
 	}
 }
@@ -547,7 +547,7 @@ last_layer_first_only(const BtBertModel *m, BtTeam *team, int l, const BtBatch *
 			memcpy(kv + (size_t) t * 3 * H + H, qkv_b + H, 2 * (size_t) H * sizeof(float));
 		bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, T, 2 * H, H, 1.0f, x, H, qkv_w + (size_t) H * H, H,
 				 1.0f, kv + H, 3 * H);
-		bt_dense_forward(q, first, qkv_w, qkv_b, n, H, H);
+		bt_dense_forward(NULL, q, first, qkv_w, qkv_b, n, H, H);
 	}
 	bt_attention_first_forward(ctx, scores, q, kv, b, H, c->num_heads);
 	layer_dense(m, team, tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, n, H, H);
@@ -903,10 +903,10 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 
 		for (int s = 0; s < b->n_seq; s++)
 			memcpy(cls + (size_t) s * H, x + (size_t) b->offsets[s] * H, H * sizeof(float));
-		bt_dense_forward(pooled, cls, p->pool_w, p->pool_b, b->n_seq, H, H);
+		bt_dense_forward(NULL, pooled, cls, p->pool_w, p->pool_b, b->n_seq, H, H);
 		bt_tanh_forward(pooled, (size_t) b->n_seq * H);
 		if (out->logits)
-			bt_dense_forward(out->logits, pooled, p->cls_w, p->cls_b, b->n_seq, m->num_classes, H);
+			bt_dense_forward(NULL, out->logits, pooled, p->cls_w, p->cls_b, b->n_seq, m->num_classes, H);
 	}
 	if (parallel)
 		bt_blas_set_threads(blas_threads);

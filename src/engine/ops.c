@@ -6,6 +6,7 @@
 #include "ops.h"
 #include "blas.h"
 #include "cpu.h"
+#include "sgemm_bf16.h"
 #include "simd.h"
 
 #include <math.h>
@@ -162,9 +163,22 @@ bt_dropout_apply(float *x, size_t n, const BtDropout *d, uint64_t base)
 
 /* ---- dense (nn.Linear) ---- */
 
-void
-bt_dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K)
+/* bt_sgemm_bf16 when mode asks for bf16 and it could get its memory, else false (nothing done). */
+static bool
+gemm_bf16(const BtDenseMode *mode, bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
+		  const float *B, int ldb, float beta, float *C, int ldc, const float *bias)
 {
+	return mode && mode->bf16 &&
+		bt_sgemm_bf16(mode->team, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, bias) == 0;
+}
+
+void
+bt_dense_forward(const BtDenseMode *mode, float *out, const float *in, const float *w, const float *b, int T, int O,
+				 int K)
+{
+	if (gemm_bf16(mode, false, true, T, O, K, in, K, w, K, 0.0f, out, O, b))
+		return;
+
 	/*
 	 * The bias goes in first and sgemm adds the product to it (beta 1): one
 	 * write pass instead of sgemm zeroing out (beta 0) and a read-add-write
@@ -177,15 +191,16 @@ bt_dense_forward(float *out, const float *in, const float *w, const float *b, in
 }
 
 void
-bt_dense_backward(float *din, bool accumulate, float *dw, float *db, const float *dout,
+bt_dense_backward(const BtDenseMode *mode, float *din, bool accumulate, float *dw, float *db, const float *dout,
 				  const float *in, const float *w, int T, int O, int K)
 {
 	/* din (T, K) = dout (T, O) @ w (O, K) */
-	if (din)
+	if (din && !gemm_bf16(mode, false, false, T, K, O, dout, O, w, K, accumulate ? 1.0f : 0.0f, din, K, NULL))
 		bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, T, K, O, 1.0f, dout, O, w, K,
 				 accumulate ? 1.0f : 0.0f, din, K);
 	/* dw (O, K) += dout^T (O, T) @ in (T, K) */
-	bt_sgemm(BT_ROW_MAJOR, BT_TRANS, BT_NO_TRANS, O, K, T, 1.0f, dout, O, in, K, 1.0f, dw, K);
+	if (!gemm_bf16(mode, true, false, O, K, T, dout, O, in, K, 1.0f, dw, K, NULL))
+		bt_sgemm(BT_ROW_MAJOR, BT_TRANS, BT_NO_TRANS, O, K, T, 1.0f, dout, O, in, K, 1.0f, dw, K);
 	if (db)
 		for (int t = 0; t < T; t++)
 		{

@@ -64,16 +64,28 @@ extern size_t bt_batch_probs_size(const BtBatch *b, int NH);
 /* x (n) = dropout(x) in place; element i has index base + i in d's stream. Also its own backward. */
 extern void bt_dropout_apply(float *x, size_t n, const BtDropout *d, uint64_t base);
 
+/*
+ * How a dense layer multiplies. NULL (or bf16 false): float32 on OpenBLAS.
+ * bf16: bf16 products with float32 sums (sgemm_bf16.h), shared by team (NULL:
+ * one thread); training's option, on CPUs with AVX512-BF16.
+ */
+typedef struct BtDenseMode
+{
+	bool		bf16;
+	struct BtTeam *team;
+} BtDenseMode;
+
 /* out (T, O) = in (T, K) @ w (O, K)^T + b (O); b may be NULL */
-extern void bt_dense_forward(float *out, const float *in, const float *w, const float *b, int T, int O, int K);
+extern void bt_dense_forward(const BtDenseMode *mode, float *out, const float *in, const float *w, const float *b,
+							 int T, int O, int K);
 
 /*
  * Backward of bt_dense_forward: din (T, K) = dout (T, O) @ w (O, K), or +=
  * when accumulate (din may be NULL: not wanted); dw (O, K) += dout^T @ in;
  * db (O) += column sums of dout.
  */
-extern void bt_dense_backward(float *din, bool accumulate, float *dw, float *db, const float *dout,
-							  const float *in, const float *w, int T, int O, int K);
+extern void bt_dense_backward(const BtDenseMode *mode, float *din, bool accumulate, float *dw, float *db,
+							  const float *dout, const float *in, const float *w, int T, int O, int K);
 
 /* x (T, H) += add (T, H): a residual connection (its backward is a copy, done by the caller) */
 extern void bt_residual_forward(float *x, const float *add, size_t n);

@@ -10,8 +10,10 @@
  */
 #include "train.h"
 #include "blas.h"
+#include "cpu.h"
 #include "ops.h"
 #include "arena_guard.h"
+#include "team.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -192,6 +194,7 @@ struct BtTrainer
 	float	   *arena;
 	size_t		arena_cap;		/* floats */
 	Acts		a;
+	BtDenseMode dense;			/* the encoder's dense layers: float32, or bf16 on the team */
 };
 
 BtTrainOptions
@@ -275,6 +278,12 @@ bt_trainer_create(BtBertModel *m, const BtTrainOptions *opts, char *err, size_t 
 	}
 	if (check_options(opts, m->num_classes, err, errlen) != 0)
 		return NULL;
+	if (opts->bf16 && !bt_cpu_bf16())
+	{
+		snprintf(err, errlen, "bf16 training needs a CPU with AVX512-BF16; this one's path is %s",
+				 bt_cpu_path_name(bt_cpu_path()));
+		return NULL;
+	}
 	t = calloc(1, sizeof(BtTrainer));
 	if (t == NULL)
 		goto oom;
@@ -304,6 +313,9 @@ bt_trainer_create(BtBertModel *m, const BtTrainOptions *opts, char *err, size_t 
 		goto oom;
 	memset(t->grads, 0, m->num_params * sizeof(float));
 	views_like(&t->g, m, t->grads);
+	/* bf16 products run on the engine's own threads (OpenBLAS keeps attention's) */
+	t->dense.bf16 = opts->bf16;
+	t->dense.team = opts->bf16 ? bt_team_start(bt_blas_threads()) : NULL;
 	return t;
 
 oom:
@@ -321,6 +333,7 @@ bt_trainer_free(BtTrainer *t)
 	free(t->grads);
 	free(t->adam_m);
 	free(t->adam_v);
+	bt_team_stop(t->dense.team);
 	if (t->arena)
 		bt_guard_unpoison(t->arena, t->arena_cap);
 	free(t->arena);
@@ -414,10 +427,12 @@ train_forward(BtTrainer *t, const BtBatch *b)
 				   *res2 = a->res2 + l * sh.TH;
 
 		/* attention block: x1 = LayerNorm(x + dropout(dense(attention(qkv(x))))) */
-		bt_dense_forward(qkv, x, p->qkv_w + l * 3 * sh.H * sh.H, p->qkv_b + l * 3 * sh.H, sh.T, 3 * sh.H, sh.H);
+		bt_dense_forward(&t->dense, qkv, x, p->qkv_w + l * 3 * sh.H * sh.H, p->qkv_b + l * 3 * sh.H, sh.T,
+						 3 * sh.H, sh.H);
 		d = dropout_at(t, t->opts.attention_dropout, SITE_LAYER + 3 * l);
 		bt_attention_forward(ctx, a->probs + l * sh.P, true, a->pd, &d, qkv, b, sh.H, c->num_heads);
-		bt_dense_forward(a->tmp, ctx, p->attn_out_w + l * sh.H * sh.H, p->attn_out_b + l * sh.H, sh.T, sh.H, sh.H);
+		bt_dense_forward(&t->dense, a->tmp, ctx, p->attn_out_w + l * sh.H * sh.H, p->attn_out_b + l * sh.H, sh.T,
+						 sh.H, sh.H);
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 1);
 		bt_dropout_apply(a->tmp, sh.TH, &d, 0);
 		memcpy(res1, x, sh.TH * sizeof(float));
@@ -426,10 +441,11 @@ train_forward(BtTrainer *t, const BtBatch *b)
 							 p->attn_ln_b + l * sh.H, sh.T, sh.H, eps);
 
 		/* feed-forward block: x[l + 1] = LayerNorm(x1 + dropout(dense(gelu(dense(x1))))) */
-		bt_dense_forward(ffn, x1, p->ffn_in_w + l * sh.I * sh.H, p->ffn_in_b + l * sh.I, sh.T, sh.I, sh.H);
+		bt_dense_forward(&t->dense, ffn, x1, p->ffn_in_w + l * sh.I * sh.H, p->ffn_in_b + l * sh.I, sh.T, sh.I,
+						 sh.H);
 		bt_gelu_forward(a->act, ffn, sh.T * sh.I, c->activation);
-		bt_dense_forward(a->tmp, a->act, p->ffn_out_w + l * sh.H * sh.I, p->ffn_out_b + l * sh.H, sh.T, sh.H,
-						 sh.I);
+		bt_dense_forward(&t->dense, a->tmp, a->act, p->ffn_out_w + l * sh.H * sh.I, p->ffn_out_b + l * sh.H, sh.T,
+						 sh.H, sh.I);
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 2);
 		bt_dropout_apply(a->tmp, sh.TH, &d, 0);
 		memcpy(res2, x1, sh.TH * sizeof(float));
@@ -442,12 +458,12 @@ train_forward(BtTrainer *t, const BtBatch *b)
 	for (size_t s = 0; s < sh.n; s++)
 		memcpy(a->cls + s * sh.H, a->x + c->num_layers * sh.TH + (size_t) b->offsets[s] * sh.H,
 			   sh.H * sizeof(float));
-	bt_dense_forward(a->pooled, a->cls, p->pool_w, p->pool_b, (int) sh.n, sh.H, sh.H);
+	bt_dense_forward(NULL, a->pooled, a->cls, p->pool_w, p->pool_b, (int) sh.n, sh.H, sh.H);
 	bt_tanh_forward(a->pooled, sh.n * sh.H);
 	memcpy(a->pooled_drop, a->pooled, sh.n * sh.H * sizeof(float));
 	d = dropout_at(t, t->opts.hidden_dropout, SITE_CLS);
 	bt_dropout_apply(a->pooled_drop, sh.n * sh.H, &d, 0);
-	bt_dense_forward(a->logits, a->pooled_drop, p->cls_w, p->cls_b, (int) sh.n, m->num_classes, sh.H);
+	bt_dense_forward(NULL, a->logits, a->pooled_drop, p->cls_w, p->cls_b, (int) sh.n, m->num_classes, sh.H);
 }
 
 /*
@@ -498,7 +514,7 @@ train_backward(BtTrainer *t, const BtBatch *b)
 	BtDropout	d;
 
 	/* classifier: logits = pooled_drop @ cls_w^T + cls_b */
-	bt_dense_backward(t->opts.freeze_encoder ? NULL : a->g_pooled, false, g->cls_w, g->cls_b,
+	bt_dense_backward(NULL, t->opts.freeze_encoder ? NULL : a->g_pooled, false, g->cls_w, g->cls_b,
 					  a->g_logits, a->pooled_drop, p->cls_w, (int) sh.n, m->num_classes, sh.H);
 	if (t->opts.freeze_encoder)
 		return;
@@ -507,8 +523,8 @@ train_backward(BtTrainer *t, const BtBatch *b)
 	d = dropout_at(t, t->opts.hidden_dropout, SITE_CLS);
 	bt_dropout_apply(a->g_pooled, sh.n * sh.H, &d, 0);
 	bt_tanh_backward(a->g_pooled, a->pooled, sh.n * sh.H);
-	bt_dense_backward(a->g_cls, false, g->pool_w, g->pool_b, a->g_pooled, a->cls, p->pool_w, (int) sh.n, sh.H,
-					  sh.H);
+	bt_dense_backward(NULL, a->g_cls, false, g->pool_w, g->pool_b, a->g_pooled, a->cls, p->pool_w, (int) sh.n,
+					  sh.H, sh.H);
 
 	/* g_x = gradient of the final hidden state: nonzero on the [CLS] rows only */
 	memset(a->g_x, 0, sh.TH * sizeof(float));
@@ -531,12 +547,11 @@ train_backward(BtTrainer *t, const BtBatch *b)
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 2);
 		bt_dropout_apply(a->g_x, sh.TH, &d, 0);
 		bt_gelu_forward(a->act, ffn, sh.T * sh.I, c->activation);	/* recomputed, not saved */
-		bt_dense_backward(a->g_ffn, false, g->ffn_out_w + l * sh.H * sh.I, g->ffn_out_b + l * sh.H, a->g_x,
-						  a->act,
-						  p->ffn_out_w + l * sh.H * sh.I, sh.T, sh.H, sh.I);
+		bt_dense_backward(&t->dense, a->g_ffn, false, g->ffn_out_w + l * sh.H * sh.I, g->ffn_out_b + l * sh.H,
+						  a->g_x, a->act, p->ffn_out_w + l * sh.H * sh.I, sh.T, sh.H, sh.I);
 		bt_gelu_backward(a->g_ffn, ffn, sh.T * sh.I, c->activation);
-		bt_dense_backward(a->g_t, true, g->ffn_in_w + l * sh.I * sh.H, g->ffn_in_b + l * sh.I, a->g_ffn, x1,
-						  p->ffn_in_w + l * sh.I * sh.H, sh.T, sh.I, sh.H);
+		bt_dense_backward(&t->dense, a->g_t, true, g->ffn_in_w + l * sh.I * sh.H, g->ffn_in_b + l * sh.I,
+						  a->g_ffn, x1, p->ffn_in_w + l * sh.I * sh.H, sh.T, sh.I, sh.H);
 
 		/* attention block; g_t holds d x1 */
 		bt_layernorm_backward(a->g_x, g->attn_ln_w + l * sh.H, g->attn_ln_b + l * sh.H, a->g_t,
@@ -545,13 +560,13 @@ train_backward(BtTrainer *t, const BtBatch *b)
 		memcpy(a->g_t, a->g_x, sh.TH * sizeof(float));	/* g_x: residual into x; g_t: the branch */
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 1);
 		bt_dropout_apply(a->g_t, sh.TH, &d, 0);
-		bt_dense_backward(a->g_c, false, g->attn_out_w + l * sh.H * sh.H, g->attn_out_b + l * sh.H, a->g_t, ctx,
-						  p->attn_out_w + l * sh.H * sh.H, sh.T, sh.H, sh.H);
+		bt_dense_backward(&t->dense, a->g_c, false, g->attn_out_w + l * sh.H * sh.H, g->attn_out_b + l * sh.H,
+						  a->g_t, ctx, p->attn_out_w + l * sh.H * sh.H, sh.T, sh.H, sh.H);
 		d = dropout_at(t, t->opts.attention_dropout, SITE_LAYER + 3 * l);
 		bt_attention_backward(a->g_qkv, a->dp, a->pd, a->g_c, qkv, a->probs + l * sh.P, &d, b, sh.H,
 							  c->num_heads);
-		bt_dense_backward(a->g_x, true, g->qkv_w + l * 3 * sh.H * sh.H, g->qkv_b + l * 3 * sh.H, a->g_qkv, x,
-						  p->qkv_w + l * 3 * sh.H * sh.H, sh.T, 3 * sh.H, sh.H);
+		bt_dense_backward(&t->dense, a->g_x, true, g->qkv_w + l * 3 * sh.H * sh.H, g->qkv_b + l * 3 * sh.H,
+						  a->g_qkv, x, p->qkv_w + l * 3 * sh.H * sh.H, sh.T, 3 * sh.H, sh.H);
 	}
 
 	/* embeddings; g_x holds d x[0] */

@@ -31,6 +31,8 @@ typedef struct BtTrainOptions
 	float		attention_dropout;
 	uint64_t	seed;			/* dropout generator (default 42) */
 	bool		freeze_encoder; /* train only classifier.* (the pooler belongs to model.bert, as in transformers) */
+	bool		bf16;			/* the encoder's dense layers in bf16 products, float32 sums (needs AVX512-BF16);
+								 * weights, gradients and AdamW state stay float32 */
 	const float *class_weights; /* num_classes weights >= 0 for cross-entropy, or NULL; copied */
 } BtTrainOptions;
 

@@ -27,9 +27,13 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "cpu.h"
+#include "gemm_bf16.h"
 #include "model.h"
 #include "ops.h"
 #include "safetensors.h"
+#include "sgemm_bf16.h"
+#include "team.h"
 #include "testing.h"
 #include "tolerance.h"
 #include "train.h"
@@ -681,6 +685,228 @@ test_training(const char *dir, const char *name, const char *save_root)
 	bt_model_free(m);
 }
 
+/* The value bf16 rounding leaves of x. */
+static double
+bf16_of(float x)
+{
+	uint32_t	u = (uint32_t) bt_bf16_round(x) << 16;
+	float		f;
+
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+/* Uniform in [-1, 1) from a small LCG. */
+static float
+uniform_pm1(uint64_t *state)
+{
+	*state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (float) ((double) (*state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* One bt_sgemm_bf16 case against its definition; adds to the counts of exact and bounded results. */
+static void
+sgemm_bf16_case(BtTeam *team, bool ta, bool tb, int M, int N, int K, float alpha, float beta, bool with_bias,
+				int *cases, int *exact, int *bounded, double *worst)
+{
+	int			lda = (ta ? M : K) + 3,
+				ldb = (tb ? K : N) + 1,
+				ldc = N + 5;
+	size_t		na = (size_t) (ta ? K : M) * lda,
+				nb = (size_t) (tb ? N : K) * ldb,
+				nc = (size_t) M * ldc;
+	float	   *A = malloc(na * sizeof(float)),
+			   *B = malloc(nb * sizeof(float)),
+			   *C = malloc(nc * sizeof(float)),
+			   *C0 = malloc(nc * sizeof(float)),
+			   *bias = malloc(N * sizeof(float));
+	uint64_t	st = (uint64_t) (M * 131 + N * 17 + K) * 2654435761u + ta * 2 + tb;
+	bool		direct = alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && N % 16 == 0;
+	bool		all_exact = true,
+				all_bounded = true;
+
+	for (size_t i = 0; i < na; i++)
+		A[i] = uniform_pm1(&st);
+	for (size_t i = 0; i < nb; i++)
+		B[i] = uniform_pm1(&st);
+	for (int n = 0; n < N; n++)
+		bias[n] = uniform_pm1(&st);
+	for (size_t i = 0; i < nc; i++)
+		C0[i] = beta == 0.0f ? NAN : uniform_pm1(&st);	/* beta 0: C must not be read */
+	memcpy(C, C0, nc * sizeof(float));
+	if (bt_sgemm_bf16(team, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, with_bias ? bias : NULL) != 0)
+		all_exact = all_bounded = false;
+	for (int m = 0; m < M && all_bounded; m++)
+		for (int n = 0; n < N; n++)
+		{
+			double		exact_sum = 0.0,
+						scale = 0.0;
+			float		acc = direct && beta == 1.0f ? C0[(size_t) m * ldc + n] :
+				direct && with_bias ? bias[n] : 0.0f,
+						want;
+			double		start = beta == 0.0f ? 0.0 : (double) beta * C0[(size_t) m * ldc + n];
+			float		got = C[(size_t) m * ldc + n];
+
+			/* what vdpbf16ps adds: both products of a pair of k in float, the odd one first */
+			for (int k = 0; k < K; k += 2)
+			{
+				for (int q = 1; q >= 0; q--)
+				{
+					float		a,
+								b;
+
+					if (k + q >= K)
+						continue;
+					a = ta ? A[(size_t) (k + q) * lda + m] : A[(size_t) m * lda + k + q];
+					b = tb ? B[(size_t) n * ldb + k + q] : B[(size_t) (k + q) * ldb + n];
+					acc += (float) (bf16_of(a) * bf16_of(b));
+					exact_sum += (double) a * b;
+					scale += fabs((double) a * b);
+				}
+			}
+			want = direct ? acc : alpha * acc + (beta == 0.0f ? 0.0f : beta * C0[(size_t) m * ldc + n]) +
+				(with_bias ? bias[n] : 0.0f);
+			all_exact = all_exact && got == want;
+			/* each operand within 2^-8 of itself in bf16 (8 significant bits), float32 sums of K terms */
+			{
+				double		err = fabs(got - (alpha * exact_sum + start + (with_bias ? bias[n] : 0.0)));
+				double		bound = fabs(alpha) * scale * (2.0 / 256 + K * 6e-8) + 1e-6 * (1.0 + fabs(start));
+
+				*worst = scale > 0 && err / scale > *worst ? err / scale : *worst;
+				all_bounded = all_bounded && err <= bound;
+			}
+		}
+	for (int m = 0; m < M && all_bounded; m++)	/* the padding of C's rows is left alone */
+		for (int n = N; n < ldc; n++)
+			all_bounded = all_bounded && (isnan(C0[(size_t) m * ldc + n]) ? isnan(C[(size_t) m * ldc + n]) :
+										  C[(size_t) m * ldc + n] == C0[(size_t) m * ldc + n]);
+	(*cases)++;
+	*exact += all_exact;
+	*bounded += all_bounded;
+	if (!all_bounded)
+		printf("     bt_sgemm_bf16 off: trans %d%d, M %d N %d K %d, alpha %g beta %g%s%s\n", ta, tb, M, N, K,
+			   alpha, beta, with_bias ? ", bias" : "", team ? ", team" : "");
+	free(A);
+	free(B);
+	free(C);
+	free(C0);
+	free(bias);
+}
+
+/*
+ * bt_sgemm_bf16, training's bf16 product: every transpose, shapes with odd K,
+ * N off the panels, K and M past the kernel's blocks, alpha/beta/bias, alone
+ * and on a team of two. Within bf16's rounding of the float product always;
+ * bit for bit what vdpbf16ps sums unless AMX tiles (another order) took it.
+ */
+static void
+test_sgemm_bf16(void)
+{
+	static const int shapes[][3] = {{37, 48, 64}, {5, 100, 33}, {130, 32, 1100}, {1, 16, 1}, {300, 64, 40}, {7, 16, 0}};
+	static const float ab[][3] = {{1, 0, 1}, {1, 0, 0}, {1, 1, 0}, {0.5f, 0.25f, 0}, {-1, 0, 0}};
+	BtTeam	   *team = bt_team_start(2);
+	int			cases = 0,
+				exact = 0,
+				bounded = 0;
+	double		worst = 0.0;
+
+	for (int t = 0; t < 2; t++)
+		for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+			for (int ta = 0; ta < 2; ta++)
+				for (int tb = 0; tb < 2; tb++)
+					for (size_t c = 0; c < sizeof ab / sizeof ab[0]; c++)
+						sgemm_bf16_case(t ? team : NULL, ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], ab[c][0],
+										ab[c][1], ab[c][2] != 0, &cases, &exact, &bounded, &worst);
+	check(bounded == cases, "bt_sgemm_bf16: %d of %d cases (4 transposes, alpha/beta/bias, 1 and 2 threads) within "
+		  "bf16's rounding of the float product (worst error %.2e of sum |a b|)", bounded, cases, worst);
+	check(exact == cases || bt_cpu_amx(), "bt_sgemm_bf16: %d of %d cases bit for bit the sums vdpbf16ps makes%s",
+		  exact, cases, bt_cpu_amx() ? " (AMX tiles sum in another order here)" : "");
+	bt_team_stop(team);
+}
+
+/* Norm of a - b over the norm of b, over n floats. */
+static double
+relative_diff(const float *a, const float *b, size_t n)
+{
+	double		d = 0.0,
+				r = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		d += ((double) a[i] - b[i]) * ((double) a[i] - b[i]);
+		r += (double) b[i] * b[i];
+	}
+	return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+/*
+ * Training with bf16 products: its gradients near float32's (and not equal:
+ * bf16 did run; a misplaced operand would be off by the gradient's own
+ * size), the same loss curve over 20 AdamW steps; refused with a message
+ * where the CPU has no AVX512-BF16. The tiny models' random weights make
+ * bf16's 8 significant bits show more than a trained model's do.
+ */
+static void
+test_bf16_training(const char *dir, const char *name)
+{
+	BtBertModel *m16 = load_dir(dir),
+			   *m32 = load_dir(dir);
+	Ref			r;
+	BtTrainOptions o16 = parity_options(m16, NULL),
+				o32 = parity_options(m32, NULL);
+	BtTrainer  *t16,
+			   *t32;
+	char		err[256];
+	double		grad_rel,
+				loss_rel = 0.0;
+	float		first16 = 0.0f,
+				last16 = 0.0f;
+
+	o16.bf16 = true;
+	o16.learning_rate = o32.learning_rate = 1e-3f;
+	t16 = bt_trainer_create(m16, &o16, err, sizeof err);
+	if (!bt_cpu_bf16())
+	{
+		check(t16 == NULL && strstr(err, "AVX512-BF16") != NULL, "%s: bf16 training refused on the %s path: %s",
+			  name, bt_cpu_path_name(bt_cpu_path()), t16 ? "(not refused)" : err);
+		bt_trainer_free(t16);
+		bt_model_free(m16);
+		bt_model_free(m32);
+		return;
+	}
+	check(t16 != NULL, "%s: bf16 trainer created", name);
+	if (t16 == NULL)
+		return;
+	t32 = trainer_or_exit(m32, &o32);
+	ref_open(&r, dir);
+	for (int k = 0; k < 20; k++)
+	{
+		const int32_t *labels;
+		BtBatch		b = ref_batch(&r, k % 5, &labels);
+		float		l16 = accumulate_or_exit(t16, &b, labels, 1.0f),
+					l32 = accumulate_or_exit(t32, &b, labels, 1.0f);
+
+		if (k == 0)
+		{
+			grad_rel = relative_diff(bt_trainer_grads(t16), bt_trainer_grads(t32), m32->num_params);
+			check(grad_rel > 0.0 && grad_rel <= 0.05, "%s: bf16 gradients of one batch off float32's by %.2e "
+				  "(norm of the difference over the norm; at most 0.05, and not 0)", name, grad_rel);
+			first16 = l16;
+		}
+		last16 = l16;
+		loss_rel = fmax(loss_rel, fabs(l16 - l32) / fabs(l32));
+		bt_trainer_step(t16, NULL, NULL);
+		bt_trainer_step(t32, NULL, NULL);
+	}
+	check(loss_rel <= 0.05 && last16 < first16, "%s: bf16 loss curve %.4f -> %.4f over 20 steps, within %.2e of "
+		  "float32's (relative; at most 0.05)", name, first16, last16, loss_rel);
+	bt_trainer_free(t16);
+	bt_trainer_free(t32);
+	ref_close(&r);
+	bt_model_free(m16);
+	bt_model_free(m32);
+}
+
 /* freeze_encoder: only classifier.* moves, with torch's classifier gradients. */
 static void
 test_freeze(const char *dir, const char *name)
@@ -1216,6 +1442,7 @@ main(int argc, char **argv)
 		test_gradients(dir, names[i]);
 		test_training(dir, names[i], argc > 3 ? argv[3] : NULL);
 		test_freeze(dir, names[i]);
+		test_bf16_training(dir, names[i]);
 	}
 	printf("     parity: max relative gradient error %.2e (|grad| >= 1e-3), max |gradient diff| %.2e, "
 		   "max relative loss-curve error %.2e, max |weight diff| %.2e (key biases aside)\n",
@@ -1223,6 +1450,7 @@ main(int argc, char **argv)
 	test_finite_differences("gelu", 0.0f);
 	test_finite_differences("gelu_new", 0.2f);
 	test_dropout();
+	test_sgemm_bf16();
 	test_init_random();
 	test_reset_head(argv[1], argv[2]);
 	test_errors();
