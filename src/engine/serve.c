@@ -14,6 +14,7 @@
 
 #include "blas.h"
 #include "config.h"
+#include "cpu.h"
 #include "gpu_backend.h"
 #include "gpu_train_backend.h"
 #include "model.h"
@@ -395,6 +396,7 @@ bt_train_begin_set_options(BtTrainBegin *b, const BtTrainOptions *o)
 	b->attention_dropout = o->attention_dropout;
 	b->seed = o->seed;
 	b->freeze_encoder = o->freeze_encoder;
+	b->bf16 = o->bf16;
 }
 
 BtTrainOptions
@@ -415,6 +417,7 @@ bt_train_begin_options(const BtTrainBegin *b, const float *class_weights)
 	o.attention_dropout = b->attention_dropout;
 	o.seed = b->seed;
 	o.freeze_encoder = b->freeze_encoder != 0;
+	o.bf16 = b->bf16 != 0;
 	o.class_weights = class_weights;
 	return o;
 }
@@ -496,6 +499,16 @@ handle_train_begin(int fd, uint64_t key, const uint8_t *payload, uint64_t len)
 			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_NO_MEMORY, key, "could not create a model: %s", err);
 	}
 	opts = bt_train_begin_options(&b, b.n_class_weights ? weights : NULL);
+	if (opts.bf16 && (gpu != NULL || !bt_cpu_bf16()))
+	{
+		bt_model_free(m);
+		if (gpu != NULL)
+			return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_PRECISION, key,
+							   "bf16 training runs on the CPU engine, and this engine trains on a GPU");
+		return reply_error(fd, BT_MSG_TRAIN_BEGIN, BT_ERR_PRECISION, key,
+						   "bf16 training needs a CPU with AVX512-BF16; the engine's path is %s",
+						   bt_cpu_path_name(bt_cpu_path()));
+	}
 	if (gpu != NULL)
 	{
 		gt = bt_gpu_trainer_create(gpu, m, &opts, err, sizeof(err));

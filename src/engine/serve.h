@@ -124,7 +124,7 @@ typedef struct BtTrainBegin
 	int32_t		n_class_weights;	/* 0 or num_classes floats follow */
 	int32_t		from_checkpoint;	/* 1: a checkpoint follows the config (new head on it); 0: random init */
 	uint32_t	config_len;
-	uint32_t	pad;
+	uint32_t	bf16;			/* 1: bf16 products (BtTrainOptions.bf16); a GPU engine refuses it */
 } BtTrainBegin;
 
 /* TRAIN_BEGIN's options from training options (all but class_weights), and back. */

@@ -91,6 +91,13 @@ trainer_request(TrainRun *run, int kind, const void *p1, Size n1, const void *p2
 				 errmsg("training failed in the trainer worker"),
 				 errdetail("%s.", message),
 				 errhint("The worker has started a new engine process; running the training again should work.")));
+	if (status == BT_ERR_PRECISION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 strstr(message, "AVX512-BF16") ? errmsg("pgbert.cpu_precision = bf16 is not available on this CPU") :
+				 errmsg("pgbert.cpu_precision = bf16 does not apply in the trainer worker"),
+				 errdetail("%s.", message),
+				 errhint("SET pgbert.cpu_precision = fp32 to train in float32.")));
 	if (status == BT_ERR_UNKNOWN_MODEL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),

@@ -32,6 +32,7 @@
 
 #include "catalog_calls.h"
 #include "config.h"
+#include "cpu.h"
 #include "dataset.h"
 #include "encoder_client.h"
 #include "encoder_worker.h"
@@ -436,6 +437,15 @@ set_train_options(Training *t)
 	t->opts.warmup_steps = (int) ceil(t->a.warmup_ratio * t->total_steps);
 	t->opts.seed = (uint64) t->a.seed;
 	t->opts.freeze_encoder = t->a.freeze_encoder;
+	/* bf16 products for training too; int8 is an inference format, so it trains in float32 */
+	t->opts.bf16 = pgbert_cpu_precision == PGBERT_CPU_BF16;
+	if (t->opts.bf16 && !t->in_worker && !bt_cpu_bf16())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pgbert.cpu_precision = bf16 is not available on this CPU"),
+				 errdetail("bf16 training needs a CPU with AVX512-BF16; this one's path is %s.",
+						   bt_cpu_path_name(bt_cpu_path())),
+				 errhint("SET pgbert.cpu_precision = fp32 to train in float32.")));
 	if (t->a.class_weights)
 		t->opts.class_weights = dataset_class_weights(t->a.class_weights, &t->ds, t->train_rows, t->n_train);
 }
@@ -623,14 +633,14 @@ describe_run(Training *t)
 					 "\"validation_fraction\": %s, \"seed\": %d, \"weight_decay\": %s, \"warmup_ratio\": %s, "
 					 "\"freeze_encoder\": %s, \"gradient_accumulation\": %d, \"max_grad_norm\": %s, "
 					 "\"early_stopping_patience\": %d, \"keep_better\": %s, \"split_by\": %s, "
-					 "\"truncation\": \"%s\", \"cpu_threads\": %d, \"ran_in\": \"%s\"}}",
+					 "\"truncation\": \"%s\", \"cpu_threads\": %d, \"precision\": \"%s\", \"ran_in\": \"%s\"}}",
 					 a->batch_size, float8out_internal(a->learning_rate), t->max_tokens,
 					 float8out_internal(a->validation_fraction), a->seed, float8out_internal(a->weight_decay),
 					 float8out_internal(a->warmup_ratio), a->freeze_encoder ? "true" : "false",
 					 a->accumulation, float8out_internal(a->max_grad_norm), a->patience,
 					 a->keep_better ? "true" : "false", json_or_null(a->split_by),
 					 a->head_tail ? "head_tail" : "head",
-					 t->in_worker ? pgbert_training_threads : pgbert_cpu_threads,
+					 t->in_worker ? pgbert_training_threads : pgbert_cpu_threads, t->opts.bf16 ? "bf16" : "fp32",
 					 t->in_worker ? "trainer" : "session");
 }
 

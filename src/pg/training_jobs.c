@@ -32,12 +32,14 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "catalog_door.h"
+#include "session_engine.h"
 
 /* What the launcher hands the worker in bgw_extra. */
 typedef struct JobTarget
@@ -47,6 +49,7 @@ typedef struct JobTarget
 	Oid			connect_as;		/* the extension's owner: the connection, and the job row's bookkeeping */
 	int64		job;
 	TransactionId xid;			/* the launching transaction, which inserted the job */
+	int			cpu_precision;	/* the caller's pgbert.cpu_precision (bf16 trains in bf16) */
 } JobTarget;
 
 PGDLLEXPORT void pgbert_training_worker_main(Datum arg);
@@ -153,6 +156,7 @@ pgbert_launch_training_worker(PG_FUNCTION_ARGS)
 	target.connect_as = pgbert_extension_owner();
 	target.job = PG_GETARG_INT64(0);
 	target.xid = GetTopTransactionId();
+	target.cpu_precision = pgbert_cpu_precision;
 	memcpy(w.bgw_extra, &target, sizeof(target));
 	w.bgw_notify_pid = MyProcPid;
 
@@ -273,11 +277,13 @@ pgbert_training_worker_main(Datum arg)
 			Oid			types[1] = {INT8OID};
 			Datum		vals[1] = {Int64GetDatum(target.job)};
 
-			/* the caller's thread count, then the same call start_training was given */
+			/* the caller's thread count and precision, then the same call start_training was given */
 			if (SPI_execute_with_args("SELECT set_config('pgbert.cpu_threads', cpu_threads::text, false), "
 									  "set_config('pgbert.progress_interval', '0', false) "
 									  "FROM pgbert.training_jobs WHERE id = $1", 1, types, vals, NULL, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not read the training job");
+			SetConfigOption("pgbert.cpu_precision", pgbert_cpu_precision_name(target.cpu_precision), PGC_USERSET,
+							PGC_S_SESSION);
 			if (SPI_execute_with_args("SELECT pgbert.run_training_job($1)::text", 1, types, vals, NULL, false, 0) != SPI_OK_SELECT ||
 				SPI_processed != 1)
 				elog(ERROR, "the training job returned nothing");
