@@ -624,7 +624,7 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 			bt_team_run(team, attention_job, &j);
 		}
 		else
-			bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads);
+			bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads, 0, 1);
 		layer_dense(m, team, tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
 		layer_residual_norm(m, team, x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, T);
 		layer_ffn_in(m, team, ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T);

@@ -433,9 +433,10 @@ head_attention_small(float *ctx, const float *base, int S, int H, int NH, int h)
 
 void
 bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDropout *drop,
-					 const float *qkv, const BtBatch *b, int H, int NH)
+					 const float *qkv, const BtBatch *b, int H, int NH, int part, int parts)
 {
 	size_t		off = 0;		/* of the current (S, S) block in the probabilities */
+	int			pair = 0;		/* (sequence, head) pairs seen */
 
 	for (int s = 0; s < b->n_seq; s++)
 	{
@@ -443,11 +444,13 @@ bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDro
 					S = b->offsets[s + 1] - start;
 		const float *base = qkv + (size_t) start * 3 * H;
 
-		for (int h = 0; h < NH; h++, off += (size_t) S * S)
+		for (int h = 0; h < NH; h++, off += (size_t) S * S, pair++)
 		{
 			float	   *p = save ? probs + off : probs;
 			const float *pv = p;
 
+			if (pair % parts != part)
+				continue;
 			if (!save && !bt_dropout_active(drop) && small_head(S, H, NH))
 			{
 				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h);
@@ -536,9 +539,11 @@ bt_attention_first_forward(float *ctx, float *scores, const float *q, const floa
 
 void
 bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, const float *qkv,
-					  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH)
+					  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH, int part,
+					  int parts)
 {
-	int			d = H / NH;
+	int			d = H / NH,
+				pair = 0;			/* (sequence, head) pairs seen */
 	float		scale = 1.0f / sqrtf((float) d);
 	size_t		off = 0;
 
@@ -549,7 +554,7 @@ bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, cons
 		const float *base = qkv + (size_t) start * 3 * H;
 		float	   *dbase = dqkv + (size_t) start * 3 * H;
 
-		for (int h = 0; h < NH; h++, off += (size_t) S * S)
+		for (int h = 0; h < NH; h++, off += (size_t) S * S, pair++)
 		{
 			const float *q = base + h * d;
 			const float *k = base + H + h * d;
@@ -558,6 +563,8 @@ bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, cons
 			const float *p = probs + off;
 			const float *pv = p;
 
+			if (pair % parts != part)
+				continue;
 			if (bt_dropout_active(drop))
 			{
 				memcpy(pd, p, (size_t) S * S * sizeof(float));
@@ -613,7 +620,9 @@ bt_gelu_forward(float *out, const float *in, size_t n, BtActivation act)
 void
 bt_gelu_backward(float *dx, const float *x, size_t n, BtActivation act)
 {
-	if (act == BT_ACT_GELU)
+	if (act == BT_ACT_GELU && bt_simd_avx2())
+		bt_avx2_gelu_backward(dx, x, n);
+	else if (act == BT_ACT_GELU)
 	{
 		const float c = 0.3989422804014327f;	/* 1 / sqrt(2 pi) */
 

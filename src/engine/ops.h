@@ -129,9 +129,12 @@ extern void bt_embeddings_backward(float *dword, float *dpos, float *dtype, cons
  * (max S, max S) scratch. drop may be NULL; when active, pd is a (max S, max S)
  * scratch for the dropped probabilities, and element j of row i of
  * (sequence, head) has index (offset of its (S, S) block) + i S + j.
+ * Only the (sequence, head) pairs numbered part, part + parts, ... in order
+ * are computed (0, 1: all), so that parts threads share the work, each with
+ * scratches of its own.
  */
 extern void bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDropout *drop,
-								 const float *qkv, const BtBatch *b, int H, int NH);
+								 const float *qkv, const BtBatch *b, int H, int NH, int part, int parts);
 
 /*
  * Inference-only attention (no saved probabilities, no dropout) for the
@@ -153,10 +156,12 @@ extern void bt_attention_first_forward(float *ctx, float *scores, const float *q
 
 /*
  * Backward of bt_attention_forward from the saved probabilities: dqkv (T, 3H)
- * from dctx (T, H). dp and pd are (max S, max S) scratches.
+ * from dctx (T, H). dp and pd are (max S, max S) scratches. part, parts as
+ * in bt_attention_forward.
  */
 extern void bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, const float *qkv,
-								  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH);
+								  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH,
+								  int part, int parts);
 
 /* out (n) = gelu(in) (out may be in), exact erf form or the tanh approximation */
 extern void bt_gelu_forward(float *out, const float *in, size_t n, BtActivation act);

@@ -57,9 +57,13 @@ sgemm_job(void *arg, int member, int members)
 	}
 	else if (j->phase == 1)
 	{
-		share(panels, 2, member, members, &lo, &hi);
-		bt_gemm_bf16_strided(j->out, j->ldo, &j->a, j->M, &j->bw, j->out == j->C ? j->bias : NULL, lo, hi,
-							 j->accumulate);
+		/* rows, so that each member rounds and packs only its own rows of op(A) */
+		BtStrided	rows = j->a;
+
+		share(j->M, 12, member, members, &lo, &hi);
+		rows.p += (size_t) lo * rows.rs;
+		bt_gemm_bf16_strided(j->out + (size_t) lo * j->ldo, j->ldo, &rows, hi - lo, &j->bw,
+							 j->out == j->C ? j->bias : NULL, 0, panels, j->accumulate);
 	}
 	else
 	{

@@ -99,6 +99,34 @@ bt_avx2_gelu(float *out, const float *in, size_t n)
 	map256(out, in, n, gelu256);
 }
 
+/* gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi), on eight floats */
+AVX2 static inline __m256
+gelu_slope256(__m256 x)
+{
+	__m256		cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f),
+									_mm256_add_ps(_mm256_set1_ps(1.0f),
+												  erf256(_mm256_mul_ps(x, _mm256_set1_ps((float) M_SQRT1_2))))),
+				pdf = exp256(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(x, x)));
+
+	return _mm256_fmadd_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.3989422804014327f)), pdf, cdf);
+}
+
+AVX2 void
+bt_avx2_gelu_backward(float *dx, const float *x, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dx + i), gelu_slope256(_mm256_loadu_ps(x + i))));
+	if (i < n)
+	{
+		__m256i		m = tail_mask(n - i);
+
+		_mm256_maskstore_ps(dx + i, m, _mm256_mul_ps(_mm256_maskload_ps(dx + i, m),
+													 gelu_slope256(_mm256_maskload_ps(x + i, m))));
+	}
+}
+
 AVX2 void
 bt_avx2_softmax_rows(float *x, int rows, int cols)
 {
@@ -352,6 +380,11 @@ bt_avx2_exp(float *out, const float *in, size_t n)
 
 void
 bt_avx2_gelu(float *out, const float *in, size_t n)
+{
+}
+
+void
+bt_avx2_gelu_backward(float *dx, const float *x, size_t n)
 {
 }
 

@@ -27,6 +27,9 @@ extern void bt_avx2_exp(float *out, const float *in, size_t n);
 /* out (n) = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU; out may be in */
 extern void bt_avx2_gelu(float *out, const float *in, size_t n);
 
+/* dx (n) *= gelu'(x), the exact GELU's slope (bt_gelu_backward's loop) */
+extern void bt_avx2_gelu_backward(float *dx, const float *x, size_t n);
+
 /* x (rows, cols) = softmax of each row in place, with max subtraction */
 extern void bt_avx2_softmax_rows(float *x, int rows, int cols);
 

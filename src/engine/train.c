@@ -136,7 +136,7 @@ typedef struct Acts
 
 /* Point a's views into base for this batch (or only count, when base is NULL); returns the float count. */
 static size_t
-layout_acts(Acts *a, float *base, const BtBertModel *m, const BtBatch *b)
+layout_acts(Acts *a, float *base, const BtBertModel *m, const BtBatch *b, int members)
 {
 	const BtBertConfig *c = &m->cfg;
 	size_t		T = b->offsets[b->n_seq],
@@ -156,7 +156,7 @@ layout_acts(Acts *a, float *base, const BtBertModel *m, const BtBatch *b)
 	size_t		sizes[] = {
 		T * H, T, T, (L + 1) * T * H, L * T * 3 * H, L * P, L * T * H, L * T * H,
 		L * T, L * T, L * T * H, L * T * I, L * T * H, L * T, L * T, n * H,
-		n * H, n * H, n * C, T * I, T * H, S * S, S * S,
+		n * H, n * H, n * C, T * I, T * H, members * S * S, members * S * S,
 		T * H, T * H, T * H, T * I, T * 3 * H, n * C, n * H, n * H,
 	};
 	size_t		total = 0;
@@ -381,7 +381,8 @@ typedef struct TrainShape
 				H,				/* hidden size */
 				I,				/* intermediate size */
 				TH,				/* T H: one layer's hidden states */
-				P;				/* one layer's attention probabilities (bt_batch_probs_size) */
+				P,				/* one layer's attention probabilities (bt_batch_probs_size) */
+				square;			/* (max S, max S): one thread's attention scratch */
 } TrainShape;
 
 static TrainShape
@@ -395,7 +396,113 @@ train_shape(const BtBertConfig *c, const BtBatch *b)
 	sh.I = c->intermediate_size;
 	sh.TH = sh.T * sh.H;
 	sh.P = bt_batch_probs_size(b, c->num_heads);
+	sh.square = (size_t) bt_batch_max_len(b) * bt_batch_max_len(b);
 	return sh;
+}
+
+/* ---- attention and the GELU, on the trainer's team when it has one ---- */
+
+/* Threads sharing the work: the team's members, or this thread alone. */
+static int
+team_members(const BtTrainer *t)
+{
+	return t->dense.team ? bt_team_size(t->dense.team) : 1;
+}
+
+/* What a layer job reads; each job uses its own fields. */
+typedef struct LayerJob
+{
+	const BtBatch *b;
+	int			H,
+				NH;
+	size_t		square;			/* floats of one member's (max S, max S) scratch */
+	const BtDropout *drop;
+	const float *qkv,
+			   *dctx;
+	float	   *ctx,
+			   *probs,
+			   *dqkv,
+			   *pd,
+			   *dp;
+	float	   *gelu_out;		/* GELU: out (n) from in (n), or in's gradient in place */
+	const float *gelu_in;
+	size_t		n;
+	BtActivation act;
+} LayerJob;
+
+/* Run job on every member of the trainer's team, or here alone. */
+static void
+run_layer_job(BtTrainer *t, BtTeamJob job, LayerJob *j)
+{
+	if (t->dense.team)
+		bt_team_run(t->dense.team, job, j);
+	else
+		job(j, 0, 1);
+}
+
+/* A member's share of attention's (sequence, head) pairs, saving the probabilities. */
+static void
+attention_forward_job(void *arg, int member, int members)
+{
+	LayerJob   *j = arg;
+
+	bt_attention_forward(j->ctx, j->probs, true, j->pd + member * j->square, j->drop, j->qkv, j->b, j->H, j->NH,
+						 member, members);
+}
+
+/* A member's share of attention's backward. */
+static void
+attention_backward_job(void *arg, int member, int members)
+{
+	LayerJob   *j = arg;
+
+	bt_attention_backward(j->dqkv, j->dp + member * j->square, j->pd + member * j->square, j->dctx, j->qkv,
+						  j->probs, j->drop, j->b, j->H, j->NH, member, members);
+}
+
+/* [lo, hi) of n elements for a member, in whole cache lines. */
+static void
+member_range(size_t n, int member, int members, size_t *lo, size_t *hi)
+{
+	size_t		lines = (n + 15) / 16;
+
+	*lo = lines * member / members * 16;
+	*hi = lines * (member + 1) / members * 16;
+	*lo = *lo < n ? *lo : n;
+	*hi = *hi < n ? *hi : n;
+}
+
+/* A member's share of the GELU. */
+static void
+gelu_forward_job(void *arg, int member, int members)
+{
+	LayerJob   *j = arg;
+	size_t		lo,
+				hi;
+
+	member_range(j->n, member, members, &lo, &hi);
+	bt_gelu_forward(j->gelu_out + lo, j->gelu_in + lo, hi - lo, j->act);
+}
+
+/* A member's share of the GELU's backward (gelu_out: the gradient, in place). */
+static void
+gelu_backward_job(void *arg, int member, int members)
+{
+	LayerJob   *j = arg;
+	size_t		lo,
+				hi;
+
+	member_range(j->n, member, members, &lo, &hi);
+	bt_gelu_backward(j->gelu_out + lo, j->gelu_in + lo, hi - lo, j->act);
+}
+
+/* out (n) = GELU(in), on the team. */
+static void
+team_gelu_forward(BtTrainer *t, float *out, const float *in, size_t n, BtActivation act)
+{
+	LayerJob	j = {.gelu_out = out, .gelu_in = in, .n = n, .act = act};
+
+	run_layer_job(t, gelu_forward_job, &j);
 }
 
 /* Forward over batch b, keeping what backward needs in t->a; logits in t->a.logits (n, C). */
@@ -409,6 +516,7 @@ train_forward(BtTrainer *t, const BtBatch *b)
 	TrainShape	sh = train_shape(c, b);
 	float		eps = c->layer_norm_eps;
 	BtDropout	d;
+	LayerJob	attn = {.b = b, .H = sh.H, .NH = c->num_heads, .square = sh.square, .pd = a->pd};
 
 	/* embeddings: x[0] = dropout(LayerNorm(word + position + type)) */
 	bt_embeddings_forward(a->emb, m, b);
@@ -430,7 +538,11 @@ train_forward(BtTrainer *t, const BtBatch *b)
 		bt_dense_forward(&t->dense, qkv, x, p->qkv_w + l * 3 * sh.H * sh.H, p->qkv_b + l * 3 * sh.H, sh.T,
 						 3 * sh.H, sh.H);
 		d = dropout_at(t, t->opts.attention_dropout, SITE_LAYER + 3 * l);
-		bt_attention_forward(ctx, a->probs + l * sh.P, true, a->pd, &d, qkv, b, sh.H, c->num_heads);
+		attn.drop = &d;
+		attn.qkv = qkv;
+		attn.ctx = ctx;
+		attn.probs = a->probs + l * sh.P;
+		run_layer_job(t, attention_forward_job, &attn);
 		bt_dense_forward(&t->dense, a->tmp, ctx, p->attn_out_w + l * sh.H * sh.H, p->attn_out_b + l * sh.H, sh.T,
 						 sh.H, sh.H);
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 1);
@@ -443,7 +555,7 @@ train_forward(BtTrainer *t, const BtBatch *b)
 		/* feed-forward block: x[l + 1] = LayerNorm(x1 + dropout(dense(gelu(dense(x1))))) */
 		bt_dense_forward(&t->dense, ffn, x1, p->ffn_in_w + l * sh.I * sh.H, p->ffn_in_b + l * sh.I, sh.T, sh.I,
 						 sh.H);
-		bt_gelu_forward(a->act, ffn, sh.T * sh.I, c->activation);
+		team_gelu_forward(t, a->act, ffn, sh.T * sh.I, c->activation);
 		bt_dense_forward(&t->dense, a->tmp, a->act, p->ffn_out_w + l * sh.H * sh.I, p->ffn_out_b + l * sh.H, sh.T,
 						 sh.H, sh.I);
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 2);
@@ -512,6 +624,9 @@ train_backward(BtTrainer *t, const BtBatch *b)
 	Acts	   *a = &t->a;
 	TrainShape	sh = train_shape(c, b);
 	BtDropout	d;
+	LayerJob	attn = {.b = b, .H = sh.H, .NH = c->num_heads, .square = sh.square, .dctx = a->g_c,
+						.dqkv = a->g_qkv, .pd = a->pd, .dp = a->dp},
+				gelu = {.n = sh.T * sh.I, .act = c->activation};
 
 	/* classifier: logits = pooled_drop @ cls_w^T + cls_b */
 	bt_dense_backward(NULL, t->opts.freeze_encoder ? NULL : a->g_pooled, false, g->cls_w, g->cls_b,
@@ -546,10 +661,12 @@ train_backward(BtTrainer *t, const BtBatch *b)
 		memcpy(a->g_x, a->g_t, sh.TH * sizeof(float));	/* g_t: residual into x1; g_x: the branch */
 		d = dropout_at(t, t->opts.hidden_dropout, SITE_LAYER + 3 * l + 2);
 		bt_dropout_apply(a->g_x, sh.TH, &d, 0);
-		bt_gelu_forward(a->act, ffn, sh.T * sh.I, c->activation);	/* recomputed, not saved */
+		team_gelu_forward(t, a->act, ffn, sh.T * sh.I, c->activation);	/* recomputed, not saved */
 		bt_dense_backward(&t->dense, a->g_ffn, false, g->ffn_out_w + l * sh.H * sh.I, g->ffn_out_b + l * sh.H,
 						  a->g_x, a->act, p->ffn_out_w + l * sh.H * sh.I, sh.T, sh.H, sh.I);
-		bt_gelu_backward(a->g_ffn, ffn, sh.T * sh.I, c->activation);
+		gelu.gelu_out = a->g_ffn;
+		gelu.gelu_in = ffn;
+		run_layer_job(t, gelu_backward_job, &gelu);
 		bt_dense_backward(&t->dense, a->g_t, true, g->ffn_in_w + l * sh.I * sh.H, g->ffn_in_b + l * sh.I,
 						  a->g_ffn, x1, p->ffn_in_w + l * sh.I * sh.H, sh.T, sh.I, sh.H);
 
@@ -563,8 +680,10 @@ train_backward(BtTrainer *t, const BtBatch *b)
 		bt_dense_backward(&t->dense, a->g_c, false, g->attn_out_w + l * sh.H * sh.H, g->attn_out_b + l * sh.H,
 						  a->g_t, ctx, p->attn_out_w + l * sh.H * sh.H, sh.T, sh.H, sh.H);
 		d = dropout_at(t, t->opts.attention_dropout, SITE_LAYER + 3 * l);
-		bt_attention_backward(a->g_qkv, a->dp, a->pd, a->g_c, qkv, a->probs + l * sh.P, &d, b, sh.H,
-							  c->num_heads);
+		attn.drop = &d;
+		attn.qkv = qkv;
+		attn.probs = a->probs + l * sh.P;
+		run_layer_job(t, attention_backward_job, &attn);
 		bt_dense_backward(&t->dense, a->g_x, true, g->qkv_w + l * 3 * sh.H * sh.H, g->qkv_b + l * 3 * sh.H,
 						  a->g_qkv, x, p->qkv_w + l * 3 * sh.H * sh.H, sh.T, 3 * sh.H, sh.H);
 	}
@@ -617,6 +736,7 @@ bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels,
 	const BtBertModel *m = t->m;
 	size_t		need;
 	double		loss;
+	int			blas_threads;
 
 	if (bt_check_training_batch(m, t->class_weights, batch, labels, scale, err, errlen) != 0)
 		return -1;
@@ -624,7 +744,7 @@ bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels,
 		return -1;
 
 	/* one arena for the activations, grown when a batch needs more */
-	need = layout_acts(&t->a, NULL, m, batch);
+	need = layout_acts(&t->a, NULL, m, batch, team_members(t));
 	if (need > t->arena_cap)
 	{
 		if (t->arena)
@@ -641,12 +761,18 @@ bt_trainer_accumulate(BtTrainer *t, const BtBatch *batch, const int32_t *labels,
 	}
 	/* the red zones of the last batch's layout are somewhere else in this one */
 	bt_guard_unpoison(t->arena, t->arena_cap);
-	layout_acts(&t->a, t->arena, m, batch);
+	layout_acts(&t->a, t->arena, m, batch, team_members(t));
 
+	/* with a team, its members run attention's many small products: OpenBLAS on one thread each */
+	blas_threads = bt_blas_threads();
+	if (t->dense.team)
+		bt_blas_set_threads(1);
 	train_forward(t, batch);
 	loss = cross_entropy(t->a.g_logits, t->a.logits, labels, t->class_weights, batch->n_seq,
 						 m->num_classes, scale);
 	train_backward(t, batch);
+	if (t->dense.team)
+		bt_blas_set_threads(blas_threads);
 	t->passes++;
 	if (loss_out)
 		*loss_out = (float) loss;

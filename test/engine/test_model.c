@@ -1181,7 +1181,7 @@ test_attention(void)
 			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
 			qkv[i] = (float) ((double) (r >> 40) / (1 << 24) * 4.0 - 2.0);
 		}
-		bt_attention_forward(ctx, probs, false, NULL, NULL, qkv, &b, H, NH);
+		bt_attention_forward(ctx, probs, false, NULL, NULL, qkv, &b, H, NH, 0, 1);
 		for (int s = 0; s < 4; s++)
 			for (int h = 0; h < NH; h++)
 				for (int i = offsets[s]; i < offsets[s + 1]; i++)

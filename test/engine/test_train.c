@@ -685,6 +685,37 @@ test_training(const char *dir, const char *name, const char *save_root)
 	bt_model_free(m);
 }
 
+/* bt_gelu_backward (AVX2 where the CPU has it) against the exact GELU's slope in double. */
+static void
+test_gelu_slope(void)
+{
+	enum
+	{
+		N = 4001
+	};
+	static float x[N],
+				dx[N];
+	double		worst = 0.0;
+
+	for (int i = 0; i < N; i++)
+	{
+		x[i] = -10.0f + 20.0f * i / (N - 1);
+		dx[i] = 1.0f - 0.25f * (i % 5);
+	}
+	bt_gelu_backward(dx, x, N, BT_ACT_GELU);
+	for (int i = 0; i < N; i++)
+	{
+		double		xi = x[i],
+					slope = 0.5 * (1.0 + erf(xi / sqrt(2.0))) + xi * exp(-0.5 * xi * xi) / sqrt(2.0 * M_PI),
+					err = fabs(dx[i] - (1.0 - 0.25 * (i % 5)) * slope);
+
+		worst = err > worst ? err : worst;
+	}
+	/* the slope lies in [-0.17, 1.13]: a few float ulps of 1 */
+	check(worst <= 1e-6, "gelu backward on %d points in [-10, 10] within %.1e of the slope in double (at most 1e-6)",
+		  N, worst);
+}
+
 /* The value bf16 rounding leaves of x. */
 static double
 bf16_of(float x)
@@ -1450,6 +1481,7 @@ main(int argc, char **argv)
 	test_finite_differences("gelu", 0.0f);
 	test_finite_differences("gelu_new", 0.2f);
 	test_dropout();
+	test_gelu_slope();
 	test_sgemm_bf16();
 	test_init_random();
 	test_reset_head(argv[1], argv[2]);
