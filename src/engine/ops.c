@@ -6,7 +6,6 @@
 #include "ops.h"
 #include "blas.h"
 #include "cpu.h"
-#include "sgemm_bf16.h"
 #include "simd.h"
 
 #include <math.h>
@@ -163,20 +162,20 @@ bt_dropout_apply(float *x, size_t n, const BtDropout *d, uint64_t base)
 
 /* ---- dense (nn.Linear) ---- */
 
-/* bt_sgemm_bf16 when mode asks for bf16 and it could get its memory, else false (nothing done). */
+/* mode's own GEMM when it has one and it could get its memory, else false (nothing done). */
 static bool
-gemm_bf16(const BtDenseMode *mode, bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
+dense_gemm(const BtDenseMode *mode, bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
 		  const float *B, int ldb, float beta, float *C, int ldc, const float *bias)
 {
-	return mode && mode->bf16 &&
-		bt_sgemm_bf16(mode->team, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, bias) == 0;
+	return mode && mode->gemm &&
+		mode->gemm(mode->team, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, bias) == 0;
 }
 
 void
 bt_dense_forward(const BtDenseMode *mode, float *out, const float *in, const float *w, const float *b, int T, int O,
 				 int K)
 {
-	if (gemm_bf16(mode, false, true, T, O, K, in, K, w, K, 0.0f, out, O, b))
+	if (dense_gemm(mode, false, true, T, O, K, in, K, w, K, 0.0f, out, O, b))
 		return;
 
 	/*
@@ -195,11 +194,11 @@ bt_dense_backward(const BtDenseMode *mode, float *din, bool accumulate, float *d
 				  const float *in, const float *w, int T, int O, int K)
 {
 	/* din (T, K) = dout (T, O) @ w (O, K) */
-	if (din && !gemm_bf16(mode, false, false, T, K, O, dout, O, w, K, accumulate ? 1.0f : 0.0f, din, K, NULL))
+	if (din && !dense_gemm(mode, false, false, T, K, O, dout, O, w, K, accumulate ? 1.0f : 0.0f, din, K, NULL))
 		bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, T, K, O, 1.0f, dout, O, w, K,
 				 accumulate ? 1.0f : 0.0f, din, K);
 	/* dw (O, K) += dout^T (O, T) @ in (T, K) */
-	if (!gemm_bf16(mode, true, false, O, K, T, dout, O, in, K, 1.0f, dw, K, NULL))
+	if (!dense_gemm(mode, true, false, O, K, T, dout, O, in, K, 1.0f, dw, K, NULL))
 		bt_sgemm(BT_ROW_MAJOR, BT_TRANS, BT_NO_TRANS, O, K, T, 1.0f, dout, O, in, K, 1.0f, dw, K);
 	if (db)
 		for (int t = 0; t < T; t++)

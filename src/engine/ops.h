@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "team.h"
 
 /*
  * Dropout as a pure function of (key, element index): a counter-based
@@ -65,14 +66,21 @@ extern size_t bt_batch_probs_size(const BtBatch *b, int NH);
 extern void bt_dropout_apply(float *x, size_t n, const BtDropout *d, uint64_t base);
 
 /*
- * How a dense layer multiplies. NULL (or bf16 false): float32 on OpenBLAS.
- * bf16: bf16 products with float32 sums (sgemm_bf16.h), shared by team (NULL:
- * one thread); training's option, on CPUs with AVX512-BF16.
+ * How a dense layer multiplies. NULL (or gemm NULL): float32 on OpenBLAS.
+ * Otherwise gemm, a product with cblas_sgemm's row-major contract plus a bias
+ * (sgemm_bf16.h's bt_sgemm_bf16: bf16 products, float32 sums, training's
+ * option), run with team (NULL: one thread); when it returns nonzero (no
+ * memory) the layer falls back to OpenBLAS. A pointer, so that ops.c, which
+ * the kernels call for the GELU, does not call back into them.
  */
+typedef int (*BtDenseGemm) (BtTeam *team, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+							const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+							const float *bias);
+
 typedef struct BtDenseMode
 {
-	bool		bf16;
-	struct BtTeam *team;
+	BtDenseGemm gemm;
+	BtTeam	   *team;
 } BtDenseMode;
 
 /* out (T, O) = in (T, K) @ w (O, K)^T + b (O); b may be NULL */

@@ -21,7 +21,8 @@
  * C (M, N) = alpha op(A) (M, K) op(B) (K, N) + beta C, row-major, with
  * trans_a/trans_b as cblas's; bias (N floats) may be given only with alpha 1
  * and beta 0 and is added to every row. team (NULL: this thread alone) splits
- * the outputs. 0, or -1 when memory for the bf16 copies could not be had
+ * the rows; every output is summed by one thread in one order, so the result
+ * does not depend on the team's size. 0, or -1 when memory for the bf16 copies could not be had
  * (C untouched).
  */
 extern int	bt_sgemm_bf16(BtTeam *team, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,

@@ -13,6 +13,7 @@
 #include "cpu.h"
 #include "ops.h"
 #include "arena_guard.h"
+#include "sgemm_bf16.h"
 #include "team.h"
 
 #include <math.h>
@@ -314,7 +315,7 @@ bt_trainer_create(BtBertModel *m, const BtTrainOptions *opts, char *err, size_t 
 	memset(t->grads, 0, m->num_params * sizeof(float));
 	views_like(&t->g, m, t->grads);
 	/* bf16 products run on the engine's own threads (OpenBLAS keeps attention's) */
-	t->dense.bf16 = opts->bf16;
+	t->dense.gemm = opts->bf16 ? bt_sgemm_bf16 : NULL;
 	t->dense.team = opts->bf16 ? bt_team_start(bt_blas_threads()) : NULL;
 	return t;
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "blas.h"
 #include "config.h"
 #include "cpu.h"
 #include "gemm_bf16.h"
@@ -919,9 +920,20 @@ test_bf16_training(const char *dir, const char *name)
 
 		if (k == 0)
 		{
+			int			threads = bt_blas_threads();
+			BtTrainer  *alone;
+
 			grad_rel = relative_diff(bt_trainer_grads(t16), bt_trainer_grads(t32), m32->num_params);
 			check(grad_rel > 0.0 && grad_rel <= 0.05, "%s: bf16 gradients of one batch off float32's by %.2e "
 				  "(norm of the difference over the norm; at most 0.05, and not 0)", name, grad_rel);
+			/* every output is summed by one thread in one order: one thread gives the same bits */
+			bt_blas_set_threads(1);
+			alone = trainer_or_exit(m16, &o16);
+			accumulate_or_exit(alone, &b, labels, 1.0f);
+			check(memcmp(bt_trainer_grads(alone), bt_trainer_grads(t16), m16->num_params * sizeof(float)) == 0,
+				  "%s: bf16 gradients on one thread equal those on %d, bit for bit", name, threads);
+			bt_trainer_free(alone);
+			bt_blas_set_threads(threads);
 			first16 = l16;
 		}
 		last16 = l16;
