@@ -314,7 +314,7 @@ bt_trainer_create(BtBertModel *m, const BtTrainOptions *opts, char *err, size_t 
 		goto oom;
 	memset(t->grads, 0, m->num_params * sizeof(float));
 	views_like(&t->g, m, t->grads);
-	/* bf16 products run on the engine's own threads (OpenBLAS keeps attention's) */
+	/* bf16: the products, attention and the GELU run on the engine's own threads (OpenBLAS on one) */
 	t->dense.gemm = opts->bf16 ? bt_sgemm_bf16 : NULL;
 	t->dense.team = opts->bf16 ? bt_team_start(bt_blas_threads()) : NULL;
 	return t;
