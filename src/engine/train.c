@@ -429,6 +429,7 @@ typedef struct LayerJob
 	const float *gelu_in;
 	size_t		n;
 	BtActivation act;
+	bool		backward;		/* GELU: its backward */
 } LayerJob;
 
 /* Run job on every member of the trainer's team, or here alone. */
@@ -473,28 +474,19 @@ member_range(size_t n, int member, int members, size_t *lo, size_t *hi)
 	*hi = *hi < n ? *hi : n;
 }
 
-/* A member's share of the GELU. */
+/* A member's share of the GELU, or of its backward (gelu_out: the gradient, in place). */
 static void
-gelu_forward_job(void *arg, int member, int members)
+gelu_job(void *arg, int member, int members)
 {
 	LayerJob   *j = arg;
 	size_t		lo,
 				hi;
 
 	member_range(j->n, member, members, &lo, &hi);
-	bt_gelu_forward(j->gelu_out + lo, j->gelu_in + lo, hi - lo, j->act);
-}
-
-/* A member's share of the GELU's backward (gelu_out: the gradient, in place). */
-static void
-gelu_backward_job(void *arg, int member, int members)
-{
-	LayerJob   *j = arg;
-	size_t		lo,
-				hi;
-
-	member_range(j->n, member, members, &lo, &hi);
-	bt_gelu_backward(j->gelu_out + lo, j->gelu_in + lo, hi - lo, j->act);
+	if (j->backward)
+		bt_gelu_backward(j->gelu_out + lo, j->gelu_in + lo, hi - lo, j->act);
+	else
+		bt_gelu_forward(j->gelu_out + lo, j->gelu_in + lo, hi - lo, j->act);
 }
 
 /* out (n) = GELU(in), on the team. */
@@ -503,7 +495,7 @@ team_gelu_forward(BtTrainer *t, float *out, const float *in, size_t n, BtActivat
 {
 	LayerJob	j = {.gelu_out = out, .gelu_in = in, .n = n, .act = act};
 
-	run_layer_job(t, gelu_forward_job, &j);
+	run_layer_job(t, gelu_job, &j);
 }
 
 /* Forward over batch b, keeping what backward needs in t->a; logits in t->a.logits (n, C). */
@@ -627,7 +619,7 @@ train_backward(BtTrainer *t, const BtBatch *b)
 	BtDropout	d;
 	LayerJob	attn = {.b = b, .H = sh.H, .NH = c->num_heads, .square = sh.square, .dctx = a->g_c,
 						.dqkv = a->g_qkv, .pd = a->pd, .dp = a->dp},
-				gelu = {.n = sh.T * sh.I, .act = c->activation};
+				gelu = {.n = sh.T * sh.I, .act = c->activation, .backward = true};
 
 	/* classifier: logits = pooled_drop @ cls_w^T + cls_b */
 	bt_dense_backward(NULL, t->opts.freeze_encoder ? NULL : a->g_pooled, false, g->cls_w, g->cls_b,
@@ -667,7 +659,7 @@ train_backward(BtTrainer *t, const BtBatch *b)
 						  a->g_x, a->act, p->ffn_out_w + l * sh.H * sh.I, sh.T, sh.H, sh.I);
 		gelu.gelu_out = a->g_ffn;
 		gelu.gelu_in = ffn;
-		run_layer_job(t, gelu_backward_job, &gelu);
+		run_layer_job(t, gelu_job, &gelu);
 		bt_dense_backward(&t->dense, a->g_t, true, g->ffn_in_w + l * sh.I * sh.H, g->ffn_in_b + l * sh.I,
 						  a->g_ffn, x1, p->ffn_in_w + l * sh.I * sh.H, sh.T, sh.I, sh.H);
 
