@@ -14,7 +14,9 @@
  * done and counts THREADS times the work. Read against build/fma_peak THREADS.
  * Where the CPU has AVX512-BF16, a third column times bt_gemm_bf16 on the same
  * shape (bf16 products, float32 sums; its GFLOP/s count the same work). The
- * first line names the ISA path (cpu.h; PGBERT_CPU_PATH caps it).
+ * first line names the ISA path (cpu.h; PGBERT_CPU_PATH caps it). A last
+ * column times bt_gemm_q8 (8-bit weights and inputs, pgbert.cpu_precision =
+ * int8) on the same shape, its quantizing of the inputs included.
  * Run with OPENBLAS_NUM_THREADS=1.
  */
 #include <pthread.h>
@@ -28,6 +30,7 @@
 #include "cpu.h"
 #include "gemm.h"
 #include "gemm_bf16.h"
+#include "gemm_q8.h"
 
 static double
 now(void)
@@ -63,11 +66,12 @@ typedef struct Shape
 	int			T,
 				O,
 				K,
-				impl;			/* 0: packed kernel, 1: OpenBLAS, 2: bf16 kernel */
+				impl;			/* 0: packed kernel, 1: OpenBLAS, 2: bf16 kernel, 3: int8 kernel */
 	const float *w,				/* (O, K) as Hugging Face stores it */
 			   *wp,				/* the same, packed */
 			   *b;
 	const BtBf16Weight *wb;		/* the same in bf16, or NULL */
+	const BtQ8Weight *wq;		/* the same in 8 bits */
 	pthread_barrier_t start,
 				end;
 	volatile bool stop;
@@ -91,6 +95,8 @@ run_once(const Rows *r)
 		bt_gemm_packed(r->out, s->O, r->in, s->T, s->wp, s->b, s->O, s->K, 0, bt_gemm_panels(s->O), NULL);
 	else if (s->impl == 2)
 		bt_gemm_bf16(r->out, s->O, r->in, s->T, s->wb, s->b, 0, s->O / 16, NULL);
+	else if (s->impl == 3)
+		bt_gemm_q8(r->out, s->O, r->in, s->T, s->wq, s->b, 0, s->O / 16, NULL);
 	else
 		blas_dense(r->out, r->in, s->w, s->b, s->T, s->O, s->K);
 }
@@ -137,8 +143,9 @@ main(int argc, char **argv)
 	}
 	bt_cpu_describe(err, sizeof(err));
 	printf("%d thread(s), path %s\n\n", threads, err);
-	printf("| T | O | K | packed GFLOP/s | OpenBLAS GFLOP/s | packed ÷ OpenBLAS | bf16 GFLOP/s | bf16 ÷ OpenBLAS |\n"
-		   "|---|---|---|---:|---:|---:|---:|---:|\n");
+	printf("| T | O | K | packed GFLOP/s | OpenBLAS GFLOP/s | packed ÷ OpenBLAS | bf16 GFLOP/s | bf16 ÷ OpenBLAS |"
+		   " int8 GOP/s | int8 ÷ OpenBLAS |\n"
+		   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
 	{
 		Shape		s = {.T = shapes[i][0], .O = shapes[i][1], .K = shapes[i][2]};
@@ -151,7 +158,7 @@ main(int argc, char **argv)
 				   *b = malloc(O * sizeof(float));
 		Rows		rows[64];
 		pthread_t	tid[64];
-		double		best[3] = {0, 0, 0},
+		double		best[4] = {0, 0, 0, 0},
 					flop = 2.0 * T * O * K * threads;
 
 		fill(w, (size_t) O * K, 2);
@@ -163,6 +170,11 @@ main(int argc, char **argv)
 
 		bt_bf16_convert(&wb, wb_mem, wp, O, K, 1);
 		s.wb = &wb;
+		BtQ8Weight	wq;
+		void	   *wq_mem = aligned_alloc(64, bt_q8_bytes(O, K));
+
+		bt_q8_quantize(&wq, wq_mem, w, O, K, 0);
+		s.wq = &wq;
 		s.w = w;
 		s.wp = wp;
 		s.b = b;
@@ -177,8 +189,10 @@ main(int argc, char **argv)
 			if (t > 0)
 				pthread_create(&tid[t], NULL, helper, &rows[t]);
 		}
-		for (s.impl = 0; s.impl < (bt_cpu_bf16() ? 3 : 2); s.impl++)
+		for (s.impl = 0; s.impl < 4; s.impl++)
 		{
+			if (s.impl == 2 && !bt_cpu_bf16())
+				continue;
 			double		start = now();
 
 			while (now() - start < seconds)
@@ -208,11 +222,13 @@ main(int argc, char **argv)
 		}
 		pthread_barrier_destroy(&s.start);
 		pthread_barrier_destroy(&s.end);
+		printf("| %d | %d | %d | %.1f | %.1f | %.2f× | ", T, O, K, best[0], best[1], best[0] / best[1]);
 		if (best[2] > 0)
-			printf("| %d | %d | %d | %.1f | %.1f | %.2f× | %.1f | %.2f× |\n", T, O, K, best[0], best[1],
-				   best[0] / best[1], best[2], best[2] / best[1]);
+			printf("%.1f | %.2f× | ", best[2], best[2] / best[1]);
 		else
-			printf("| %d | %d | %d | %.1f | %.1f | %.2f× | – | – |\n", T, O, K, best[0], best[1], best[0] / best[1]);
+			printf("– | – | ");
+		printf("%.1f | %.2f× |\n", best[3], best[3] / best[1]);
+		free(wq_mem);
 		free(wb_mem);
 		free(w);
 		free(wp);
