@@ -259,11 +259,12 @@ tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float
  * Each k loads P vectors of the panels and broadcasts 6 R inputs into
  * 6 R P FMAs on 512-bit registers: with R = P = 2, 24 accumulators. Each
  * accumulator sums its k in the same order as tile_6x16, so both kernels
- * give the same bits. R and P are constants where it is inlined.
+ * give the same bits; gelu as in tile_6x16. R and P are constants where it
+ * is inlined.
  */
 AVX512 static inline __attribute__((always_inline)) void
 tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
-		const float *bias, bool first, const int R, const int P)
+		const float *bias, bool first, bool gelu, const int R, const int P)
 {
 	__m512		acc[2 * MR][2];
 
@@ -286,23 +287,25 @@ tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t
 				acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
 		}
 	}
-	bt_tile512_store(c, ldc, acc, MR * R, P);
+	bt_tile512_store(c, ldc, acc, gelu, MR * R, P);
 }
 
 /* tile512 for R tiles and P panels, the four shapes as separate functions. */
 AVX512 static void
 tile512_dispatch(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
-				 const float *bias, bool first, int R, int P)
+				 const float *bias, bool first, bool gelu, int R, int P)
 {
-	BT_TILE_SHAPES(R, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first);
+	BT_TILE_SHAPES(R, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first, gelu);
 }
 
-/* block() for the AVX-512 kernel: pairs of panels by pairs of row tiles; the GELU after each tile's store. */
+/* block() for the AVX-512 kernel: pairs of panels by pairs of row tiles. */
 static void
 block512(float *out, int ldo, const float *tiles, const float *wp, const float *bias, int K,
 		 int m0, int mc, int k0, int kc, int p0, int p1, const BtActivation *gelu)
 {
-	bool		last = k0 + kc == K;
+	bool		last = k0 + kc == K,
+				in_tile = last && bt_tile_gelu(gelu),
+				after = last && gelu && !in_tile;
 	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
 
 	for (int p = p0; p < p1; p += 2)
@@ -319,15 +322,16 @@ block512(float *out, int ldo, const float *tiles, const float *wp, const float *
 						R = rows > MR ? 2 : 1;
 
 			if (rows == MR * R)
-				tile512_dispatch(c, ldo, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, R, P);
+				tile512_dispatch(c, ldo, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, in_tile, R, P);
 			else
 			{
 				if (k0 > 0)
 					bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
-				tile512_dispatch(edge, 32, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, R, P);
+				tile512_dispatch(edge, 32, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, in_tile,
+								 R, P);
 				bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
 			}
-			if (last && gelu)
+			if (after)
 				for (int r = 0; r < rows; r++)
 					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);
 		}

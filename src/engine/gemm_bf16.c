@@ -144,7 +144,10 @@ convert_strided_plain(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int p
 
 #include <immintrin.h>
 
+#define AVX2 __attribute__((target("avx2,fma")))
+
 #include "amx.h"
+#include "simd_math.h"
 #include "gemm_tiles.h"
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
@@ -221,11 +224,12 @@ pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int 
 /*
  * c (MR R rows, stride ldc, 16 P columns) = (first ? bias or 0 : c) + a @ b
  * over `pairs` pairs of k: a holds R tiles, a_next words apart; b the P
- * panels' slices, b_next bf16 apart. R and P are constants where inlined.
+ * panels' slices, b_next bf16 apart; through the exact GELU when gelu. R
+ * and P are constants where inlined.
  */
 AVX512BF16 static inline __attribute__((always_inline)) void
 tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next, int pairs,
-		  const float *bias, bool first, const int R, const int P)
+		  const float *bias, bool first, bool gelu, const int R, const int P)
 {
 	__m512		acc[2 * MR][2];
 
@@ -248,15 +252,15 @@ tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b
 				acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
 		}
 	}
-	bt_tile512_store(c, ldc, acc, MR * R, P);
+	bt_tile512_store(c, ldc, acc, gelu, MR * R, P);
 }
 
 /* tile_bf16 for R tiles and P panels, the four shapes as separate functions. */
 AVX512BF16 static void
 tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next,
-				   int pairs, const float *bias, bool first, int R, int P)
+				   int pairs, const float *bias, bool first, bool gelu, int R, int P)
 {
-	BT_TILE_SHAPES(R, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first);
+	BT_TILE_SHAPES(R, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first, gelu);
 }
 
 /* ---- AMX: 32 rows by 2 panels in four 16x16 tiles ---- */
@@ -372,7 +376,9 @@ gemm_rows_avx512(float *out, int ldo, const BtStrided *in, int T, const BtBf16We
 		int			kc = K - k0 < KC ? K - k0 : KC,
 					pairs = kc / 2;
 		bool		first = k0 == 0 && !accumulate,
-					last = k0 + kc == K;
+					last = k0 + kc == K,
+					in_tile = last && bt_tile_gelu(gelu),
+					after = last && gelu && !in_tile;
 
 		for (int m0 = 0; m0 < T; m0 += MC)
 		{
@@ -394,16 +400,16 @@ gemm_rows_avx512(float *out, int ldo, const BtStrided *in, int T, const BtBf16We
 
 					if (rows == MR * R)
 						tile_bf16_dispatch(c, ldo, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb, first,
-										   R, P);
+										   in_tile, R, P);
 					else
 					{
 						if (!first)
 							bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
 						tile_bf16_dispatch(edge, 32, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb,
-										   first, R, P);
+										   first, in_tile, R, P);
 						bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
 					}
-					if (last && gelu)
+					if (after)
 						for (int r = 0; r < rows; r++)
 							bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);
 				}

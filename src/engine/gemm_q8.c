@@ -175,12 +175,11 @@ bt_gemm_q8_plain(float *out, int ldo, const float *in, int T, const BtQ8Weight *
 
 #include <immintrin.h>
 
-#include "amx.h"
-#include "gemm_tiles.h"
-
 #define AVX2 __attribute__((target("avx2,fma")))
 
+#include "amx.h"
 #include "simd_math.h"
+#include "gemm_tiles.h"
 
 /* row_range with AVX2 (the same numbers: min and max are exact in any order). */
 AVX2 static void
@@ -372,12 +371,13 @@ dpbusd(__m512i *acc, __m512i x, __m512i w)
  * and adds the four products to a 32-bit lane in one instruction, and the
  * weights' groups of 4 k by 16 outputs are already its operand layout. The
  * integer sums are exact either way, and the scaling below repeats tile_q8's
- * operations lane for lane, so both kernels give the same bits.
+ * operations lane for lane, as gelu512 does gelu256's (when gelu), so both
+ * kernels give the same bits.
  */
 VNNI static inline __attribute__((always_inline)) void
 tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
 			 const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
-			 bool first, const int R, const int P)
+			 bool first, bool gelu, const int R, const int P)
 {
 	__m512i		acc[2 * MR][2];
 
@@ -416,10 +416,10 @@ tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, s
 		{
 			__m512		prior = first ? b0 : _mm512_loadu_ps(c + r * ldc + 16 * p),
 						sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][p],
-															   _mm512_mullo_epi32(_mm512_set1_epi32(zp[r]), k)));
+															   _mm512_mullo_epi32(_mm512_set1_epi32(zp[r]), k))),
+						v = _mm512_fmadd_ps(sum, _mm512_mul_ps(_mm512_set1_ps(sx[r]), w), prior);
 
-			_mm512_storeu_ps(c + r * ldc + 16 * p,
-							 _mm512_fmadd_ps(sum, _mm512_mul_ps(_mm512_set1_ps(sx[r]), w), prior));
+			_mm512_storeu_ps(c + r * ldc + 16 * p, gelu ? gelu512(v) : v);
 		}
 	}
 }
@@ -428,19 +428,21 @@ tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, s
 VNNI static void
 tile_q8_vnni_dispatch(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
 					  const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
-					  bool first, int R, int P)
+					  bool first, bool gelu, int R, int P)
 {
-	BT_TILE_SHAPES(R, P, tile_q8_vnni, c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first);
+	BT_TILE_SHAPES(R, P, tile_q8_vnni, c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, gelu);
 }
 
-/* One K block of bt_gemm_q8 on the VNNI kernel: panels in pairs, rows in tiles of 12; the GELU after each store. */
+/* One K block of bt_gemm_q8 on the VNNI kernel: panels in pairs, rows in tiles of 12. */
 static void
 block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight *qw, const float *bias,
 			  const float *sx, const int32_t *zp, int m0, int mc, int k0, int kc, int p0, int p1,
 			  const BtActivation *gelu)
 {
 	bool		first = k0 == 0,
-				last = k0 + kc == K;
+				last = k0 + kc == K,
+				in_tile = last && bt_tile_gelu(gelu),
+				after = last && gelu && !in_tile;
 	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
 
 	for (int p = p0; p < p1; p += 2)
@@ -459,16 +461,16 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 
 			if (rows == MR * R)
 				tile_q8_vnni_dispatch(c, ldo, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
-									  qw->scale + p * 16, cs, pb, first, R, P);
+									  qw->scale + p * 16, cs, pb, first, in_tile, R, P);
 			else
 			{
 				if (!first)
 					bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
 				tile_q8_vnni_dispatch(edge, 32, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
-									  qw->scale + p * 16, cs, pb, first, R, P);
+									  qw->scale + p * 16, cs, pb, first, in_tile, R, P);
 				bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
 			}
-			if (last && gelu)
+			if (after)
 				for (int r = 0; r < rows; r++)
 					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);
 		}

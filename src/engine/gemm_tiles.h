@@ -6,13 +6,16 @@
  * 2 vectors of 16 float sums. The multiply loops stay in each file (FMA,
  * vdpbf16ps, vpdpbusd). Always inlined with constant rows and vectors, so the
  * loops unroll and the sums stay in registers, as when they were written in
- * each kernel. Include after <immintrin.h>, on x86-64 only. PostgreSQL-free.
+ * each kernel. Include after <immintrin.h> and simd_math.h (for gelu512), on
+ * x86-64 only. PostgreSQL-free.
  */
 #ifndef PGBERT_GEMM_TILES_H
 #define PGBERT_GEMM_TILES_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "config.h"
 
 /* acc (rows x P vectors) = first ? the P bias vectors, or 0 without bias : c's rows (stride ldc). */
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
@@ -27,15 +30,25 @@ bt_tile512_start(__m512 acc[][2], const float *c, int ldc, const float *bias, bo
 				bias ? _mm512_loadu_ps(bias + 16 * p) : _mm512_setzero_ps();
 }
 
-/* c's rows (stride ldc) = acc (rows x P vectors). */
-__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-bt_tile512_store(float *c, int ldc, __m512 acc[][2], const int rows, const int P)
+/*
+ * c's rows (stride ldc) = acc (rows x P vectors), through the exact GELU when
+ * gelu: on the sums still in registers, so the tile is not read back.
+ */
+__attribute__((target("avx512f,avx2,fma"))) static inline __attribute__((always_inline)) void
+bt_tile512_store(float *c, int ldc, __m512 acc[][2], bool gelu, const int rows, const int P)
 {
 #pragma GCC unroll 12
 	for (int r = 0; r < rows; r++)
 #pragma GCC unroll 2
 		for (int p = 0; p < P; p++)
-			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * p, acc[r][p]);
+			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * p, gelu ? gelu512(acc[r][p]) : acc[r][p]);
+}
+
+/* Whether a kernel applies act in its tiles' stores (the exact GELU) rather than in a pass after them. */
+static inline bool
+bt_tile_gelu(const BtActivation *act)
+{
+	return act != NULL && *act == BT_ACT_GELU;
 }
 
 /*

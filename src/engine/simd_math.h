@@ -1,8 +1,10 @@
 /*
  * simd_math.h - exp, erf and the exact GELU on eight floats (AVX2+FMA), inline
- * for simd.c's loops and for gemm.c, which applies the GELU to its
- * accumulators before storing them. Include after <immintrin.h> with AVX2
- * defined as the target attribute; x86-64 only. PostgreSQL-free.
+ * for simd.c's loops and for the GEMM kernels, which apply the GELU to their
+ * accumulators before storing them; and the same on sixteen floats for the
+ * AVX-512 kernels, lane for lane the same operations, so the same bits.
+ * Include after <immintrin.h> with AVX2 defined as the target attribute;
+ * x86-64 only. PostgreSQL-free.
  */
 #ifndef PGBERT_SIMD_MATH_H
 #define PGBERT_SIMD_MATH_H
@@ -90,6 +92,107 @@ gelu256(__m256 x)
 	__m256		e = erf256(_mm256_mul_ps(x, _mm256_set1_ps((float) M_SQRT1_2)));
 
 	return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+/* ---- the same on sixteen floats (AVX-512F), for the 512-bit tiles' stores ---- */
+
+#define BT_MATH512 __attribute__((target("avx512f,avx2,fma")))
+
+/* exp256 on sixteen floats. */
+BT_MATH512 static inline __m512
+exp512(__m512 x)
+{
+	const __m512 ln2_hi = _mm512_set1_ps(0.693359375f),
+				ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+	__m512		n,
+				r,
+				p;
+	__m512i		pow2n;
+
+	x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.3f));
+	n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+							 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm512_fnmadd_ps(n, ln2_hi, x);
+	r = _mm512_fnmadd_ps(n, ln2_lo, r);
+	p = _mm512_set1_ps(1.9875691500e-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+	p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+	pow2n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+	return _mm512_mul_ps(p, _mm512_castsi512_ps(pow2n));
+}
+
+/* Bitwise operations on floats through their integer lanes (AVX-512F has no float and/or/xor without DQ). */
+BT_MATH512 static inline __m512
+bits512_andnot(__m512 a, __m512 b)
+{
+	return _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+BT_MATH512 static inline __m512
+bits512_and(__m512 a, __m512 b)
+{
+	return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+BT_MATH512 static inline __m512
+bits512_or(__m512 a, __m512 b)
+{
+	return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+BT_MATH512 static inline __m512
+bits512_xor(__m512 a, __m512 b)
+{
+	return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+/* erf256 on sixteen floats. */
+BT_MATH512 static inline __m512
+erf512(__m512 x)
+{
+	const __m512 sign_bit = _mm512_set1_ps(-0.0f);
+	__m512		t = bits512_andnot(sign_bit, x),
+				s = _mm512_mul_ps(x, x),
+				small,
+				big,
+				u,
+				t2;
+
+	small = _mm512_set1_ps(-5.99104969e-4f);
+	small = _mm512_fmadd_ps(small, s, _mm512_set1_ps(4.99339588e-3f));
+	small = _mm512_fmadd_ps(small, s, _mm512_set1_ps(-2.67667342e-2f));
+	small = _mm512_fmadd_ps(small, s, _mm512_set1_ps(1.12818025e-1f));
+	small = _mm512_fmadd_ps(small, s, _mm512_set1_ps(-3.76124859e-1f));
+	small = _mm512_fmadd_ps(small, s, _mm512_set1_ps(1.28379151e-1f));
+	small = _mm512_fmadd_ps(small, x, x);
+
+	t = _mm512_min_ps(t, _mm512_set1_ps(3.925f));
+	t2 = _mm512_mul_ps(t, t);
+	big = _mm512_fmadd_ps(_mm512_set1_ps(1.72948930e-5f), t, _mm512_set1_ps(-3.83208680e-4f));
+	u = _mm512_fmadd_ps(_mm512_set1_ps(3.88393435e-3f), t, _mm512_set1_ps(-2.42545605e-2f));
+	big = _mm512_fmadd_ps(big, t2, u);
+	big = _mm512_fmadd_ps(big, t, _mm512_set1_ps(1.06777847e-1f));
+	big = _mm512_fmadd_ps(big, t, _mm512_set1_ps(6.34846687e-1f));
+	big = _mm512_fmadd_ps(big, t, _mm512_set1_ps(1.28717512e-1f));
+	big = _mm512_fmadd_ps(big, t, t);
+	big = _mm512_sub_ps(_mm512_set1_ps(1.0f), exp512(bits512_xor(big, sign_bit)));
+	big = bits512_or(big, bits512_and(x, sign_bit));
+
+	return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(bits512_andnot(sign_bit, x), _mm512_set1_ps(0.921875f),
+												   _CMP_GT_OQ), small, big);
+}
+
+/* gelu256 on sixteen floats. */
+BT_MATH512 static inline __m512
+gelu512(__m512 x)
+{
+	__m512		e = erf512(_mm512_mul_ps(x, _mm512_set1_ps((float) M_SQRT1_2)));
+
+	return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
 #endif
