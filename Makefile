@@ -169,6 +169,12 @@ worker-stress: $(BUILD)/san/pgbert_engine
 bench: $(BUILD)/bench_tokenizer $(BUILD)/bench_encoder $(BUILD)/bench_gemm $(BUILD)/bench_rows $(BUILD)/bench_train $(BUILD)/fma_peak \
 	$(BUILD)/mac_peak
 
+# the engine's GEMM kernels against oneDNN's matmul (needs Debian's libdnnl-dev; not part of `bench`)
+.PHONY: bench-onednn
+bench-onednn: $(BUILD)/bench_gemm_onednn
+$(BUILD)/bench_gemm_onednn: test/bench/bench_gemm_onednn.c $(ENGINE_LIB)
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -O3 -Isrc/engine -Ikernels -o $@ $< $(ENGINE_LIB) -ldnnl $(ENGINE_LIBS)
+
 # the CPU's FMA ceiling, to read the benchmarks' GFLOP/s against (x86-64 with AVX2 only)
 $(BUILD)/fma_peak: test/bench/fma_peak.c
 	@mkdir -p $(dir $@)
