@@ -253,22 +253,22 @@ tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float
 #define KC512 256				/* two panels' slices, 32 KiB, stay in L1 beside a tile pair */
 
 /*
- * c (6 R rows, stride ldc, 16 P columns) = (first ? bias or 0 : c) + a @ b
- * over kc: a holds R packed tiles of MR rows, a_next floats apart; b holds
- * P panel slices, b_next floats apart; bias, when first, the 16 P biases.
- * Each k loads P vectors of the panels and broadcasts 6 R inputs into
- * 6 R P FMAs on 512-bit registers: with R = P = 2, 24 accumulators. Each
- * accumulator sums its k in the same order as tile_6x16, so both kernels
- * give the same bits; gelu as in tile_6x16. R and P are constants where it
- * is inlined.
+ * c (ROWS rows, up to 12, stride ldc, 16 P columns) = (first ? bias or 0 :
+ * c) + a @ b over kc: a holds packed tiles of MR rows, a_next floats apart
+ * (only ROWS rows are read); b holds P panel slices, b_next floats apart;
+ * bias, when first, the 16 P biases. Each k loads P vectors of the panels
+ * and broadcasts ROWS inputs into ROWS P FMAs on 512-bit registers: with 12
+ * rows and 2 panels, 24 accumulators. Each accumulator sums its k in the same
+ * order as tile_6x16, so both kernels give the same bits; gelu as in
+ * tile_6x16. ROWS and P are constants where it is inlined.
  */
 AVX512 static inline __attribute__((always_inline)) void
 tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
-		const float *bias, bool first, bool gelu, const int R, const int P)
+		const float *bias, bool first, bool gelu, const int ROWS, const int P)
 {
 	__m512		acc[2 * MR][2];
 
-	bt_tile512_start(acc, c, ldc, bias, first, MR * R, P);
+	bt_tile512_start(acc, c, ldc, bias, first, ROWS, P);
 	for (int k = 0; k < kc; k++)
 	{
 		__m512		b0 = _mm512_loadu_ps(b + 16 * k),
@@ -278,7 +278,7 @@ tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t
 		if (P == 2)
 			_mm_prefetch((const char *) (b + b_next + 16 * k + 256), _MM_HINT_T0);
 #pragma GCC unroll 12
-		for (int r = 0; r < MR * R; r++)
+		for (int r = 0; r < ROWS; r++)
 		{
 			__m512		x = _mm512_set1_ps(a[(r / MR) * a_next + (size_t) k * MR + r % MR]);
 
@@ -287,15 +287,15 @@ tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t
 				acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
 		}
 	}
-	bt_tile512_store(c, ldc, acc, gelu, MR * R, P);
+	bt_tile512_store(c, ldc, acc, gelu, ROWS, P);
 }
 
-/* tile512 for R tiles and P panels, the four shapes as separate functions. */
+/* tile512 for `rows` rows and P panels, each shape inlined on its own. */
 AVX512 static void
 tile512_dispatch(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
-				 const float *bias, bool first, bool gelu, int R, int P)
+				 const float *bias, bool first, bool gelu, int rows, int P)
 {
-	BT_TILE_SHAPES(R, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first, gelu);
+	BT_TILE_SHAPES(rows, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first, gelu);
 }
 
 /* block() for the AVX-512 kernel: pairs of panels by pairs of row tiles. */
@@ -306,7 +306,6 @@ block512(float *out, int ldo, const float *tiles, const float *wp, const float *
 	bool		last = k0 + kc == K,
 				in_tile = last && bt_tile_gelu(gelu),
 				after = last && gelu && !in_tile;
-	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
 
 	for (int p = p0; p < p1; p += 2)
 	{
@@ -318,19 +317,9 @@ block512(float *out, int ldo, const float *tiles, const float *wp, const float *
 		{
 			const float *a = tiles + (size_t) r0 * kc;
 			float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
-			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR,
-						R = rows > MR ? 2 : 1;
+			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR;
 
-			if (rows == MR * R)
-				tile512_dispatch(c, ldo, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, in_tile, R, P);
-			else
-			{
-				if (k0 > 0)
-					bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
-				tile512_dispatch(edge, 32, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, in_tile,
-								 R, P);
-				bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
-			}
+			tile512_dispatch(c, ldo, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, in_tile, rows, P);
 			if (after)
 				for (int r = 0; r < rows; r++)
 					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);

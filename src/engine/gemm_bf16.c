@@ -222,18 +222,18 @@ pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int 
 }
 
 /*
- * c (MR R rows, stride ldc, 16 P columns) = (first ? bias or 0 : c) + a @ b
- * over `pairs` pairs of k: a holds R tiles, a_next words apart; b the P
- * panels' slices, b_next bf16 apart; through the exact GELU when gelu. R
- * and P are constants where inlined.
+ * c (ROWS rows, up to 12, stride ldc, 16 P columns) = (first ? bias or 0 :
+ * c) + a @ b over `pairs` pairs of k: a holds tiles of MR rows, a_next words
+ * apart (only ROWS rows are read); b the P panels' slices, b_next bf16 apart;
+ * through the exact GELU when gelu. ROWS and P are constants where inlined.
  */
 AVX512BF16 static inline __attribute__((always_inline)) void
 tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next, int pairs,
-		  const float *bias, bool first, bool gelu, const int R, const int P)
+		  const float *bias, bool first, bool gelu, const int ROWS, const int P)
 {
 	__m512		acc[2 * MR][2];
 
-	bt_tile512_start(acc, c, ldc, bias, first, MR * R, P);
+	bt_tile512_start(acc, c, ldc, bias, first, ROWS, P);
 	for (int j = 0; j < pairs; j++)
 	{
 		__m512bh	b0 = (__m512bh) _mm512_loadu_si512(b + 32 * j),
@@ -243,7 +243,7 @@ tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b
 		if (P == 2)
 			_mm_prefetch((const char *) (b + b_next + 32 * j + 512), _MM_HINT_T0);
 #pragma GCC unroll 12
-		for (int r = 0; r < MR * R; r++)
+		for (int r = 0; r < ROWS; r++)
 		{
 			__m512bh	x = (__m512bh) _mm512_set1_epi32((int) a[(r / MR) * a_next + (size_t) j * MR + r % MR]);
 
@@ -252,15 +252,15 @@ tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b
 				acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
 		}
 	}
-	bt_tile512_store(c, ldc, acc, gelu, MR * R, P);
+	bt_tile512_store(c, ldc, acc, gelu, ROWS, P);
 }
 
-/* tile_bf16 for R tiles and P panels, the four shapes as separate functions. */
+/* tile_bf16 for `rows` rows and P panels, each shape inlined on its own. */
 AVX512BF16 static void
 tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next,
-				   int pairs, const float *bias, bool first, bool gelu, int R, int P)
+				   int pairs, const float *bias, bool first, bool gelu, int rows, int P)
 {
-	BT_TILE_SHAPES(R, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first, gelu);
+	BT_TILE_SHAPES(rows, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first, gelu);
 }
 
 /* ---- AMX: 32 rows by 2 panels in four 16x16 tiles ---- */
@@ -367,7 +367,6 @@ gemm_rows_avx512(float *out, int ldo, const BtStrided *in, int T, const BtBf16We
 	int			K = bw->K,
 				rows_max = T < MC ? (T + MR - 1) / MR * MR : MC;
 	uint32_t   *tiles = aligned_alloc(64, round64((size_t) rows_max * (K < KC ? K : KC) / 2 * sizeof(uint32_t)));
-	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
 
 	if (tiles == NULL)
 		return false;
@@ -395,20 +394,10 @@ gemm_rows_avx512(float *out, int ldo, const BtStrided *in, int T, const BtBf16We
 				{
 					const uint32_t *a = tiles + (size_t) r0 * pairs;
 					float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
-					int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR,
-								R = rows > MR ? 2 : 1;
+					int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR;
 
-					if (rows == MR * R)
-						tile_bf16_dispatch(c, ldo, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb, first,
-										   in_tile, R, P);
-					else
-					{
-						if (!first)
-							bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
-						tile_bf16_dispatch(edge, 32, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb,
-										   first, in_tile, R, P);
-						bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
-					}
+					tile_bf16_dispatch(c, ldo, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb, first,
+									   in_tile, rows, P);
 					if (after)
 						for (int r = 0; r < rows; r++)
 							bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);

@@ -366,10 +366,11 @@ dpbusd(__m512i *acc, __m512i x, __m512i w)
 }
 
 /*
- * tile_q8 on 512-bit registers for 6 R rows and P panels (constants where
- * inlined): vpdpbusd multiplies four unsigned codes by four signed weights
- * and adds the four products to a 32-bit lane in one instruction, and the
- * weights' groups of 4 k by 16 outputs are already its operand layout. The
+ * tile_q8 on 512-bit registers for ROWS rows (up to 12) and P panels
+ * (constants where inlined): vpdpbusd multiplies four unsigned codes by four
+ * signed weights and adds the four products to a 32-bit lane in one
+ * instruction, and the weights' groups of 4 k by 16 outputs are already its
+ * operand layout. The
  * integer sums are exact either way, and the scaling below repeats tile_q8's
  * operations lane for lane, as gelu512 does gelu256's (when gelu), so both
  * kernels give the same bits.
@@ -377,12 +378,12 @@ dpbusd(__m512i *acc, __m512i x, __m512i w)
 VNNI static inline __attribute__((always_inline)) void
 tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
 			 const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
-			 bool first, bool gelu, const int R, const int P)
+			 bool first, bool gelu, const int ROWS, const int P)
 {
 	__m512i		acc[2 * MR][2];
 
 #pragma GCC unroll 12
-	for (int r = 0; r < MR * R; r++)
+	for (int r = 0; r < ROWS; r++)
 #pragma GCC unroll 2
 		for (int p = 0; p < P; p++)
 			acc[r][p] = _mm512_setzero_si512();
@@ -395,7 +396,7 @@ tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, s
 		if (P == 2)
 			_mm_prefetch((const char *) (b + b_next + 64 * g + 1024), _MM_HINT_T0);
 #pragma GCC unroll 12
-		for (int r = 0; r < MR * R; r++)
+		for (int r = 0; r < ROWS; r++)
 		{
 			__m512i		x = _mm512_set1_epi32(four_codes(a + r * lda + 4 * g));
 
@@ -412,7 +413,7 @@ tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, s
 		__m512i		k = _mm512_loadu_si512(colsum + 16 * p);
 
 #pragma GCC unroll 12
-		for (int r = 0; r < MR * R; r++)
+		for (int r = 0; r < ROWS; r++)
 		{
 			__m512		prior = first ? b0 : _mm512_loadu_ps(c + r * ldc + 16 * p),
 						sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][p],
@@ -424,13 +425,13 @@ tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, s
 	}
 }
 
-/* tile_q8_vnni for R tiles and P panels, the four shapes as separate functions. */
+/* tile_q8_vnni for `rows` rows and P panels, each shape inlined on its own. */
 VNNI static void
 tile_q8_vnni_dispatch(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
 					  const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
-					  bool first, bool gelu, int R, int P)
+					  bool first, bool gelu, int rows, int P)
 {
-	BT_TILE_SHAPES(R, P, tile_q8_vnni, c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, gelu);
+	BT_TILE_SHAPES(rows, P, tile_q8_vnni, c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, gelu);
 }
 
 /* One K block of bt_gemm_q8 on the VNNI kernel: panels in pairs, rows in tiles of 12. */
@@ -443,7 +444,6 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 				last = k0 + kc == K,
 				in_tile = last && bt_tile_gelu(gelu),
 				after = last && gelu && !in_tile;
-	float		edge[2 * MR * 32];	/* a tile pair of fewer than 2 MR rows is computed here */
 
 	for (int p = p0; p < p1; p += 2)
 	{
@@ -456,20 +456,10 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 		{
 			const uint8_t *a = codes + (size_t) r0 * K + k0;
 			float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
-			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR,
-						R = rows > MR ? 2 : 1;
+			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR;
 
-			if (rows == MR * R)
-				tile_q8_vnni_dispatch(c, ldo, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
-									  qw->scale + p * 16, cs, pb, first, in_tile, R, P);
-			else
-			{
-				if (!first)
-					bt_gemm_copy_rows(edge, 32, c, ldo, rows, 16 * P);
-				tile_q8_vnni_dispatch(edge, 32, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
-									  qw->scale + p * 16, cs, pb, first, in_tile, R, P);
-				bt_gemm_copy_rows(c, ldo, edge, 32, rows, 16 * P);
-			}
+			tile_q8_vnni_dispatch(c, ldo, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
+								  qw->scale + p * 16, cs, pb, first, in_tile, rows, P);
 			if (after)
 				for (int r = 0; r < rows; r++)
 					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);

@@ -1,9 +1,9 @@
 /*
  * gemm_tiles.h - what the AVX-512 register-tile kernels of gemm.c (float32),
  * gemm_bf16.c (bf16) and gemm_q8.c (8-bit VNNI) share: the choice of their
- * four shapes (1 or 2 row tiles by 1 or 2 panels) as constants, and, for the
- * float32 and bf16 kernels, the loading and storing of their up to 12 rows by
- * 2 vectors of 16 float sums. The multiply loops stay in each file (FMA,
+ * shapes (1 to 12 rows by 1 or 2 panels) as constants, and, for the float32
+ * and bf16 kernels, the loading and storing of their up to 12 rows by 2
+ * vectors of 16 float sums. The multiply loops stay in each file (FMA,
  * vdpbf16ps, vpdpbusd). Always inlined with constant rows and vectors, so the
  * loops unroll and the sums stay in registers, as when they were written in
  * each kernel. Include after <immintrin.h> and simd_math.h (for gelu512), on
@@ -52,19 +52,35 @@ bt_tile_gelu(const BtActivation *act)
 }
 
 /*
- * kernel(..., R, P) with R row tiles and P panels (1 or 2 each) passed as
- * constants: each of the four shapes is its own inlined copy of the kernel.
+ * kernel(..., ROWS, P) with ROWS rows (1 to 12) and P panels (1 or 2) passed
+ * as constants: each shape is its own inlined copy of the kernel, so a last
+ * tile of fewer than 12 rows computes only its rows.
  */
-#define BT_TILE_SHAPES(R, P, kernel, ...) \
+#define BT_TILE_ROWS(rows, P, kernel, ...) \
 	do { \
-		if ((R) == 2 && (P) == 2) \
-			kernel(__VA_ARGS__, 2, 2); \
-		else if ((R) == 2) \
-			kernel(__VA_ARGS__, 2, 1); \
-		else if ((P) == 2) \
-			kernel(__VA_ARGS__, 1, 2); \
+		switch (rows) \
+		{ \
+			case 1: kernel(__VA_ARGS__, 1, P); break; \
+			case 2: kernel(__VA_ARGS__, 2, P); break; \
+			case 3: kernel(__VA_ARGS__, 3, P); break; \
+			case 4: kernel(__VA_ARGS__, 4, P); break; \
+			case 5: kernel(__VA_ARGS__, 5, P); break; \
+			case 6: kernel(__VA_ARGS__, 6, P); break; \
+			case 7: kernel(__VA_ARGS__, 7, P); break; \
+			case 8: kernel(__VA_ARGS__, 8, P); break; \
+			case 9: kernel(__VA_ARGS__, 9, P); break; \
+			case 10: kernel(__VA_ARGS__, 10, P); break; \
+			case 11: kernel(__VA_ARGS__, 11, P); break; \
+			default: kernel(__VA_ARGS__, 12, P); break; \
+		} \
+	} while (0)
+
+#define BT_TILE_SHAPES(rows, P, kernel, ...) \
+	do { \
+		if ((P) == 2) \
+			BT_TILE_ROWS(rows, 2, kernel, __VA_ARGS__); \
 		else \
-			kernel(__VA_ARGS__, 1, 1); \
+			BT_TILE_ROWS(rows, 1, kernel, __VA_ARGS__); \
 	} while (0)
 
 #endif
