@@ -337,7 +337,7 @@ block(float *out, int ldo, const float *tiles, const float *wp, const float *bia
 	  int m0, int mc, int k0, int kc, int p0, int p1, const BtActivation *gelu)
 {
 	bool		last = k0 + kc == K,
-				in_tile = last && gelu && *gelu == BT_ACT_GELU,
+				in_tile = last && bt_tile_gelu(gelu),
 				after = last && gelu && !in_tile;
 
 	float		edge[MR * 16];	/* a tile of fewer than MR rows is computed here */

@@ -356,8 +356,8 @@ tile_q8(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, int gr
  * acc += the sums of 4 products of x's unsigned codes by w's signed weights.
  * Written as one instruction because GCC 12 copies the accumulator of
  * _mm512_dpbusd_epi32 to a fresh register (and spills) around every use:
- * 66 moves per 24 products in the 12 x 2 tile, which then ran at 78% of
- * the instruction's rate on Zen 4.
+ * 66 moves per 24 products in the 12 x 2 tile, which then ran at about half
+ * the instruction's rate on Zen 4 (200 against 430 GOP/s in bench_gemm).
  */
 VNNI static inline __attribute__((always_inline)) void
 dpbusd(__m512i *acc, __m512i x, __m512i w)
@@ -553,7 +553,7 @@ bt_gemm_q8(float *out, int ldo, const float *in, int T, const BtQ8Weight *qw, co
 	int			K = qw->K,
 				O = qw->O,
 				rows_max = T < MC ? (T + MR - 1) / MR * MR : MC;
-	bool		in_tile = gelu && *gelu == BT_ACT_GELU,
+	bool		in_tile = bt_tile_gelu(gelu),
 				after = gelu && !in_tile;
 	uint8_t    *codes;
 	float		sx[MC];
