@@ -162,6 +162,40 @@ pair_words(__m512 lo, __m512 hi)
 	return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
 }
 
+/* Word o of a tile's 16 pairs (MR words each) is pair o / MR: the pair each output lane takes. */
+static const int32_t tile_pair_of[MR * 16] = {
+	0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+	4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7,
+	8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11,
+	12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15};
+
+/* Lanes i of 0 .. 15 with i = s (mod MR): the lanes of one row in a vector of tile words. */
+static const uint16_t tile_lanes_mod[MR] = {0x1041, 0x2082, 0x4104, 0x8208, 0x0410, 0x0820};
+
+/*
+ * dst (MR * 16 words) = MR rows' words for 16 pairs in tile order (pair j's
+ * MR words together): a transpose of words[r] (row r's 16 pair words) done
+ * with one masked permute per row and output vector instead of 96 stores.
+ */
+AVX512BF16 static inline __attribute__((always_inline)) void
+store_tile_words(uint32_t *dst, const __m512i words[MR])
+{
+#pragma GCC unroll 6
+	for (int v = 0; v < MR; v++)
+	{
+		__m512i		pair = _mm512_loadu_si512(tile_pair_of + 16 * v),
+					part[MR];
+
+		/* output lane i is row (16 v + i) mod MR; 16 v mod MR is 4 v mod 6 (independent permutes, then ORs) */
+#pragma GCC unroll 6
+		for (int r = 0; r < MR; r++)
+			part[r] = _mm512_maskz_permutexvar_epi32(tile_lanes_mod[(r + 2 * v) % MR], pair, words[r]);
+		_mm512_storeu_si512(dst + 16 * v,
+							_mm512_or_si512(_mm512_or_si512(_mm512_or_si512(part[0], part[1]), part[2]),
+											_mm512_or_si512(_mm512_or_si512(part[3], part[4]), part[5])));
+	}
+}
+
 /*
  * dst = rows m0 .. m0 + rows - 1 (rows <= MC) of a, k0 .. k0 + kc - 1 (kc
  * even), rounded to bf16, as tiles of MR rows: per pair of k, MR 32-bit words
@@ -174,9 +208,9 @@ pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int 
 				tiles = (rows + MR - 1) / MR,
 				kend = a->K - k0 < kc ? a->K - k0 : kc;	/* columns that exist */
 
-	memset(dst, 0, (size_t) tiles * MR * pairs * sizeof(uint32_t));
 	if (a->cs != 1)
 	{
+		memset(dst, 0, (size_t) tiles * MR * pairs * sizeof(uint32_t));
 		/* k strided, rows contiguous (a transposed operand): 16 rows of a pair at a time */
 		for (int j = 0; j < pairs; j++)
 		{
@@ -199,25 +233,31 @@ pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int 
 		}
 		return;
 	}
-	for (int r = 0; r < rows; r++)
+	for (int t = 0; t < tiles; t++)
 	{
-		const float *x = a->p + (size_t) (m0 + r) * a->rs + k0;
-		uint32_t   *tile = dst + (size_t) (r / MR) * MR * pairs + r % MR;
-		uint32_t	words[16];
+		int			live = rows - t * MR < MR ? rows - t * MR : MR;
+		const float *x = a->p + (size_t) (m0 + t * MR) * a->rs + k0;
+		uint32_t   *tile = dst + (size_t) t * MR * pairs;
 		int			k = 0;
 
 		for (; k + 32 <= kend; k += 32)
 		{
-			/* 32 floats become 32 bf16 in order: 16 words of (even k, odd k) */
-			__m512bh	h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+			__m512i		words[MR];
 
-			_mm512_storeu_si512(words, (__m512i) h);
-			for (int j = 0; j < 16; j++)
-				tile[(size_t) (k / 2 + j) * MR] = words[j];
+			/* 32 floats of a row become 32 bf16 in order: 16 words of (even k, odd k) */
+#pragma GCC unroll 6
+			for (int r = 0; r < MR; r++)
+				words[r] = r < live ? (__m512i) _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + r * a->rs + k + 16),
+																	_mm512_loadu_ps(x + r * a->rs + k)) :
+					_mm512_setzero_si512();
+			store_tile_words(tile + (size_t) (k / 2) * MR, words);
 		}
-		for (; k < kend; k += 2)
-			tile[(size_t) (k / 2) * MR] = bt_bf16_round(x[k]) |
-				(uint32_t) (k + 1 < kend ? bt_bf16_round(x[k + 1]) : 0) << 16;
+		for (; k < kc; k += 2)
+			for (int r = 0; r < MR; r++)
+				tile[(size_t) (k / 2) * MR + r] =
+					r >= live || k >= kend ? 0 :
+					bt_bf16_round(x[r * a->rs + k]) |
+					(uint32_t) (k + 1 < kend ? bt_bf16_round(x[r * a->rs + k + 1]) : 0) << 16;
 	}
 }
 
