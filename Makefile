@@ -21,7 +21,7 @@ REGRESS_OPTS = --inputdir=. --outputdir=$(REGRESS_OUT)
 # OpenBLAS is not linked: it starts a thread pool when loaded, so the engine opens
 # it with dlopen the first time a model runs (src/engine/blas.h).
 TOKENIZER_SRCS = src/engine/unicode.c src/engine/vocab.c src/engine/tokenizer.c
-MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/cpu.c src/engine/ops.c src/engine/simd.c \
+MODEL_SRCS = src/engine/safetensors.c src/engine/config.c src/engine/blas.c src/engine/cpu.c src/engine/ops.c src/engine/simd.c src/engine/attention512.c \
 	src/engine/gemm.c src/engine/gemm_bf16.c src/engine/sgemm_bf16.c src/engine/gemm_q8.c src/engine/team.c \
 	src/engine/model.c \
 	src/engine/serve.c src/engine/gpu_backend.c src/engine/gpu_train_backend.c \

@@ -411,23 +411,27 @@ head_context(float *ctx, const float *p, const float *base, int S, int H, int NH
 			 p, S, base + 2 * H + h * d, 3 * H, 0.0f, ctx + h * d, H);
 }
 
-/* Can head h of these S tokens skip the BLAS calls (bt_avx2_attention_head)? */
+/* Can head h of these S tokens skip the BLAS calls (the path's short-sequence head)? */
 static bool
 small_head(int S, int H, int NH)
 {
 	int			d = H / NH;
 
-	return S <= BT_SMALL_ATTN_S && d % 16 == 0 && d <= BT_SMALL_ATTN_D && bt_simd_avx2();
+	int			longest = bt_cpu_path() >= BT_CPU_AVX512 ? BT_SMALL_ATTN_S512 : BT_SMALL_ATTN_S;
+
+	return S <= longest && d % 16 == 0 && d <= BT_SMALL_ATTN_D && bt_simd_avx2();
 }
 
-/* ctx (S, d) of head h, row stride H, for the S tokens at base (S, 3H), through bt_avx2_attention_head */
+/* ctx (S, d) of head h, row stride H, for the S tokens at base (S, 3H), on the widest vectors the path has */
 static void
 head_attention_small(float *ctx, const float *base, int S, int H, int NH, int h)
 {
 	int			d = H / NH;
 
-	bt_avx2_attention_head(ctx + h * d, H, base + h * d, base + H + h * d, base + 2 * H + h * d, 3 * H, S, d,
-						   1.0f / sqrtf((float) d));
+	void		(*head) (float *, int, const float *, const float *, const float *, int, int, int, float) =
+		bt_cpu_path() >= BT_CPU_AVX512 ? bt_avx512_attention_head : bt_avx2_attention_head;
+
+	head(ctx + h * d, H, base + h * d, base + H + h * d, base + 2 * H + h * d, 3 * H, S, d, 1.0f / sqrtf((float) d));
 }
 
 void

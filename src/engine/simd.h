@@ -57,4 +57,14 @@ extern void bt_avx2_layernorm(float *out, float *mean, float *rstd, const float 
 extern void bt_avx2_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld,
 								   int S, int d, float scale);
 
+/* The longest sequence bt_avx512_attention_head takes. */
+#define BT_SMALL_ATTN_S512 128
+
+/*
+ * bt_avx2_attention_head on AVX-512F (attention512.c), for the avx512 path:
+ * the same contract, but S <= BT_SMALL_ATTN_S512.
+ */
+extern void bt_avx512_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld,
+									 int S, int d, float scale);
+
 #endif

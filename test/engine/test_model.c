@@ -1145,17 +1145,19 @@ test_simd_math(void)
 }
 
 /*
- * bt_attention_forward (sgemm products, the AVX2 softmax where the CPU has
- * it) against attention in double, for head sizes 8, 16 and 64 and sequence
- * lengths that are not multiples of the vector width.
+ * bt_attention_forward against attention in double: the path's short-sequence
+ * head (AVX-512 up to BT_SMALL_ATTN_S512 tokens, AVX2 up to BT_SMALL_ATTN_S)
+ * where the head size is a multiple of 16, else the sgemm products and the
+ * softmax; head sizes 8, 16, 64 and 128, lengths on both sides of those
+ * limits and of the vector widths.
  */
 static void
 test_attention(void)
 {
-	static const int32_t offsets[] = {0, 1, 8, 41, 171};
-	static const int	heads[][2] = {{32, 4}, {48, 3}, {128, 2}};	/* H, NH */
-	BtBatch		b = {4, offsets, NULL, NULL};
-	int			T = offsets[4];
+	static const int32_t offsets[] = {0, 1, 8, 41, 171, 187, 251, 268, 396};
+	static const int	heads[][2] = {{32, 4}, {48, 3}, {128, 2}, {512, 4}};	/* H, NH */
+	BtBatch		b = {8, offsets, NULL, NULL};
+	int			T = offsets[8];
 	char		err[256];
 
 	if (bt_sgemm == NULL && bt_blas_load(NULL, 0, err, sizeof err) != 0)
@@ -1182,7 +1184,7 @@ test_attention(void)
 			qkv[i] = (float) ((double) (r >> 40) / (1 << 24) * 4.0 - 2.0);
 		}
 		bt_attention_forward(ctx, probs, false, NULL, NULL, qkv, &b, H, NH, 0, 1);
-		for (int s = 0; s < 4; s++)
+		for (int s = 0; s < b.n_seq; s++)
 			for (int h = 0; h < NH; h++)
 				for (int i = offsets[s]; i < offsets[s + 1]; i++)
 				{
@@ -1230,7 +1232,7 @@ test_attention(void)
 						worst_ratio = fmax(worst_ratio, fabs(want - ctx[(size_t) i * H + h * d + c]) / bound);
 					}
 				}
-		check(worst_ratio <= 1.0, "attention, head size %d, lengths 1, 7, 33, 130: max |diff| %.2e against double, "
+		check(worst_ratio <= 1.0, "attention, head size %d, lengths 1, 7, 33, 130, 16, 64, 17, 128: max |diff| %.2e against double, "
 			  "%.3f of its rounding bound at worst", d, worst, worst_ratio);
 		free(qkv);
 		free(ctx);
