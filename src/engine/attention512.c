@@ -13,6 +13,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))	/* simd_math.h's eight-float helpers */
 #include "simd_math.h"
@@ -184,11 +185,165 @@ bt_avx512_attention_head(float *ctx, int ldc, const float *q, const float *k, co
 		product512(ctx + c0, ldc, p, sp, v + c0, ld, S, S, 1.0f, d - c0 < 64 ? (d - c0) / 16 : 4);
 }
 
+/* ---- the same with bf16 products (AVX512-BF16), for pgbert.cpu_precision = bf16 ---- */
+
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+
+/* Word i of a pair of float vectors: bf16(lo[i]) | bf16(hi[i]) << 16, rounded to nearest even. */
+AVX512BF16 static inline __m512i
+pair_words(__m512 lo, __m512 hi)
+{
+	__m512i		l = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(lo)),
+				h = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(hi));
+
+	return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
+
+/* dst (rows, n pairs; stride ldd words) = the rows of src (rows, 2 n; stride ld) as words of consecutive bf16 pairs. */
+AVX512BF16 static void
+row_words(uint32_t *dst, int ldd, const float *src, int ld, int rows, int n)
+{
+	for (int r = 0; r < rows; r++)
+		for (int j = 0; j < n; j += 8)
+			_mm256_storeu_si256((__m256i *) (dst + (size_t) r * ldd + j),
+								(__m256i) _mm512_cvtneps_pbh(_mm512_loadu_ps(src + (size_t) r * ld + 2 * j)));
+}
+
+/*
+ * dst (8 rows of pairs, stride lds words) = the transpose of src rows 0 ..
+ * live - 1 (stride ld; later rows zero), 16 floats each, as bf16 pairs: word
+ * (i, j) holds src[j][2i] and src[j][2i + 1].
+ */
+AVX512BF16 static void
+transpose_16x16_pairs(uint32_t *dst, size_t lds, const float *src, size_t ld, int live)
+{
+	float		t[16 * 16];
+
+	transpose_16x16(t, 16, src, ld, live);
+	for (int i = 0; i < 8; i++)
+		_mm512_storeu_si512(dst + i * lds, pair_words(_mm512_loadu_ps(t + 32 * i), _mm512_loadu_ps(t + 32 * i + 16)));
+}
+
+/*
+ * block512 with bf16 pairs: c (rows <= R, 16 N columns) = scale * a (rows, n
+ * pairs; stride lda words) @ b (n pairs, 16 N; stride ldb words), vdpbf16ps
+ * summing in float32.
+ */
+AVX512BF16 static inline __attribute__((always_inline)) void
+block_bf16(float *c, int ldc, const uint32_t *a, int lda, const uint32_t *b, int ldb, int n, float scale, int rows,
+		   const int R, const int N)
+{
+	__m512		acc[8][4];
+	const uint32_t *ar[8];
+
+#pragma GCC unroll 8
+	for (int r = 0; r < R; r++)
+	{
+		ar[r] = a + (size_t) (r < rows ? r : 0) * lda;
+#pragma GCC unroll 4
+		for (int q = 0; q < N; q++)
+			acc[r][q] = _mm512_setzero_ps();
+	}
+	for (int t = 0; t < n; t++, b += ldb)
+	{
+		__m512bh	bv[4];
+
+#pragma GCC unroll 4
+		for (int q = 0; q < N; q++)
+			bv[q] = (__m512bh) _mm512_loadu_si512(b + 16 * q);
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++)
+		{
+			__m512bh	x = (__m512bh) _mm512_set1_epi32((int) ar[r][t]);
+
+#pragma GCC unroll 4
+			for (int q = 0; q < N; q++)
+				acc[r][q] = _mm512_dpbf16_ps(acc[r][q], x, bv[q]);
+		}
+	}
+#pragma GCC unroll 8
+	for (int r = 0; r < R && r < rows; r++)
+#pragma GCC unroll 4
+		for (int q = 0; q < N; q++)
+			_mm512_storeu_ps(c + (size_t) r * ldc + 16 * q, _mm512_mul_ps(acc[r][q], _mm512_set1_ps(scale)));
+}
+
+/* product512 with bf16 pairs: c (m, 16 N) = scale * a (m, n pairs) @ b (n pairs, 16 N), N of 1 .. 4. */
+AVX512BF16 static void
+product_bf16(float *c, int ldc, const uint32_t *a, int lda, const uint32_t *b, int ldb, int m, int n, float scale,
+			 int N)
+{
+	int			R = N <= 2 ? 8 : 4;
+
+	for (int r0 = 0; r0 < m; r0 += R)
+	{
+		float	   *cr = c + (size_t) r0 * ldc;
+		const uint32_t *ar = a + (size_t) r0 * lda;
+		int			rows = m - r0;
+
+		switch (N)
+		{
+			case 1:
+				block_bf16(cr, ldc, ar, lda, b, ldb, n, scale, rows, 8, 1);
+				break;
+			case 2:
+				block_bf16(cr, ldc, ar, lda, b, ldb, n, scale, rows, 8, 2);
+				break;
+			case 3:
+				block_bf16(cr, ldc, ar, lda, b, ldb, n, scale, rows, 4, 3);
+				break;
+			default:
+				block_bf16(cr, ldc, ar, lda, b, ldb, n, scale, rows, 4, 4);
+				break;
+		}
+	}
+}
+
+AVX512BF16 void
+bt_avx512_bf16_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld, int S,
+							  int d, float scale)
+{
+	enum
+	{
+		MAX_S = BT_SMALL_ATTN_S512, MAX_D = BT_SMALL_ATTN_D
+	};
+	int			sp = (S + 15) & ~15;	/* key columns padded to whole 16s */
+	uint32_t	qw[MAX_S * MAX_D / 2],	/* q (S, d / 2 pairs) */
+				kw[MAX_D / 2 * MAX_S],	/* k^T (d / 2 pairs, sp), zero past S */
+				pw[MAX_S * MAX_S / 2],	/* probabilities (S, sp / 2 pairs) */
+				vw[MAX_S / 2 * MAX_D];	/* v (sp / 2 pairs, d), zero past S */
+	float		p[MAX_S * MAX_S];	/* scores, then probabilities (S, sp) */
+
+	row_words(qw, d / 2, q, ld, S, d / 2);
+	for (int j0 = 0; j0 < sp; j0 += 16)
+		for (int i0 = 0; i0 < d; i0 += 16)
+			transpose_16x16_pairs(kw + (size_t) (i0 / 2) * sp + j0, sp, k + (size_t) j0 * ld + i0, ld, S - j0);
+	for (int j0 = 0; j0 < sp; j0 += 64)
+		product_bf16(p + j0, sp, qw, d / 2, kw + j0, sp, S, d / 2, scale, sp - j0 < 64 ? (sp - j0) / 16 : 4);
+	softmax512(p, S, sp);
+	row_words(pw, sp / 2, p, sp, S, sp / 2);
+	/* pairs of value rows: word (j, c) holds v[2j][c] and v[2j + 1][c] */
+	for (int j = 0; j < sp / 2; j++)
+		for (int c = 0; c < d; c += 16)
+			_mm512_storeu_si512(vw + (size_t) j * d + c,
+								pair_words(2 * j < S ? _mm512_loadu_ps(v + (size_t) 2 * j * ld + c) : _mm512_setzero_ps(),
+										   2 * j + 1 < S ? _mm512_loadu_ps(v + (size_t) (2 * j + 1) * ld + c) :
+										   _mm512_setzero_ps()));
+	for (int c0 = 0; c0 < d; c0 += 64)
+		product_bf16(ctx + c0, ldc, pw, sp / 2, vw + c0, d, S, (S + 1) / 2, 1.0f, d - c0 < 64 ? (d - c0) / 16 : 4);
+}
+
 #else							/* not x86-64: the plain loops of ops.c run instead */
 
 void
 bt_avx512_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld, int S, int d,
 						 float scale)
+{
+}
+
+void
+bt_avx512_bf16_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld, int S,
+							  int d, float scale)
 {
 }
 

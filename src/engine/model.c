@@ -377,6 +377,7 @@ typedef struct Job
 	const BtActivation *gelu;	/* dense: NULL, or the GELU to apply to its outputs */
 	const BtQ8Weight *q8;		/* dense: w in 8 bits, or NULL */
 	const BtBf16Weight *bf16;	/* dense: w in bf16, or NULL */
+	bool		bf16_products;	/* attention: multiply in bf16 (the model runs in bf16) */
 	float	   *scratch;		/* attention: (max S, max S) per member */
 	size_t		scratch_each;
 	const BtBatch *batch;
@@ -429,7 +430,7 @@ attention_job(void *arg, int member, int members)
 	Job		   *j = arg;
 
 	bt_attention_forward_part(j->out, j->scratch + member * j->scratch_each, j->in, j->batch, j->O, j->NH,
-							  member, members);
+							  member, members, j->bf16_products);
 }
 
 /*
@@ -619,12 +620,12 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 		if (team)
 		{
 			Job			j = {.out = ctx, .in = qkv, .O = H, .NH = c->num_heads, .batch = b,
-			.scratch = scores, .scratch_each = square_each};
+			.scratch = scores, .scratch_each = square_each, .bf16_products = m->use_bf16};
 
 			bt_team_run(team, attention_job, &j);
 		}
 		else
-			bt_attention_forward(ctx, scores, false, NULL, NULL, qkv, b, H, c->num_heads, 0, 1);
+			bt_attention_forward_part(ctx, scores, qkv, b, H, c->num_heads, 0, 1, m->use_bf16);
 		layer_dense(m, team, tmp, ctx, p->attn_out_w + (size_t) l * H * H, p->attn_out_b + (size_t) l * H, T, H, H);
 		layer_residual_norm(m, team, x, tmp, p->attn_ln_w + (size_t) l * H, p->attn_ln_b + (size_t) l * H, T);
 		layer_ffn_in(m, team, ffn, x, p->ffn_in_w + (size_t) l * I * H, p->ffn_in_b + (size_t) l * I, T);

@@ -422,13 +422,17 @@ small_head(int S, int H, int NH)
 	return S <= longest && d % 16 == 0 && d <= BT_SMALL_ATTN_D && bt_simd_avx2();
 }
 
-/* ctx (S, d) of head h, row stride H, for the S tokens at base (S, 3H), on the widest vectors the path has */
+/*
+ * ctx (S, d) of head h, row stride H, for the S tokens at base (S, 3H), on
+ * the widest vectors the path has; with bf16 products where asked and the
+ * CPU has them.
+ */
 static void
-head_attention_small(float *ctx, const float *base, int S, int H, int NH, int h)
+head_attention_small(float *ctx, const float *base, int S, int H, int NH, int h, bool bf16)
 {
 	int			d = H / NH;
-
 	void		(*head) (float *, int, const float *, const float *, const float *, int, int, int, float) =
+		bf16 && bt_cpu_bf16() ? bt_avx512_bf16_attention_head :
 		bt_cpu_path() >= BT_CPU_AVX512 ? bt_avx512_attention_head : bt_avx2_attention_head;
 
 	head(ctx + h * d, H, base + h * d, base + H + h * d, base + 2 * H + h * d, 3 * H, S, d, 1.0f / sqrtf((float) d));
@@ -456,7 +460,7 @@ bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDro
 				continue;
 			if (!save && !bt_dropout_active(drop) && small_head(S, H, NH))
 			{
-				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h);
+				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h, false);
 				continue;
 			}
 			head_probs(p, base, S, H, NH, h);
@@ -473,7 +477,7 @@ bt_attention_forward(float *ctx, float *probs, bool save, float *pd, const BtDro
 
 void
 bt_attention_forward_part(float *ctx, float *scratch, const float *qkv, const BtBatch *b, int H, int NH,
-						  int part, int parts)
+						  int part, int parts, bool bf16)
 {
 	int			i = 0;
 
@@ -488,7 +492,7 @@ bt_attention_forward_part(float *ctx, float *scratch, const float *qkv, const Bt
 			if (i % parts != part)
 				continue;
 			if (small_head(S, H, NH))
-				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h);
+				head_attention_small(ctx + (size_t) start * H, base, S, H, NH, h, bf16);
 			else
 			{
 				head_probs(scratch, base, S, H, NH, h);

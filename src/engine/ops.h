@@ -148,10 +148,12 @@ extern void bt_attention_forward(float *ctx, float *probs, bool save, float *pd,
  * Inference-only attention (no saved probabilities, no dropout) for the
  * (sequence, head) pairs numbered part, part + parts, ... in order: parts
  * threads with part 0 .. parts - 1 do all of bt_attention_forward's work
- * together. scratch: (max S, max S) floats of this part's own.
+ * together. scratch: (max S, max S) floats of this part's own. bf16: the
+ * short-sequence heads multiply in bf16 (rounded q, k, probabilities and v,
+ * float32 sums) where the CPU has AVX512-BF16, as for bf16 weights.
  */
 extern void bt_attention_forward_part(float *ctx, float *scratch, const float *qkv, const BtBatch *b,
-									  int H, int NH, int part, int parts);
+									  int H, int NH, int part, int parts, bool bf16);
 
 /*
  * Attention for one query per sequence (its first token, [CLS]): ctx (n_seq, H)

@@ -67,4 +67,11 @@ extern void bt_avx2_attention_head(float *ctx, int ldc, const float *q, const fl
 extern void bt_avx512_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v, int ld,
 									 int S, int d, float scale);
 
+/*
+ * bt_avx512_attention_head with bf16 products (AVX512-BF16): q, k, the
+ * probabilities and v rounded to bf16, sums and the softmax in float32.
+ */
+extern void bt_avx512_bf16_attention_head(float *ctx, int ldc, const float *q, const float *k, const float *v,
+										  int ld, int S, int d, float scale);
+
 #endif

@@ -1173,9 +1173,7 @@ test_attention(void)
 		float	   *qkv = malloc((size_t) T * 3 * H * sizeof(float)),
 				   *ctx = malloc((size_t) T * H * sizeof(float)),
 				   *probs = malloc(130 * 130 * sizeof(float));
-		double		worst = 0.0,
-					worst_ratio = 0.0,
-				   *w = malloc(130 * sizeof(double));
+		double	   *w = malloc(130 * sizeof(double));
 		uint64_t	r = 12345;
 
 		for (size_t i = 0; i < (size_t) T * 3 * H; i++)
@@ -1183,57 +1181,69 @@ test_attention(void)
 			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
 			qkv[i] = (float) ((double) (r >> 40) / (1 << 24) * 4.0 - 2.0);
 		}
-		bt_attention_forward(ctx, probs, false, NULL, NULL, qkv, &b, H, NH, 0, 1);
-		for (int s = 0; s < b.n_seq; s++)
-			for (int h = 0; h < NH; h++)
-				for (int i = offsets[s]; i < offsets[s + 1]; i++)
-				{
-					int			n = offsets[s + 1] - offsets[s];
-					double		max = -INFINITY,
-								sum = 0.0,
-								score_err = 0.0,
-								bound;
+		for (int bf16 = 0; bf16 <= (bt_cpu_bf16() ? 1 : 0); bf16++)
+		{
+			/* bf16 rounds q, k, the probabilities and v: 2^-9 each, 2^-8 a product */
+			double		rounding = bf16 ? ldexp(1.0, -8) : 0.0,
+						worst = 0.0,
+						worst_ratio = 0.0;
 
-					for (int j = offsets[s]; j < offsets[s + 1]; j++)
+			if (bf16)
+				bt_attention_forward_part(ctx, probs, qkv, &b, H, NH, 0, 1, true);
+			else
+				bt_attention_forward(ctx, probs, false, NULL, NULL, qkv, &b, H, NH, 0, 1);
+			for (int s = 0; s < b.n_seq; s++)
+				for (int h = 0; h < NH; h++)
+					for (int i = offsets[s]; i < offsets[s + 1]; i++)
 					{
-						double		dot = 0.0,
-									size = 0.0;
-
-						for (int c = 0; c < d; c++)
-						{
-							double		t = (double) qkv[(size_t) i * 3 * H + h * d + c] *
-								qkv[(size_t) j * 3 * H + H + h * d + c];
-
-							dot += t;
-							size += fabs(t);
-						}
-						w[j - offsets[s]] = dot / sqrt((double) d);
-						max = w[j - offsets[s]] > max ? w[j - offsets[s]] : max;
-						/* a score: d products and the scaling */
-						score_err = fmax(score_err, sum_bound32(d + 1) * size / sqrt((double) d));
-					}
-					for (int j = 0; j < n; j++)
-						sum += (w[j] = exp(w[j] - max));
-
-					/*
-					 * Score errors of at most e move the softmax's probabilities by at
-					 * most 2e in sum, its own exp, sum and division by gamma(n + 3);
-					 * the products with values of magnitude <= 2 add the rounding of a
-					 * sum of n terms whose magnitudes sum to <= 2.
-					 */
-					bound = 2.0 * (2.0 * score_err + gamma32(n + 3)) + 2.0 * sum_bound32(n);
-					for (int c = 0; c < d; c++)
-					{
-						double		want = 0.0;
+						int			n = offsets[s + 1] - offsets[s];
+						double		max = -INFINITY,
+									sum = 0.0,
+									score_err = 0.0,
+									bound;
 
 						for (int j = offsets[s]; j < offsets[s + 1]; j++)
-							want += w[j - offsets[s]] / sum * qkv[(size_t) j * 3 * H + 2 * H + h * d + c];
-						worst = fmax(worst, fabs(want - ctx[(size_t) i * H + h * d + c]));
-						worst_ratio = fmax(worst_ratio, fabs(want - ctx[(size_t) i * H + h * d + c]) / bound);
+						{
+							double		dot = 0.0,
+										size = 0.0;
+
+							for (int c = 0; c < d; c++)
+							{
+								double		t = (double) qkv[(size_t) i * 3 * H + h * d + c] *
+									qkv[(size_t) j * 3 * H + H + h * d + c];
+
+								dot += t;
+								size += fabs(t);
+							}
+							w[j - offsets[s]] = dot / sqrt((double) d);
+							max = w[j - offsets[s]] > max ? w[j - offsets[s]] : max;
+							/* a score: d products and the scaling */
+							score_err = fmax(score_err, (rounding + sum_bound32(d + 1)) * size / sqrt((double) d));
+						}
+						for (int j = 0; j < n; j++)
+							sum += (w[j] = exp(w[j] - max));
+
+						/*
+						 * Score errors of at most e move the softmax's probabilities by at
+						 * most 2e in sum, its own exp, sum and division by gamma(n + 3);
+						 * the products with values of magnitude <= 2 add the rounding of a
+						 * sum of n terms whose magnitudes sum to <= 2.
+						 */
+						bound = 2.0 * (2.0 * score_err + gamma32(n + 3)) + 2.0 * (rounding + sum_bound32(n));
+						for (int c = 0; c < d; c++)
+						{
+							double		want = 0.0;
+
+							for (int j = offsets[s]; j < offsets[s + 1]; j++)
+								want += w[j - offsets[s]] / sum * qkv[(size_t) j * 3 * H + 2 * H + h * d + c];
+							worst = fmax(worst, fabs(want - ctx[(size_t) i * H + h * d + c]));
+							worst_ratio = fmax(worst_ratio, fabs(want - ctx[(size_t) i * H + h * d + c]) / bound);
+						}
 					}
-				}
-		check(worst_ratio <= 1.0, "attention, head size %d, lengths 1, 7, 33, 130, 16, 64, 17, 128: max |diff| %.2e against double, "
-			  "%.3f of its rounding bound at worst", d, worst, worst_ratio);
+			check(worst_ratio <= 1.0, "attention%s, head size %d, lengths 1, 7, 33, 130, 16, 64, 17, 128: max |diff| %.2e "
+				  "against double, %.3f of its rounding bound at worst", bf16 ? " with bf16 products" : "", d, worst,
+				  worst_ratio);
+		}
 		free(qkv);
 		free(ctx);
 		free(probs);
