@@ -1,16 +1,20 @@
 /*
- * mac_peak.c - multiply-adds per second of the two GEMM inner loops the engine
- * has, on one core: gemm.c's float32 6x16 tile (FMAs) and gemm_q8.c's 8-bit one
- * (vpmaddubsw, vpmaddwd by ones, vpaddd), plus the 16-bit alternative that
- * needs no 7-bit weights (vpmaddwd, vpaddd), all on data that stays in L1.
+ * mac_peak.c - multiply-adds per second of the GEMM inner loops the engine
+ * has, on one core: gemm.c's float32 6x16 AVX2 tile (FMAs) and gemm_q8.c's
+ * 8-bit one (vpmaddubsw, vpmaddwd by ones, vpaddd), plus the 16-bit
+ * alternative that needs no 7-bit weights (vpmaddwd, vpaddd); and where the
+ * CPU has them, the 12x32 AVX-512 tiles' instructions: vfmadd231ps,
+ * vdpbf16ps (AVX512-BF16) and vpdpbusd (AVX512-VNNI). All on data that stays
+ * in L1: these are the ceilings the kernels' GFLOP/s are read against.
  *
  *   mac_peak [ROUNDS]
  *
- * Each loop runs 256 k steps of a 6-row by 16-output tile over and over, the
- * three interleaved ROUNDS times (default 15); the best of each is reported,
- * since this shared machine's speed drifts. AVX2+FMA only.
+ * Each loop runs 256 k steps of its tile over and over, the loops interleaved
+ * ROUNDS times (default 15); the best of each is reported, since this shared
+ * machine's speed drifts. AVX2+FMA at least.
  */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +30,8 @@ static uint8_t a8[KSTEPS * 24] __attribute__((aligned(64)));
 static int8_t b8[KSTEPS * 64] __attribute__((aligned(64)));
 static float af[KSTEPS * 6] __attribute__((aligned(64)));
 static float bf[KSTEPS * 16] __attribute__((aligned(64)));
+static uint32_t a32[KSTEPS * 12] __attribute__((aligned(64)));	/* AVX-512 tiles: 12 rows of words */
+static uint32_t b32[KSTEPS * 32] __attribute__((aligned(64)));	/* and two panels of 16 words */
 
 static double
 now(void)
@@ -134,6 +140,74 @@ loop_f32(void)
 	return s;
 }
 
+/*
+ * The AVX-512 tiles (gemm.c, gemm_bf16.c, gemm_q8.c): per step, a broadcast
+ * of one 32-bit word of each of 12 rows and two 64-byte loads of the panels,
+ * 24 accumulators. INSN is the instruction, written as asm with the
+ * accumulator tied to its output, as gemm_q8.c's dpbusd() (GCC 12 copies the
+ * accumulator around the intrinsics); it does 1, 2 or 4 multiply-adds per lane.
+ */
+#define ZMM_TILE_LOOP(name, isa, INSN) \
+__attribute__((target(isa), noinline)) static float \
+name(void) \
+{ \
+	__m512		acc[24]; \
+	float		s = 0.0f; \
+\
+	_Pragma("GCC unroll 24") \
+	for (int i = 0; i < 24; i++) \
+		acc[i] = _mm512_setzero_ps(); \
+	for (long n = 0; n < REPEATS / 4; n++) \
+	{ \
+		const uint32_t *a = a32, \
+				   *b = b32; \
+\
+		for (int k = 0; k < KSTEPS; k++, a += 12, b += 32) \
+		{ \
+			__m512		b0 = _mm512_load_ps((const float *) b), \
+						b1 = _mm512_load_ps((const float *) (b + 16)); \
+\
+			_Pragma("GCC unroll 12") \
+			for (int r = 0; r < 12; r++) \
+			{ \
+				__m512		x = _mm512_castsi512_ps(_mm512_set1_epi32((int) a[r])); \
+\
+				__asm__(INSN " %2, %1, %0" : "+v"(acc[2 * r]) : "v"(x), "v"(b0)); \
+				__asm__(INSN " %2, %1, %0" : "+v"(acc[2 * r + 1]) : "v"(x), "v"(b1)); \
+			} \
+		} \
+	} \
+	_Pragma("GCC unroll 24") \
+	for (int i = 0; i < 24; i++) \
+		s += _mm512_cvtss_f32(acc[i]); \
+	return s; \
+}
+
+ZMM_TILE_LOOP(loop_zmm_f32, "avx512f", "vfmadd231ps")
+ZMM_TILE_LOOP(loop_zmm_bf16, "avx512f,avx512bf16", "vdpbf16ps")
+ZMM_TILE_LOOP(loop_zmm_u8s8, "avx512f,avx512vnni", "vpdpbusd")
+
+/* The AVX-512 loops this CPU has: name, multiply-adds per step, the loop, and whether it runs here. */
+static const struct
+{
+	const char *name;
+	double		macs_per_step;
+	float		(*loop) (void);
+	const char *feature;
+}			zmm_loops[3] = {
+	{"float32 vfmadd231ps zmm (gemm.c avx512)", 12 * 32, loop_zmm_f32, "avx512f"},
+	{"bf16 vdpbf16ps zmm (gemm_bf16.c)", 12 * 32 * 2, loop_zmm_bf16, "avx512bf16"},
+	{"u8 x s8 vpdpbusd zmm (gemm_q8.c vnni)", 12 * 32 * 4, loop_zmm_u8s8, "avx512vnni"},
+};
+
+/* Whether the CPU (and the OS) run zmm_loops[i]. */
+static bool
+zmm_loop_runs(int i)
+{
+	return __builtin_cpu_supports("avx512f") &&
+		(i == 0 || (i == 1 ? __builtin_cpu_supports("avx512bf16") : __builtin_cpu_supports("avx512vnni")));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -141,7 +215,8 @@ main(int argc, char **argv)
 	"s16 x s16 madd+add"};
 	static const double macs_per_step[3] = {6 * 16, 6 * 16 * 4, 6 * 16 * 2};
 	int			rounds = argc > 1 ? atoi(argv[1]) : 15;
-	double		best[3] = {0, 0, 0};
+	double		best[3] = {0, 0, 0},
+				zmm_best[3] = {0, 0, 0};
 	double		sink = 0;
 
 	if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
@@ -157,7 +232,12 @@ main(int argc, char **argv)
 		af[i] = (float) (i % 7) * 0.01f;
 	for (int i = 0; i < KSTEPS * 16; i++)
 		bf[i] = (float) (i % 5) * 0.001f;
+	for (int i = 0; i < KSTEPS * 12; i++)
+		a32[i] = 0x3f803f80u + (uint32_t) (i % 3);	/* bf16 pairs near 1, or bytes near 0x80 */
+	for (int i = 0; i < KSTEPS * 32; i++)
+		b32[i] = 0x3c003c00u + (uint32_t) (i % 5);
 	for (int r = 0; r < rounds; r++)
+	{
 		for (int v = 0; v < 3; v++)
 		{
 			double		t0 = now(),
@@ -168,8 +248,25 @@ main(int argc, char **argv)
 			if (gmacs > best[v])
 				best[v] = gmacs;
 		}
+		for (int v = 0; v < 3; v++)
+		{
+			double		t0 = now(),
+						gmacs;
+
+			if (!zmm_loop_runs(v))
+				continue;
+			sink += zmm_loops[v].loop();
+			gmacs = REPEATS / 4 * KSTEPS * zmm_loops[v].macs_per_step / (now() - t0) / 1e9;
+			if (gmacs > zmm_best[v])
+				zmm_best[v] = gmacs;
+		}
+	}
 	for (int v = 0; v < 3; v++)
 		printf("{\"loop\": \"%s\", \"gmac_per_s\": %.1f, \"vs_float32\": %.2f}\n", names[v], best[v],
 			   best[v] / best[0]);
+	for (int v = 0; v < 3; v++)
+		if (zmm_loop_runs(v))
+			printf("{\"loop\": \"%s\", \"gmac_per_s\": %.1f, \"vs_float32\": %.2f}\n", zmm_loops[v].name,
+				   zmm_best[v], zmm_best[v] / best[0]);
 	return sink == 12345.0;		/* keeps the results live */
 }
