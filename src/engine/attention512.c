@@ -189,16 +189,6 @@ bt_avx512_attention_head(float *ctx, int ldc, const float *q, const float *k, co
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 
-/* Word i of a pair of float vectors: bf16(lo[i]) | bf16(hi[i]) << 16, rounded to nearest even. */
-AVX512BF16 static inline __m512i
-pair_words(__m512 lo, __m512 hi)
-{
-	__m512i		l = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(lo)),
-				h = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(hi));
-
-	return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
-}
-
 /* dst (rows, n pairs; stride ldd words) = the rows of src (rows, 2 n; stride ld) as words of consecutive bf16 pairs. */
 AVX512BF16 static void
 row_words(uint32_t *dst, int ldd, const float *src, int ld, int rows, int n)
@@ -221,7 +211,8 @@ transpose_16x16_pairs(uint32_t *dst, size_t lds, const float *src, size_t ld, in
 
 	transpose_16x16(t, 16, src, ld, live);
 	for (int i = 0; i < 8; i++)
-		_mm512_storeu_si512(dst + i * lds, pair_words(_mm512_loadu_ps(t + 32 * i), _mm512_loadu_ps(t + 32 * i + 16)));
+		_mm512_storeu_si512(dst + i * lds,
+							bf16_pair_words(_mm512_loadu_ps(t + 32 * i), _mm512_loadu_ps(t + 32 * i + 16)));
 }
 
 /*
@@ -326,9 +317,10 @@ bt_avx512_bf16_attention_head(float *ctx, int ldc, const float *q, const float *
 	for (int j = 0; j < sp / 2; j++)
 		for (int c = 0; c < d; c += 16)
 			_mm512_storeu_si512(vw + (size_t) j * d + c,
-								pair_words(2 * j < S ? _mm512_loadu_ps(v + (size_t) 2 * j * ld + c) : _mm512_setzero_ps(),
-										   2 * j + 1 < S ? _mm512_loadu_ps(v + (size_t) (2 * j + 1) * ld + c) :
-										   _mm512_setzero_ps()));
+								bf16_pair_words(2 * j < S ? _mm512_loadu_ps(v + (size_t) 2 * j * ld + c) :
+												_mm512_setzero_ps(),
+												2 * j + 1 < S ? _mm512_loadu_ps(v + (size_t) (2 * j + 1) * ld + c) :
+												_mm512_setzero_ps()));
 	for (int c0 = 0; c0 < d; c0 += 64)
 		product_bf16(ctx + c0, ldc, pw, sp / 2, vw + c0, d, S, (S + 1) / 2, 1.0f, d - c0 < 64 ? (d - c0) / 16 : 4);
 }

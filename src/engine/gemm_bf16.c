@@ -152,16 +152,6 @@ convert_strided_plain(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int p
 
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 
-/* Words of a pair of float vectors: word i = bf16(lo[i]) | bf16(hi[i]) << 16. */
-AVX512BF16 static inline __m512i
-pair_words(__m512 lo, __m512 hi)
-{
-	__m512i		l = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(lo)),
-				h = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(hi));
-
-	return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
-}
-
 /* Word o of a tile's 16 pairs (MR words each) is pair o / MR: the pair each output lane takes. */
 static const int32_t tile_pair_of[MR * 16] = {
 	0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
@@ -224,9 +214,9 @@ pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int 
 				__mmask16	live = rows - r0 >= 16 ? 0xffff : (__mmask16) ((1u << (rows - r0)) - 1);
 				uint32_t	words[16];
 
-				_mm512_storeu_si512(words, pair_words(_mm512_maskz_loadu_ps(live, x0 + r0),
-													  has_odd ? _mm512_maskz_loadu_ps(live, x0 + a->cs + r0) :
-													  _mm512_setzero_ps()));
+				_mm512_storeu_si512(words, bf16_pair_words(_mm512_maskz_loadu_ps(live, x0 + r0),
+														   has_odd ? _mm512_maskz_loadu_ps(live, x0 + a->cs + r0) :
+														   _mm512_setzero_ps()));
 				for (int q = 0; q < 16 && r0 + q < rows; q++)
 					dst[(size_t) ((r0 + q) / MR) * MR * pairs + (size_t) j * MR + (r0 + q) % MR] = words[q];
 			}
@@ -524,7 +514,7 @@ convert_strided_avx512(BtBf16Weight *bw, const BtStrided *b, int N, int p0, int 
 			__m512		lo = 2 * j < b->K ? _mm512_maskz_loadu_ps(live, x0) : _mm512_setzero_ps(),
 						hi = 2 * j + 1 < b->K ? _mm512_maskz_loadu_ps(live, x0 + b->cs) : _mm512_setzero_ps();
 
-			_mm512_storeu_si512(w32 + (size_t) p * 8 * K + 16 * j, pair_words(lo, hi));
+			_mm512_storeu_si512(w32 + (size_t) p * 8 * K + 16 * j, bf16_pair_words(lo, hi));
 		}
 	}
 }

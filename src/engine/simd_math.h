@@ -2,9 +2,10 @@
  * simd_math.h - exp, erf and the exact GELU on eight floats (AVX2+FMA), inline
  * for simd.c's loops and for the GEMM kernels, which apply the GELU to their
  * accumulators before storing them; and the same on sixteen floats for the
- * AVX-512 kernels, lane for lane the same operations, so the same bits.
- * Include after <immintrin.h> with AVX2 defined as the target attribute;
- * x86-64 only. PostgreSQL-free.
+ * AVX-512 kernels, lane for lane the same operations, so the same bits; and
+ * the words of bf16 pairs the bf16 products take (AVX512-BF16). Include
+ * after <immintrin.h> with AVX2 defined as the target attribute; x86-64 only.
+ * PostgreSQL-free.
  */
 #ifndef PGBERT_SIMD_MATH_H
 #define PGBERT_SIMD_MATH_H
@@ -193,6 +194,20 @@ gelu512(__m512 x)
 	__m512		e = erf512(_mm512_mul_ps(x, _mm512_set1_ps((float) M_SQRT1_2)));
 
 	return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* ---- bf16 pairs (AVX512-BF16), for the bf16 products' operands ---- */
+
+#define BT_MATH_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* Sixteen words of bf16 pairs: word i = bf16(lo[i]) | bf16(hi[i]) << 16, each rounded to nearest even. */
+BT_MATH_BF16 static inline __m512i
+bf16_pair_words(__m512 lo, __m512 hi)
+{
+	__m512i		l = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(lo)),
+				h = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(hi));
+
+	return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
 }
 
 #endif
