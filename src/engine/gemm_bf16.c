@@ -200,25 +200,45 @@ pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int 
 
 	if (a->cs != 1)
 	{
-		memset(dst, 0, (size_t) tiles * MR * pairs * sizeof(uint32_t));
-		/* k strided, rows contiguous (a transposed operand): 16 rows of a pair at a time */
-		for (int j = 0; j < pairs; j++)
+		/*
+		 * k strided, rows contiguous (a transposed operand, as dW = dout^T in
+		 * takes dout): per pair of k, 48 rows (eight tiles) as three vectors of
+		 * pair words, then each tile's six words picked out of two of them and
+		 * stored at once. Rows past `rows` and k past a->K load as zeros.
+		 */
+		__m512i		pick[8];
+
+#pragma GCC unroll 8
+		for (int t = 0; t < 8; t++)
+			pick[t] = _mm512_add_epi32(_mm512_set1_epi32(MR * t % 16),
+									   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+		for (int r0 = 0; r0 < rows; r0 += 8 * MR)
 		{
-			const float *x0 = a->p + (size_t) (k0 + 2 * j) * a->cs + m0;
-			bool		has_odd = 2 * j + 1 < kend;
+			int			live = rows - r0 < 8 * MR ? rows - r0 : 8 * MR,
+						group_tiles = (live + MR - 1) / MR;
+			uint32_t   *group = dst + (size_t) (r0 / MR) * MR * pairs;
+			__mmask16	m[3];
 
-			if (2 * j >= kend)
-				break;
-			for (int r0 = 0; r0 < rows; r0 += 16)
+			for (int v = 0; v < 3; v++)
+				m[v] = live >= 16 * (v + 1) ? 0xffff : live <= 16 * v ? 0 : (__mmask16) ((1u << (live - 16 * v)) - 1);
+			for (int j = 0; j < pairs; j++)
 			{
-				__mmask16	live = rows - r0 >= 16 ? 0xffff : (__mmask16) ((1u << (rows - r0)) - 1);
-				uint32_t	words[16];
+				const float *x0 = a->p + (size_t) (k0 + 2 * j) * a->cs + m0 + r0;
+				bool		has_even = 2 * j < kend,
+							has_odd = 2 * j + 1 < kend;
+				__m512i		w[3];
 
-				_mm512_storeu_si512(words, bf16_pair_words(_mm512_maskz_loadu_ps(live, x0 + r0),
-														   has_odd ? _mm512_maskz_loadu_ps(live, x0 + a->cs + r0) :
-														   _mm512_setzero_ps()));
-				for (int q = 0; q < 16 && r0 + q < rows; q++)
-					dst[(size_t) ((r0 + q) / MR) * MR * pairs + (size_t) j * MR + (r0 + q) % MR] = words[q];
+#pragma GCC unroll 3
+				for (int v = 0; v < 3; v++)
+					w[v] = bf16_pair_words(has_even ? _mm512_maskz_loadu_ps(m[v], x0 + 16 * v) : _mm512_setzero_ps(),
+										   has_odd ? _mm512_maskz_loadu_ps(m[v], x0 + a->cs + 16 * v) :
+										   _mm512_setzero_ps());
+#pragma GCC unroll 8
+				for (int t = 0; t < 8; t++)
+					if (t < group_tiles)
+						_mm512_mask_storeu_epi32(group + (size_t) t * MR * pairs + (size_t) j * MR, 0x3f,
+												 _mm512_permutex2var_epi32(w[MR * t / 16], pick[t],
+																		   w[MR * t / 16 < 2 ? MR * t / 16 + 1 : 2]));
 			}
 		}
 		return;
