@@ -205,8 +205,11 @@ bt_dense_backward(const BtDenseMode *mode, float *din, bool accumulate, float *d
 		{
 			const float *row = dout + (size_t) t * O;
 
-			for (int o = 0; o < O; o++)
-				db[o] += row[o];
+			if (bt_simd_avx2())
+				bt_avx2_add(db, row, O);	/* the same additions in the same order */
+			else
+				for (int o = 0; o < O; o++)
+					db[o] += row[o];
 		}
 }
 
@@ -544,6 +547,28 @@ bt_attention_first_forward(float *ctx, float *scores, const float *q, const floa
 	}
 }
 
+/* Softmax backward in place, row by row: g (rows, cols) = p * (g - sum_j p g), p the softmax's output. */
+static void
+softmax_backward_rows(float *g, const float *p, int rows, int cols)
+{
+	if (bt_simd_avx2())
+	{
+		bt_avx2_softmax_backward_rows(g, p, rows, cols);
+		return;
+	}
+	for (int i = 0; i < rows; i++)
+	{
+		const float *pr = p + (size_t) i * cols;
+		float	   *gr = g + (size_t) i * cols;
+		float		dot = 0.0f;
+
+		for (int j = 0; j < cols; j++)
+			dot += pr[j] * gr[j];
+		for (int j = 0; j < cols; j++)
+			gr[j] = pr[j] * (gr[j] - dot);
+	}
+}
+
 void
 bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, const float *qkv,
 					  const float *probs, const BtDropout *drop, const BtBatch *b, int H, int NH, int part,
@@ -585,18 +610,7 @@ bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, cons
 			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_TRANS, S, S, d, 1.0f,
 					 dc, H, v, 3 * H, 0.0f, dp, S);
 			bt_dropout_apply(dp, (size_t) S * S, drop, off);
-			/* softmax backward: dscores = p * (dp - sum_j p dp), row by row */
-			for (int i = 0; i < S; i++)
-			{
-				const float *pr = p + (size_t) i * S;
-				float	   *g = dp + (size_t) i * S;
-				float		dot = 0.0f;
-
-				for (int j = 0; j < S; j++)
-					dot += pr[j] * g[j];
-				for (int j = 0; j < S; j++)
-					g[j] = pr[j] * (g[j] - dot);
-			}
+			softmax_backward_rows(dp, p, S, S);
 			/* dq (S, d) = scale * dscores (S, S) @ k (S, d) */
 			bt_sgemm(BT_ROW_MAJOR, BT_NO_TRANS, BT_NO_TRANS, S, d, S, scale,
 					 dp, S, k, 3 * H, 0.0f, dbase + h * d, 3 * H);
@@ -614,7 +628,9 @@ bt_attention_backward(float *dqkv, float *dp, float *pd, const float *dctx, cons
 void
 bt_gelu_forward(float *out, const float *in, size_t n, BtActivation act)
 {
-	if (act == BT_ACT_GELU && bt_simd_avx2())
+	if (act == BT_ACT_GELU && bt_cpu_path() >= BT_CPU_AVX512)
+		bt_avx512_gelu(out, in, n);
+	else if (act == BT_ACT_GELU && bt_simd_avx2())
 		bt_avx2_gelu(out, in, n);
 	else if (act == BT_ACT_GELU)
 		for (size_t i = 0; i < n; i++)
@@ -627,7 +643,9 @@ bt_gelu_forward(float *out, const float *in, size_t n, BtActivation act)
 void
 bt_gelu_backward(float *dx, const float *x, size_t n, BtActivation act)
 {
-	if (act == BT_ACT_GELU && bt_simd_avx2())
+	if (act == BT_ACT_GELU && bt_cpu_path() >= BT_CPU_AVX512)
+		bt_avx512_gelu_backward(dx, x, n);
+	else if (act == BT_ACT_GELU && bt_simd_avx2())
 		bt_avx2_gelu_backward(dx, x, n);
 	else if (act == BT_ACT_GELU)
 	{
@@ -661,4 +679,38 @@ bt_tanh_backward(float *dy, const float *y, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		dy[i] *= 1.0f - y[i] * y[i];
+}
+
+/* ---- the optimizer ---- */
+
+double
+bt_sumsq(const float *x, size_t n)
+{
+	double		sum = 0.0;
+
+	if (bt_simd_avx2())
+		return bt_avx2_sumsq(x, n);
+	for (size_t i = 0; i < n; i++)
+		sum += (double) x[i] * x[i];
+	return sum;
+}
+
+void
+bt_adamw_update(float *p, float *g, float *m, float *v, size_t n, const BtAdamStep *s)
+{
+	size_t		i = bt_simd_avx2() ? bt_avx2_adamw(p, g, m, v, n, s) : 0;
+
+	for (; i < n; i++)
+	{
+		float		gi = s->clip ? g[i] * s->grad_scale : g[i],
+					denom;
+
+		if (s->decay_on)
+			p[i] *= s->decay;
+		m[i] += s->one_minus_b1 * (gi - m[i]);
+		v[i] = v[i] * s->b2 + s->one_minus_b2 * gi * gi;
+		denom = sqrtf(v[i]) / s->bc2_sqrt + s->eps;
+		p[i] += -s->step_size * (m[i] / denom);
+		g[i] = 0.0f;
+	}
 }

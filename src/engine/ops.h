@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "simd.h"
 #include "team.h"
 
 /*
@@ -184,5 +185,16 @@ extern void bt_tanh_forward(float *x, size_t n);
 
 /* Backward of bt_tanh_forward from its output y: dy (n) *= 1 - y^2 */
 extern void bt_tanh_backward(float *dy, const float *y, size_t n);
+
+/* Sum of x[i]^2 over n floats, in double: a gradient norm's square */
+extern double bt_sumsq(const float *x, size_t n);
+
+/*
+ * One torch.optim.AdamW step over n parameters p with gradients g (scaled by
+ * s->grad_scale first when s->clip) and moments m, v: decoupled decay when
+ * s->decay_on, then the bias-corrected Adam update; g is zeroed for the next
+ * accumulation. AVX2 where the CPU has it, the same bits as the plain loop.
+ */
+extern void bt_adamw_update(float *p, float *g, float *m, float *v, size_t n, const BtAdamStep *s);
 
 #endif

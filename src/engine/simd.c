@@ -127,6 +127,116 @@ bt_avx2_gelu_backward(float *dx, const float *x, size_t n)
 	}
 }
 
+/* gelu_slope256 on sixteen floats, lane for lane the same operations */
+BT_MATH512 static inline __m512
+gelu_slope512(__m512 x)
+{
+	__m512		cdf = _mm512_mul_ps(_mm512_set1_ps(0.5f),
+									_mm512_add_ps(_mm512_set1_ps(1.0f),
+												  erf512(_mm512_mul_ps(x, _mm512_set1_ps((float) M_SQRT1_2))))),
+				pdf = exp512(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(x, x)));
+
+	return _mm512_fmadd_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.3989422804014327f)), pdf, cdf);
+}
+
+BT_MATH512 void
+bt_avx512_gelu(float *out, const float *in, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(out + i, gelu512(_mm512_loadu_ps(in + i)));
+	if (i < n)
+	{
+		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
+
+		_mm512_mask_storeu_ps(out + i, m, gelu512(_mm512_maskz_loadu_ps(m, in + i)));
+	}
+}
+
+BT_MATH512 void
+bt_avx512_gelu_backward(float *dx, const float *x, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dx + i), gelu_slope512(_mm512_loadu_ps(x + i))));
+	if (i < n)
+	{
+		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
+
+		_mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dx + i),
+													   gelu_slope512(_mm512_maskz_loadu_ps(m, x + i))));
+	}
+}
+
+AVX2 double
+bt_avx2_sumsq(const float *x, size_t n)
+{
+	__m256d		acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+	double		sum = 0.0;
+	size_t		i = 0;
+
+	/* four independent sums, so the adds do not wait on each other */
+	for (; i + 16 <= n; i += 16)
+		for (int a = 0; a < 4; a++)
+		{
+			__m256d		d = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * a));
+
+			acc[a] = _mm256_fmadd_pd(d, d, acc[a]);
+		}
+	sum = hsum_pd(_mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3])));
+	for (; i < n; i++)
+		sum += (double) x[i] * x[i];
+	return sum;
+}
+
+/* GCC fuses an intrinsic multiply and add into an FMA on its own; clang does not across statements */
+#if defined(__clang__)
+#define NO_FMA_CONTRACTION
+#else
+#define NO_FMA_CONTRACTION __attribute__((optimize("fp-contract=off")))
+#endif
+
+AVX2 NO_FMA_CONTRACTION size_t
+bt_avx2_adamw(float *p, float *g, float *m, float *v, size_t n, const BtAdamStep *s)
+{
+	const __m256 grad_scale = _mm256_set1_ps(s->grad_scale),
+				decay = _mm256_set1_ps(s->decay),
+				one_minus_b1 = _mm256_set1_ps(s->one_minus_b1),
+				one_minus_b2 = _mm256_set1_ps(s->one_minus_b2),
+				b2 = _mm256_set1_ps(s->b2),
+				bc2_sqrt = _mm256_set1_ps(s->bc2_sqrt),
+				eps = _mm256_set1_ps(s->eps),
+				minus_step = _mm256_set1_ps(-s->step_size),
+				zero = _mm256_setzero_ps();
+	size_t		i = 0;
+
+	/* bt_adamw_update's plain loop, operation for operation (no fused multiply-adds), so the same bits */
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		gi = _mm256_loadu_ps(g + i),
+					pi = _mm256_loadu_ps(p + i),
+					mi = _mm256_loadu_ps(m + i),
+					vi = _mm256_loadu_ps(v + i),
+					denom;
+
+		if (s->clip)
+			gi = _mm256_mul_ps(gi, grad_scale);
+		if (s->decay_on)
+			pi = _mm256_mul_ps(pi, decay);
+		mi = _mm256_add_ps(mi, _mm256_mul_ps(one_minus_b1, _mm256_sub_ps(gi, mi)));
+		vi = _mm256_add_ps(_mm256_mul_ps(vi, b2), _mm256_mul_ps(_mm256_mul_ps(one_minus_b2, gi), gi));
+		denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2_sqrt), eps);
+		pi = _mm256_add_ps(pi, _mm256_mul_ps(minus_step, _mm256_div_ps(mi, denom)));
+		_mm256_storeu_ps(p + i, pi);
+		_mm256_storeu_ps(m + i, mi);
+		_mm256_storeu_ps(v + i, vi);
+		_mm256_storeu_ps(g + i, zero);
+	}
+	return i;
+}
+
 AVX2 void
 bt_avx2_softmax_rows(float *x, int rows, int cols)
 {
@@ -166,6 +276,33 @@ bt_avx2_softmax_rows(float *x, int rows, int cols)
 			_mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), _mm256_set1_ps(inv)));
 		if (rest)
 			_mm256_maskstore_ps(row + full, m, _mm256_mul_ps(_mm256_maskload_ps(row + full, m), _mm256_set1_ps(inv)));
+	}
+}
+
+AVX2 void
+bt_avx2_softmax_backward_rows(float *g, const float *p, int rows, int cols)
+{
+	size_t		full = (size_t) cols & ~(size_t) 7,
+				rest = (size_t) cols - full;
+	__m256i		m = tail_mask(rest);
+
+	for (int i = 0; i < rows; i++)
+	{
+		const float *pr = p + (size_t) i * cols;
+		float	   *gr = g + (size_t) i * cols;
+		__m256		acc = _mm256_setzero_ps(),
+					dot;
+
+		for (size_t j = 0; j < full; j += 8)
+			acc = _mm256_fmadd_ps(_mm256_loadu_ps(pr + j), _mm256_loadu_ps(gr + j), acc);
+		if (rest)
+			acc = _mm256_fmadd_ps(_mm256_maskload_ps(pr + full, m), _mm256_maskload_ps(gr + full, m), acc);
+		dot = _mm256_set1_ps(hsum(acc));
+		for (size_t j = 0; j < full; j += 8)
+			_mm256_storeu_ps(gr + j, _mm256_mul_ps(_mm256_loadu_ps(pr + j), _mm256_sub_ps(_mm256_loadu_ps(gr + j), dot)));
+		if (rest)
+			_mm256_maskstore_ps(gr + full, m, _mm256_mul_ps(_mm256_maskload_ps(pr + full, m),
+															_mm256_sub_ps(_mm256_maskload_ps(gr + full, m), dot)));
 	}
 }
 
@@ -389,7 +526,34 @@ bt_avx2_gelu_backward(float *dx, const float *x, size_t n)
 }
 
 void
+bt_avx512_gelu(float *out, const float *in, size_t n)
+{
+}
+
+void
+bt_avx512_gelu_backward(float *dx, const float *x, size_t n)
+{
+}
+
+double
+bt_avx2_sumsq(const float *x, size_t n)
+{
+	return 0.0;
+}
+
+size_t
+bt_avx2_adamw(float *p, float *g, float *m, float *v, size_t n, const BtAdamStep *s)
+{
+	return 0;
+}
+
+void
 bt_avx2_softmax_rows(float *x, int rows, int cols)
+{
+}
+
+void
+bt_avx2_softmax_backward_rows(float *g, const float *p, int rows, int cols)
 {
 }
 

@@ -30,8 +30,39 @@ extern void bt_avx2_gelu(float *out, const float *in, size_t n);
 /* dx (n) *= gelu'(x), the exact GELU's slope (bt_gelu_backward's loop) */
 extern void bt_avx2_gelu_backward(float *dx, const float *x, size_t n);
 
+/* bt_avx2_gelu and bt_avx2_gelu_backward on AVX-512F, lane for lane the same arithmetic, so the same bits */
+extern void bt_avx512_gelu(float *out, const float *in, size_t n);
+extern void bt_avx512_gelu_backward(float *dx, const float *x, size_t n);
+
+/* Sum of x[i]^2 over n floats, in double (four partial sums, so not the plain loop's order) */
+extern double bt_avx2_sumsq(const float *x, size_t n);
+
+/* One AdamW step's constants (ops.h's bt_adamw_update). */
+typedef struct BtAdamStep
+{
+	bool		clip;			/* scale each gradient by grad_scale first */
+	bool		decay_on;		/* multiply each weight by decay first */
+	float		grad_scale,
+				decay,
+				one_minus_b1,
+				one_minus_b2,
+				b2,
+				bc2_sqrt,		/* sqrt(1 - b2^step) */
+				eps,
+				step_size;		/* lr / (1 - b1^step) */
+} BtAdamStep;
+
+/*
+ * bt_adamw_update's loop over the first n rounded down to 8 elements, the
+ * same operations in the same order (so the same bits); returns how many it did.
+ */
+extern size_t bt_avx2_adamw(float *p, float *g, float *m, float *v, size_t n, const BtAdamStep *s);
+
 /* x (rows, cols) = softmax of each row in place, with max subtraction */
 extern void bt_avx2_softmax_rows(float *x, int rows, int cols);
+
+/* g (rows, cols) = p * (g - sum_j p g) per row: softmax backward in place, p the softmax's output */
+extern void bt_avx2_softmax_backward_rows(float *g, const float *p, int rows, int cols);
 
 /* x (n) += add (n) */
 extern void bt_avx2_add(float *x, const float *add, size_t n);

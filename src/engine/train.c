@@ -792,56 +792,45 @@ bt_trainer_step(BtTrainer *t, float *lr_out, float *grad_norm_out)
 	const BtTrainOptions *o = &t->opts;
 	float	   *params = t->m->params,
 			   *grads = t->grads;
-	double		sumsq = 0.0,
-				lr = o->learning_rate * lr_multiplier(o, t->steps),
+	double		lr = o->learning_rate * lr_multiplier(o, t->steps),
 				b1 = o->beta1,
 				b2 = o->beta2;
 	int			step = t->steps + 1;
 	float		norm,
-				decay = (float) (1.0 - lr * o->weight_decay),
-				step_size = (float) (lr / (1.0 - pow(b1, step))),
-				bc2_sqrt = (float) sqrt(1.0 - pow(b2, step)),
-				one_minus_b1 = (float) (1.0 - b1),
-				one_minus_b2 = (float) (1.0 - b2),
-				b2f = (float) b2,
-				eps = o->adam_eps;
+				coef;
+	BtAdamStep	as;
 
-	/* clip_grad_norm_: the global L2 norm over the trained parameters */
-	for (size_t i = t->train_off; i < t->train_off + t->train_n; i++)
-		sumsq += (double) grads[i] * grads[i];
-	norm = (float) sqrt(sumsq);
-	if (o->max_grad_norm > 0.0f)
-	{
-		float		coef = o->max_grad_norm / (norm + 1e-6f);
-
-		if (coef < 1.0f)
-			for (size_t i = t->train_off; i < t->train_off + t->train_n; i++)
-				grads[i] *= coef;
-	}
+	/* clip_grad_norm_: the global L2 norm over the trained parameters, applied inside the update */
+	norm = (float) sqrt(bt_sumsq(grads + t->train_off, t->train_n));
+	coef = o->max_grad_norm / (norm + 1e-6f);
+	as.clip = o->max_grad_norm > 0.0f && coef < 1.0f;
+	as.grad_scale = coef;
 
 	/* torch.optim.AdamW: decoupled decay, then the bias-corrected Adam update */
+	as.decay = (float) (1.0 - lr * o->weight_decay);
+	as.step_size = (float) (lr / (1.0 - pow(b1, step)));
+	as.bc2_sqrt = (float) sqrt(1.0 - pow(b2, step));
+	as.one_minus_b1 = (float) (1.0 - b1);
+	as.one_minus_b2 = (float) (1.0 - b2);
+	as.b2 = (float) b2;
+	as.eps = o->adam_eps;
 	for (int s = 0; s < t->n_seg; s++)
 	{
 		const Segment *sg = &t->seg[s];
-		float	   *pp = params + sg->off,
-				   *gg = grads + sg->off,
-				   *mm = t->adam_m + (sg->off - t->train_off),
-				   *vv = t->adam_v + (sg->off - t->train_off);
-		bool		wd = sg->decay && o->weight_decay != 0.0f;
 
-		for (size_t i = 0; i < sg->n; i++)
-		{
-			float		denom;
-
-			if (wd)
-				pp[i] *= decay;
-			mm[i] += one_minus_b1 * (gg[i] - mm[i]);
-			vv[i] = vv[i] * b2f + one_minus_b2 * gg[i] * gg[i];
-			denom = sqrtf(vv[i]) / bc2_sqrt + eps;
-			pp[i] += -step_size * (mm[i] / denom);
-		}
+		as.decay_on = sg->decay && o->weight_decay != 0.0f;
+		bt_adamw_update(params + sg->off, grads + sg->off, t->adam_m + (sg->off - t->train_off),
+						t->adam_v + (sg->off - t->train_off), sg->n, &as);
 	}
-	memset(grads + t->train_off, 0, t->train_n * sizeof(float));
+	/* bt_adamw_update zeroed the segments' gradients; clear anything between them too */
+	for (int s = 0; s <= t->n_seg; s++)
+	{
+		size_t		from = s == 0 ? t->train_off : t->seg[s - 1].off + t->seg[s - 1].n,
+					to = s == t->n_seg ? t->train_off + t->train_n : t->seg[s].off;
+
+		if (to > from)
+			memset(grads + from, 0, (to - from) * sizeof(float));
+	}
 	t->steps++;
 	if (lr_out)
 		*lr_out = (float) lr;

@@ -34,6 +34,7 @@
 #include "ops.h"
 #include "safetensors.h"
 #include "sgemm_bf16.h"
+#include "simd.h"
 #include "team.h"
 #include "testing.h"
 #include "tolerance.h"
@@ -715,6 +716,83 @@ test_gelu_slope(void)
 	/* the slope lies in [-0.17, 1.13]: a few float ulps of 1 */
 	check(worst <= 1e-6, "gelu backward on %d points in [-10, 10] within %.1e of the slope in double (at most 1e-6)",
 		  N, worst);
+
+	/* the AVX-512 loops do the AVX2 loops' arithmetic lane for lane: the same bits, tails included */
+	if (bt_cpu_path() >= BT_CPU_AVX512)
+	{
+		static float wide[N],
+					narrow[N];
+		bool		same_forward,
+					same_backward;
+
+		bt_avx512_gelu(wide, x, N);
+		bt_avx2_gelu(narrow, x, N);
+		same_forward = memcmp(wide, narrow, sizeof wide) == 0;
+		for (int i = 0; i < N; i++)
+			wide[i] = narrow[i] = 1.0f - 0.25f * (i % 5);
+		bt_avx512_gelu_backward(wide, x, N - 3);
+		bt_avx2_gelu_backward(narrow, x, N - 3);
+		same_backward = memcmp(wide, narrow, sizeof wide) == 0;
+		check(same_forward && same_backward, "gelu forward and backward: AVX-512 the same bits as AVX2 (%d and %d points)",
+			  N, N - 3);
+	}
+}
+
+/* bt_adamw_update against torch's AdamW written out here in float, bit for bit, with and without clip and decay. */
+static void
+test_adamw_update(void)
+{
+	enum
+	{
+		N = 1003				/* 125 vectors of eight and a tail of three */
+	};
+	static float p[N],
+				g[N],
+				m[N],
+				v[N],
+				rp[N],
+				rm[N],
+				rv[N];
+	unsigned	seed = 7;
+	int			cases = 0,
+				same = 0;
+
+	for (int c = 0; c < 4; c++)
+	{
+		BtAdamStep	s = {.clip = c & 1, .decay_on = c & 2, .grad_scale = 0.37f, .decay = 0.99995f,
+		.one_minus_b1 = 0.1f, .one_minus_b2 = 0.001f, .b2 = 0.999f, .bc2_sqrt = 0.0447101f, .eps = 1e-8f,
+		.step_size = 2e-5f / 0.271f};
+		bool		zeroed = true;
+
+		for (int i = 0; i < N; i++)
+		{
+			seed = seed * 1103515245u + 12345u;
+			p[i] = rp[i] = ((int) (seed >> 9) % 2001 - 1000) * 1e-3f;
+			g[i] = ((int) (seed >> 3) % 201 - 100) * (i % 7 == 0 ? 1e-6f : 1e-3f);
+			m[i] = rm[i] = g[i] * 0.5f;
+			v[i] = rv[i] = g[i] * g[i] * (i % 3);
+		}
+		for (int i = 0; i < N; i++)
+		{
+			float		gi = s.clip ? g[i] * s.grad_scale : g[i],
+						denom;
+
+			if (s.decay_on)
+				rp[i] *= s.decay;
+			rm[i] += s.one_minus_b1 * (gi - rm[i]);
+			rv[i] = rv[i] * s.b2 + s.one_minus_b2 * gi * gi;
+			denom = sqrtf(rv[i]) / s.bc2_sqrt + s.eps;
+			rp[i] += -s.step_size * (rm[i] / denom);
+		}
+		bt_adamw_update(p, g, m, v, N, &s);
+		for (int i = 0; i < N; i++)
+			zeroed &= g[i] == 0.0f;
+		cases++;
+		same += zeroed && memcmp(p, rp, sizeof p) == 0 && memcmp(m, rm, sizeof m) == 0 &&
+			memcmp(v, rv, sizeof v) == 0;
+	}
+	check(same == cases, "adamw update (%s): %d of %d cases (clip, decay) the plain loop's bits, gradients zeroed",
+		  bt_simd_avx2() ? "AVX2" : "plain", same, cases);
 }
 
 /* The value bf16 rounding leaves of x. */
@@ -1494,6 +1572,7 @@ main(int argc, char **argv)
 	test_finite_differences("gelu_new", 0.2f);
 	test_dropout();
 	test_gelu_slope();
+	test_adamw_update();
 	test_sgemm_bf16();
 	test_init_random();
 	test_reset_head(argv[1], argv[2]);
