@@ -284,6 +284,11 @@ void
 bt_layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
 					  const float *mean, const float *rstd, const float *w, int T, int H)
 {
+	if (bt_simd_avx2())
+	{
+		bt_avx2_layernorm_backward(din, dw, db, dout, in, mean, rstd, w, T, H);
+		return;
+	}
 	for (int t = 0; t < T; t++)
 	{
 		const float *x = in + (size_t) t * H;

@@ -280,6 +280,74 @@ bt_avx2_softmax_rows(float *x, int rows, int cols)
 }
 
 AVX2 void
+bt_avx2_layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+						   const float *mean, const float *rstd, const float *w, int T, int H)
+{
+	size_t		full = (size_t) H & ~(size_t) 7,
+				rest = (size_t) H - full;
+	__m256i		m = tail_mask(rest);
+
+	for (int t = 0; t < T; t++)
+	{
+		const float *x = in + (size_t) t * H;
+		const float *dy = dout + (size_t) t * H;
+		float	   *dx = din + (size_t) t * H;
+		__m256		mu = _mm256_set1_ps(mean[t]),
+					r = _mm256_set1_ps(rstd[t]),
+					sum_g = _mm256_setzero_ps(),
+					sum_gx = _mm256_setzero_ps(),
+					mean_g,
+					mean_gx;
+
+		/* y = xhat w + b, xhat = (x - mean) rstd: the sums of g = dy w and g xhat, and dw, db */
+		for (size_t j = 0; j < full + (rest ? 8 : 0); j += 8)
+		{
+			bool		tail = j >= full;
+			__m256		xj = tail ? _mm256_maskload_ps(x + j, m) : _mm256_loadu_ps(x + j),
+						dyj = tail ? _mm256_maskload_ps(dy + j, m) : _mm256_loadu_ps(dy + j),
+						wj = tail ? _mm256_maskload_ps(w + j, m) : _mm256_loadu_ps(w + j),
+						dwj = tail ? _mm256_maskload_ps(dw + j, m) : _mm256_loadu_ps(dw + j),
+						dbj = tail ? _mm256_maskload_ps(db + j, m) : _mm256_loadu_ps(db + j),
+						xhat = _mm256_mul_ps(_mm256_sub_ps(xj, mu), r),
+						g = _mm256_mul_ps(dyj, wj);
+
+			sum_g = _mm256_add_ps(sum_g, g);	/* masked-off lanes: dy = 0, so g = 0 */
+			sum_gx = _mm256_fmadd_ps(g, xhat, sum_gx);
+			dwj = _mm256_fmadd_ps(dyj, xhat, dwj);
+			dbj = _mm256_add_ps(dbj, dyj);
+			if (tail)
+			{
+				_mm256_maskstore_ps(dw + j, m, dwj);
+				_mm256_maskstore_ps(db + j, m, dbj);
+			}
+			else
+			{
+				_mm256_storeu_ps(dw + j, dwj);
+				_mm256_storeu_ps(db + j, dbj);
+			}
+		}
+		mean_g = _mm256_set1_ps(hsum(sum_g) / H);
+		mean_gx = _mm256_set1_ps(hsum(sum_gx) / H);
+		/* dx = rstd (g - mean(g) - xhat mean(g xhat)) */
+		for (size_t j = 0; j < full + (rest ? 8 : 0); j += 8)
+		{
+			bool		tail = j >= full;
+			__m256		xj = tail ? _mm256_maskload_ps(x + j, m) : _mm256_loadu_ps(x + j),
+						dyj = tail ? _mm256_maskload_ps(dy + j, m) : _mm256_loadu_ps(dy + j),
+						wj = tail ? _mm256_maskload_ps(w + j, m) : _mm256_loadu_ps(w + j),
+						xhat = _mm256_mul_ps(_mm256_sub_ps(xj, mu), r),
+						dxj = _mm256_mul_ps(r, _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(dyj, wj), mean_g),
+															 _mm256_mul_ps(xhat, mean_gx)));
+
+			if (tail)
+				_mm256_maskstore_ps(dx + j, m, dxj);
+			else
+				_mm256_storeu_ps(dx + j, dxj);
+		}
+	}
+}
+
+AVX2 void
 bt_avx2_softmax_backward_rows(float *g, const float *p, int rows, int cols)
 {
 	size_t		full = (size_t) cols & ~(size_t) 7,
@@ -341,7 +409,9 @@ bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const f
 		const float *x = in + (size_t) t * H;
 		const float *a = add ? add + (size_t) t * H : NULL;
 		float	   *y = out + (size_t) t * H;
-		__m256d		acc = _mm256_setzero_pd();
+		/* two sums per pass, each on its own register, so that the adds do not wait on each other */
+		__m256d		acc = _mm256_setzero_pd(),
+					acc2 = _mm256_setzero_pd();
 		__m256		v,
 					vmu,
 					vr;
@@ -354,20 +424,21 @@ bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const f
 		{
 			v = ln_input(x, a, j, m, false);
 			_mm256_storeu_ps(y + j, v);
-			acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
-												   _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+			acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+			acc2 = _mm256_add_pd(acc2, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
 		}
 		if (rest)
 		{
 			v = ln_input(x, a, full, m, true);	/* masked-off lanes are 0 */
 			_mm256_maskstore_ps(y + full, m, v);
-			acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
-												   _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+			acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+			acc2 = _mm256_add_pd(acc2, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
 		}
-		mu = hsum_pd(acc) / H;
+		mu = hsum_pd(_mm256_add_pd(acc, acc2)) / H;
 
 		/* biased variance around the mean, in double like the plain loop */
 		acc = _mm256_setzero_pd();
+		acc2 = _mm256_setzero_pd();
 		for (size_t j = 0; j < full + (rest ? 8 : 0); j += 8)
 		{
 			__m256d		dlo,
@@ -386,9 +457,9 @@ bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const f
 				dhi = _mm256_and_pd(dhi, _mm256_castsi256_pd(mhi));
 			}
 			acc = _mm256_fmadd_pd(dlo, dlo, acc);
-			acc = _mm256_fmadd_pd(dhi, dhi, acc);
+			acc2 = _mm256_fmadd_pd(dhi, dhi, acc2);
 		}
-		var = hsum_pd(acc) / H;
+		var = hsum_pd(_mm256_add_pd(acc, acc2)) / H;
 		r = (float) (1.0 / sqrt(var + eps));
 
 		vmu = _mm256_set1_ps((float) mu);
@@ -549,6 +620,12 @@ bt_avx2_adamw(float *p, float *g, float *m, float *v, size_t n, const BtAdamStep
 
 void
 bt_avx2_softmax_rows(float *x, int rows, int cols)
+{
+}
+
+void
+bt_avx2_layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+						   const float *mean, const float *rstd, const float *w, int T, int H)
 {
 }
 

@@ -75,6 +75,14 @@ extern void bt_avx2_add(float *x, const float *add, size_t n);
 extern void bt_avx2_layernorm(float *out, float *mean, float *rstd, const float *in, const float *add,
 							  const float *w, const float *b, int T, int H, float eps);
 
+/*
+ * Backward of bt_avx2_layernorm from its saved input, mean and rstd (ops.h's
+ * bt_layernorm_backward, with its two row sums reassociated): din (T, H) may
+ * be dout; dw, db (H) +=.
+ */
+extern void bt_avx2_layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+									   const float *mean, const float *rstd, const float *w, int T, int H);
+
 /* The longest sequence and the widest head bt_avx2_attention_head takes (d a multiple of 16). */
 #define BT_SMALL_ATTN_S 64
 #define BT_SMALL_ATTN_D 128
