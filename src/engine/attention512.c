@@ -20,9 +20,9 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
-/* dst rows 0 .. 15 (stride lds) = the transpose of src rows 0 .. live - 1 (stride ld; later rows zero), 16 floats each. */
-AVX512 static void
-transpose_16x16(float *dst, size_t lds, const float *src, size_t ld, int live)
+/* out[0 .. 15] = the rows of the transpose of src rows 0 .. live - 1 (stride ld; later rows zero), 16 floats each. */
+AVX512 static inline __attribute__((always_inline)) void
+transpose_16x16_regs(__m512 out[16], const float *src, size_t ld, int live)
 {
 	__m512		r[16],
 				a[16],
@@ -52,11 +52,22 @@ transpose_16x16(float *dst, size_t lds, const float *src, size_t ld, int live)
 					even1 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x88),
 					odd1 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xdd);
 
-		_mm512_storeu_ps(dst + m * lds, _mm512_shuffle_f32x4(even0, even1, 0x88));
-		_mm512_storeu_ps(dst + (4 + m) * lds, _mm512_shuffle_f32x4(odd0, odd1, 0x88));
-		_mm512_storeu_ps(dst + (8 + m) * lds, _mm512_shuffle_f32x4(even0, even1, 0xdd));
-		_mm512_storeu_ps(dst + (12 + m) * lds, _mm512_shuffle_f32x4(odd0, odd1, 0xdd));
+		out[m] = _mm512_shuffle_f32x4(even0, even1, 0x88);
+		out[4 + m] = _mm512_shuffle_f32x4(odd0, odd1, 0x88);
+		out[8 + m] = _mm512_shuffle_f32x4(even0, even1, 0xdd);
+		out[12 + m] = _mm512_shuffle_f32x4(odd0, odd1, 0xdd);
 	}
+}
+
+/* dst rows 0 .. 15 (stride lds) = the transpose of src rows 0 .. live - 1 (stride ld; later rows zero), 16 floats each. */
+AVX512 static void
+transpose_16x16(float *dst, size_t lds, const float *src, size_t ld, int live)
+{
+	__m512		out[16];
+
+	transpose_16x16_regs(out, src, ld, live);
+	for (int i = 0; i < 16; i++)
+		_mm512_storeu_ps(dst + i * lds, out[i]);
 }
 
 /*
@@ -207,12 +218,11 @@ row_words(uint32_t *dst, int ldd, const float *src, int ld, int rows, int n)
 AVX512BF16 static void
 transpose_16x16_pairs(uint32_t *dst, size_t lds, const float *src, size_t ld, int live)
 {
-	float		t[16 * 16];
+	__m512		t[16];
 
-	transpose_16x16(t, 16, src, ld, live);
+	transpose_16x16_regs(t, src, ld, live);
 	for (int i = 0; i < 8; i++)
-		_mm512_storeu_si512(dst + i * lds,
-							bf16_pair_words(_mm512_loadu_ps(t + 32 * i), _mm512_loadu_ps(t + 32 * i + 16)));
+		_mm512_storeu_si512(dst + i * lds, bf16_pair_words(t[2 * i], t[2 * i + 1]));
 }
 
 /*

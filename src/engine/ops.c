@@ -423,9 +423,8 @@ head_context(float *ctx, const float *p, const float *base, int S, int H, int NH
 static bool
 small_head(int S, int H, int NH)
 {
-	int			d = H / NH;
-
-	int			longest = bt_cpu_path() >= BT_CPU_AVX512 ? BT_SMALL_ATTN_S512 : BT_SMALL_ATTN_S;
+	int			d = H / NH,
+				longest = bt_cpu_path() >= BT_CPU_AVX512 ? BT_SMALL_ATTN_S512 : BT_SMALL_ATTN_S;
 
 	return S <= longest && d % 16 == 0 && d <= BT_SMALL_ATTN_D && bt_simd_avx2();
 }
