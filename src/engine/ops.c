@@ -200,17 +200,10 @@ bt_dense_backward(const BtDenseMode *mode, float *din, bool accumulate, float *d
 	/* dw (O, K) += dout^T (O, T) @ in (T, K) */
 	if (!dense_gemm(mode, true, false, O, K, T, dout, O, in, K, 1.0f, dw, K, NULL))
 		bt_sgemm(BT_ROW_MAJOR, BT_TRANS, BT_NO_TRANS, O, K, T, 1.0f, dout, O, in, K, 1.0f, dw, K);
+	/* db += each row of dout: bt_residual_forward is that add (AVX2 where it can, the same order) */
 	if (db)
 		for (int t = 0; t < T; t++)
-		{
-			const float *row = dout + (size_t) t * O;
-
-			if (bt_simd_avx2())
-				bt_avx2_add(db, row, O);	/* the same additions in the same order */
-			else
-				for (int o = 0; o < O; o++)
-					db[o] += row[o];
-		}
+			bt_residual_forward(db, dout + (size_t) t * O, O);
 }
 
 /* ---- residual connection ---- */
