@@ -259,8 +259,9 @@ tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float
  * bias, when first, the 16 P biases. Each k loads P vectors of the panels
  * and broadcasts ROWS inputs into ROWS P FMAs on 512-bit registers: with 12
  * rows and 2 panels, 24 accumulators. Each accumulator sums its k in the same
- * order as tile_6x16, so both kernels give the same bits; gelu as in
- * tile_6x16. ROWS and P are constants where it is inlined.
+ * order as tile_6x16, so both kernels give the same sums; gelu through
+ * gelu512, bt_gelu_forward's GELU on this path (not gelu256's bits). ROWS and
+ * P are constants where it is inlined.
  */
 AVX512 static inline __attribute__((always_inline)) void
 tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,

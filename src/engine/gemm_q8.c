@@ -372,8 +372,8 @@ dpbusd(__m512i *acc, __m512i x, __m512i w)
  * instruction, and the weights' groups of 4 k by 16 outputs are already its
  * operand layout. The
  * integer sums are exact either way, and the scaling below repeats tile_q8's
- * operations lane for lane, as gelu512 does gelu256's (when gelu), so both
- * kernels give the same bits.
+ * operations lane for lane, so both kernels give the same sums; the GELU
+ * (when gelu) is gelu512, which is bt_gelu_forward's on this path.
  */
 VNNI static inline __attribute__((always_inline)) void
 tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,

@@ -1145,6 +1145,71 @@ test_simd_math(void)
 }
 
 /*
+ * The exact GELU's loops (AVX2 gelu256, and AVX-512 gelu512's erf pieces
+ * where the path has it) against 0.5 x (1 + erf(x / sqrt 2)) in double:
+ * every 64th float of |x| in [2^-20, 6.5] of both signs, and +-30. The error
+ * past the result's own rounding (half an ulp), divided by 0.5 |x|, is the
+ * error in erf the loop carried: 2.5 ulps of 1 at most (gen_erf_table.py's
+ * pieces are within 1). A wrong piece or coefficient is off by far more.
+ */
+static void
+test_gelu_forward(void)
+{
+	size_t		cap = 6000000,
+				n = 0;
+	float	   *in = malloc(cap * sizeof(float)),
+			   *out = malloc(cap * sizeof(float));
+	const char *names[] = {"AVX2", "AVX-512"};
+
+	for (float x = 0x1p-20f; x <= 6.5f && n + 2 <= cap; n += 2)
+	{
+		int32_t		bits;
+
+		in[n] = x;
+		in[n + 1] = -x;
+		memcpy(&bits, &x, 4);
+		bits += 64;
+		memcpy(&x, &bits, 4);
+	}
+	in[n++] = 0.0f;
+	in[n++] = 30.0f;
+	in[n++] = -30.0f;
+	for (int wide = 0; wide < 2; wide++)
+	{
+		double		worst = 0.0;
+		float		at = 0.0f;
+
+		if (wide ? bt_cpu_path() < BT_CPU_AVX512 : !bt_simd_avx2())
+		{
+			check(1, "%s GELU: not on this CPU's path (nothing to compare)", names[wide]);
+			continue;
+		}
+		if (wide)
+			bt_avx512_gelu(out, in, n);
+		else
+			bt_avx2_gelu(out, in, n);
+		for (size_t i = 0; i < n; i++)
+		{
+			double		x = in[i],
+						want = 0.5 * x * (1.0 + erf(x / sqrt(2.0))),
+						half_ulp = want == 0.0 ? 0.0 : ldexp(1.0, ilogb(want) - 24),
+						err = fabs(out[i] - want) - half_ulp;
+
+			err = x == 0.0 ? fabs(out[i]) : err / (0.5 * fabs(x));
+			if (!(err <= worst))	/* NaN counts as the worst */
+			{
+				worst = isnan(err) ? INFINITY : err;
+				at = in[i];
+			}
+		}
+		check(worst <= 2.5 * 0x1p-24, "%s GELU vs GELU in double: %zu inputs, erf's share of the error at most "
+			  "%.2f ulp of 1 (at %.9g; 2.5 allowed)", names[wide], n, worst / 0x1p-24, at);
+	}
+	free(in);
+	free(out);
+}
+
+/*
  * bt_attention_forward against attention in double: the path's short-sequence
  * head (AVX-512 up to BT_SMALL_ATTN_S512 tokens, AVX2 up to BT_SMALL_ATTN_S)
  * where the head size is a multiple of 16, else the sgemm products and the
@@ -1645,6 +1710,7 @@ main(int argc, char **argv)
 	if (argc == 4)
 		test_minilm(argv[2], argv[3]);
 	test_simd_math();
+	test_gelu_forward();
 	test_attention();
 	test_gemm();
 	test_gemm_q8();

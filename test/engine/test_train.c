@@ -717,24 +717,21 @@ test_gelu_slope(void)
 	check(worst <= 1e-6, "gelu backward on %d points in [-10, 10] within %.1e of the slope in double (at most 1e-6)",
 		  N, worst);
 
-	/* the AVX-512 loops do the AVX2 loops' arithmetic lane for lane: the same bits, tails included */
+	/*
+	 * the AVX-512 slope does the AVX2 slope's arithmetic lane for lane: the
+	 * same bits, tails included (the forward GELUs differ: test_model's
+	 * test_gelu_forward holds each to GELU in double)
+	 */
 	if (bt_cpu_path() >= BT_CPU_AVX512)
 	{
 		static float wide[N],
 					narrow[N];
-		bool		same_forward,
-					same_backward;
 
-		bt_avx512_gelu(wide, x, N);
-		bt_avx2_gelu(narrow, x, N);
-		same_forward = memcmp(wide, narrow, sizeof wide) == 0;
 		for (int i = 0; i < N; i++)
 			wide[i] = narrow[i] = 1.0f - 0.25f * (i % 5);
 		bt_avx512_gelu_backward(wide, x, N - 3);
 		bt_avx2_gelu_backward(narrow, x, N - 3);
-		same_backward = memcmp(wide, narrow, sizeof wide) == 0;
-		check(same_forward && same_backward, "gelu forward and backward: AVX-512 the same bits as AVX2 (%d and %d points)",
-			  N, N - 3);
+		check(memcmp(wide, narrow, sizeof wide) == 0, "gelu backward: AVX-512 the same bits as AVX2 (%d points)", N - 3);
 	}
 }
 
