@@ -331,6 +331,8 @@ bt_model_free(BtBertModel *m)
 	free(m->q8_mem);
 	free(m->bf16);
 	free(m->bf16_mem);
+	for (int i = 0; i < BT_SPARE_ARENAS; i++)
+		free(m->spare_arenas[i]);
 	free(m);
 }
 
@@ -560,6 +562,84 @@ last_layer_first_only(const BtBertModel *m, BtTeam *team, int l, const BtBatch *
 		memcpy(x + (size_t) b->offsets[s] * H, first + (size_t) s * H, H * sizeof(float));
 }
 
+/* An arena: its usable bytes, then (64 bytes in) the floats. */
+typedef struct Arena
+{
+	size_t		bytes;
+} Arena;
+
+#define ARENA_HEADER 64
+
+/* The model's spare arenas, locked: a spin lock, held for a few loads and stores (never across malloc or free). */
+static Arena **
+spares_lock(const BtBertModel *m)
+{
+	while (__atomic_test_and_set((void *) &m->spare_lock, __ATOMIC_ACQUIRE))
+		;
+	return (Arena **) m->spare_arenas;
+}
+
+static void
+spares_unlock(const BtBertModel *m)
+{
+	__atomic_clear((void *) &m->spare_lock, __ATOMIC_RELEASE);
+}
+
+/*
+ * Scratch of at least `bytes` for a forward pass: the smallest spare the model
+ * kept from earlier passes that is big enough, else a new one (NULL when out
+ * of memory). A pass over 4096 tokens needs about 60 MB; fresh from malloc
+ * (glibc maps blocks that big anew each time), every page of it faults in and
+ * is cleared on every pass.
+ */
+static float *
+arena_take(const BtBertModel *m, size_t bytes)
+{
+	Arena	  **spares = spares_lock(m),
+			   *a = NULL;
+	int			best = -1;
+
+	for (int i = 0; i < BT_SPARE_ARENAS; i++)
+		if (spares[i] && spares[i]->bytes >= bytes && (best < 0 || spares[i]->bytes < spares[best]->bytes))
+			best = i;
+	if (best >= 0)
+	{
+		a = spares[best];
+		spares[best] = NULL;
+	}
+	spares_unlock(m);
+	if (a == NULL && (a = aligned_alloc(64, ARENA_HEADER + (bytes + 63) / 64 * 64)) != NULL)
+		a->bytes = bytes;
+	return a ? (float *) ((char *) a + ARENA_HEADER) : NULL;
+}
+
+/*
+ * Hand an arena from arena_take back to the model's spares: into an empty
+ * slot, else in place of the smallest spare if that is smaller (so that a
+ * batch grown for good stops allocating), else it is freed.
+ */
+static void
+arena_give(const BtBertModel *m, float *data)
+{
+	Arena	  **spares = spares_lock(m),
+			   *a = (Arena *) ((char *) data - ARENA_HEADER),
+			   *out = a;
+	int			smallest = 0;
+
+	for (int i = 0; i < BT_SPARE_ARENAS && out; i++)
+		if (spares[i] == NULL)
+			spares[i] = a, out = NULL;
+		else if (spares[i]->bytes < spares[smallest]->bytes)
+			smallest = i;
+	if (out && spares[smallest]->bytes < a->bytes)
+	{
+		out = spares[smallest];
+		spares[smallest] = a;
+	}
+	spares_unlock(m);
+	free(out);
+}
+
 /*
  * Run the embeddings and every layer over a checked batch: x (T, H). With
  * first_only, only each sequence's first row is right after the last layer
@@ -582,7 +662,7 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 				square_each = square + G,
 				work = first_only ? 3 * (size_t) b->n_seq * H : 0,
 				need = (size_t) T * (3 * H + H + H + I) + 4 * G + members * square_each + work + G;
-	float	   *arena = malloc(need * sizeof(float)),
+	float	   *arena = arena_take(m, need * sizeof(float)),
 			   *qkv,
 			   *ctx,
 			   *tmp,
@@ -633,7 +713,7 @@ encode(const BtBertModel *m, const BtBatch *b, float *x, bool first_only, BtTeam
 		layer_residual_norm(m, team, x, tmp, p->ffn_ln_w + (size_t) l * H, p->ffn_ln_b + (size_t) l * H, T);
 	}
 	bt_guard_unpoison(arena, need);
-	free(arena);
+	arena_give(m, arena);
 	return 0;
 }
 
@@ -838,7 +918,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	T = b->offsets[b->n_seq];
 
 	/* the last hidden state, then room for the pooler's input and output: (n_seq, H) each */
-	x = malloc(((size_t) T + 2 * (size_t) b->n_seq) * H * sizeof(float));
+	x = arena_take(m, ((size_t) T + 2 * (size_t) b->n_seq) * H * sizeof(float));
 	if (x == NULL)
 	{
 		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
@@ -875,7 +955,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 		if (parallel)
 			bt_blas_set_threads(blas_threads);
 		snprintf(err, errlen, "out of memory for a batch of %d tokens", T);
-		free(x);
+		arena_give(m, x);
 		return -1;
 	}
 
@@ -911,7 +991,7 @@ bt_model_forward(const BtBertModel *m, const BtBatch *b, BtForwardOut *out, char
 	}
 	if (parallel)
 		bt_blas_set_threads(blas_threads);
-	free(x);
+	arena_give(m, x);
 	return 0;
 }
 

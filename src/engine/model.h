@@ -43,6 +43,9 @@ typedef struct BtBertParams
 	float	   *cls_b;			/* (C) */
 } BtBertParams;
 
+/* Scratch arenas a model keeps between forward passes: one per chunk thread of a two-thread pass, and two more. */
+#define BT_SPARE_ARENAS 4
+
 typedef struct BtBertModel
 {
 	BtBertConfig cfg;			/* owned (labels freed with the model) */
@@ -61,6 +64,12 @@ typedef struct BtBertModel
 	int			n_bf16;			/* encoder weights also held in bf16 */
 	struct BtBf16Weight *bf16;	/* (n_bf16), found by their float32 source */
 	void	   *bf16_mem;		/* one allocation behind them */
+	/*
+	 * Forward passes' scratch kept for the next ones (model.c's arena_take and
+	 * arena_give): a cache, swapped atomically, written through const models.
+	 */
+	void	   *spare_arenas[BT_SPARE_ARENAS];
+	char		spare_lock;		/* a spin lock over them (0: free) */
 } BtBertModel;
 
 /* A packed batch: sequence s holds tokens offsets[s] .. offsets[s+1]-1. */

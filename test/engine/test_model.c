@@ -263,9 +263,18 @@ test_parity(const char *models_dir, const char *fixture, bool packed)
 			  m->num_classes, d);
 	}
 	{
-		/* each sequence alone: one sequence runs on OpenBLAS's threads, or on a team when packed */
+		/*
+		 * each sequence alone: one sequence runs on OpenBLAS's threads, or on a
+		 * team when packed; then the whole batch again, on the scratch those
+		 * passes left to the model, must give the first pass's bits
+		 */
 		int32_t		offs[2];
 		double		worst = 0.0;
+		float	   *first = malloc(ntok * H * sizeof(float));
+		BtForwardOut again = {malloc(ntok * H * sizeof(float)), NULL, NULL, NULL};
+		int			spares = 0;
+
+		memcpy(first, out.hidden, ntok * H * sizeof(float));
 
 		for (int s = 0; s < batch.n_seq; s++)
 		{
@@ -286,6 +295,13 @@ test_parity(const char *models_dir, const char *fixture, bool packed)
 			worst = d >= 0 && d > worst ? d : worst;
 		}
 		check(worst <= tol, "%s: last hidden state of each sequence alone, max |diff| %.2e", name, worst);
+		for (int i = 0; i < BT_SPARE_ARENAS; i++)
+			spares += m->spare_arenas[i] != NULL;
+		check(bt_model_forward(m, &batch, &again, err, sizeof err) == 0 &&
+			  memcmp(again.hidden, first, ntok * H * sizeof(float)) == 0 && spares >= 1,
+			  "%s: the batch again, on the %d scratch arenas earlier passes left, gives the same bits", name, spares);
+		free(first);
+		free(again.hidden);
 	}
 	if (out.pooled)
 	{
