@@ -1103,6 +1103,26 @@ worst_error(const float *fast, const float *want, const float *in, size_t n, lon
 	}
 }
 
+/* in = every 64th float of |x| in [2^-20, limit], each with its negative, then 0; returns the count (at most cap). */
+static size_t
+signed_float_grid(float *in, size_t cap, float limit)
+{
+	size_t		n = 0;
+
+	for (float x = 0x1p-20f; x <= limit && n + 3 <= cap; n += 2)
+	{
+		int32_t		bits;
+
+		in[n] = x;
+		in[n + 1] = -x;
+		memcpy(&bits, &x, 4);
+		bits += 64;
+		memcpy(&x, &bits, 4);
+	}
+	in[n++] = 0.0f;
+	return n;
+}
+
 /*
  * The vectorized erf and exp against glibc's erff and expf: every 64th float
  * of |x| in [2^-20, 4.5] of both signs for erf (past 3.925 both give +-1), and
@@ -1127,17 +1147,7 @@ test_simd_math(void)
 		free(in), free(fast), free(want);
 		return;
 	}
-	for (float x = 0x1p-20f; x <= 4.5f && n + 2 <= cap; n += 2)
-	{
-		int32_t		bits;
-
-		in[n] = x;
-		in[n + 1] = -x;
-		memcpy(&bits, &x, 4);
-		bits += 64;
-		memcpy(&x, &bits, 4);
-	}
-	in[n++] = 0.0f;
+	n = signed_float_grid(in, cap, 4.5f);
 	bt_avx2_erf(fast, in, n);
 	for (size_t i = 0; i < n; i++)
 		want[i] = erff(in[i]);
@@ -1177,17 +1187,7 @@ test_gelu_forward(void)
 			   *out = malloc(cap * sizeof(float));
 	const char *names[] = {"AVX2", "AVX-512"};
 
-	for (float x = 0x1p-20f; x <= 6.5f && n + 2 <= cap; n += 2)
-	{
-		int32_t		bits;
-
-		in[n] = x;
-		in[n + 1] = -x;
-		memcpy(&bits, &x, 4);
-		bits += 64;
-		memcpy(&x, &bits, 4);
-	}
-	in[n++] = 0.0f;
+	n = signed_float_grid(in, cap - 2, 6.5f);
 	in[n++] = 30.0f;
 	in[n++] = -30.0f;
 	for (int wide = 0; wide < 2; wide++)
