@@ -66,7 +66,7 @@ typedef struct BtBertModel
 	void	   *bf16_mem;		/* one allocation behind them */
 	/*
 	 * Forward passes' scratch kept for the next ones (model.c's arena_take and
-	 * arena_give): a cache, swapped atomically, written through const models.
+	 * arena_give): a cache under spare_lock, written through const models.
 	 */
 	void	   *spare_arenas[BT_SPARE_ARENAS];
 	char		spare_lock;		/* a spin lock over them (0: free) */

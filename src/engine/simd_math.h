@@ -3,8 +3,9 @@
  * for simd.c's loops and for the GEMM kernels, which apply the GELU to their
  * accumulators before storing them; and the same on sixteen floats for the
  * AVX-512 kernels, lane for lane the same operations, so the same bits, but
- * for the GELU (gelu512 takes erf from polynomial pieces); and the words of bf16 pairs the bf16 products take (AVX512-BF16). Include
- * after <immintrin.h> with AVX2 defined as the target attribute; x86-64 only.
+ * for the GELU (gelu512 takes erf from polynomial pieces); and the words of
+ * bf16 pairs the bf16 products take (AVX512-BF16). Include after
+ * <immintrin.h> with AVX2 defined as the target attribute; x86-64 only.
  * PostgreSQL-free.
  */
 #ifndef PGBERT_SIMD_MATH_H
@@ -241,9 +242,9 @@ static const float erf_pieces[5][32] __attribute__((aligned(64))) = {
  * coefficients come out of two registers with one permute each) and the
  * polynomial takes the fraction exactly. Four FMAs and five permutes against
  * erf512's two polynomials and exp512: 16 cycles a vector against 38 on Zen 4,
- * and the tiles' epilogue of the intermediate layer is that much of their
- * time. erf within 1 ulp of erf in double (gen_erf_table.py; gelu256 carries
- * up to 2), so not gelu256's bits; the sign is z's, |erf| at most 1.
+ * which matters because the intermediate layer's tiles end in it. erf within
+ * 1 ulp of erf in double (gen_erf_table.py; gelu256 carries up to 2), so not
+ * gelu256's bits; the sign is z's, |erf| at most 1.
  */
 BT_MATH512 static inline __m512
 gelu512(__m512 x)

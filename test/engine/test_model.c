@@ -1182,7 +1182,7 @@ static void
 test_gelu_forward(void)
 {
 	size_t		cap = 6000000,
-				n = 0;
+				n;
 	float	   *in = malloc(cap * sizeof(float)),
 			   *out = malloc(cap * sizeof(float));
 	const char *names[] = {"AVX2", "AVX-512"};
