@@ -652,14 +652,15 @@ fill_dense_case(uint64_t r, float *w, float *in, float *bias, int T, int O, int 
 
 /*
  * gemm.c against a plain double-precision product of the unpacked weights:
- * shapes with a narrow last panel, row counts off the kernel's 6, K past its
- * 384 block, and a panel range that must leave the other columns alone.
+ * shapes with a narrow last panel, row counts off the kernel's 6, K past the
+ * AVX2 kernel's 384 block and the AVX-512 one's 768 (whole and ragged), and a
+ * panel range that must leave the other columns alone.
  */
 static void
 test_gemm(void)
 {
 	static const int shapes[][3] = {{1, 16, 1}, {7, 37, 5}, {13, 48, 400}, {97, 70, 385}, {200, 1152, 384},
-	{6, 100, 1536}};
+	{6, 100, 1536}, {19, 64, 1000}};
 
 	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
 	{
