@@ -1623,7 +1623,11 @@ test_minilm(const char *dir, const char *ref_path)
 	 * to sentence-transformers' is reported; the check is a floor that a
 	 * wrong scale or layout would fall far below (cosine near 0), not a
 	 * measured value. Chunks of sequences on 3 threads and a team must give
-	 * the same numbers as one thread: inputs are quantized row by row.
+	 * the same numbers as one thread: inputs are quantized row by row. One
+	 * thread cuts each 16-sentence batch (about a thousand tokens) into
+	 * groups of rows for the qkv product and attention (model.c), and the
+	 * chunks cut theirs elsewhere: a group's rows or offsets gone astray
+	 * would show here.
 	 */
 	if (bt_model_quantize(m, err, sizeof err) != 0 || m->n_q8 == 0)
 		check(!bt_simd_avx2(), "all-MiniLM-L6-v2: quantizes (%s)", bt_simd_avx2() ? err : "no AVX2");
