@@ -476,10 +476,10 @@ layer_dense(const BtBertModel *m, BtTeam *team, float *out, const float *in, con
  * then attends over before going on to the next sequences: a product over
  * the whole batch leaves most of q, k and v in L3 by the time their heads
  * come (1152 floats a row in MiniLM, 2304 in bert-base), and the heads wait
- * on them. On Zen 4, MiniLM at batch 32 ran 1-7% faster (docs/benchmarks.md;
- * bert-base within noise); the weights are read once more per group, from
- * L3, which costs less. The same bits: each row's product does not depend
- * on its group.
+ * on them. On Zen 4, MiniLM at batch 32 and 128 tokens ran 1-6% faster,
+ * and at most 3% elsewhere (docs/benchmarks.md; bert-base within noise);
+ * the weights are read once more per group, from L3, which costs less.
+ * The same bits: each row's product does not depend on its group.
  */
 #define ATTENTION_GROUP_ROWS 192
 
