@@ -472,6 +472,21 @@ layer_dense(const BtBertModel *m, BtTeam *team, float *out, const float *in, con
 }
 
 /*
+ * Sequences s0 .. s1 - 1 of b as a batch of their own: offsets (s1 - s0 + 1
+ * entries, the caller's) rebased to 0, ids and type ids pointing into b's.
+ */
+static BtBatch
+sub_batch(const BtBatch *b, int s0, int s1, int32_t *offsets)
+{
+	int			t0 = b->offsets[s0];
+	BtBatch		sub = {s1 - s0, offsets, b->ids + t0, b->type_ids ? b->type_ids + t0 : NULL};
+
+	for (int s = s0; s <= s1; s++)
+		offsets[s - s0] = b->offsets[s] - t0;
+	return sub;
+}
+
+/*
  * Rows of sequences whose queries, keys and values one thread computes and
  * then attends over before going on to the next sequences: a product over
  * the whole batch leaves most of q, k and v in L3 by the time their heads
@@ -509,15 +524,12 @@ layer_attention_grouped(const BtBertModel *m, const BtBatch *b, int l, const flo
 	for (int s0 = 0, s1; s0 < b->n_seq; s0 = s1)
 	{
 		int			t0 = b->offsets[s0];
-		BtBatch		group = {0};
+		BtBatch		group;
 
 		for (s1 = s0 + 1; s1 < b->n_seq && s1 - s0 < ATTENTION_GROUP_ROWS &&
 			 b->offsets[s1 + 1] - t0 <= ATTENTION_GROUP_ROWS; s1++)
 			;
-		for (int s = s0; s <= s1; s++)
-			offsets[s - s0] = b->offsets[s] - t0;
-		group.n_seq = s1 - s0;
-		group.offsets = offsets;	/* attention reads no ids */
+		group = sub_batch(b, s0, s1, offsets);
 		layer_dense(m, NULL, qkv + (size_t) t0 * 3 * H, x + (size_t) t0 * H, w, bias, b->offsets[s1] - t0, 3 * H, H);
 		bt_attention_forward_part(ctx + (size_t) t0 * H, scores, qkv + (size_t) t0 * 3 * H, &group, H,
 								  c->num_heads, 0, 1, m->use_bf16);
@@ -792,15 +804,8 @@ encode_chunk(Chunks *ch, int i)
 	int			s0 = ch->first[i],
 				s1 = ch->first[i + 1],
 				t0 = b->offsets[s0];
-	int32_t    *offsets = ch->offsets + s0 + i;	/* s1 - s0 + 1 entries of its own */
-	BtBatch		sub;
+	BtBatch		sub = sub_batch(b, s0, s1, ch->offsets + s0 + i);	/* s1 - s0 + 1 offsets of its own */
 
-	for (int s = s0; s <= s1; s++)
-		offsets[s - s0] = b->offsets[s] - t0;
-	sub.n_seq = s1 - s0;
-	sub.offsets = offsets;
-	sub.ids = b->ids + t0;
-	sub.type_ids = b->type_ids ? b->type_ids + t0 : NULL;
 	return encode(ch->m, &sub, ch->x + (size_t) t0 * ch->m->cfg.hidden_size, ch->first_only, NULL);
 }
 
