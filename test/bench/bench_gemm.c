@@ -2,7 +2,7 @@
  * bench_gemm.c - the packed dense-layer kernel (src/engine/gemm.c) against
  * OpenBLAS sgemm on the encoder's GEMM shapes.
  *
- *   bench_gemm [SECONDS_PER_SHAPE [THREADS]]
+ *   [SHAPES="T,O,K ..."] bench_gemm [SECONDS_PER_SHAPE [THREADS]]
  *
  * For each shape (T rows of input, O outputs, K inputs: MiniLM-L6 and
  * bert-base layers at 256, 512 and 4096 tokens) prints the best GFLOP/s of
@@ -101,6 +101,23 @@ run_once(const Rows *r)
 		blas_dense(r->out, r->in, s->w, s->b, s->T, s->O, s->K);
 }
 
+/* Whether SHAPES (T,O,K triples separated by spaces, e.g. "512,2304,768 256,768,3072") names this shape; all when unset. */
+static bool
+wanted(int T, int O, int K)
+{
+	const char *list = getenv("SHAPES");
+	char		name[48];
+	size_t		n;
+
+	if (list == NULL || *list == '\0')
+		return true;
+	n = (size_t) snprintf(name, sizeof(name), "%d,%d,%d", T, O, K);
+	for (const char *at = strstr(list, name); at; at = strstr(at + 1, name))
+		if ((at == list || at[-1] == ' ') && (at[n] == '\0' || at[n] == ' '))
+			return true;
+	return false;
+}
+
 /* A helper thread: one computation per round until told to stop. */
 static void *
 helper(void *arg)
@@ -149,6 +166,9 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
 	{
 		Shape		s = {.T = shapes[i][0], .O = shapes[i][1], .K = shapes[i][2]};
+
+		if (!wanted(s.T, s.O, s.K))
+			continue;
 		int			T = s.T,
 					O = s.O,
 					K = s.K;
