@@ -271,11 +271,11 @@ tile_6x16(float *c, int ldc, const float *a, const float *b, int kc, const float
  */
 AVX512 static inline __attribute__((always_inline)) void
 tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
-		const float *bias, bool first, bool gelu, const int ROWS, const int P)
+		const float *bias, bool first, bool fetch, bool gelu, const int ROWS, const int P)
 {
 	__m512		acc[2 * MR][2];
 
-	bt_tile512_start(acc, c, ldc, bias, first, ROWS, P);
+	bt_tile512_start(acc, c, ldc, bias, first, fetch, ROWS, P);
 	for (int k = 0; k < kc; k++)
 	{
 		__m512		b0 = _mm512_loadu_ps(b + 16 * k),
@@ -300,9 +300,9 @@ tile512(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t
 /* tile512 for `rows` rows and P panels, each shape inlined on its own. */
 AVX512 static void
 tile512_dispatch(float *c, int ldc, const float *a, size_t a_next, const float *b, size_t b_next, int kc,
-				 const float *bias, bool first, bool gelu, int rows, int P)
+				 const float *bias, bool first, bool fetch, bool gelu, int rows, int P)
 {
-	BT_TILE_SHAPES(rows, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first, gelu);
+	BT_TILE_SHAPES(rows, P, tile512, c, ldc, a, a_next, b, b_next, kc, bias, first, fetch, gelu);
 }
 
 /* block() for the AVX-512 kernel: pairs of panels by pairs of row tiles. */
@@ -312,7 +312,8 @@ block512(float *out, int ldo, const float *tiles, const float *wp, const float *
 {
 	bool		last = k0 + kc == K,
 				in_tile = last && bt_tile_gelu(gelu),
-				after = last && gelu && !in_tile;
+				after = last && gelu && !in_tile,
+				fetch = bt_tile_fetch(mc, (p1 - p0) * 16);
 
 	for (int p = p0; p < p1; p += 2)
 	{
@@ -326,7 +327,8 @@ block512(float *out, int ldo, const float *tiles, const float *wp, const float *
 			float	   *c = out + (size_t) (m0 + r0) * ldo + p * 16;
 			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR;
 
-			tile512_dispatch(c, ldo, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, in_tile, rows, P);
+			tile512_dispatch(c, ldo, a, (size_t) MR * kc, panel, (size_t) 16 * K, kc, pb, k0 == 0, fetch, in_tile,
+							 rows, P);
 			if (after)
 				for (int r = 0; r < rows; r++)
 					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);

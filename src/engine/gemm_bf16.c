@@ -286,11 +286,11 @@ pack_rows_bf16(uint32_t *dst, const BtStrided *a, int m0, int rows, int k0, int 
  */
 AVX512BF16 static inline __attribute__((always_inline)) void
 tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next, int pairs,
-		  const float *bias, bool first, bool gelu, const int ROWS, const int P)
+		  const float *bias, bool first, bool fetch, bool gelu, const int ROWS, const int P)
 {
 	__m512		acc[2 * MR][2];
 
-	bt_tile512_start(acc, c, ldc, bias, first, ROWS, P);
+	bt_tile512_start(acc, c, ldc, bias, first, fetch, ROWS, P);
 	for (int j = 0; j < pairs; j++)
 	{
 		__m512bh	b0 = (__m512bh) _mm512_loadu_si512(b + 32 * j),
@@ -315,9 +315,9 @@ tile_bf16(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b
 /* tile_bf16 for `rows` rows and P panels, each shape inlined on its own. */
 AVX512BF16 static void
 tile_bf16_dispatch(float *c, int ldc, const uint32_t *a, size_t a_next, const uint16_t *b, size_t b_next,
-				   int pairs, const float *bias, bool first, bool gelu, int rows, int P)
+				   int pairs, const float *bias, bool first, bool fetch, bool gelu, int rows, int P)
 {
-	BT_TILE_SHAPES(rows, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first, gelu);
+	BT_TILE_SHAPES(rows, P, tile_bf16, c, ldc, a, a_next, b, b_next, pairs, bias, first, fetch, gelu);
 }
 
 /* ---- AMX: 32 rows by 2 panels in four 16x16 tiles ---- */
@@ -439,6 +439,7 @@ gemm_rows_avx512(float *out, int ldo, const BtStrided *in, int T, const BtBf16We
 		for (int m0 = 0; m0 < T; m0 += MC)
 		{
 			int			mc = T - m0 < MC ? T - m0 : MC;
+			bool		fetch = bt_tile_fetch(mc, (p1 - p0) * 16);
 
 			pack_rows_bf16(tiles, in, m0, mc, k0, kc);
 			for (int p = p0; p < p1; p += 2)
@@ -454,7 +455,7 @@ gemm_rows_avx512(float *out, int ldo, const BtStrided *in, int T, const BtBf16We
 					int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR;
 
 					tile_bf16_dispatch(c, ldo, a, (size_t) MR * pairs, panel, (size_t) 16 * K, pairs, pb, first,
-									   in_tile, rows, P);
+									   fetch, in_tile, rows, P);
 					if (after)
 						for (int r = 0; r < rows; r++)
 							bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);

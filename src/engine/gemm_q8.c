@@ -378,7 +378,7 @@ dpbusd(__m512i *acc, __m512i x, __m512i w)
 VNNI static inline __attribute__((always_inline)) void
 tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
 			 const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
-			 bool first, bool gelu, const int ROWS, const int P)
+			 bool first, bool fetch, bool gelu, const int ROWS, const int P)
 {
 	__m512i		acc[2 * MR][2];
 
@@ -387,6 +387,8 @@ tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, s
 #pragma GCC unroll 2
 		for (int p = 0; p < P; p++)
 			acc[r][p] = _mm512_setzero_si512();
+	if (fetch)
+		bt_tile512_prefetch(c, ldc, ROWS, P);	/* read back (or first written) after the loop */
 	for (int g = 0; g < groups; g++)
 	{
 		__m512i		q0 = _mm512_loadu_si512(b + 64 * g),
@@ -429,9 +431,10 @@ tile_q8_vnni(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, s
 VNNI static void
 tile_q8_vnni_dispatch(float *c, int ldc, const uint8_t *a, size_t lda, const int8_t *b, size_t b_next, int groups,
 					  const float *sx, const int32_t *zp, const float *sw, const int32_t *colsum, const float *bias,
-					  bool first, bool gelu, int rows, int P)
+					  bool first, bool fetch, bool gelu, int rows, int P)
 {
-	BT_TILE_SHAPES(rows, P, tile_q8_vnni, c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, gelu);
+	BT_TILE_SHAPES(rows, P, tile_q8_vnni, c, ldc, a, lda, b, b_next, groups, sx, zp, sw, colsum, bias, first, fetch,
+				   gelu);
 }
 
 /* One K block of bt_gemm_q8 on the VNNI kernel: panels in pairs, rows in tiles of 12. */
@@ -443,7 +446,8 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 	bool		first = k0 == 0,
 				last = k0 + kc == K,
 				in_tile = last && bt_tile_gelu(gelu),
-				after = last && gelu && !in_tile;
+				after = last && gelu && !in_tile,
+				fetch = bt_tile_fetch(mc, (p1 - p0) * 16);
 
 	for (int p = p0; p < p1; p += 2)
 	{
@@ -459,7 +463,7 @@ block_q8_vnni(float *out, int ldo, const uint8_t *codes, int K, const BtQ8Weight
 			int			rows = mc - r0 < 2 * MR ? mc - r0 : 2 * MR;
 
 			tile_q8_vnni_dispatch(c, ldo, a, K, panel, (size_t) 16 * K, kc / 4, sx + r0, zp + r0,
-								  qw->scale + p * 16, cs, pb, first, in_tile, rows, P);
+								  qw->scale + p * 16, cs, pb, first, fetch, in_tile, rows, P);
 			if (after)
 				for (int r = 0; r < rows; r++)
 					bt_gelu_forward(c + (size_t) r * ldo, c + (size_t) r * ldo, 16 * P, *gelu);
