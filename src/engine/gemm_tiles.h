@@ -37,7 +37,7 @@ bt_tile_fetch(int rows, int outputs)
  * loop runs, so that the stores at its end (or the loads of earlier sums)
  * find them there instead of waiting on L3 or memory: a layer's outputs
  * (T x O floats) have long left L2 when their tiles come. On Zen 4, one
- * thread, batch 32: bert-base 5% faster in int8, MiniLM 2-9% in every
+ * thread, batch 32: bert-base 5% faster in int8, MiniLM 1-9% in every
  * precision (docs/benchmarks.md).
  */
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
